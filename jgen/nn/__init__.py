@@ -1,0 +1,1 @@
+"""Pure flax.linen modules (no training logic here)."""

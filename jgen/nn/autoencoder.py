@@ -1,0 +1,49 @@
+"""Encoder-decoder pairs built from config, shared by the autoencoder, the VAE and latent diffusion."""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from jgen.nn.conv import ConvDecoder, ConvEncoder
+from jgen.nn.mlp import MLPDecoder, MLPEncoder
+
+ARCHITECTURES = ("mlp", "conv")
+
+
+class EncoderDecoder(nn.Module):
+    """`encode`: [B, H, W, C] -> [B, code_dim]; `decode`: [B, latent_dim] -> logits [B, H, W, C]."""
+    kind: str
+    shape: Sequence[int]
+    code_dim: int          # encoder output size (2 * latent_dim for a VAE: mean and log-variance)
+    latent_dim: int
+    features: Sequence[int]
+    hidden: int = 256
+
+    def setup(self):
+        if self.kind == "mlp":
+            # The course autoencoder: 784 -> 512 -> 256 -> 128 -> 256 -> 512 -> 784, ReLU hidden.
+            relu_last = self.code_dim == self.latent_dim  # a VAE's mean/log-variance head stays linear
+            self.encoder = MLPEncoder(tuple(self.features) + (self.code_dim,), relu_last=relu_last)
+            self.decoder = MLPDecoder(tuple(self.shape), tuple(reversed(self.features)))
+        elif self.kind == "conv":
+            self.encoder = ConvEncoder(self.code_dim, tuple(self.features), self.hidden)
+            self.decoder = ConvDecoder(tuple(self.shape), tuple(self.features), self.hidden)
+        else:
+            raise ValueError(f"model.kind={self.kind!r}; choose one of {ARCHITECTURES}")
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        return self.encoder(x)
+
+    def decode(self, z: jax.Array) -> jax.Array:
+        return self.decoder(z)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        code = self.encode(x)
+        return self.decode(code[:, : self.latent_dim])
+
+
+def make_encoder_decoder(model_cfg: ml_collections.ConfigDict, shape, latent_dim: int, code_dim: int) -> EncoderDecoder:
+    return EncoderDecoder(kind=model_cfg.kind, shape=tuple(shape), code_dim=code_dim, latent_dim=latent_dim,
+                          features=tuple(model_cfg.features), hidden=model_cfg.get("hidden", 256))

@@ -1,0 +1,52 @@
+"""Convolutional encoder and decoder for small images (28x28 MNIST, 8x8 digits)."""
+
+from typing import Sequence
+
+import chex
+import flax.linen as nn
+import jax
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 3x3 convolutions (one per entry of `features`), then a Dense layer to `out_dim` units.
+
+    [B, H, W, C] -> [B, out_dim]; H and W must be divisible by 2**len(features).
+    """
+    out_dim: int
+    features: Sequence[int] = (32, 64)
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        chex.assert_rank(x, 4)
+        h = x
+        for f in self.features:
+            h = nn.silu(nn.Conv(f, (3, 3), strides=(2, 2))(h))
+        h = h.reshape(h.shape[0], -1)
+        h = nn.silu(nn.Dense(self.hidden)(h))
+        return nn.Dense(self.out_dim)(h)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of ConvEncoder: Dense to a [H/2^n, W/2^n, features[-1]] map, then stride-2 transposed convolutions.
+
+    [B, D] -> logits [B, H, W, C] (no output activation).
+    """
+    out_shape: Sequence[int]  # (H, W, C)
+    features: Sequence[int] = (32, 64)
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        chex.assert_rank(z, 2)
+        height, width, channels = self.out_shape
+        n = len(self.features)
+        h0, w0 = height // 2 ** n, width // 2 ** n
+        h = nn.silu(nn.Dense(self.hidden)(z))
+        h = nn.silu(nn.Dense(h0 * w0 * self.features[-1])(h))
+        h = h.reshape(z.shape[0], h0, w0, self.features[-1])
+        for f in reversed(self.features):
+            h = nn.silu(nn.ConvTranspose(f, (3, 3), strides=(2, 2))(h))
+        out = nn.Conv(channels, (3, 3))(h)
+        chex.assert_shape(out, (z.shape[0], height, width, channels))
+        return out

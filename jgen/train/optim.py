@@ -1,0 +1,43 @@
+"""Optimizers and learning-rate schedules from config, and the EMA of parameters."""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+import optax
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+
+
+def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """Linear warmup from 0 over `warmup_steps`, then constant or cosine decay to 0 at `total_steps`."""
+    lr, warmup = float(cfg.learning_rate), int(cfg.warmup_steps)
+    if cfg.schedule == "constant":
+        main = optax.constant_schedule(lr)
+    elif cfg.schedule == "cosine":
+        main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
+    else:
+        raise ValueError(f"optim.schedule={cfg.schedule!r}; choose one of {SCHEDULES}")
+    if warmup <= 0:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """adam / adamw with the configured schedule, preceded by global-norm clipping when grad_clip > 0."""
+    schedule = make_schedule(cfg, total_steps)
+    if cfg.name == "adam":
+        opt = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    elif cfg.name == "adamw":
+        opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optim.name={cfg.name!r}; choose one of {OPTIMIZERS}")
+    if cfg.grad_clip and cfg.grad_clip > 0:
+        opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+    return opt
+
+
+def ema_update(ema, params, decay: float):
+    """ema <- decay * ema + (1 - decay) * params, leaf by leaf."""
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
