@@ -55,8 +55,8 @@ class Method(abc.ABC):
         (loss, (metrics, model_state)), grads = grad_fn(state.params, state.model_state, batch, key)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ema = ema_update(state.ema_params, params, self.config.train.ema_decay)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+        ema = ema_update(state.ema_params, params, self.config.train.ema_decay, state.step)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                                   ema_params=ema, model_state=model_state)
         return new_state, metrics

@@ -2,9 +2,13 @@
 
 Likelihoods and the bits/dim convention:
 - "gaussian": pixels are 8-bit values k in {0..255}. Each step dequantises them, y = (k + u) / 256 with
-  u ~ U[0, 1), and the decoder is N(y; sigmoid(dec(z)), sigma^2) with one learned sigma. The ELBO is a
+  u ~ U[0, 1), and the decoder is N(y; mu(z), sigma(z)^2) per pixel: mean = sigmoid of one output channel,
+  log sigma = another output channel (floored at log 1e-3). The ELBO is a
   lower bound on log p(y) (a density on [0, 1]^D), and -log P(k) <= -log p(y) + D log 256, so
   bits/dim = (-ELBO + D log 256) / (D log 2): an upper bound on the discrete model's bits/dim.
+- "logistic": as "gaussian" but with a per-pixel logistic density (mean, log scale). Its tails are linear in
+  log space, so one badly predicted test pixel costs |error| / scale nats rather than error^2 / (2 sigma^2):
+  it generalises far better than the Gaussian on MNIST's near-binary pixels. The default.
 - "bernoulli": the model is of binarised images; each step draws b ~ Bernoulli(pixel intensity) and the
   decoder is Bernoulli(sigmoid(dec(z))). bits/dim = -ELBO / (D log 2), of binary pixels.
 The ELBO is reported in nats per image; the importance-weighted bound with K samples (`iwae_nats`) is tighter.
@@ -23,7 +27,7 @@ from jgen.methods.base import Batch, Method
 from jgen.nn.autoencoder import make_encoder_decoder
 from jgen.viz import image_grid
 
-LIKELIHOODS = ("gaussian", "bernoulli")
+LIKELIHOODS = ("logistic", "gaussian", "bernoulli")
 _MIN_LOG_SIGMA = math.log(1e-3)
 
 
@@ -43,6 +47,12 @@ def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> ja
     return jnp.sum(lp, axis=(1, 2, 3))
 
 
+def logistic_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array) -> jax.Array:
+    """log Logistic(x; mean, scale) summed over H, W, C: [B, H, W, C] -> [B]."""
+    u = (x - mean) * jnp.exp(-log_scale)
+    return jnp.sum(-u - log_scale - 2.0 * jax.nn.softplus(-u), axis=(1, 2, 3))
+
+
 def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
     """log Bernoulli(x; sigmoid(logits)) summed over H, W, C: [B, H, W, C] -> [B]."""
     return jnp.sum(x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits), axis=(1, 2, 3))
@@ -55,14 +65,14 @@ class VAE(Method):
         if config.method.likelihood not in LIKELIHOODS:
             raise ValueError(f"method.likelihood={config.method.likelihood!r}; choose one of {LIKELIHOODS}")
         self.latent_dim = config.method.latent_dim
-        self.net = make_encoder_decoder(config.model, info.shape, self.latent_dim, 2 * self.latent_dim)
+        h, w, c = info.shape
+        out_shape = (h, w, c) if config.method.likelihood == "bernoulli" else (h, w, 2 * c)  # (mean, log sigma)
+        self.channels = c
+        self.net = make_encoder_decoder(config.model, out_shape, self.latent_dim, 2 * self.latent_dim)
         self.num_dims = int(np.prod(info.shape))
 
     def init_variables(self, key, batch):
-        params = {"net": self.net.init(key, batch["image"])["params"]}
-        if self.config.method.likelihood == "gaussian":
-            params["log_sigma"] = jnp.full((), math.log(0.1), jnp.float32)
-        return params, {}
+        return {"net": self.net.init(key, batch["image"])["params"]}, {}
 
     # -- pure pieces ---------------------------------------------------------------------------------
     def encode(self, params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -72,21 +82,25 @@ class VAE(Method):
 
     def decode(self, params, z: jax.Array) -> jax.Array:
         """Decoder mean in [0, 1]: [B, latent_dim] -> [B, H, W, C]."""
-        return jax.nn.sigmoid(self.net.apply({"params": params["net"]}, z, method="decode"))
+        out = self.net.apply({"params": params["net"]}, z, method="decode")
+        return jax.nn.sigmoid(out[..., : self.channels])
 
     def _target(self, images: jax.Array, key: jax.Array) -> jax.Array:
         """The random variable the likelihood is over: dequantised pixels or binarised pixels."""
-        if self.config.method.likelihood == "gaussian":
+        if self.config.method.likelihood != "bernoulli":
             pixels = jnp.round(images * 255.0)
             return (pixels + jax.random.uniform(key, images.shape)) / 256.0
         return jax.random.bernoulli(key, images).astype(images.dtype)
 
     def _log_likelihood(self, params, x: jax.Array, z: jax.Array) -> jax.Array:
         logits = self.net.apply({"params": params["net"]}, z, method="decode")
-        if self.config.method.likelihood == "gaussian":
-            log_sigma = jnp.maximum(params["log_sigma"], _MIN_LOG_SIGMA)
-            return gaussian_log_prob(x, jax.nn.sigmoid(logits), log_sigma)
-        return bernoulli_log_prob(x, logits)
+        if self.config.method.likelihood == "bernoulli":
+            return bernoulli_log_prob(x, logits)
+        mean, log_scale = jax.nn.sigmoid(logits[..., : self.channels]), logits[..., self.channels:]
+        log_scale = jnp.maximum(log_scale, _MIN_LOG_SIGMA)
+        if self.config.method.likelihood == "logistic":
+            return logistic_log_prob(x, mean, log_scale)
+        return gaussian_log_prob(x, mean, log_scale)
 
     def elbo_terms(self, params, images: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
         """Per-example reconstruction log-likelihood, KL and ELBO (nats), each [B]."""
@@ -115,7 +129,7 @@ class VAE(Method):
 
     def bits_per_dim(self, nats: jax.Array) -> jax.Array:
         """Negative log-likelihood bound in nats per image -> bits per dimension (see the module docstring)."""
-        offset = self.num_dims * math.log(256.0) if self.config.method.likelihood == "gaussian" else 0.0
+        offset = 0.0 if self.config.method.likelihood == "bernoulli" else self.num_dims * math.log(256.0)
         return (nats + offset) / (self.num_dims * math.log(2.0))
 
     # -- Method interface ------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 from typing import Sequence
 
+import math
+
 import chex
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 
 class MLPEncoder(nn.Module):
@@ -38,5 +39,5 @@ class MLPDecoder(nn.Module):
         h = z
         for f in self.features:
             h = nn.relu(nn.Dense(f)(h))
-        out = nn.Dense(int(jnp.prod(jnp.array(self.out_shape))))(h)
+        out = nn.Dense(math.prod(self.out_shape))(h)
         return out.reshape(z.shape[0], *self.out_shape)  # [B, H, W, C]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -38,6 +39,12 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
     return opt
 
 
-def ema_update(ema, params, decay: float):
-    """ema <- decay * ema + (1 - decay) * params, leaf by leaf."""
+def ema_update(ema, params, decay, step=None):
+    """ema <- d * ema + (1 - d) * params, leaf by leaf.
+
+    With `step` (the number of updates so far), d = min(decay, (1 + step) / (10 + step)): the usual warm-up
+    that keeps early EMAs from being dominated by the random initialisation.
+    """
+    if step is not None:
+        decay = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)

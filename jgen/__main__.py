@@ -1,0 +1,3 @@
+from jgen.cli import main
+
+main()

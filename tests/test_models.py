@@ -1,0 +1,71 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jgen.config import base_config
+from jgen.data import DataInfo
+from jgen.methods import get_method
+from jgen.nn.conv import ConvDecoder, ConvEncoder
+from jgen.nn.mlp import MLPDecoder, MLPEncoder
+
+MNIST = DataInfo("mnist", (28, 28, 1), 10, 4000, 1000)
+
+
+def _param_shapes(tree):
+    return [tuple(x.shape) for x in jax.tree.leaves(tree)]
+
+
+def test_course_autoencoder_has_the_course_architecture():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ae", "experiments/configs/ae_mnist.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config()
+    m = get_method("autoencoder")(c, MNIST)
+    x = jnp.zeros((2, 28, 28, 1))
+    params, _ = m.init_variables(jax.random.PRNGKey(0), {"image": x})
+    kernels = [tuple(params[part][f"Dense_{i}"]["kernel"].shape) for part in ("encoder", "decoder") for i in range(3)]
+    assert kernels == [(784, 512), (512, 256), (256, 128), (128, 256), (256, 512), (512, 784)]
+    out = m.reconstruct(params, x)
+    assert out.shape == x.shape and out.dtype == jnp.float32
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0  # sigmoid output
+    assert c.optim.name == "adam" and c.optim.learning_rate == 1e-3 and c.train.steps * 128 >= 100 * 4000
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (8, 8, 1)])
+def test_conv_encoder_decoder_shapes(shape):
+    x = jnp.ones((3, *shape), jnp.float32)
+    enc, dec = ConvEncoder(10, (8, 16), 32), ConvDecoder(shape, (8, 16), 32)
+    code, _ = enc.init_with_output(jax.random.PRNGKey(0), x)
+    assert code.shape == (3, 10) and code.dtype == jnp.float32
+    out, _ = dec.init_with_output(jax.random.PRNGKey(1), code)
+    assert out.shape == (3, *shape) and out.dtype == jnp.float32
+
+
+def test_mlp_shapes():
+    x = jnp.ones((2, 8, 8, 1))
+    code, _ = MLPEncoder((16, 4)).init_with_output(jax.random.PRNGKey(0), x)
+    assert code.shape == (2, 4) and float(code.min()) >= 0.0  # ReLU'd bottleneck
+    out, _ = MLPDecoder((8, 8, 1), (16,)).init_with_output(jax.random.PRNGKey(0), code)
+    assert out.shape == (2, 8, 8, 1)
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_vae_shapes_and_sampling(likelihood):
+    c = base_config()
+    c.method.update(dict(name="vae", latent_dim=6, likelihood=likelihood, beta=1.0, eval_iw_samples=3))
+    c.model.update(dict(kind="conv", features=(8, 16), hidden=32))
+    m = get_method("vae")(c, MNIST)
+    batch = {"image": jnp.full((4, 28, 28, 1), 0.5), "label": jnp.zeros((4,), jnp.int32)}
+    state = m.init_state(jax.random.PRNGKey(0), batch)
+    mean, logvar = m.encode(state.params, batch["image"])
+    assert mean.shape == logvar.shape == (4, 6)
+    s = m.sample(state.params, None, jax.random.PRNGKey(1), 5)
+    assert s.shape == (5, 28, 28, 1) and 0.0 <= float(s.min()) <= float(s.max()) <= 1.0
+    ev = m.eval_step(state.params, {}, batch, jax.random.PRNGKey(2))
+    assert set(ev) == {"elbo", "kl", "bpd", "iwae", "bpd_iwae"} and all(v.shape == (4,) for v in ev.values())
+    assert np.all(np.asarray(ev["iwae"]) > -np.inf)
+    strip = m.interpolate(state.params, batch["image"][0], batch["image"][1], 7)
+    assert strip.shape == (7, 28, 28, 1)

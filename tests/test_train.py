@@ -1,0 +1,114 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jgen.train.checkpoint import load_run
+from jgen.train.loop import train_and_evaluate
+from jgen.train.writer import read_metrics
+from tests.conftest import ROOT, tiny_config
+
+
+def test_short_run_reduces_loss_and_writes_run_dir(tmp_path):
+    c = tiny_config("vae", steps=60)
+    c.train.sample_every = 60
+    final = train_and_evaluate(c, str(tmp_path))
+    rows = read_metrics(str(tmp_path), "train")
+    assert rows[-1]["loss"] < 0.8 * rows[0]["loss"], (rows[0]["loss"], rows[-1]["loss"])
+    assert {"elbo", "bpd", "iwae", "bpd_iwae", "kl"} <= set(final) and np.isfinite(final["bpd"])
+    names = set(os.listdir(tmp_path))
+    assert {"config.json", "metrics.jsonl", "checkpoints", "samples"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    pngs = os.listdir(tmp_path / "samples")
+    assert {f"{k}_step_0000060.png" for k in ("samples", "reconstructions", "interpolation")} <= set(pngs)
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["method"]["name"] == "vae"
+
+
+def test_autoencoder_trains(tmp_path):
+    c = tiny_config("autoencoder", steps=40)
+    c.model.kind = "mlp"
+    c.model.features = (32,)
+    c.train.ema_decay = 0.0
+    final = train_and_evaluate(c, str(tmp_path))
+    rows = read_metrics(str(tmp_path), "train")
+    assert rows[-1]["mse"] < rows[0]["mse"] and 0.0 < final["mse"] < rows[0]["mse"]
+
+
+def test_rerun_of_finished_run_does_not_retrain(tmp_path):
+    c = tiny_config("vae", steps=10)
+    first = train_and_evaluate(c, str(tmp_path))
+    n_rows = len(read_metrics(str(tmp_path)))
+    again = train_and_evaluate(c, str(tmp_path))
+    assert len(read_metrics(str(tmp_path))) == n_rows
+    assert again == pytest.approx(first)
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    train_and_evaluate(tiny_config("vae", steps=5), str(tmp_path))
+    other = tiny_config("vae", steps=5)
+    other.method.latent_dim = 7
+    with pytest.raises(ValueError, match=r"(?s)different model.*method.latent_dim: checkpoint has 4, config has 7"):
+        train_and_evaluate(other, str(tmp_path))
+
+
+def _cli_train(workdir, steps, extra=(), env=None):
+    cmd = [sys.executable, "-m", "jgen", "train", "--config", os.path.join(ROOT, "tests", "tiny_vae_config.py"),
+           "--workdir", str(workdir), f"--config.train.steps={steps}", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _params(workdir):
+    _, _, state, _ = load_run(str(workdir))
+    return jax.tree.map(np.asarray, (state.params, state.opt_state, state.ema_params))
+
+
+def test_sigterm_checkpoints_and_resume_is_bitwise_equal(tmp_path):
+    steps = 400
+    full = _cli_train(tmp_path / "full", steps)
+    out, _ = full.communicate(timeout=300)
+    assert full.returncode == 0, out
+
+    run = _cli_train(tmp_path / "cut", steps, ["--config.train.log_every=1"])
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and run.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 20:
+            run.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    out, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, out
+    assert "saved a checkpoint" in out
+    _, _, cut_state, _ = load_run(str(tmp_path / "cut"))
+    assert 20 <= int(cut_state.step) < steps, "the run was not interrupted mid-way"
+
+    resumed = _cli_train(tmp_path / "cut", steps)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    a, b = _params(tmp_path / "full"), _params(tmp_path / "cut")
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_one_and_eight_devices_agree(tmp_path):
+    procs = {}
+    for n in (1, 8):
+        env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
+        procs[n] = _cli_train(tmp_path / f"dev{n}", 8, ["--config.train.ema_decay=0.5"], env=env)
+    for n, p in procs.items():
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out
+    a, b = _params(tmp_path / "dev1"), _params(tmp_path / "dev8")
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+    la = read_metrics(str(tmp_path / "dev1"), "train")[-1]["loss"]
+    lb = read_metrics(str(tmp_path / "dev8"), "train")[-1]["loss"]
+    assert la == pytest.approx(lb, rel=1e-4)
