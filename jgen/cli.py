@@ -87,7 +87,13 @@ def _main(argv: list[str]) -> None:
     positional = [a for a in argv[1:]]
     if len(positional) != 1 or positional[0] not in COMMANDS:
         raise app.UsageError(f"expected one command out of {COMMANDS}; got {positional}\n{_usage()}")
-    globals()[f"cmd_{positional[0]}"]()
+    from jgen.config import ConfigError
+
+    try:
+        globals()[f"cmd_{positional[0]}"]()
+    except (ConfigError, FileNotFoundError) as e:  # user errors: the message says what to change
+        print(f"jgen {positional[0]}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ Every source yields float32 images in [0, 1], NHWC, with int32 labels. Methods t
 
 import jax.numpy as jnp
 
-from jgen.data.pipeline import eval_batches, make_train_iterator
+from jgen.data.pipeline import eval_batches, make_train_iterator, spread_batch
 from jgen.data.sources import SOURCES, ArraySource, DataInfo, get_source
 
 
@@ -21,4 +21,4 @@ def from_model_range(x):
 
 
 __all__ = ["DataInfo", "ArraySource", "get_source", "SOURCES", "make_train_iterator",
-           "eval_batches", "to_model_range", "from_model_range"]
+           "eval_batches", "spread_batch", "to_model_range", "from_model_range"]

@@ -47,3 +47,10 @@ def eval_batches(source, batch_size: int, max_examples: int | None = None) -> It
         examples = [source[int(i)] for i in idx]
         batch = {k: np.stack([ex[k] for ex in examples]) for k in examples[0]}
         yield batch, valid
+
+
+def spread_batch(source, num: int) -> dict:
+    """`num` examples at evenly spaced indices of `source` (all classes for label-sorted splits), stacked."""
+    idx = np.linspace(0, len(source) - 1, num).round().astype(int)
+    examples = [source[int(i)] for i in idx]
+    return {k: np.stack([ex[k] for ex in examples]) for k in examples[0]}

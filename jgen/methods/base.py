@@ -70,6 +70,22 @@ class Method(abc.ABC):
         """Images float32 [num, H, W, C] in [0, 1]."""
         raise NotImplementedError(f"method {self.config.method.name!r} does not generate samples")
 
+    @property
+    def num_classes(self) -> int:
+        """Classes a conditional method can generate; 0 for an unconditional one."""
+        return 0
+
+    def generate(self, params, model_state, key: jax.Array, num: int, labels: jax.Array | None = None,
+                 sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
+                 eta: float = 0.0) -> tuple[jax.Array, int]:
+        """(images [num, H, W, C] in [0, 1], network evaluations per image). Methods with samplers override it."""
+        name = self.config.method.name
+        if sampler is not None or steps is not None or guidance is not None:
+            raise ValueError(f"method {name!r} has a single-pass generator: sampler, steps and guidance do not apply")
+        if labels is not None:
+            raise ValueError(f"method {name!r} is unconditional: it cannot generate given labels")
+        return self.sample(params, model_state, key, num), 1
+
     def visualize(self, state: TrainState, batch: Batch, key: jax.Array) -> dict[str, np.ndarray]:
         """Named uint8 image grids; by default a grid of 64 samples from the EMA parameters."""
         try:

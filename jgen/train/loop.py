@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jgen import config as config_lib
-from jgen.data import eval_batches, get_source, make_train_iterator
+from jgen.data import eval_batches, get_source, make_train_iterator, spread_batch
 from jgen.methods import get_method
 from jgen.train import checkpoint as ckpt
 
@@ -180,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 writer.write(step, "eval", final_eval)
             if _interval_hit(step, t.sample_every, final) and jax.process_index() == 0:
                 key = jax.random.fold_in(jax.random.PRNGKey(config.seed), VIS_SALT)
-                images = method.visualize(_host_state(state), next(eval_batches(test_src, 64))[0], key)
+                images = method.visualize(_host_state(state), spread_batch(test_src, 64), key)
                 writer.write_images(step, images)
             if config.eval.sample_metrics_every and _interval_hit(step, config.eval.sample_metrics_every, final):
                 from jgen.metrics.quality import sample_quality
