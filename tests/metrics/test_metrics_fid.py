@@ -121,3 +121,10 @@ def test_stats_errors():
         update_stats(init_stats(2), np.ones((4, 3)))
     with pytest.raises(ValueError, match="dim"):
         init_stats(0)
+
+
+def test_dead_feature_unit_gives_singular_but_correct_result():
+    # a feature that is always 0 (a dead ReLU unit) makes both covariances singular
+    s1, s2 = np.diag([2.0, 0.5, 0.0]), np.diag([1.0, 3.0, 0.0])
+    want = (np.sqrt(2.0) - 1.0) ** 2 + (np.sqrt(0.5) - np.sqrt(3.0)) ** 2
+    np.testing.assert_allclose(frechet_distance(np.zeros(3), s1, np.zeros(3), s2), want, rtol=1e-9)
