@@ -1,0 +1,115 @@
+"""Fréchet distance between Gaussians fitted to features, and streaming feature statistics.
+
+FID = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), computed in float64 the way pytorch-fid does it
+(same near-singular fallback, same tolerance on the imaginary part), so numbers are comparable with
+papers that use pytorch-fid once the same feature network is used.
+
+The statistics are accumulated batch by batch (Chan et al.'s pairwise merge of mean and scatter
+matrix), so 50,000 samples are never held in memory at once:
+
+    acc = init_stats(dim)
+    for feats in batches:            # [B, D]
+        acc = update_stats(acc, feats)
+    mu, sigma = finalize_stats(acc)  # sigma: unbiased (ddof=1), like np.cov(feats, rowvar=False)
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """Squared Fréchet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    If the matrix square root of sigma1 @ sigma2 is not finite (a near-singular product), `eps` is added to
+    the diagonal of both covariances and the root recomputed. A complex root whose diagonal has an
+    imaginary part above 1e-3 raises ValueError; otherwise its real part is used.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.ndim != 1 or mu1.shape != mu2.shape:
+        raise ValueError(f"means must be vectors of the same length; got shapes {mu1.shape} and {mu2.shape}")
+    d = mu1.shape[0]
+    if sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise ValueError(f"covariances must be [{d}, {d}] to match the means; got {sigma1.shape} and {sigma2.shape}")
+
+    diff = mu1 - mu2
+    with warnings.catch_warnings():
+        # Features with dead units give exactly singular covariances; sqrtm warns, the checks below decide.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(d) * eps
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0.0, atol=1e-3):
+            raise ValueError(f"sqrtm(sigma1 @ sigma2) has an imaginary component of up to "
+                             f"{np.max(np.abs(covmean.imag)):.3g}: the covariances are not valid PSD matrices")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+class FeatureStats(NamedTuple):
+    """Running statistics of feature vectors: count, mean [D] and scatter matrix sum (x - mean)(x - mean)^T [D, D]."""
+    count: int
+    mean: np.ndarray      # [D] float64
+    scatter: np.ndarray   # [D, D] float64
+
+
+def init_stats(dim: int) -> FeatureStats:
+    """Empty statistics for features of dimension `dim`."""
+    if not (isinstance(dim, (int, np.integer)) and dim >= 1):
+        raise ValueError(f"dim={dim!r}: the feature dimension must be an integer >= 1")
+    return FeatureStats(0, np.zeros((dim,), np.float64), np.zeros((dim, dim), np.float64))
+
+
+def update_stats(acc: FeatureStats, features) -> FeatureStats:
+    """Merge a batch of features [B, D] into `acc` (returns new statistics; `acc` is not modified)."""
+    x = np.asarray(features, np.float64)
+    dim = acc.mean.shape[0]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"features must be [B, {dim}]; got shape {x.shape}")
+    n_b = x.shape[0]
+    if n_b == 0:
+        return acc
+    mean_b = x.mean(axis=0)
+    centred = x - mean_b
+    scatter_b = centred.T @ centred
+    n = acc.count + n_b
+    delta = mean_b - acc.mean
+    mean = acc.mean + delta * (n_b / n)
+    scatter = acc.scatter + scatter_b + np.outer(delta, delta) * (acc.count * n_b / n)
+    return FeatureStats(n, mean, scatter)
+
+
+def merge_stats(a: FeatureStats, b: FeatureStats) -> FeatureStats:
+    """Statistics of the union of two disjoint sets (e.g. from two hosts)."""
+    if a.mean.shape != b.mean.shape:
+        raise ValueError(f"cannot merge statistics of dimension {a.mean.shape[0]} and {b.mean.shape[0]}")
+    n = a.count + b.count
+    if n == 0:
+        return a
+    delta = b.mean - a.mean
+    mean = a.mean + delta * (b.count / n)
+    scatter = a.scatter + b.scatter + np.outer(delta, delta) * (a.count * b.count / n)
+    return FeatureStats(n, mean, scatter)
+
+
+def finalize_stats(acc: FeatureStats) -> tuple[np.ndarray, np.ndarray]:
+    """(mu [D], sigma [D, D]) with sigma the unbiased covariance (divides by count - 1)."""
+    if acc.count < 2:
+        raise ValueError(f"a covariance needs at least 2 feature vectors; got {acc.count}")
+    return acc.mean.copy(), acc.scatter / (acc.count - 1)
+
+
+def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of features [N, D] held in memory: np.mean and np.cov(rowvar=False) in float64."""
+    x = np.asarray(features, np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be [N, D]; got shape {x.shape}")
+    return finalize_stats(update_stats(init_stats(x.shape[1]), x))
