@@ -63,18 +63,24 @@ def _autoencoder_pipe_samples(pipe: Pipeline, num: int, seed: int) -> tuple[np.n
     return images, {"images_per_sec": num / (time.perf_counter() - t0), "nfe": 1}
 
 
+def _real(pipe: Pipeline, num: int) -> np.ndarray:
+    from jgen.metrics.quality import real_images
+
+    return real_images(get_source(pipe.config.data)[1], num)
+
+
 def evaluate_run(workdir: str, num_samples: int, seed: int = 0, feature_net=None, real=None, **sampler_kwargs) -> dict:
-    """One row of the table for a run directory."""
-    from jgen.metrics.quality import real_features, sample_metrics
+    """One row of the table for a run directory; `real`: test images to compare with (default: its test split)."""
+    from jgen.metrics.quality import images_quality
 
     pipe = Pipeline.from_workdir(workdir)
     if pipe.config.method.name == "autoencoder":
         images, speed = _autoencoder_pipe_samples(pipe, num_samples, seed)
     else:
         images, speed = generate_timed(pipe, num_samples, seed, **sampler_kwargs)
-    real = real if real is not None else real_features(pipe.config, feature_net, num_samples)
+    real = real if real is not None else _real(pipe, num_samples)
     row = {"run": os.path.basename(os.path.normpath(workdir)), "method": pipe.config.method.name,
-           "num_samples": len(images), **sample_metrics(images, real, feature_net), **speed}
+           "num_samples": len(images), **images_quality(real, images, feature_net, seed), **speed}
     evals = read_metrics(workdir, "eval")
     for k in LIKELIHOOD_KEYS:
         if evals and k in evals[-1]:
@@ -128,14 +134,10 @@ def _write(out_dir: str, name: str, rows: list[dict], columns: list[str], x: str
 def compare_workdirs(workdirs: list[str], out_dir: str, num_samples: int = 1000, seed: int = 0) -> str:
     """Evaluate every run on the same test features; write compare.{json,md,png}; return the Markdown table."""
     from jgen.metrics.feature_nets import load_mnist_classifier
-    from jgen.metrics.quality import real_features
 
     net = load_mnist_classifier()
-    real, rows = None, []
-    for w in workdirs:
-        if real is None:
-            real = real_features(Pipeline.from_workdir(w).config, net, num_samples)
-        rows.append(evaluate_run(w, num_samples, seed, net, real))
+    real = _real(Pipeline.from_workdir(workdirs[0]), num_samples)
+    rows = [evaluate_run(w, num_samples, seed, net, real) for w in workdirs]
     fid = f"fid_{net.name}"
     columns = ["run", "method", "num_samples", fid, f"is_{net.name}", f"precision_{net.name}", f"recall_{net.name}",
                f"coverage_{net.name}", "bits_per_dim", "images_per_sec", "nfe"]
@@ -146,10 +148,9 @@ def guidance_sweep(workdir: str, scales: list[float], out_dir: str, num_samples:
                    sampler: str | None = None, steps: int | None = None) -> str:
     """FID and recall of a conditional diffusion run against the guidance scale: the quality/diversity trade-off."""
     from jgen.metrics.feature_nets import load_mnist_classifier
-    from jgen.metrics.quality import real_features
 
     net = load_mnist_classifier()
-    real = real_features(Pipeline.from_workdir(workdir).config, net, num_samples)
+    real = _real(Pipeline.from_workdir(workdir), num_samples)
     rows = []
     for s in scales:
         row = evaluate_run(workdir, num_samples, seed, net, real, sampler=sampler, steps=steps, guidance_scale=s)

@@ -24,6 +24,7 @@ import numpy as np
 
 from jgen.methods import register
 from jgen.methods.base import Batch, Method
+from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound
 from jgen.nn.autoencoder import latent_shape, make_encoder_decoder
 from jgen.viz import image_grid
 
@@ -130,12 +131,13 @@ class VAE(Method):
             return self._log_likelihood(params, x, z) + log_prior - log_q  # [B]
 
         log_w = jax.lax.map(log_weight, jax.random.split(k_z, num_samples))  # [K, B]
-        return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
+        return iwae_bound(log_w)
 
     def bits_per_dim(self, nats: jax.Array) -> jax.Array:
         """Negative log-likelihood bound in nats per image -> bits per dimension (see the module docstring)."""
-        offset = 0.0 if self.config.method.likelihood == "bernoulli" else self.num_dims * math.log(256.0)
-        return (nats + offset) / (self.num_dims * math.log(2.0))
+        if self.config.method.likelihood == "bernoulli":
+            return bits_per_dim(nats, self.num_dims)
+        return dequantized_bits_per_dim(nats, self.num_dims, data_width=1.0, num_levels=256)
 
     # -- Method interface ------------------------------------------------------------------------------
     def loss_fn(self, params, model_state, batch: Batch, key):
