@@ -1,0 +1,168 @@
+"""Denoising diffusion (DDPM) in pixel space, with eps / v / x0 prediction and classifier-free guidance.
+
+Training (Ho et al. 2020, "simple" loss): x0 = images in [-1, 1], a discrete step i ~ U{0..T-1} at time
+t = (i + 1) / T, x_t = alpha_t x0 + sigma_t eps, and the UNet regresses the target of
+`config.method.parameterization` (eps | v | x0) with squared error, optionally weighted by min-SNR-gamma.
+With `conditional`, labels are replaced by the null label (index num_classes) with probability
+`label_dropout`, which trains the unconditional model that classifier-free guidance needs.
+Sampling uses the sampler named in config.method.sampler (ddpm | ddim | dpm_solver | heun); guidance
+scale 0 is unconditional, 1 conditional, > 1 guided (see jgen/diffusion/guidance.py).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgen.config import ConfigError
+from jgen.data import from_model_range, to_model_range
+from jgen.diffusion import parameterization as param_lib
+from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sampler_names
+from jgen.diffusion.schedules import SCHEDULES, alpha_sigma, log_snr, make_schedule, step_to_time
+from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
+from jgen.methods import register
+from jgen.methods.base import Batch, Method
+from jgen.nn.unet import init_params, make_unet
+from jgen.viz import image_grid
+
+
+def _check_config(m) -> None:
+    def fail(field, value, allowed):
+        raise ConfigError(f"config.method.{field}={value!r} is invalid: {allowed}.")
+    if m.schedule not in SCHEDULES:
+        fail("schedule", m.schedule, f"choose one of {SCHEDULES}")
+    if not isinstance(m.timesteps, int) or m.timesteps < 2:
+        fail("timesteps", m.timesteps, "must be an integer >= 2")
+    if m.parameterization not in param_lib.PARAMETERIZATIONS:
+        fail("parameterization", m.parameterization, f"choose one of {param_lib.PARAMETERIZATIONS}")
+    if m.loss_weighting not in param_lib.LOSS_WEIGHTINGS:
+        fail("loss_weighting", m.loss_weighting, f"choose one of {param_lib.LOSS_WEIGHTINGS}")
+    if not m.min_snr_gamma > 0:
+        fail("min_snr_gamma", m.min_snr_gamma, "must be > 0")
+    if not 0.0 <= m.label_dropout < 1.0:
+        fail("label_dropout", m.label_dropout, "must be in [0, 1)")
+    if m.sampler not in sampler_names():
+        fail("sampler", m.sampler, f"choose one of {sampler_names()}")
+    if not isinstance(m.sample_steps, int) or not 1 <= m.sample_steps <= m.timesteps:
+        fail("sample_steps", m.sample_steps, f"must be an integer in [1, timesteps={m.timesteps}]")
+    if not m.guidance >= 0:
+        fail("guidance", m.guidance, "must be >= 0 (0: unconditional, 1: conditional, >1: guided)")
+    if not 0.0 <= m.eta <= 1.0:
+        fail("eta", m.eta, "must be in [0, 1]")
+
+
+@register("diffusion")
+class Diffusion(Method):
+    def __init__(self, config, info):
+        super().__init__(config, info)
+        m = config.method
+        _check_config(m)
+        self.schedule = make_schedule(m.schedule, m.timesteps)
+        self._num_classes = info.num_classes if m.conditional else 0
+        self.net = make_unet(config.model, self._num_classes)
+        self.null_label = self._num_classes if m.conditional else None
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    def init_variables(self, key, batch):
+        x = batch["image"]
+        labels = batch["label"] if self._num_classes else None
+        return init_params(self.net, key, x, jnp.full((x.shape[0],), 0.5), labels), {}
+
+    # -- pure pieces -------------------------------------------------------------------------------------
+    def model_fn(self, params):
+        """The network as (x [B,H,W,C], t [B], labels [B] | None) -> prediction in config's parameterisation."""
+        return lambda x, t, labels: self.net.apply({"params": params}, x, t, labels)
+
+    def per_example_losses(self, params, batch: Batch, key: jax.Array, train: bool) -> dict[str, jax.Array]:
+        """Weighted loss and unweighted eps-space error at a random step per example, each [B]."""
+        m = self.config.method
+        x0 = to_model_range(batch["image"])  # [B, H, W, C]
+        b = x0.shape[0]
+        k_t, k_eps, k_drop, k_net = jax.random.split(key, 4)
+        t = step_to_time(self.schedule, jax.random.randint(k_t, (b,), 0, self.schedule.num_steps))  # [B]
+        eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
+        alpha, sigma = (a[:, None, None, None] for a in alpha_sigma(self.schedule, t))
+        x_t = alpha * x0 + sigma * eps
+        labels = None
+        if self._num_classes:
+            labels = batch["label"].astype(jnp.int32)
+            if train and m.label_dropout > 0:
+                drop = jax.random.bernoulli(k_drop, m.label_dropout, (b,))
+                labels = jnp.where(drop, self.null_label, labels)
+        pred = self.net.apply({"params": params}, x_t, t, labels, train=train, rngs={"dropout": k_net})
+        target = param_lib.from_x0_eps(x0, eps, alpha, sigma, m.parameterization)
+        weight = param_lib.loss_weight(log_snr(self.schedule, t), m.parameterization, m.loss_weighting,
+                                       m.min_snr_gamma)  # [B]
+        sq = jnp.mean((pred - target) ** 2, axis=(1, 2, 3))
+        _, eps_hat = param_lib.to_x0_eps(pred, x_t, alpha, sigma, m.parameterization)
+        return {"loss": weight * sq, "mse_eps": jnp.mean((eps_hat - eps) ** 2, axis=(1, 2, 3))}
+
+    def loss_fn(self, params, model_state, batch: Batch, key):
+        out = self.per_example_losses(params, batch, key, train=True)
+        return jnp.mean(out["loss"]), ({"mse_eps": jnp.mean(out["mse_eps"])}, model_state)
+
+    def eval_step(self, params, model_state, batch: Batch, key):
+        return self.per_example_losses(params, batch, key, train=False)
+
+    # -- sampling -------------------------------------------------------------------------------------------
+    def run_sampler(self, params, key, num: int, labels=None, sampler: str | None = None, steps: int | None = None,
+                    guidance: float | None = None, eta: float | None = None,
+                    trajectory_steps=()) -> SamplerOutput:
+        """The sampler's output in the model range [-1, 1] (pure; jit with everything but params/key/labels
+        static)."""
+        m = self.config.method
+        sampler = m.sampler if sampler is None else sampler
+        if steps is None:
+            steps = m.sample_steps if sampler == m.sampler else None  # None: the sampler's own default
+        if labels is not None and not self._num_classes:
+            raise ValueError("this diffusion model is unconditional (method.conditional=False); sample without labels")
+        return run_sampler(self.model_fn(params), self.schedule, key, (num, *self.info.shape), sampler=sampler,
+                           steps=steps, labels=labels, guidance=m.guidance if guidance is None else guidance,
+                           null_label=self.null_label, parameterization=m.parameterization,
+                           eta=m.eta if eta is None else eta, clip_denoised=m.clip_denoised,
+                           trajectory_steps=trajectory_steps)
+
+    def generate(self, params, model_state, key, num, labels=None, sampler=None, steps=None, guidance=None,
+                 eta=0.0):
+        out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta)
+        return from_model_range(out.samples), out.nfe
+
+    def _jit(self, name: str, fn):
+        cache = self.__dict__.setdefault("_sample_jit_cache", {})
+        if name not in cache:
+            cache[name] = jax.jit(fn)
+        return cache[name]
+
+    def sample(self, params, model_state, key, num, labels=None):
+        """Images [num, H, W, C] in [0, 1] with the configured sampler; labels None: unconditional."""
+        def fn(params, key, labels):
+            return self.generate(params, None, key, num, labels)[0]
+        return self._jit(f"sample_{num}_{labels is None}", fn)(params, key, labels)
+
+    def visualize(self, state, batch, key):
+        params = state.ema_params
+        k_s, k_t, k_f = jax.random.split(key, 3)
+        if self._num_classes:
+            labels = jnp.tile(jnp.arange(self._num_classes, dtype=jnp.int32), 8)  # one column per class
+            ncol = self._num_classes
+        else:
+            labels, ncol = None, 8
+        n = 8 * ncol
+        images = self.sample(params, None, k_s, n, labels)
+
+        keep = trajectory_steps(self.config.method.sample_steps, 10)
+        traj_labels = None if labels is None else labels[:8]
+
+        def traj(params, key, labels):
+            return self.run_sampler(params, key, 8, labels, trajectory_steps=keep).trajectory
+        path = self._jit(f"trajectory_{labels is None}", traj)(params, k_t, traj_labels)  # [K, 8, H, W, C]
+        fwd = forward_strip(self.schedule, to_model_range(jnp.asarray(batch["image"][:8])), k_f, 10)
+        return {
+            "samples": image_grid(np.asarray(images), ncol=ncol),
+            "trajectory": image_grid(np.asarray(from_model_range(jnp.asarray(strip(path)))), ncol=len(keep)),
+            "forward": image_grid(np.asarray(from_model_range(jnp.asarray(fwd))), ncol=10),
+        }

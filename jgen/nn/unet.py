@@ -1,0 +1,149 @@
+"""The denoising UNet of DDPM (Ho et al. 2020), sized for small images (28x28 MNIST, 8x8 digits).
+
+Sinusoidal embedding of the continuous time t in [0, 1] -> MLP; optional class embedding added to it (label
+`num_classes` is the null label used for classifier-free guidance); residual blocks with GroupNorm + SiLU that
+take the embedding; self-attention at the listed resolutions; skip connections from every block of the
+downsampling path to the upsampling path. Resolutions halve between levels (28 -> 14 -> 7 with three levels),
+so H and W must be divisible by 2^(len(channel_mult) - 1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def timestep_embedding(t: jax.Array, dim: int, scale: float = 1000.0, max_period: float = 10000.0) -> jax.Array:
+    """Sinusoidal features of scale * t: [B] -> [B, dim] (sin half, cos half), as in the Transformer."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = scale * t.astype(jnp.float32)[:, None] * freqs[None]
+    emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+    return jnp.pad(emb, ((0, 0), (0, dim % 2)))
+
+
+def _groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int:
+    """The largest group count <= max_groups dividing `channels` with groups of >= min_group_size channels
+    (32 groups of 4 for DDPM's 128 channels; 4 groups for a 16-channel CPU-sized model)."""
+    top = max(1, min(max_groups, channels // min_group_size))
+    return max(g for g in range(1, top + 1) if channels % g == 0)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=_groups(channels))
+
+
+class ResBlock(nn.Module):
+    """GN-SiLU-Conv, + Dense(embedding), GN-SiLU-Dropout-Conv (zero-initialised), + (1x1-projected) input."""
+    out_channels: int
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
+        h = nn.Conv(self.out_channels, (3, 3))(nn.silu(_norm(x.shape[-1])(x)))
+        h = h + nn.Dense(self.out_channels)(nn.silu(emb))[:, None, None, :]
+        h = nn.silu(_norm(self.out_channels)(h))
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
+        if x.shape[-1] != self.out_channels:
+            x = nn.Conv(self.out_channels, (1, 1))(x)
+        return x + h
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over the H*W positions, pre-GroupNorm, residual."""
+    num_heads: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, hgt, wid, c = x.shape
+        h = _norm(c)(x).reshape(b, hgt * wid, c)
+        h = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=c, out_features=c,
+                                            out_kernel_init=nn.initializers.zeros)(h, h)
+        return x + h.reshape(b, hgt, wid, c)
+
+
+class UNet(nn.Module):
+    """(x [B, H, W, C], t [B] in [0, 1], labels [B] int or None) -> prediction [B, H, W, C]."""
+    channels: int = 32
+    channel_mult: Sequence[int] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attention_resolutions: Sequence[int] = (7,)
+    num_heads: int = 1
+    dropout: float = 0.0
+    num_classes: int = 0  # 0: unconditional; else labels in [0, num_classes], num_classes being the null label
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None, train: bool = False) -> jax.Array:
+        chex.assert_rank(x, 4)
+        b, hgt, wid, c_in = x.shape
+        chex.assert_shape(t, (b,))
+        levels = len(self.channel_mult)
+        if hgt % 2 ** (levels - 1) or wid % 2 ** (levels - 1):
+            raise ValueError(f"UNet with channel_mult={tuple(self.channel_mult)} halves the resolution "
+                             f"{levels - 1} times: H and W must be divisible by {2 ** (levels - 1)}; got {hgt}x{wid}")
+        emb_dim = 4 * self.channels
+        emb = timestep_embedding(t, self.channels)
+        emb = nn.Dense(emb_dim)(nn.silu(nn.Dense(emb_dim)(emb)))
+        if self.num_classes:
+            if labels is None:
+                labels = jnp.full((b,), self.num_classes, jnp.int32)  # the null label
+            chex.assert_shape(labels, (b,))
+            emb = emb + nn.Embed(self.num_classes + 1, emb_dim)(labels)
+        elif labels is not None:
+            raise ValueError("labels were given to an unconditional UNet (num_classes=0)")
+
+        h = nn.Conv(self.channels, (3, 3))(x)
+        skips = [h]
+        for level, mult in enumerate(self.channel_mult):
+            for _ in range(self.num_res_blocks):
+                h = ResBlock(self.channels * mult, self.dropout)(h, emb, train)
+                if h.shape[1] in self.attention_resolutions:
+                    h = AttentionBlock(self.num_heads)(h)
+                skips.append(h)
+            if level != levels - 1:
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2))(h)
+                skips.append(h)
+
+        h = ResBlock(h.shape[-1], self.dropout)(h, emb, train)
+        h = AttentionBlock(self.num_heads)(h)
+        h = ResBlock(h.shape[-1], self.dropout)(h, emb, train)
+
+        for level, mult in reversed(list(enumerate(self.channel_mult))):
+            for _ in range(self.num_res_blocks + 1):
+                h = ResBlock(self.channels * mult, self.dropout)(jnp.concatenate([h, skips.pop()], -1), emb, train)
+                if h.shape[1] in self.attention_resolutions:
+                    h = AttentionBlock(self.num_heads)(h)
+            if level != 0:
+                bb, hh, ww, cc = h.shape
+                h = jax.image.resize(h, (bb, 2 * hh, 2 * ww, cc), "nearest")
+                h = nn.Conv(cc, (3, 3))(h)
+        assert not skips
+        out = nn.Conv(c_in, (3, 3), kernel_init=nn.initializers.zeros)(nn.silu(_norm(h.shape[-1])(h)))
+        chex.assert_shape(out, x.shape)
+        return out
+
+
+def make_unet(model_cfg, num_classes: int) -> UNet:
+    """A UNet from config.model fields (channels, channel_mult, num_res_blocks, attention_resolutions,
+    num_heads, dropout); lists from a JSON-loaded config are accepted."""
+    return UNet(channels=int(model_cfg.channels), channel_mult=tuple(model_cfg.channel_mult),
+                num_res_blocks=int(model_cfg.num_res_blocks),
+                attention_resolutions=tuple(model_cfg.attention_resolutions),
+                num_heads=int(model_cfg.get("num_heads", 1)), dropout=float(model_cfg.get("dropout", 0.0)),
+                num_classes=num_classes)
+
+
+def init_params(net: UNet, key: jax.Array, x: jax.Array, t: jax.Array, labels: jax.Array | None = None):
+    """`net.init(...)["params"]` drawn with the "rbg" PRNG seeded from `key` (deterministic for a given key).
+
+    A UNet has ~100 parameter arrays; drawing each with threefry makes XLA compile ~100 unrolled hash
+    programs (tens of seconds on CPU), while rbg (XLA's RngBitGenerator) compiles 3-4x faster.
+    """
+    rbg = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+    return net.init(rbg, x, t, labels)["params"]

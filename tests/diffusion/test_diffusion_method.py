@@ -1,0 +1,83 @@
+"""The diffusion Method in the shared loop on the 8x8 digits: training, evaluation, sampling, pictures, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jgen.methods.diffusion  # noqa: F401  (registers "diffusion")
+from jgen.config import ConfigError
+from jgen.diffusion import sample_images
+from jgen.methods import get_method
+from jgen.train.checkpoint import load_run
+from jgen.train.loop import train_and_evaluate
+from jgen.train.writer import read_metrics
+from tests.conftest import tiny_config
+
+
+def diffusion_config(steps=40, **method):
+    c = tiny_config("diffusion", steps=steps)
+    c.method.update(dict(schedule="cosine", timesteps=1000, parameterization="eps", loss_weighting="none",
+                         min_snr_gamma=5.0, conditional=True, label_dropout=0.2, sampler="dpm_solver",
+                         sample_steps=8, guidance=1.0, eta=0.0, clip_denoised=True))
+    c.method.update(method)
+    c.model = c.model.__class__(dict(channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                                     attention_resolutions=(4,), num_heads=1, dropout=0.0))
+    c.optim.learning_rate = 3e-3
+    return c
+
+
+def test_trains_evaluates_and_samples_in_the_loop(tmp_path):
+    c = diffusion_config(steps=60, parameterization="v", loss_weighting="min_snr")
+    c.train.sample_every = 60
+    final = train_and_evaluate(c, str(tmp_path))
+    rows = read_metrics(str(tmp_path), "train")
+    assert rows[-1]["loss"] < 0.7 * rows[0]["loss"], (rows[0]["loss"], rows[-1]["loss"])
+    assert set(final) == {"loss", "mse_eps"} and np.isfinite(final["loss"])
+    pngs = set((tmp_path / "samples").iterdir())
+    assert {f"{k}_step_0000060.png" for k in ("samples", "trajectory", "forward")} <= {p.name for p in pngs}
+
+    _, method, state, _ = load_run(str(tmp_path))
+    key = jax.random.PRNGKey(0)
+    images, nfe = sample_images(method, state.ema_params, state.model_state, key, 6, labels=[0, 1, 2, 3, 4, 5],
+                                sampler="heun", steps=3, guidance=2.0)
+    assert images.shape == (6, 8, 8, 1) and nfe == 5
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    # guidance 0 is unconditional sampling: the labels do not matter
+    g0, _ = sample_images(method, state.ema_params, state.model_state, key, 6, labels=[0, 1, 2, 3, 4, 5],
+                          sampler="ddim", steps=4, guidance=0.0)
+    unc, _ = sample_images(method, state.ema_params, state.model_state, key, 6, sampler="ddim", steps=4)
+    np.testing.assert_array_equal(np.asarray(g0), np.asarray(unc))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 9\]"):
+        sample_images(method, state.ema_params, state.model_state, key, 2, labels=[3, 10], sampler="ddim", steps=2,
+                      guidance=1.0)
+    with pytest.raises(ValueError, match="labels must be 3 integers"):
+        sample_images(method, state.ema_params, state.model_state, key, 3, labels=[3, 1], sampler="ddim", steps=2,
+                      guidance=1.0)
+
+
+def test_eval_step_is_per_example_and_config_errors():
+    from jgen.data import get_source
+
+    c = diffusion_config(parameterization="x0")
+    _, test, info = get_source(c.data)
+    method = get_method("diffusion")(c, info)
+    batch = {"image": jnp.asarray(np.stack([test[i]["image"] for i in range(5)])),
+             "label": jnp.asarray(np.stack([test[i]["label"] for i in range(5)]))}
+    state = jax.jit(method.init_state)(jax.random.PRNGKey(0), batch)
+    out = jax.jit(method.eval_step)(state.params, state.model_state, batch, jax.random.PRNGKey(1))
+    assert out["loss"].shape == (5,) and out["mse_eps"].shape == (5,)
+    # a zero-initialised x0 network predicts 0: its loss is the mean square of the images in [-1, 1]
+    x = 2 * np.asarray(batch["image"]) - 1
+    np.testing.assert_allclose(np.asarray(out["loss"]), np.mean(x ** 2, axis=(1, 2, 3)), rtol=1e-5)
+    assert method.num_classes == 10
+
+    for field, value, msg in [("sampler", "euler", "choose one of"), ("parameterization", "score", "choose one of"),
+                              ("label_dropout", 1.0, "must be in"), ("sample_steps", 2000, "must be an integer")]:
+        bad = diffusion_config(**{field: value})
+        with pytest.raises(ConfigError, match=f"config.method.{field}=.*{msg}"):
+            get_method("diffusion")(bad, info)
+    unc = get_method("diffusion")(diffusion_config(conditional=False), info)
+    assert unc.num_classes == 0
+    with pytest.raises(ValueError, match="unconditional"):
+        sample_images(unc, state.params, {}, jax.random.PRNGKey(0), 2, labels=[1, 2])
