@@ -25,8 +25,10 @@ def measure(config: str, devices: int, steps: int, log_every: int) -> float:
                f"--config.train.steps={steps}", f"--config.train.log_every={log_every}",
                "--config.train.eval_every=0", "--config.train.sample_every=0",
                f"--config.train.checkpoint_every={steps}", "--config.train.progress=False",
-               "--config.train.num_eval_examples=250"]
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+               "--config.train.num_eval_examples=200", "--config.train.eval_batch_size=200"]
+        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"{devices} devices: the run failed:\n{r.stderr[-3000:]}")
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             rows = [json.loads(line) for line in f]
         rates = [r["steps_per_sec"] for r in rows if r["split"] == "train"][1:]

@@ -69,3 +69,18 @@ def test_vae_shapes_and_sampling(likelihood):
     assert np.all(np.asarray(ev["iwae"]) > -np.inf)
     strip = m.interpolate(state.params, batch["image"][0], batch["image"][1], 7)
     assert strip.shape == (7, 28, 28, 1)
+
+
+def test_spatial_latent_vae():
+    c = base_config()
+    c.method.update(dict(name="vae", latent_dim=4, likelihood="logistic", beta=1.0, eval_iw_samples=2))
+    c.model.update(dict(kind="conv_spatial", features=(8, 16)))
+    m = get_method("vae")(c, MNIST)
+    batch = {"image": jnp.full((3, 28, 28, 1), 0.5), "label": jnp.zeros((3,), jnp.int32)}
+    state = m.init_state(jax.random.PRNGKey(0), batch)
+    mean, logvar = m.encode(state.params, batch["image"])
+    assert m.latent_shape == (7, 7, 4) and mean.shape == logvar.shape == (3, 7, 7, 4)
+    assert m.decode(state.params, mean).shape == (3, 28, 28, 1)
+    ev = m.eval_step(state.params, {}, batch, jax.random.PRNGKey(1))
+    assert all(v.shape == (3,) for v in ev.values())
+    assert m.interpolate(state.params, batch["image"][0], batch["image"][1], 4).shape == (4, 28, 28, 1)

@@ -24,7 +24,8 @@ import numpy as np
 
 from jgen.methods import register
 from jgen.methods.base import Batch, Method
-from jgen.nn.autoencoder import make_encoder_decoder
+from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound
+from jgen.nn.autoencoder import latent_shape, make_encoder_decoder
 from jgen.viz import image_grid
 
 LIKELIHOODS = ("logistic", "gaussian", "bernoulli")
@@ -32,8 +33,12 @@ _MIN_LOG_SIGMA = math.log(1e-3)
 
 
 def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """KL(N(mean, exp(logvar)) || N(0, I)) summed over the last axis: [B, D] -> [B]."""
-    return 0.5 * jnp.sum(jnp.exp(logvar) + mean ** 2 - 1.0 - logvar, axis=-1)
+    """KL(N(mean, exp(logvar)) || N(0, I)) summed over all but the batch axis: [B, ...] -> [B]."""
+    return _sum_latent(0.5 * (jnp.exp(logvar) + mean ** 2 - 1.0 - logvar))
+
+
+def _sum_latent(x: jax.Array) -> jax.Array:
+    return jnp.sum(x, axis=tuple(range(1, x.ndim)))
 
 
 def reparameterize(key: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
@@ -69,6 +74,7 @@ class VAE(Method):
         out_shape = (h, w, c) if config.method.likelihood == "bernoulli" else (h, w, 2 * c)  # (mean, log sigma)
         self.channels = c
         self.net = make_encoder_decoder(config.model, out_shape, self.latent_dim, 2 * self.latent_dim)
+        self.latent_shape = latent_shape(config.model, info.shape, self.latent_dim)
         self.num_dims = int(np.prod(info.shape))
 
     def init_variables(self, key, batch):
@@ -76,12 +82,12 @@ class VAE(Method):
 
     # -- pure pieces ---------------------------------------------------------------------------------
     def encode(self, params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Posterior mean and log-variance, each [B, latent_dim]."""
+        """Posterior mean and log-variance, each [B, *latent_shape]."""
         code = self.net.apply({"params": params["net"]}, images, method="encode")
-        return code[:, : self.latent_dim], code[:, self.latent_dim:]
+        return code[..., : self.latent_dim], code[..., self.latent_dim:]
 
     def decode(self, params, z: jax.Array) -> jax.Array:
-        """Decoder mean in [0, 1]: [B, latent_dim] -> [B, H, W, C]."""
+        """Decoder mean in [0, 1]: [B, *latent_shape] -> [B, H, W, C]."""
         out = self.net.apply({"params": params["net"]}, z, method="decode")
         return jax.nn.sigmoid(out[..., : self.channels])
 
@@ -120,17 +126,18 @@ class VAE(Method):
 
         def log_weight(k):
             z = reparameterize(k, mean, logvar)
-            log_q = jnp.sum(-0.5 * ((z - mean) ** 2 * jnp.exp(-logvar) + logvar + math.log(2 * math.pi)), -1)
-            log_prior = jnp.sum(-0.5 * (z ** 2 + math.log(2 * math.pi)), -1)
+            log_q = _sum_latent(-0.5 * ((z - mean) ** 2 * jnp.exp(-logvar) + logvar + math.log(2 * math.pi)))
+            log_prior = _sum_latent(-0.5 * (z ** 2 + math.log(2 * math.pi)))
             return self._log_likelihood(params, x, z) + log_prior - log_q  # [B]
 
         log_w = jax.lax.map(log_weight, jax.random.split(k_z, num_samples))  # [K, B]
-        return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
+        return iwae_bound(log_w)
 
     def bits_per_dim(self, nats: jax.Array) -> jax.Array:
         """Negative log-likelihood bound in nats per image -> bits per dimension (see the module docstring)."""
-        offset = 0.0 if self.config.method.likelihood == "bernoulli" else self.num_dims * math.log(256.0)
-        return (nats + offset) / (self.num_dims * math.log(2.0))
+        if self.config.method.likelihood == "bernoulli":
+            return bits_per_dim(nats, self.num_dims)
+        return dequantized_bits_per_dim(nats, self.num_dims, data_width=1.0, num_levels=256)
 
     # -- Method interface ------------------------------------------------------------------------------
     def loss_fn(self, params, model_state, batch: Batch, key):
@@ -151,13 +158,13 @@ class VAE(Method):
         return out
 
     def sample(self, params, model_state, key, num, labels=None):
-        z = jax.random.normal(key, (num, self.latent_dim))
+        z = jax.random.normal(key, (num, *self.latent_shape))
         return self.decode(params, z)
 
     def interpolate(self, params, a: jax.Array, b: jax.Array, num: int = 10) -> jax.Array:
         """Decode posterior means linearly interpolated between images a and b ([H, W, C] each): [num, H, W, C]."""
         mean, _ = self.encode(params, jnp.stack([a, b]))
-        w = jnp.linspace(0.0, 1.0, num)[:, None]
+        w = jnp.linspace(0.0, 1.0, num).reshape(num, *([1] * len(self.latent_shape)))
         return self.decode(params, (1 - w) * mean[0] + w * mean[1])
 
     def visualize(self, state, batch, key):

@@ -6,14 +6,18 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from jgen.nn.conv import ConvDecoder, ConvEncoder
+from jgen.nn.conv import ConvDecoder, ConvEncoder, SpatialDecoder, SpatialEncoder
 from jgen.nn.mlp import MLPDecoder, MLPEncoder
 
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "conv", "conv_spatial")
 
 
 class EncoderDecoder(nn.Module):
-    """`encode`: [B, H, W, C] -> [B, code_dim]; `decode`: [B, latent_dim] -> logits [B, H, W, C]."""
+    """`encode`: [B, H, W, C] -> code [B, code_dim]; `decode`: [B, latent_dim] -> logits [B, H, W, C].
+
+    kind="conv_spatial" keeps a spatial latent: code [B, h, w, code_dim], latents [B, h, w, latent_dim]
+    with h = H / 2**len(features).
+    """
     kind: str
     shape: Sequence[int]
     code_dim: int          # encoder output size (2 * latent_dim for a VAE: mean and log-variance)
@@ -30,6 +34,9 @@ class EncoderDecoder(nn.Module):
         elif self.kind == "conv":
             self.encoder = ConvEncoder(self.code_dim, tuple(self.features), self.hidden)
             self.decoder = ConvDecoder(tuple(self.shape), tuple(self.features), self.hidden)
+        elif self.kind == "conv_spatial":
+            self.encoder = SpatialEncoder(self.code_dim, tuple(self.features))
+            self.decoder = SpatialDecoder(tuple(self.shape), tuple(self.features))
         else:
             raise ValueError(f"model.kind={self.kind!r}; choose one of {ARCHITECTURES}")
 
@@ -41,9 +48,17 @@ class EncoderDecoder(nn.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         code = self.encode(x)
-        return self.decode(code[:, : self.latent_dim])
+        return self.decode(code[..., : self.latent_dim])
 
 
 def make_encoder_decoder(model_cfg: ml_collections.ConfigDict, shape, latent_dim: int, code_dim: int) -> EncoderDecoder:
     return EncoderDecoder(kind=model_cfg.kind, shape=tuple(shape), code_dim=code_dim, latent_dim=latent_dim,
                           features=tuple(model_cfg.features), hidden=model_cfg.get("hidden", 256))
+
+
+def latent_shape(model_cfg: ml_collections.ConfigDict, shape, latent_dim: int) -> tuple[int, ...]:
+    """Shape of one latent (without batch): (latent_dim,) or (h, w, latent_dim) for conv_spatial."""
+    if model_cfg.kind == "conv_spatial":
+        f = 2 ** len(model_cfg.features)
+        return (shape[0] // f, shape[1] // f, latent_dim)
+    return (latent_dim,)

@@ -54,3 +54,39 @@ class ConvDecoder(nn.Module):
         out = nn.Conv(channels, (3, 3))(h)
         chex.assert_shape(out, (z.shape[0], height, width, channels))
         return out
+
+
+class SpatialEncoder(nn.Module):
+    """Stride-2 convolutions to a latent *map*: [B, H, W, C] -> [B, H/2^n, W/2^n, out_channels].
+
+    The first stage of latent diffusion (e.g. 28x28x1 -> 7x7x4 latents, with out_channels = 2 * 4 for a VAE).
+    """
+    out_channels: int
+    features: Sequence[int] = (32, 64)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        chex.assert_rank(x, 4)
+        h = nn.silu(nn.Conv(self.features[0], (3, 3))(x))
+        for f in self.features:
+            h = nn.silu(nn.Conv(f, (3, 3), strides=(2, 2))(h))
+        h = nn.silu(nn.Conv(self.features[-1], (3, 3))(h))
+        return nn.Conv(self.out_channels, (1, 1))(h)
+
+
+class SpatialDecoder(nn.Module):
+    """Latent map [B, h, w, c] -> logits [B, h*2^n, w*2^n, out_channels] by (upsample + conv) stages."""
+    out_shape: Sequence[int]  # (H, W, C)
+    features: Sequence[int] = (32, 64)
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        chex.assert_rank(z, 4)
+        h = nn.silu(nn.Conv(self.features[-1], (3, 3))(z))
+        for f in reversed(self.features):
+            b, hh, ww, c = h.shape
+            h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
+            h = nn.silu(nn.Conv(f, (3, 3))(h))
+        out = nn.Conv(self.out_shape[-1], (3, 3))(h)
+        chex.assert_shape(out, (z.shape[0], *self.out_shape))
+        return out
