@@ -30,7 +30,7 @@ class FeatureNet:
     """A named feature extractor. `apply(images [B, H, W, C]) -> (features [B, D], probs [B, K])` is pure
     (parameters closed over); the methods below jit it and run it in fixed-size batches."""
     name: str
-    input_shape: tuple[int, int, int]   # (H, W, C) of the images it accepts, values in [0, 1]
+    input_shape: tuple[int, int, int] | None   # (H, W, C) it accepts (None: any size), values in [0, 1]
     feature_dim: int
     num_classes: int
     apply: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -41,9 +41,9 @@ class FeatureNet:
 
     def _check(self, images) -> np.ndarray:
         x = np.asarray(images, np.float32)
-        if x.ndim != 4 or x.shape[1:] != tuple(self.input_shape):
-            raise ValueError(f"feature net {self.name!r} takes images [N, {', '.join(map(str, self.input_shape))}]; "
-                             f"got shape {x.shape}")
+        want = "H, W, C" if self.input_shape is None else ", ".join(map(str, self.input_shape))
+        if x.ndim != 4 or (self.input_shape is not None and x.shape[1:] != tuple(self.input_shape)):
+            raise ValueError(f"feature net {self.name!r} takes images [N, {want}]; got shape {x.shape}")
         if x.size and (x.min() < -1e-3 or x.max() > 1.0 + 1e-3):
             raise ValueError(f"feature net {self.name!r} takes images in [0, 1]; got values in "
                              f"[{x.min():.3g}, {x.max():.3g}] (convert [-1, 1] images with "
@@ -108,7 +108,7 @@ def load_mnist_classifier(workdir: str | None = None, batch_size: int = 500) -> 
     from jgen.train import checkpoint as ckpt
 
     workdir = workdir or default_classifier_dir()
-    how = (f"Train it first (about 8 minutes on 2 CPU cores): python -m jgen train "
+    how = (f"Train it first (about 7 minutes on 2 CPU cores): python -m jgen train "
            f"--config experiments/configs/classifier_mnist.py --workdir {workdir}")
     if not os.path.exists(os.path.join(workdir, "config.json")):
         raise FileNotFoundError(f"no MNIST classifier in {workdir!r}. {how}")
