@@ -46,8 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict(dict(
         steps=1000,
         log_every=50,           # steps between metrics.jsonl / TensorBoard rows
-        eval_every=500,         # steps between evaluations on the test split (0: only at the end)
-        sample_every=500,       # steps between sample grids (0: only at the end)
+        eval_every=500,         # steps between evaluations on the test split (0: only at the end, -1: never)
+        sample_every=500,       # steps between sample grids (0: only at the end, -1: never)
         checkpoint_every=500,   # steps between checkpoints (a final one is always written)
         keep_checkpoints=2,
         ema_decay=0.999,        # 0 makes the EMA equal to the parameters
@@ -119,9 +119,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     t = config.train
     if not isinstance(t.steps, int) or t.steps <= 0:
         _fail("train.steps", t.steps, "must be a positive integer")
-    for k in ("log_every", "eval_every", "sample_every", "checkpoint_every"):
+    for k in ("log_every", "checkpoint_every"):
         if t[k] < 0:
             _fail(f"train.{k}", t[k], "must be >= 0 (0: only at the end)")
+    for k in ("eval_every", "sample_every"):
+        if t[k] < -1:
+            _fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
     if not 0.0 <= t.ema_decay < 1.0:
         _fail("train.ema_decay", t.ema_decay, "must be in [0, 1)")
     if t.eval_batch_size <= 0 or t.eval_batch_size % n:

@@ -36,7 +36,7 @@ def tiny_config(method: str = "vae", steps: int = 30):
     c.train.steps = steps
     c.train.log_every = 5
     c.train.eval_every = 0
-    c.train.sample_every = 0
+    c.train.sample_every = -1
     c.train.checkpoint_every = 0
     c.train.eval_batch_size = 120
     c.train.num_eval_examples = 240

@@ -37,7 +37,7 @@ def test_identity_mismatch_lists_differences():
     b["model"]["features"] = (4, 4)
     b["train"]["steps"] = 999  # not an identity field
     bad = identity_mismatches(a, b)
-    assert bad == ["model.features: checkpoint has (8, 16), config has (4, 4)"]
+    assert bad == ["model.features: checkpoint has (32,), config has (4, 4)"]
 
 
 def test_base_config_has_no_method():

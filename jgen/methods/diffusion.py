@@ -18,6 +18,7 @@ import numpy as np
 from jgen.config import ConfigError
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
+from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sampler_names
 from jgen.diffusion.schedules import SCHEDULES, alpha_sigma, log_snr, make_schedule, step_to_time
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
@@ -68,9 +69,18 @@ class Diffusion(Method):
         return self._num_classes
 
     def init_variables(self, key, batch):
-        x = batch["image"]
+        x = self.encode_x0(batch["image"])
         labels = batch["label"] if self._num_classes else None
         return init_params(self.net, key, x, jnp.full((x.shape[0],), 0.5), labels), {}
+
+    # -- the space diffusion runs in (pixels here; latents in LatentDiffusion) --------------------------------
+    def encode_x0(self, images: jax.Array) -> jax.Array:
+        """Data images [B, H, W, C] in [0, 1] -> x0 the diffusion models: [-1, 1] pixels."""
+        return to_model_range(images)
+
+    def decode_x0(self, x: jax.Array) -> jax.Array:
+        """x0 (or any x_t) -> images in [0, 1]."""
+        return from_model_range(x)
 
     # -- pure pieces -------------------------------------------------------------------------------------
     def model_fn(self, params):
@@ -80,7 +90,7 @@ class Diffusion(Method):
     def per_example_losses(self, params, batch: Batch, key: jax.Array, train: bool) -> dict[str, jax.Array]:
         """Weighted loss and unweighted eps-space error at a random step per example, each [B]."""
         m = self.config.method
-        x0 = to_model_range(batch["image"])  # [B, H, W, C]
+        x0 = self.encode_x0(batch["image"])  # [B, H, W, C] (latents [B, h, w, c] for latent diffusion)
         b = x0.shape[0]
         k_t, k_eps, k_drop, k_net = jax.random.split(key, 4)
         t = step_to_time(self.schedule, jax.random.randint(k_t, (b,), 0, self.schedule.num_steps))  # [B]
@@ -129,7 +139,7 @@ class Diffusion(Method):
     def generate(self, params, model_state, key, num, labels=None, sampler=None, steps=None, guidance=None,
                  eta=0.0):
         out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta)
-        return from_model_range(out.samples), out.nfe
+        return self.decode_x0(out.samples), out.nfe
 
     def _jit(self, name: str, fn):
         cache = self.__dict__.setdefault("_sample_jit_cache", {})
@@ -142,6 +152,36 @@ class Diffusion(Method):
         def fn(params, key, labels):
             return self.generate(params, None, key, num, labels)[0]
         return self._jit(f"sample_{num}_{labels is None}", fn)(params, key, labels)
+
+    def interpolate(self, params, a: jax.Array, b: jax.Array, num: int = 10, label: int | None = None,
+                    steps: int = 50) -> jax.Array:
+        """Images [num, H, W, C] in [0, 1] morphing a into b ([H, W, C] in [0, 1] each): DDIM-invert both to
+        their noise codes x_T, interpolate the codes spherically, and decode each with deterministic DDIM.
+        With `label` (conditional models) inversion and decoding are conditioned on it; otherwise unconditional."""
+        if label is not None and not 0 <= label < self._num_classes:
+            raise ValueError(f"label={label!r}: allowed are 0..{self._num_classes - 1} for a conditional model")
+
+        def run(params, a, b):
+            m = self.config.method
+            lab, guidance = None, 1.0
+            if self._num_classes:  # conditional network: the null label (guidance 0) is the unconditional model
+                lab = jnp.full((2,), self.null_label if label is None else label, jnp.int32)
+                guidance = 0.0 if label is None else 1.0
+            common = dict(labels=lab, guidance=guidance, null_label=self.null_label,
+                          parameterization=m.parameterization)
+            x_T, _ = ddim_invert(self.model_fn(params), self.schedule, self.encode_x0(jnp.stack([a, b])),
+                                 steps=steps, **common)
+            xa, xb = x_T[0].ravel(), x_T[1].ravel()
+            theta = jnp.arccos(jnp.clip(jnp.dot(xa, xb) / (jnp.linalg.norm(xa) * jnp.linalg.norm(xb)), -1.0, 1.0))
+            w = jnp.linspace(0.0, 1.0, num)[:, None]
+            codes = (jnp.sin((1 - w) * theta) * xa + jnp.sin(w * theta) * xb) / jnp.sin(theta)  # slerp
+            if lab is not None:
+                common["labels"] = jnp.full((num,), lab[0], jnp.int32)
+            out = run_sampler(self.model_fn(params), self.schedule, jax.random.PRNGKey(0), (num, *self.info.shape),
+                              sampler="ddim", steps=steps, eta=0.0, noise=codes.reshape(num, *self.info.shape),
+                              **common)
+            return self.decode_x0(out.samples)
+        return self._jit(f"interpolate_{num}_{label}_{steps}", run)(params, a, b)
 
     def visualize(self, state, batch, key):
         params = state.ema_params
@@ -160,9 +200,9 @@ class Diffusion(Method):
         def traj(params, key, labels):
             return self.run_sampler(params, key, 8, labels, trajectory_steps=keep).trajectory
         path = self._jit(f"trajectory_{labels is None}", traj)(params, k_t, traj_labels)  # [K, 8, H, W, C]
-        fwd = forward_strip(self.schedule, to_model_range(jnp.asarray(batch["image"][:8])), k_f, 10)
+        fwd = forward_strip(self.schedule, self.encode_x0(jnp.asarray(batch["image"][:8])), k_f, 10)
         return {
             "samples": image_grid(np.asarray(images), ncol=ncol),
-            "trajectory": image_grid(np.asarray(from_model_range(jnp.asarray(strip(path)))), ncol=len(keep)),
-            "forward": image_grid(np.asarray(from_model_range(jnp.asarray(fwd))), ncol=10),
+            "trajectory": image_grid(np.asarray(self.decode_x0(jnp.asarray(strip(path)))), ncol=len(keep)),
+            "forward": image_grid(np.asarray(self.decode_x0(jnp.asarray(fwd))), ncol=10),
         }

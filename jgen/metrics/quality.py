@@ -8,6 +8,7 @@ e.g. `fid_mnist_classifier`.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jgen.metrics.feature_nets import FeatureNet, get_feature_net
@@ -24,12 +25,16 @@ def real_images(source, num: int) -> np.ndarray:
 
 
 def generate_images(method, state, num: int, seed: int, batch_size: int = GENERATE_BATCH) -> np.ndarray:
-    """`num` samples [num, H, W, C] in [0, 1] from the EMA parameters, in fixed-size jitted batches."""
-    gen = jax.jit(lambda params, ms, key: method.generate(params, ms, key, batch_size)[0])
+    """`num` samples [num, H, W, C] in [0, 1] from the EMA parameters, in fixed-size jitted batches.
+    Conditional methods get class-balanced labels (0, 1, ..., K-1, 0, ...) and their configured sampler/guidance."""
+    k = getattr(method, "num_classes", 0)
+    labels = jnp.arange(batch_size, dtype=jnp.int32) % k if k else None
+    gen = jax.jit(lambda params, ms, key, labels: method.generate(params, ms, key, batch_size, labels)[0])
     base = jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLE_SALT)
     out = []
     for i in range(-(-num // batch_size)):
-        out.append(np.asarray(jax.device_get(gen(state.ema_params, state.model_state, jax.random.fold_in(base, i)))))
+        key = jax.random.fold_in(base, i)
+        out.append(np.asarray(jax.device_get(gen(state.ema_params, state.model_state, key, labels))))
     return np.concatenate(out)[:num]
 
 

@@ -30,6 +30,9 @@ EVAL_SALT, VIS_SALT = 0xE7A1, 0x5A3E
 
 
 def _interval_hit(step: int, every: int, final: bool) -> bool:
+    """every > 0: each `every` steps and at the end; 0: only at the end; -1: never."""
+    if every < 0:
+        return False
     return final or (every > 0 and step % every == 0)
 
 

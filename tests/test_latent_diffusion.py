@@ -1,0 +1,97 @@
+"""End to end on the 8x8 digits: first stage -> latent diffusion -> Pipeline -> compare."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jgen.pipeline import Pipeline
+from jgen.train.loop import train_and_evaluate
+from tests.conftest import tiny_config
+
+
+def tiny_diffusion_config(method: str = "latent_diffusion", first_stage: str = "", steps: int = 6):
+    c = tiny_config("vae", steps=steps)
+    c.train.sample_every = -1  # sampling is tested through the Pipeline; skip the loop's grids
+    c.method = type(c.method)(dict(
+        name=method, schedule="linear", timesteps=100, parameterization="eps", loss_weighting="none",
+        min_snr_gamma=5.0, conditional=True, label_dropout=0.2, sampler="dpm_solver", sample_steps=5,
+        guidance=1.0, eta=0.0, clip_denoised=method == "diffusion", first_stage_workdir=first_stage,
+        latent_scale=0.0))
+    c.model = type(c.model)(dict(channels=8, channel_mult=(1,), num_res_blocks=1, attention_resolutions=(),
+                                 num_heads=1, dropout=0.0))
+    return c
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ldm")
+    fs = tiny_config("vae", steps=10)
+    fs.model.kind, fs.model.features, fs.method.latent_dim = "conv_spatial", (8,), 2  # 8x8x1 -> 4x4x2
+    train_and_evaluate(fs, str(root / "first_stage"))
+    train_and_evaluate(tiny_diffusion_config(first_stage=str(root / "first_stage")), str(root / "ldm"))
+    return root
+
+
+def test_pipeline_is_deterministic_and_conditional(runs):
+    pipe = Pipeline.from_workdir(str(runs / "ldm"))
+    assert pipe.num_classes == 10 and pipe.method.info.shape == (4, 4, 2)
+    a, info = pipe(labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance_scale=2.0, seed=5,
+                   return_info=True)
+    b = pipe(labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance_scale=2.0, seed=5)
+    assert a.shape == (4, 8, 8, 1) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert info["nfe_per_image"] == 4  # guided: one network call per step on the [cond; uncond] batch
+    assert pipe(labels=[3], num_samples_per_label=2, steps=4, guidance_scale=0.0, seed=1).shape == (2, 8, 8, 1)
+
+
+def test_pipeline_argument_errors(runs, tmp_path):
+    pipe = Pipeline.from_workdir(str(runs / "ldm"))
+    with pytest.raises(ValueError, match=r"labels \[10\] are out of range: allowed are integers 0..9"):
+        pipe(labels=[10])
+    with pytest.raises(ValueError, match="steps=0"):
+        pipe(labels=[1], steps=0)
+    with pytest.raises(ValueError, match="unknown"):
+        pipe(labels=[1], sampler="euler_magic")
+    with pytest.raises(ValueError, match="guidance_scale=-2.0"):
+        pipe(labels=[1], guidance_scale=-2.0)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text((runs / "ldm" / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Pipeline.from_workdir(str(empty))
+
+
+def test_missing_first_stage_is_explained(tmp_path):
+    with pytest.raises(ValueError, match="first_stage_workdir is empty: train the first stage first"):
+        train_and_evaluate(tiny_diffusion_config(first_stage=""), str(tmp_path))
+
+
+def test_ddim_interpolation_strip(runs):
+    pipe = Pipeline.from_workdir(str(runs / "ldm"))
+    a, b = np.zeros((8, 8, 1), np.float32), np.ones((8, 8, 1), np.float32) * 0.5
+    strip = pipe.interpolate(a, b, num=5, label=2, steps=4)
+    assert strip.shape == (5, 8, 8, 1) and strip.dtype == np.uint8
+
+
+def test_compare_two_runs(runs, tmp_path, monkeypatch):
+    from jgen.compare import compare_workdirs
+    from jgen.metrics import feature_nets
+    from jgen.train.checkpoint import load_run
+
+    cls = tiny_config("vae", steps=10)
+    cls.method = type(cls.method)(dict(name="classifier", max_shift=1))
+    cls.model = type(cls.model)(dict(features=(4, 8), feature_dim=16, dropout=0.0))
+    train_and_evaluate(cls, str(tmp_path / "classifier"))
+    _, method, state, _ = load_run(str(tmp_path / "classifier"))
+    # The real feature net is the 28x28 MNIST classifier; an 8x8 digits classifier stands in for it here.
+    monkeypatch.setattr(feature_nets, "load_mnist_classifier",
+                        lambda: feature_nets.classifier_feature_net(method, state.ema_params))
+    md = compare_workdirs([str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out"), num_samples=40)
+    rows = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert [r["method"] for r in rows] == ["vae", "latent_diffusion"]
+    assert all(np.isfinite(r["fid_mnist_classifier"]) and 0 <= r["recall_mnist_classifier"] <= 1 for r in rows)
+    assert rows[0]["bits_per_dim"] > 0 and "bits_per_dim" not in rows[1]
+    assert "| first_stage | vae | 40 |" in md
+    assert os.path.getsize(tmp_path / "out" / "compare.png") > 1000
