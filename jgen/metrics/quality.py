@@ -27,7 +27,7 @@ def real_images(source, num: int) -> np.ndarray:
 def generate_images(method, state, num: int, seed: int, batch_size: int = GENERATE_BATCH) -> np.ndarray:
     """`num` samples [num, H, W, C] in [0, 1] from the EMA parameters, in fixed-size jitted batches.
     Conditional methods get class-balanced labels (0, 1, ..., K-1, 0, ...) and their configured sampler/guidance."""
-    k = getattr(method, "num_classes", 0)
+    k = method.num_classes
     labels = jnp.arange(batch_size, dtype=jnp.int32) % k if k else None
     gen = jax.jit(lambda params, ms, key, labels: method.generate(params, ms, key, batch_size, labels)[0])
     base = jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLE_SALT)

@@ -17,7 +17,9 @@ from classifier_test_config import tiny_classifier_config as _tiny_config
 class _NoiseGenerator:
     """A generator of uniform-noise images: enough to exercise the batching and seeding."""
 
-    def generate(self, params, model_state, key, num):
+    num_classes = 0  # unconditional, as the Method contract spells it
+
+    def generate(self, params, model_state, key, num, labels=None):
         return jax.random.uniform(key, (num, 28, 28, 1)) * params["scale"], 1
 
 
