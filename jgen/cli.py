@@ -3,7 +3,8 @@
   train    --config experiments/configs/vae_mnist.py --workdir runs/vae [--config.train.steps=2000 ...]
   sample   --workdir runs/ddpm --sampler dpm_solver --steps 20 --guidance 2.0 --labels 0,1,2 --out samples.png
   eval     --workdir runs/X --num_samples 1000
-  compare  --workdirs runs/a,runs/b --out compare/
+  compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000]
+  compare  --workdirs runs/ldm --guidance_scales 0,1,2,4,8 --out sweep/
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ flags.DEFINE_integer("steps", None, "sample: number of sampler steps.")
 flags.DEFINE_float("guidance", None, "sample: classifier-free guidance scale (0: unconditional, 1: conditional).")
 flags.DEFINE_float("eta", 0.0, "sample: DDIM eta (0: deterministic).")
 flags.DEFINE_list("labels", [], "sample: class labels, e.g. 0,1,2 (one row of samples per label).")
-flags.DEFINE_integer("num_samples", 64, "sample: images (per label if --labels); eval: samples for the metrics.")
+flags.DEFINE_integer("num_samples", None, "sample: images, per label with --labels (default 64, or 8 per label); "
+                     "eval/compare: samples for the metrics (default 1000).")
 flags.DEFINE_integer("seed", 0, "sample/eval: random seed.")
 flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.")
+flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one diffusion run, e.g. 0,1,2,4,8.")
 
 
 def _usage() -> str:
@@ -58,7 +61,8 @@ def cmd_sample() -> None:
 
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples.png")
     labels = [int(x) for x in FLAGS.labels] if FLAGS.labels else None
-    info = sample_from_workdir(FLAGS.workdir, out, num=FLAGS.num_samples, labels=labels, sampler=FLAGS.sampler,
+    num = FLAGS.num_samples or (8 if labels else 64)
+    info = sample_from_workdir(FLAGS.workdir, out, num=num, labels=labels, sampler=FLAGS.sampler,
                                steps=FLAGS.steps, guidance=FLAGS.guidance, eta=FLAGS.eta, seed=FLAGS.seed)
     print(json.dumps(info, indent=2))
 
@@ -68,15 +72,25 @@ def cmd_eval() -> None:
         raise app.UsageError("eval needs --workdir <dir>")
     from jgen.metrics.quality import evaluate_workdir
 
-    print(json.dumps(evaluate_workdir(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed), indent=2))
+    result = evaluate_workdir(FLAGS.workdir, FLAGS.num_samples or 1000, FLAGS.seed)
+    with open(os.path.join(FLAGS.workdir, "eval.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
 
 
 def cmd_compare() -> None:
     if not FLAGS.workdirs:
         raise app.UsageError("compare needs --workdirs runs/a,runs/b")
-    from jgen.compare import compare_workdirs
+    from jgen.compare import compare_workdirs, guidance_sweep
 
-    print(compare_workdirs(FLAGS.workdirs, FLAGS.out or "compare", FLAGS.num_samples, FLAGS.seed))
+    out = FLAGS.out or "compare"
+    if FLAGS.guidance_scales:
+        if len(FLAGS.workdirs) != 1:
+            raise app.UsageError("--guidance_scales sweeps one run: pass a single --workdirs")
+        print(guidance_sweep(FLAGS.workdirs[0], [float(s) for s in FLAGS.guidance_scales], out, FLAGS.num_samples or 1000,
+                             FLAGS.seed, FLAGS.sampler, FLAGS.steps))
+    else:
+        print(compare_workdirs(FLAGS.workdirs, out, FLAGS.num_samples or 1000, FLAGS.seed))
 
 
 def _main(argv: list[str]) -> None:

@@ -21,12 +21,12 @@ def get_config():
     c.method.latent_scale = 0.0        # 0: 1 / std of the training latents, measured at start-up
     c.method.clip_denoised = False     # latents are not bounded to [-1, 1]
     c.method.guidance = 3.0
-    c.model.channels = 64
+    c.model.channels = 32
     c.model.channel_mult = (1,)        # 7x7 latents: one resolution level
     c.model.num_res_blocks = 2
     c.model.attention_resolutions = (7,)
     c.optim.learning_rate = 1e-3
-    c.train.steps = 4000
+    c.train.steps = 3000
     c.train.eval_every = 1000
     c.train.sample_every = 1000
     c.train.checkpoint_every = 1000
