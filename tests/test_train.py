@@ -112,3 +112,22 @@ def test_one_and_eight_devices_agree(tmp_path):
     la = read_metrics(str(tmp_path / "dev1"), "train")[-1]["loss"]
     lb = read_metrics(str(tmp_path / "dev8"), "train")[-1]["loss"]
     assert la == pytest.approx(lb, rel=1e-4)
+
+
+def test_quality_over_training_rows(tmp_path):
+    from jgen.metrics import feature_nets
+
+    cls = tiny_config("vae", steps=10)
+    cls.method = type(cls.method)(dict(name="classifier", max_shift=1))
+    cls.model = type(cls.model)(dict(features=(4, 8), feature_dim=16, dropout=0.0))
+    train_and_evaluate(cls, str(tmp_path / "classifier"))
+    _, method, state, _ = load_run(str(tmp_path / "classifier"))
+    # An 8x8 digits classifier stands in for the 28x28 MNIST one under its own name.
+    feature_nets.register_feature_net(
+        "tiny_digits", lambda **kw: feature_nets.classifier_feature_net(method, state.ema_params, "tiny_digits"))
+    c = tiny_config("vae", steps=10)
+    c.eval.sample_metrics_every, c.eval.num_samples, c.eval.feature_net = 5, 60, "tiny_digits"
+    train_and_evaluate(c, str(tmp_path / "vae"))
+    rows = read_metrics(str(tmp_path / "vae"), "sample_quality")
+    assert [r["step"] for r in rows] == [5, 10]
+    assert all(np.isfinite(r["fid_tiny_digits"]) and 0 <= r["recall_tiny_digits"] <= 1 for r in rows)
