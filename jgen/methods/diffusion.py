@@ -18,6 +18,7 @@ import numpy as np
 from jgen.config import ConfigError
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
+from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sampler_names
 from jgen.diffusion.schedules import SCHEDULES, alpha_sigma, log_snr, make_schedule, step_to_time
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
@@ -143,6 +144,33 @@ class Diffusion(Method):
             return self.generate(params, None, key, num, labels)[0]
         return self._jit(f"sample_{num}_{labels is None}", fn)(params, key, labels)
 
+    def encode(self, params, images: jax.Array, steps: int = 50, labels=None, fixed_point_iters: int = 2):
+        """DDIM(eta=0) inversion of images [B, H, W, C] in [0, 1] -> noise codes x_T [B, H, W, C] (pure)."""
+        return ddim_invert(self.model_fn(params), self.schedule, to_model_range(images), steps=steps, labels=labels,
+                           null_label=self.null_label, parameterization=self.config.method.parameterization,
+                           clip_denoised=False, fixed_point_iters=fixed_point_iters)[0]
+
+    def decode(self, params, codes: jax.Array, steps: int = 50, labels=None) -> jax.Array:
+        """Deterministic DDIM(eta=0) decoding of codes x_T -> images in [0, 1] (pure; inverse of `encode`)."""
+        out = run_sampler(self.model_fn(params), self.schedule, jax.random.PRNGKey(0), codes.shape, sampler="ddim",
+                          steps=steps, labels=labels, null_label=self.null_label,
+                          parameterization=self.config.method.parameterization, eta=0.0, clip_denoised=False,
+                          noise=codes)
+        return from_model_range(out.samples)
+
+    def interpolate(self, params, a: jax.Array, b: jax.Array, num: int = 10, steps: int = 50) -> jax.Array:
+        """Images a, b ([H, W, C] in [0, 1]) -> [num, H, W, C]: their DDIM codes, spherically interpolated and decoded
+        (unconditionally), so the ends reproduce a and b and the middle stays on the data manifold."""
+        def run(params, a, b):
+            z = self.encode(params, jnp.stack([a, b]), steps)
+            z0, z1 = z[0].ravel(), z[1].ravel()
+            theta = jnp.arccos(jnp.clip(jnp.dot(z0, z1) / (jnp.linalg.norm(z0) * jnp.linalg.norm(z1)), -1.0, 1.0))
+            w = jnp.linspace(0.0, 1.0, num)[:, None]
+            sin = jnp.maximum(jnp.sin(theta), 1e-6)
+            zs = (jnp.sin((1 - w) * theta) * z0 + jnp.sin(w * theta) * z1) / sin  # slerp, [num, D]
+            return self.decode(params, zs.reshape(num, *a.shape), steps)
+        return self._jit(f"interpolate_{num}_{steps}", run)(params, jnp.asarray(a), jnp.asarray(b))
+
     def visualize(self, state, batch, key):
         params = state.ema_params
         k_s, k_t, k_f = jax.random.split(key, 3)
@@ -160,7 +188,8 @@ class Diffusion(Method):
         def traj(params, key, labels):
             return self.run_sampler(params, key, 8, labels, trajectory_steps=keep).trajectory
         path = self._jit(f"trajectory_{labels is None}", traj)(params, k_t, traj_labels)  # [K, 8, H, W, C]
-        fwd = forward_strip(self.schedule, to_model_range(jnp.asarray(batch["image"][:8])), k_f, 10)
+        spread = batch["image"][:: max(1, len(batch["image"]) // 8)][:8]  # different classes in a spread batch
+        fwd = forward_strip(self.schedule, to_model_range(jnp.asarray(spread)), k_f, 10)
         return {
             "samples": image_grid(np.asarray(images), ncol=ncol),
             "trajectory": image_grid(np.asarray(from_model_range(jnp.asarray(strip(path)))), ncol=len(keep)),
