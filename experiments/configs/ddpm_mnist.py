@@ -4,10 +4,11 @@
     python -m jgen sample --workdir runs/ddpm_mnist --sampler dpm_solver --steps 20 --guidance 2.0 \
         --labels 0,1,2,3,4,5,6,7,8,9 --num_samples 8 --out runs/ddpm_mnist/guided.png
 
-Runtime: about 0.5 s per step on 2 CPU cores, so the default 2,000 steps of batch 64 (32 epochs of the 4,000
-training images) take about 17 minutes; a GPU does them in about a minute. A 280k-parameter UNet
-(16 channels, 28 -> 14 -> 7, attention at 7x7), linear schedule over 1,000 steps, eps prediction, label
-dropout 0.1. Reported at each evaluation: the per-example training loss (`loss`, eps MSE) on the test split.
+Runtime: the default 2,000 steps of batch 64 (32 epochs of the 4,000 training images) took 28 minutes on
+2 shared CPU cores (about 0.5 s per step on an idle pair); the test loss (eps MSE) reaches about 0.024, and
+the class-per-column grid shows clearly recognisable digits of the requested class.
+Model: a 280k-parameter UNet (16 channels, 28 -> 14 -> 7, attention at 7x7), linear schedule over 1,000
+steps, eps prediction, label dropout 0.1. Reported at each evaluation: the per-example training loss (`loss`, eps MSE) on the test split.
 Samples (samples/*.png): class-per-column grid, a noise-to-image trajectory and a forward-process strip.
 For better samples raise model.channels to 32-64 and train.steps to 10k+ (GPU).
 """

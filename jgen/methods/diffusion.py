@@ -153,35 +153,50 @@ class Diffusion(Method):
             return self.generate(params, None, key, num, labels)[0]
         return self._jit(f"sample_{num}_{labels is None}", fn)(params, key, labels)
 
+    def _labels_and_guidance(self, label: int | None, num: int):
+        """Inversion/decoding condition: `label` at guidance 1, or the unconditional model (null label, guidance 0)."""
+        if label is not None and not (self._num_classes and 0 <= label < self._num_classes):
+            raise ValueError(f"label={label!r}: allowed are 0..{self._num_classes - 1} for a conditional model, "
+                             "None for an unconditional one")
+        if not self._num_classes:
+            return None, 1.0
+        return jnp.full((num,), self.null_label if label is None else label, jnp.int32), float(label is not None)
+
+    def encode(self, params, images: jax.Array, steps: int = 50, label: int | None = None,
+               fixed_point_iters: int = 2) -> jax.Array:
+        """DDIM(eta=0) inversion of images [B, H, W, C] in [0, 1] -> noise codes x_T (pure). Fixed-point
+        iterations per step make the inversion (nearly) exact."""
+        labels, guidance = self._labels_and_guidance(label, images.shape[0])
+        return ddim_invert(self.model_fn(params), self.schedule, self.encode_x0(images), steps=steps, labels=labels,
+                           guidance=guidance, null_label=self.null_label,
+                           parameterization=self.config.method.parameterization, clip_denoised=False,
+                           fixed_point_iters=fixed_point_iters)[0]
+
+    def decode(self, params, codes: jax.Array, steps: int = 50, label: int | None = None) -> jax.Array:
+        """Deterministic DDIM(eta=0) decoding of codes x_T -> images in [0, 1] (pure; inverse of `encode`)."""
+        labels, guidance = self._labels_and_guidance(label, codes.shape[0])
+        out = run_sampler(self.model_fn(params), self.schedule, jax.random.PRNGKey(0), codes.shape, sampler="ddim",
+                          steps=steps, labels=labels, guidance=guidance, null_label=self.null_label,
+                          parameterization=self.config.method.parameterization, eta=0.0, clip_denoised=False,
+                          noise=codes)
+        return self.decode_x0(out.samples)
+
     def interpolate(self, params, a: jax.Array, b: jax.Array, num: int = 10, label: int | None = None,
                     steps: int = 50) -> jax.Array:
-        """Images [num, H, W, C] in [0, 1] morphing a into b ([H, W, C] in [0, 1] each): DDIM-invert both to
-        their noise codes x_T, interpolate the codes spherically, and decode each with deterministic DDIM.
-        With `label` (conditional models) inversion and decoding are conditioned on it; otherwise unconditional."""
-        if label is not None and not 0 <= label < self._num_classes:
-            raise ValueError(f"label={label!r}: allowed are 0..{self._num_classes - 1} for a conditional model")
+        """Images a, b ([H, W, C] in [0, 1]) -> [num, H, W, C]: their DDIM codes, spherically interpolated and
+        decoded, so the ends reproduce a and b and the middle stays on the data manifold. With `label`
+        (conditional models) inversion and decoding are conditioned on it; otherwise unconditional."""
+        self._labels_and_guidance(label, 1)  # check the label on the host
 
         def run(params, a, b):
-            m = self.config.method
-            lab, guidance = None, 1.0
-            if self._num_classes:  # conditional network: the null label (guidance 0) is the unconditional model
-                lab = jnp.full((2,), self.null_label if label is None else label, jnp.int32)
-                guidance = 0.0 if label is None else 1.0
-            common = dict(labels=lab, guidance=guidance, null_label=self.null_label,
-                          parameterization=m.parameterization)
-            x_T, _ = ddim_invert(self.model_fn(params), self.schedule, self.encode_x0(jnp.stack([a, b])),
-                                 steps=steps, **common)
-            xa, xb = x_T[0].ravel(), x_T[1].ravel()
-            theta = jnp.arccos(jnp.clip(jnp.dot(xa, xb) / (jnp.linalg.norm(xa) * jnp.linalg.norm(xb)), -1.0, 1.0))
+            z = self.encode(params, jnp.stack([a, b]), steps, label)
+            z0, z1 = z[0].ravel(), z[1].ravel()
+            theta = jnp.arccos(jnp.clip(jnp.dot(z0, z1) / (jnp.linalg.norm(z0) * jnp.linalg.norm(z1)), -1.0, 1.0))
             w = jnp.linspace(0.0, 1.0, num)[:, None]
-            codes = (jnp.sin((1 - w) * theta) * xa + jnp.sin(w * theta) * xb) / jnp.sin(theta)  # slerp
-            if lab is not None:
-                common["labels"] = jnp.full((num,), lab[0], jnp.int32)
-            out = run_sampler(self.model_fn(params), self.schedule, jax.random.PRNGKey(0), (num, *self.info.shape),
-                              sampler="ddim", steps=steps, eta=0.0, noise=codes.reshape(num, *self.info.shape),
-                              **common)
-            return self.decode_x0(out.samples)
-        return self._jit(f"interpolate_{num}_{label}_{steps}", run)(params, a, b)
+            sin = jnp.maximum(jnp.sin(theta), 1e-6)
+            zs = (jnp.sin((1 - w) * theta) * z0 + jnp.sin(w * theta) * z1) / sin  # slerp, [num, D]
+            return self.decode(params, zs.reshape(num, *z.shape[1:]), steps, label)
+        return self._jit(f"interpolate_{num}_{label}_{steps}", run)(params, jnp.asarray(a), jnp.asarray(b))
 
     def visualize(self, state, batch, key):
         params = state.ema_params
@@ -200,7 +215,8 @@ class Diffusion(Method):
         def traj(params, key, labels):
             return self.run_sampler(params, key, 8, labels, trajectory_steps=keep).trajectory
         path = self._jit(f"trajectory_{labels is None}", traj)(params, k_t, traj_labels)  # [K, 8, H, W, C]
-        fwd = forward_strip(self.schedule, self.encode_x0(jnp.asarray(batch["image"][:8])), k_f, 10)
+        spread = batch["image"][:: max(1, len(batch["image"]) // 8)][:8]  # different classes in a spread batch
+        fwd = forward_strip(self.schedule, self.encode_x0(jnp.asarray(spread)), k_f, 10)
         return {
             "samples": image_grid(np.asarray(images), ncol=ncol),
             "trajectory": image_grid(np.asarray(self.decode_x0(jnp.asarray(strip(path)))), ncol=len(keep)),

@@ -57,12 +57,12 @@ def _affine_map_error(schedule, name, steps):
 
 def test_deterministic_samplers_converge_with_steps_exactly():
     s = cosine_schedule()
-    errs = {n: [_affine_map_error(s, n, k)[1] for k in (10, 20, 50)] for n in ("ddim", "dpm_solver", "heun")}
-    for n, e in errs.items():
-        assert e[0] > e[1] > e[2], (n, e)
-    assert errs["dpm_solver"][1] < 0.02 and errs["dpm_solver"][1] < errs["ddim"][1] / 4, errs  # 2nd vs 1st order
-    assert errs["heun"][2] < 0.02, errs
-    assert _affine_map_error(s, "dpm_solver", 50)[0] < 0.01
+    errs = {n: [_affine_map_error(s, n, k)[1] for k in (10, 20)] for n in ("ddim", "dpm_solver", "heun")}
+    assert 1.5 < errs["ddim"][0] / errs["ddim"][1] < 2.5, errs  # first order: halving the step halves the error
+    assert errs["dpm_solver"][0] / errs["dpm_solver"][1] > 4, errs  # second order (or better)
+    assert errs["heun"][0] / errs["heun"][1] > 4, errs
+    assert errs["dpm_solver"][1] < 0.02 and errs["dpm_solver"][1] < errs["ddim"][1] / 4, errs
+    assert _affine_map_error(s, "dpm_solver", 20)[0] < 0.01
 
 
 def test_mixture_of_gaussians_weights_and_moments():
@@ -139,12 +139,11 @@ def test_ddim_inversion_encodes_and_decodes():
         back = run(fn, s, jax.random.PRNGKey(9), x_t.shape, sampler="ddim", steps=steps, noise=x_t).samples
         return float(jnp.abs(back - x0).max()), nfe, x_t
 
-    err_plain_50, nfe, x_t = roundtrip(50, 0)
-    err_plain_200, _, _ = roundtrip(200, 0)
+    err_plain, nfe, x_t = roundtrip(50, 0)
     err_exact, nfe_exact, _ = roundtrip(50, 3)
     assert nfe == 50 and nfe_exact == 200
-    assert err_plain_200 < err_plain_50 / 3  # first order in the step size
-    assert err_exact < 1e-3, err_exact  # fixed-point inversion: decode(encode(x)) = x
+    assert err_plain < 0.15  # the usual first-order inversion is approximate...
+    assert err_exact < 1e-3 < err_plain / 10, err_exact  # ...the fixed-point inversion: decode(encode(x)) = x
     assert 0.5 < float(jnp.std(x_t)) < 1.5  # codes look like unit Gaussian noise
 
 
