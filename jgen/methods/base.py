@@ -27,6 +27,8 @@ Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] float32 in [0, 1], "label
 class Method(abc.ABC):
     """Base class. Subclasses define `init_variables` and `loss_fn` (or override `init_state`/`train_step`)."""
 
+    progress_keys: tuple[str, ...] = ("loss",)  # train metrics the progress bar shows
+
     def __init__(self, config: ml_collections.ConfigDict, info: DataInfo):
         self.config = config
         self.info = info
@@ -82,9 +84,9 @@ class Method(abc.ABC):
         name = self.config.method.name
         if sampler is not None or steps is not None or guidance is not None:
             raise ValueError(f"method {name!r} has a single-pass generator: sampler, steps and guidance do not apply")
-        if labels is not None:
+        if labels is not None and not self.num_classes:
             raise ValueError(f"method {name!r} is unconditional: it cannot generate given labels")
-        return self.sample(params, model_state, key, num), 1
+        return self.sample(params, model_state, key, num, labels), 1
 
     def visualize(self, state: TrainState, batch: Batch, key: jax.Array) -> dict[str, np.ndarray]:
         """Named uint8 image grids; by default a grid of 64 samples from the EMA parameters."""

@@ -175,7 +175,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 t_last, s_last, pending = now, step, []
                 writer.write(step, "train", avg)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{avg['loss']:.4g}", steps_per_s=f"{avg['steps_per_sec']:.1f}")
+                    shown = {k: f"{avg[k]:.4g}" for k in method.progress_keys if k in avg}
+                    bar.set_postfix(**shown, steps_per_s=f"{avg['steps_per_sec']:.1f}")
             if bar is not None:
                 bar.update(1)
             if _interval_hit(step, t.eval_every, final):

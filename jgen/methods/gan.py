@@ -1,0 +1,148 @@
+"""Generative adversarial networks on the shared loop: both players, both optimizers, one jit-compiled step.
+
+TrainState layout: params / opt_state = {"generator": ..., "discriminator": ...}; ema_params holds the EMA of
+the generator and the current discriminator (sampling, evaluation and the Pipeline read ema_params).
+
+One train step = `method.n_critic` discriminator updates on the same real batch (each with fresh latents),
+then one generator update against the updated discriminator. The losses are chosen by `method.loss`
+(see jgen/gan/losses.py); `method.gp_weight` scales the WGAN gradient penalty (wgan_gp only) and
+`method.r1_gamma` the R1 penalty on real data (any loss; 0 = off).
+
+Logged per step (means over the batch): d_loss and g_loss (penalties included in d_loss), d_real = D(x) and
+d_fake = D(G(z)) as probabilities, i.e. sigmoid of the logits, measured before the discriminator's update
+(for hinge and wgan_gp the logits are not log-odds: read those two as "how real D finds them"), and the
+global gradient norms of both players, d_grad_norm and g_grad_norm.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgen.config import ConfigError
+from jgen.data import from_model_range, to_model_range
+from jgen.gan.losses import LOSSES, discriminator_loss, generator_loss
+from jgen.gan.step import Players, adversarial_update
+from jgen.methods import register
+from jgen.methods.base import Batch, Method
+from jgen.nn.gan import Discriminator, Generator
+from jgen.train.optim import ema_update, make_optimizer
+from jgen.train.state import TrainState
+from jgen.viz import image_grid
+
+PLAYERS = ("generator", "discriminator")
+
+
+def _check_config(config) -> None:
+    m = config.method
+
+    def fail(field, value, allowed):
+        raise ConfigError(f"config.{field}={value!r} is invalid: {allowed}.")
+    if m.loss not in LOSSES:
+        fail("method.loss", m.loss, f"choose one of {LOSSES}")
+    if not (isinstance(m.n_critic, int) and m.n_critic >= 1):
+        fail("method.n_critic", m.n_critic, "must be an integer >= 1")
+    if not m.gp_weight >= 0 or not m.r1_gamma >= 0:
+        fail("method.gp_weight / method.r1_gamma", (m.gp_weight, m.r1_gamma), "must be >= 0")
+    if not (isinstance(m.latent_dim, int) and m.latent_dim >= 1):
+        fail("method.latent_dim", m.latent_dim, "must be an integer >= 1")
+    missing = [p for p in PLAYERS if p not in config.optim]
+    if missing:
+        fail("optim", sorted(config.optim.keys()), "a GAN needs one optimizer block per player: "
+             "config.optim.generator and config.optim.discriminator (see experiments/configs/gan_mnist.py)")
+
+
+@register("gan")
+class GAN(Method):
+    progress_keys = ("d_loss", "g_loss", "d_real", "d_fake")
+
+    def __init__(self, config, info):
+        super().__init__(config, info)
+        _check_config(config)
+        m = config.method
+        self._num_classes = info.num_classes if m.conditional else 0
+        self.generator = Generator(out_shape=info.shape, features=tuple(config.model.g_features),
+                                   num_classes=self._num_classes)
+        self.discriminator = Discriminator(features=tuple(config.model.d_features), num_classes=self._num_classes)
+        # The discriminator takes n_critic optimizer steps per train step; its schedule counts them.
+        self.tx_g = make_optimizer(config.optim.generator, config.train.steps)
+        self.tx_d = make_optimizer(config.optim.discriminator, config.train.steps * m.n_critic)
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    # -- pure pieces -------------------------------------------------------------------------------------
+    def _labels(self, labels):
+        return labels if self._num_classes else None
+
+    def latents(self, key: jax.Array, num: int) -> jax.Array:
+        return self.players().latents(key, num)  # [num, latent]
+
+    def generate_model_range(self, g_params, z: jax.Array, labels=None) -> jax.Array:
+        """G(z) in [-1, 1]: [B, H, W, C]."""
+        return self.generator.apply({"params": g_params}, z, self._labels(labels))
+
+    def d_logits(self, d_params, x: jax.Array, labels=None) -> jax.Array:
+        """D's logits [B] for images x in [-1, 1]."""
+        return self.discriminator.apply({"params": d_params}, x, self._labels(labels))
+
+    def init_state(self, key, batch):
+        k_g, k_d = jax.random.split(jax.random.split(key)[0])
+        x = to_model_range(batch["image"])
+        labels = self._labels(batch["label"])
+        g = self.generator.init(k_g, self.latents(k_g, x.shape[0]), labels)["params"]
+        d = self.discriminator.init(k_d, x, labels)["params"]
+        params = {"generator": g, "discriminator": d}
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          opt_state={"generator": self.tx_g.init(g), "discriminator": self.tx_d.init(d)},
+                          ema_params=jax.tree.map(jnp.copy, params), model_state={}, key=key)
+
+    def players(self, labels=None) -> Players:
+        """Both networks as functions of (params, input), conditioned on `labels` (used for the generated batch too)."""
+        m = self.config.method
+        return Players(generate=lambda g, z: self.generate_model_range(g, z, labels),
+                       discriminate=lambda d, x: self.d_logits(d, x, labels),
+                       tx_g=self.tx_g, tx_d=self.tx_d, loss=m.loss, latent_dim=m.latent_dim,
+                       n_critic=m.n_critic, gp_weight=m.gp_weight, r1_gamma=m.r1_gamma)
+
+    def train_step(self, state: TrainState, batch: Batch, key: jax.Array):
+        real = to_model_range(batch["image"])  # [B, H, W, C]
+        players = self.players(self._labels(batch["label"]))  # generated samples take the real batch's labels
+        params, opt_state, metrics = adversarial_update(players, state.params, state.opt_state, real, key)
+        ema = {"generator": ema_update(state.ema_params["generator"], params["generator"],
+                                       self.config.train.ema_decay, state.step),
+               "discriminator": params["discriminator"]}
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema), metrics
+
+    # -- evaluation and sampling -------------------------------------------------------------------------
+    def eval_step(self, params, model_state, batch, key):
+        """Per test example: D(x), D(G(z)) (probabilities) and both players' losses without penalties."""
+        kind = self.config.method.loss
+        real = to_model_range(batch["image"])
+        labels = self._labels(batch["label"])
+        fake = self.generate_model_range(params["generator"], self.latents(key, real.shape[0]), labels)
+        r, f = self.d_logits(params["discriminator"], real, labels), self.d_logits(params["discriminator"], fake, labels)
+        return {"d_real": jax.nn.sigmoid(r), "d_fake": jax.nn.sigmoid(f),
+                "d_loss": discriminator_loss(kind, r, f), "g_loss": generator_loss(kind, f)}
+
+    def sample(self, params, model_state, key, num, labels=None):
+        """Images [num, H, W, C] in [0, 1]; a conditional GAN draws uniform labels when none are given."""
+        k_z, k_y = jax.random.split(key)
+        if self._num_classes and labels is None:
+            labels = jax.random.randint(k_y, (num,), 0, self._num_classes)
+        return from_model_range(self.generate_model_range(params["generator"], self.latents(k_z, num), labels))
+
+    def visualize(self, state, batch, key):
+        """The same latents at every call (the loop passes a fixed key): EMA and raw generator side by side."""
+        if self._num_classes:
+            labels, ncol = jnp.tile(jnp.arange(self._num_classes, dtype=jnp.int32), 8), self._num_classes
+        else:
+            labels, ncol = None, 8
+        n = 8 * ncol
+        cache = self.__dict__.setdefault("_vis_jit", {})
+        if n not in cache:
+            cache[n] = jax.jit(lambda params, key, labels: self.sample(params, None, key, n, labels))
+        return {"samples": image_grid(np.asarray(cache[n](state.ema_params, key, labels)), ncol=ncol),
+                "samples_raw": image_grid(np.asarray(cache[n](state.params, key, labels)), ncol=ncol)}
