@@ -32,6 +32,8 @@ flags.DEFINE_list("labels", [], "sample: class labels, e.g. 0,1,2 (one row of sa
 flags.DEFINE_integer("num_samples", None, "sample: images, per label with --labels (default 64, or 8 per label); "
                      "eval/compare: samples for the metrics (default 1000).")
 flags.DEFINE_integer("seed", 0, "sample/eval: random seed.")
+flags.DEFINE_string("feature_net", None, "eval: feature network (mnist_classifier, inception); default: the run's "
+                    "config.eval.feature_net. Another net writes eval_<name>.json.")
 flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.")
 flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one diffusion run, e.g. 0,1,2,4,8.")
 
@@ -72,8 +74,9 @@ def cmd_eval() -> None:
         raise app.UsageError("eval needs --workdir <dir>")
     from jgen.metrics.quality import evaluate_workdir
 
-    result = evaluate_workdir(FLAGS.workdir, FLAGS.num_samples or 1000, FLAGS.seed)
-    with open(os.path.join(FLAGS.workdir, "eval.json"), "w") as f:
+    result = evaluate_workdir(FLAGS.workdir, FLAGS.num_samples or 1000, FLAGS.seed, FLAGS.feature_net)
+    name = "eval.json" if FLAGS.feature_net is None else f"eval_{FLAGS.feature_net}.json"
+    with open(os.path.join(FLAGS.workdir, name), "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
 

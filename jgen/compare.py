@@ -113,6 +113,8 @@ def _plot(rows: list[dict], x: str, ys: list[str], path: str, xlabel: str) -> No
             ax.tick_params(axis="x", rotation=30)
         else:
             ax.plot(xs, vals, "o-")
+        if y == "images_per_sec":  # spans single-pass and many-step samplers: orders of magnitude
+            ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_title(y)
     fig.tight_layout()

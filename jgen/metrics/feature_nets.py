@@ -8,7 +8,8 @@ class probabilities.
 The MNIST classifier is trained by jgen itself (experiments/configs/classifier_mnist.py) into a cache
 directory: `$JGEN_CACHE/mnist_classifier` if JGEN_CACHE is set, else `~/.cache/jgen/mnist_classifier`.
 Nothing is downloaded; a missing or unfinished checkpoint is refused with the command that makes it.
-Other networks (e.g. Inception-V3) add themselves with `register_feature_net`.
+The FID InceptionV3 (jgen.metrics.inception) is registered as "inception"; other networks add themselves
+with `register_feature_net`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ class FeatureNet:
         x = self._check(images)
         n, bs = x.shape[0], self.batch_size
         feats, probs = [], []
-        for start in range(0, n, bs):
+        starts = range(0, n, bs)
+        if len(starts) > 4:  # long work (e.g. Inception on the CPU) shows progress on a terminal
+            from tqdm.auto import tqdm
+            starts = tqdm(starts, desc=f"{self.name} features", unit="batch", leave=False, disable=None)
+        for start in starts:
             chunk = x[start:start + bs]
             valid = chunk.shape[0]
             if valid < bs:  # pad the last batch so the compiled shape never changes
@@ -132,3 +137,12 @@ def load_mnist_classifier(workdir: str | None = None, batch_size: int = 500) -> 
 
 
 register_feature_net(MNIST_CLASSIFIER, load_mnist_classifier)
+
+
+def _load_inception(**kwargs) -> FeatureNet:
+    from jgen.metrics.inception import load_inception
+
+    return load_inception(**kwargs)
+
+
+register_feature_net("inception", _load_inception)

@@ -54,15 +54,17 @@ def sample_quality(method, state, test_source, config, net: FeatureNet | None = 
     return images_quality(real, fake, net, seed=int(config.seed))
 
 
-def evaluate_workdir(workdir: str, num_samples: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Sample metrics of a trained run: `num_samples` samples (seeded) against the test split."""
+def evaluate_workdir(workdir: str, num_samples: int = 1000, seed: int = 0,
+                     feature_net: str | None = None) -> dict[str, float]:
+    """Sample metrics of a trained run: `num_samples` samples (seeded) against the test split, under
+    `feature_net` (default: the run's config.eval.feature_net)."""
     from jgen.data import get_source
     from jgen.train.checkpoint import load_run
 
     if not (isinstance(num_samples, int) and num_samples >= 2):
         raise ValueError(f"num_samples={num_samples!r}: must be an integer >= 2")
     config, method, state, info = load_run(workdir)
-    net = get_feature_net(config.eval.feature_net)
+    net = get_feature_net(feature_net or config.eval.feature_net)
     _, test_source, _ = get_source(config.data)
     real = real_images(test_source, num_samples)
     fake = generate_images(method, state, num_samples, seed)

@@ -21,7 +21,7 @@ def compute_sample_metrics(real_feats, fake_feats, fake_probs, feature_net_name:
                            is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000,
                            seed: int = 0) -> dict[str, float]:
     """FID, KID, precision/recall (k-NN), density/coverage of fake vs real features [N, D] / [M, D], and the
-    Inception Score of fake_probs [M, K] (skipped when None).
+    Inception Score of fake_probs [M, K] (skipped when None or K = 0).
 
     Keys: fid, kid, kid_std, precision, recall, density, coverage, is, is_std, each followed by
     `_<feature_net_name>`; plus `num_real` and `num_fake`. `seed` picks the KID subsets and the permutation
@@ -39,7 +39,7 @@ def compute_sample_metrics(real_feats, fake_feats, fake_probs, feature_net_name:
     out["kid"], out["kid_std"] = kid(fake, real, kid_subsets, kid_subset_size, seed)
     out["precision"], out["recall"] = precision_recall(real, fake, k)
     out["density"], out["coverage"] = density_coverage(real, fake, k)
-    if fake_probs is not None:
+    if fake_probs is not None and np.shape(fake_probs)[-1] > 0:  # a feature net without a classifier has none
         probs = np.asarray(fake_probs, np.float64)
         if probs.shape[0] != fake.shape[0]:
             raise ValueError(f"fake_probs has {probs.shape[0]} rows but fake_feats has {fake.shape[0]}")
