@@ -108,18 +108,11 @@ def relative_errors(a: list[np.ndarray], b: list[np.ndarray]) -> list[float]:
 
 
 def variables_from_state(state: dict) -> dict:
-    import jax.numpy as jnp
-
+    """jgen variables from a torch state dict, through the converter."""
     from jgen.metrics.convert_inception import convert_state_dict
+    from jgen.metrics.inception import unflatten_variables
 
-    tree: dict = {}
-    for key, value in convert_state_dict({k: v.numpy() for k, v in state.items()}).items():
-        node = tree
-        *parents, leaf = key.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = jnp.asarray(value)
-    return tree
+    return unflatten_variables(convert_state_dict({k: v.numpy() for k, v in state.items()}))
 
 
 def main() -> None:

@@ -94,7 +94,7 @@ def convert_state_dict(state: dict[str, np.ndarray], with_fc: bool | None = None
     for name, value in state.items():
         if name.endswith("num_batches_tracked"):
             continue
-        tv = tf_to_torchvision_name(name) if ".layers." in f".{name}" or name.startswith("layers.") else name
+        tv = tf_to_torchvision_name(name) if ".layers." in f".{name}" else name  # TF names live under layers.
         key = torchvision_to_jgen(tv) if tv is not None else None
         if key is None or key not in want:
             unknown.append(name)

@@ -184,7 +184,7 @@ def random_variables(seed: int = 0, with_logits: bool = True) -> dict:
     """Informative random variables of the right structure (for tests): He-normal kernels, random batch-norm
     statistics and affine terms. (flax's default init would need a 299x299 forward pass to build.)"""
     rng = np.random.default_rng(seed)
-    tree: dict = {}
+    flat = {}
     for name, shape in expected_shapes(with_logits).items():
         leaf = name.rsplit("/", 1)[1]
         if leaf == "kernel":
@@ -195,12 +195,8 @@ def random_variables(seed: int = 0, with_logits: bool = True) -> dict:
             value = rng.uniform(0.5, 1.5, shape)
         else:  # mean, bias
             value = rng.normal(0.0, 0.2, shape)
-        node = tree
-        *parents, last = name.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = jnp.asarray(value, jnp.float32)
-    return tree
+        flat[name] = value
+    return unflatten_variables(flat)
 
 
 def has_logits(variables: dict) -> bool:
@@ -225,15 +221,20 @@ def load_inception_variables(path: str | None = None) -> dict:
             f"--out {path}\n"
             "or --src pt_inception-2015-12-05-6726825d.pth (pytorch-fid's weights). Set JGEN_INCEPTION_WEIGHTS "
             "to use another file.")
-    flat = dict(np.load(path))
+    tree = unflatten_variables(dict(np.load(path)))
+    _check_structure(tree, path)
+    return tree
+
+
+def unflatten_variables(flat: dict) -> dict:
+    """The inverse of flatten_variables: {'params/a/b': array} -> {'params': {'a': {'b': float32 jax array}}}."""
     tree: dict = {}
     for key, value in flat.items():
         node = tree
         *parents, leaf = key.split("/")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = jnp.asarray(value)
-    _check_structure(tree, path)
+        node[leaf] = jnp.asarray(value, jnp.float32)
     return tree
 
 
