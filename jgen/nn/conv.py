@@ -7,6 +7,12 @@ import flax.linen as nn
 import jax
 
 
+def upsample2x(h: jax.Array) -> jax.Array:
+    """Nearest-neighbour x2 upsampling: [B, H, W, C] -> [B, 2H, 2W, C]."""
+    b, hh, ww, c = h.shape
+    return jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
+
+
 class ConvEncoder(nn.Module):
     """Stride-2 3x3 convolutions (one per entry of `features`), then a Dense layer to `out_dim` units.
 
@@ -48,9 +54,7 @@ class ConvDecoder(nn.Module):
         h = nn.silu(nn.Dense(h0 * w0 * self.features[-1])(h))
         h = h.reshape(z.shape[0], h0, w0, self.features[-1])
         for f in reversed(self.features):
-            b, hh, ww, c = h.shape
-            h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
-            h = nn.silu(nn.Conv(f, (3, 3))(h))
+            h = nn.silu(nn.Conv(f, (3, 3))(upsample2x(h)))
         out = nn.Conv(channels, (3, 3))(h)
         chex.assert_shape(out, (z.shape[0], height, width, channels))
         return out
@@ -84,9 +88,7 @@ class SpatialDecoder(nn.Module):
         chex.assert_rank(z, 4)
         h = nn.silu(nn.Conv(self.features[-1], (3, 3))(z))
         for f in reversed(self.features):
-            b, hh, ww, c = h.shape
-            h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
-            h = nn.silu(nn.Conv(f, (3, 3))(h))
+            h = nn.silu(nn.Conv(f, (3, 3))(upsample2x(h)))
         out = nn.Conv(self.out_shape[-1], (3, 3))(h)
         chex.assert_shape(out, (z.shape[0], *self.out_shape))
         return out

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jgen.nn.conv import upsample2x
+
 
 def _groups(channels: int) -> int:
     for g in (8, 4, 2):
@@ -50,9 +52,7 @@ class Generator(nn.Module):
         h = nn.Dense(h0 * w0 * self.features[0])(h).reshape(z.shape[0], h0, w0, self.features[0])
         h = nn.relu(nn.GroupNorm(_groups(self.features[0]))(h))
         for f in self.features:
-            b, hh, ww, c = h.shape
-            h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
-            h = nn.relu(nn.GroupNorm(_groups(f))(nn.Conv(f, (3, 3))(h)))
+            h = nn.relu(nn.GroupNorm(_groups(f))(nn.Conv(f, (3, 3))(upsample2x(h))))
         out = jnp.tanh(nn.Conv(channels, (3, 3))(h))
         chex.assert_shape(out, (z.shape[0], height, width, channels))
         return out

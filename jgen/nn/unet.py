@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jgen.nn.conv import upsample2x
+
 
 def timestep_embedding(t: jax.Array, dim: int, scale: float = 1000.0, max_period: float = 10000.0) -> jax.Array:
     """Sinusoidal features of scale * t: [B] -> [B, dim] (sin half, cos half), as in the Transformer."""
@@ -120,9 +122,7 @@ class UNet(nn.Module):
                 if h.shape[1] in self.attention_resolutions:
                     h = AttentionBlock(self.num_heads)(h)
             if level != 0:
-                bb, hh, ww, cc = h.shape
-                h = jax.image.resize(h, (bb, 2 * hh, 2 * ww, cc), "nearest")
-                h = nn.Conv(cc, (3, 3))(h)
+                h = nn.Conv(h.shape[-1], (3, 3))(upsample2x(h))
         assert not skips
         out = nn.Conv(c_in, (3, 3), kernel_init=nn.initializers.zeros)(nn.silu(_norm(h.shape[-1])(h)))
         chex.assert_shape(out, x.shape)
