@@ -61,7 +61,8 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def _fail(field: str, value: Any, allowed: str, fix: str = "") -> None:
+def fail(field: str, value: Any, allowed: str, fix: str = "") -> None:
+    """Raise ConfigError: `config.<field>=<value> is invalid: <allowed>. Fix: <fix>`."""
     msg = f"config.{field}={value!r} is invalid: {allowed}."
     if fix:
         msg += f" Fix: {fix}"
@@ -72,19 +73,19 @@ def _check_optim(prefix: str, cfg: ml_collections.ConfigDict) -> None:
     from jgen.train.optim import OPTIMIZERS, SCHEDULES
 
     if cfg.name not in OPTIMIZERS:
-        _fail(f"{prefix}.name", cfg.name, f"choose one of {OPTIMIZERS}")
+        fail(f"{prefix}.name", cfg.name, f"choose one of {OPTIMIZERS}")
     if not (isinstance(cfg.learning_rate, (int, float)) and math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0):
-        _fail(f"{prefix}.learning_rate", cfg.learning_rate, "must be a finite number > 0",
+        fail(f"{prefix}.learning_rate", cfg.learning_rate, "must be a finite number > 0",
               f"--config.{prefix}.learning_rate=1e-3")
     if cfg.schedule not in SCHEDULES:
-        _fail(f"{prefix}.schedule", cfg.schedule, f"choose one of {SCHEDULES}")
+        fail(f"{prefix}.schedule", cfg.schedule, f"choose one of {SCHEDULES}")
     for b in ("b1", "b2"):
         if not 0.0 <= cfg[b] < 1.0:
-            _fail(f"{prefix}.{b}", cfg[b], "must be in [0, 1)")
+            fail(f"{prefix}.{b}", cfg[b], "must be in [0, 1)")
     if cfg.warmup_steps < 0:
-        _fail(f"{prefix}.warmup_steps", cfg.warmup_steps, "must be >= 0")
+        fail(f"{prefix}.warmup_steps", cfg.warmup_steps, "must be >= 0")
     if cfg.grad_clip < 0:
-        _fail(f"{prefix}.grad_clip", cfg.grad_clip, "must be >= 0 (0 turns clipping off)")
+        fail(f"{prefix}.grad_clip", cfg.grad_clip, "must be >= 0 (0 turns clipping off)")
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
@@ -97,19 +98,19 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     if config.entry:
         return  # custom entry points validate their own configs
     if config.data.name not in SOURCES:
-        _fail("data.name", config.data.name, f"unknown dataset; choose one of {sorted(SOURCES)}")
+        fail("data.name", config.data.name, f"unknown dataset; choose one of {sorted(SOURCES)}")
     if config.data.name == "tfds" and not config.data.tfds_name:
-        _fail("data.tfds_name", config.data.tfds_name, "data.name='tfds' needs a TFDS dataset name",
+        fail("data.tfds_name", config.data.tfds_name, "data.name='tfds' needs a TFDS dataset name",
               "--config.data.tfds_name=mnist --config.data.data_dir=/path/to/tfds")
     n = jax.device_count() if num_devices is None else num_devices
     bs = config.data.batch_size
     if not isinstance(bs, int) or bs <= 0:
-        _fail("data.batch_size", bs, "must be a positive integer")
+        fail("data.batch_size", bs, "must be a positive integer")
     if bs % n:
-        _fail("data.batch_size", bs, f"must be divisible by the number of devices ({n})",
+        fail("data.batch_size", bs, f"must be divisible by the number of devices ({n})",
               f"--config.data.batch_size={max(n, (bs // n) * n)}")
     if config.method.name not in method_names():
-        _fail("method.name", config.method.name, f"unknown method; choose one of {method_names()}")
+        fail("method.name", config.method.name, f"unknown method; choose one of {method_names()}")
     del get_method
     if "name" in config.optim:
         _check_optim("optim", config.optim)
@@ -118,19 +119,19 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             _check_optim(f"optim.{k}", sub)
     t = config.train
     if not isinstance(t.steps, int) or t.steps <= 0:
-        _fail("train.steps", t.steps, "must be a positive integer")
+        fail("train.steps", t.steps, "must be a positive integer")
     for k in ("log_every", "checkpoint_every"):
         if t[k] < 0:
-            _fail(f"train.{k}", t[k], "must be >= 0 (0: only at the end)")
+            fail(f"train.{k}", t[k], "must be >= 0 (0: only at the end)")
     for k in ("eval_every", "sample_every"):
         if t[k] < -1:
-            _fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
+            fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
     if not 0.0 <= t.ema_decay < 1.0:
-        _fail("train.ema_decay", t.ema_decay, "must be in [0, 1)")
+        fail("train.ema_decay", t.ema_decay, "must be in [0, 1)")
     if t.eval_batch_size <= 0 or t.eval_batch_size % n:
-        _fail("train.eval_batch_size", t.eval_batch_size, f"must be a positive multiple of the device count ({n})")
+        fail("train.eval_batch_size", t.eval_batch_size, f"must be a positive multiple of the device count ({n})")
     if config.eval.sample_metrics_every < 0 or config.eval.num_samples <= 0:
-        _fail("eval", dict(config.eval), "sample_metrics_every must be >= 0 and num_samples > 0")
+        fail("eval", dict(config.eval), "sample_metrics_every must be >= 0 and num_samples > 0")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jgen.config import ConfigError
+from jgen.config import fail
 from jgen.gan.losses import LOSSES, discriminator_loss
 from jgen.gan.step import Players, adversarial_update
 from jgen.nn.mlp import MLPDecoder
@@ -191,11 +191,11 @@ def train_dstar(config: ml_collections.ConfigDict, workdir: str) -> dict:
 # -- 2. the 8-Gaussian ring ----------------------------------------------------------------------------------
 def _check_ring(cfg) -> None:
     if cfg.loss not in LOSSES:
-        raise ConfigError(f"config.toy.loss={cfg.loss!r} is invalid: choose one of {LOSSES}")
+        fail("toy.loss", cfg.loss, f"choose one of {LOSSES}")
     if not (isinstance(cfg.n_critic, int) and cfg.n_critic >= 1):
-        raise ConfigError(f"config.toy.n_critic={cfg.n_critic!r} is invalid: must be an integer >= 1")
+        fail("toy.n_critic", cfg.n_critic, "must be an integer >= 1")
     if cfg.steps % cfg.snapshot_every:
-        raise ConfigError(f"config.toy.steps={cfg.steps} must be a multiple of snapshot_every={cfg.snapshot_every}")
+        fail("toy.steps", cfg.steps, f"must be a multiple of toy.snapshot_every={cfg.snapshot_every}")
 
 
 def ring_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.config import ConfigError
+from jgen import config as config_lib
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
@@ -30,7 +30,7 @@ from jgen.viz import image_grid
 
 def _check_config(m) -> None:
     def fail(field, value, allowed):
-        raise ConfigError(f"config.method.{field}={value!r} is invalid: {allowed}.")
+        config_lib.fail(f"method.{field}", value, allowed)
     if m.schedule not in SCHEDULES:
         fail("schedule", m.schedule, f"choose one of {SCHEDULES}")
     if not isinstance(m.timesteps, int) or m.timesteps < 2:

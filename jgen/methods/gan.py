@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.config import ConfigError
+from jgen.config import fail
 from jgen.data import from_model_range, to_model_range
 from jgen.gan.losses import LOSSES, discriminator_loss, generator_loss
 from jgen.gan.step import Players, adversarial_update
@@ -36,9 +36,6 @@ PLAYERS = ("generator", "discriminator")
 
 def _check_config(config) -> None:
     m = config.method
-
-    def fail(field, value, allowed):
-        raise ConfigError(f"config.{field}={value!r} is invalid: {allowed}.")
     if m.loss not in LOSSES:
         fail("method.loss", m.loss, f"choose one of {LOSSES}")
     if not (isinstance(m.n_critic, int) and m.n_critic >= 1):
