@@ -92,10 +92,15 @@ def get_feature_net(name: str, **kwargs) -> FeatureNet:
     return _LOADERS[name](**kwargs)
 
 
-def default_classifier_dir() -> str:
-    """`$JGEN_CACHE/mnist_classifier` if JGEN_CACHE is set, else `~/.cache/jgen/mnist_classifier`."""
+def cache_dir(*parts: str) -> str:
+    """Where feature networks live: `$JGEN_CACHE/<parts>` if JGEN_CACHE is set, else `~/.cache/jgen/<parts>`."""
     root = os.environ.get("JGEN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jgen")
-    return os.path.join(root, MNIST_CLASSIFIER)
+    return os.path.join(root, *parts)
+
+
+def default_classifier_dir() -> str:
+    """`cache_dir("mnist_classifier")`."""
+    return cache_dir(MNIST_CLASSIFIER)
 
 
 def classifier_feature_net(method, params, name: str = MNIST_CLASSIFIER, batch_size: int = 500) -> FeatureNet:

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgen.metrics.feature_nets import FeatureNet, cache_dir
+
 INCEPTION = "inception"
 BLOCK_DIMS = (64, 192, 768, 2048)
 NUM_LOGITS = 1008
@@ -205,9 +207,8 @@ def has_logits(variables: dict) -> bool:
 
 # -- weights -----------------------------------------------------------------------------------------------
 def default_weights_path() -> str:
-    """`$JGEN_CACHE/inception/pt_inception-2015-12-05.npz` if JGEN_CACHE is set, else under `~/.cache/jgen`."""
-    root = os.environ.get("JGEN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jgen")
-    return os.path.join(root, "inception", "pt_inception-2015-12-05.npz")
+    """`cache_dir("inception", "pt_inception-2015-12-05.npz")`: under $JGEN_CACHE, else ~/.cache/jgen."""
+    return cache_dir("inception", "pt_inception-2015-12-05.npz")
 
 
 def load_inception_variables(path: str | None = None) -> dict:
@@ -277,8 +278,6 @@ def inception_apply(variables: dict, resize: bool = True):
 
 def load_inception(path: str | None = None, batch_size: int = 50):
     """The FID Inception as a FeatureNet named "inception" (metrics fid_inception, is_inception, ...)."""
-    from jgen.metrics.feature_nets import FeatureNet
-
     variables = load_inception_variables(path)
     return FeatureNet(name=INCEPTION, input_shape=None, feature_dim=2048,
                       num_classes=NUM_LOGITS if has_logits(variables) else 0,
