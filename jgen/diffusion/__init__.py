@@ -45,14 +45,11 @@ def sample_images(method, params, model_state, key: jax.Array, num: int, labels=
             raise ValueError(f"labels must be in [0, {method.num_classes - 1}]; got min {labels.min()}, "
                              f"max {labels.max()}")
         labels = jnp.asarray(labels, jnp.int32)
-    cache = method.__dict__.setdefault("_sample_images_cache", {})
     static = (int(num), labels is None, sampler, steps, None if guidance is None else float(guidance), float(eta))
-    if static not in cache:
-        def run(params, model_state, key, labels):
-            return method.generate(params, model_state, key, int(num), labels, sampler, steps,
-                                   static[4], float(eta))
-        cache[static] = jax.jit(run)
-    images, nfe = cache[static](params, model_state, key, labels)
+
+    def run(params, model_state, key, labels):
+        return method.generate(params, model_state, key, int(num), labels, sampler, steps, static[4], float(eta))
+    images, nfe = method.jitted(("sample_images", *static), run)(params, model_state, key, labels)
     return images, int(nfe)
 
 

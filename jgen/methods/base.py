@@ -63,6 +63,14 @@ class Method(abc.ABC):
                                   ema_params=ema, model_state=model_state)
         return new_state, metrics
 
+    def jitted(self, name, fn, **jit_kwargs):
+        """`jax.jit(fn, **jit_kwargs)`, compiled once per `name` for this Method instance (the name must say
+        everything that changes the program: shapes, static choices)."""
+        cache = self.__dict__.setdefault("_jit_cache", {})
+        if name not in cache:
+            cache[name] = jax.jit(fn, **jit_kwargs)
+        return cache[name]
+
     # -- evaluation and sampling -------------------------------------------------------------------
     @abc.abstractmethod
     def eval_step(self, params, model_state, batch: Batch, key: jax.Array) -> dict[str, jax.Array]:

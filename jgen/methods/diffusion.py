@@ -141,17 +141,11 @@ class Diffusion(Method):
         out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta)
         return self.decode_x0(out.samples), out.nfe
 
-    def _jit(self, name: str, fn):
-        cache = self.__dict__.setdefault("_sample_jit_cache", {})
-        if name not in cache:
-            cache[name] = jax.jit(fn)
-        return cache[name]
-
     def sample(self, params, model_state, key, num, labels=None):
         """Images [num, H, W, C] in [0, 1] with the configured sampler; labels None: unconditional."""
         def fn(params, key, labels):
             return self.generate(params, None, key, num, labels)[0]
-        return self._jit(f"sample_{num}_{labels is None}", fn)(params, key, labels)
+        return self.jitted(f"sample_{num}_{labels is None}", fn)(params, key, labels)
 
     def _labels_and_guidance(self, label: int | None, num: int):
         """Inversion/decoding condition: `label` at guidance 1, or the unconditional model (null label, guidance 0)."""
@@ -196,7 +190,7 @@ class Diffusion(Method):
             sin = jnp.maximum(jnp.sin(theta), 1e-6)
             zs = (jnp.sin((1 - w) * theta) * z0 + jnp.sin(w * theta) * z1) / sin  # slerp, [num, D]
             return self.decode(params, zs.reshape(num, *z.shape[1:]), steps, label)
-        return self._jit(f"interpolate_{num}_{label}_{steps}", run)(params, jnp.asarray(a), jnp.asarray(b))
+        return self.jitted(f"interpolate_{num}_{label}_{steps}", run)(params, jnp.asarray(a), jnp.asarray(b))
 
     def visualize(self, state, batch, key):
         params = state.ema_params
@@ -214,7 +208,7 @@ class Diffusion(Method):
 
         def traj(params, key, labels):
             return self.run_sampler(params, key, 8, labels, trajectory_steps=keep).trajectory
-        path = self._jit(f"trajectory_{labels is None}", traj)(params, k_t, traj_labels)  # [K, 8, H, W, C]
+        path = self.jitted(f"trajectory_{labels is None}", traj)(params, k_t, traj_labels)  # [K, 8, H, W, C]
         spread = batch["image"][:: max(1, len(batch["image"]) // 8)][:8]  # different classes in a spread batch
         fwd = forward_strip(self.schedule, self.encode_x0(jnp.asarray(spread)), k_f, 10)
         return {

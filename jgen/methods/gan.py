@@ -138,8 +138,6 @@ class GAN(Method):
         else:
             labels, ncol = None, 8
         n = 8 * ncol
-        cache = self.__dict__.setdefault("_vis_jit", {})
-        if n not in cache:
-            cache[n] = jax.jit(lambda params, key, labels: self.sample(params, None, key, n, labels))
-        return {"samples": image_grid(np.asarray(cache[n](state.ema_params, key, labels)), ncol=ncol),
-                "samples_raw": image_grid(np.asarray(cache[n](state.params, key, labels)), ncol=ncol)}
+        draw = self.jitted(f"visualize_{n}", lambda params, key, labels: self.sample(params, None, key, n, labels))
+        return {"samples": image_grid(np.asarray(draw(state.ema_params, key, labels)), ncol=ncol),
+                "samples_raw": image_grid(np.asarray(draw(state.params, key, labels)), ncol=ncol)}

@@ -75,9 +75,7 @@ class _StopFlag:
 def evaluate(method, state, test_source, config, mesh) -> dict[str, float]:
     """Average the method's per-example eval values over the test split (EMA parameters)."""
     repl, data_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    p_eval = _jitted(method, "eval", lambda: jax.jit(
-        lambda params, ms, batch, key: method.eval_step(params, ms, batch, key),
-        in_shardings=(repl, repl, data_sh, repl), out_shardings=repl))
+    p_eval = method.jitted("eval", method.eval_step, in_shardings=(repl, repl, data_sh, repl), out_shardings=repl)
     base = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_SALT)
     limit = config.train.num_eval_examples or None
     sums, count = {}, 0
@@ -88,13 +86,6 @@ def evaluate(method, state, test_source, config, mesh) -> dict[str, float]:
             sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v)[:valid], dtype=np.float64))
         count += valid
     return {k: v / count for k, v in sums.items()}
-
-
-def _jitted(method, name, build):
-    cache = method.__dict__.setdefault("_jit_cache", {})
-    if name not in cache:
-        cache[name] = build()
-    return cache[name]
 
 
 def _to_global(batch: dict, sharding: NamedSharding, is_global: bool = False) -> dict:
