@@ -21,6 +21,7 @@ import numpy as np
 from jgen.data import get_source
 from jgen.pipeline import Pipeline
 from jgen.train.writer import read_metrics
+from jgen.viz import pyplot
 
 LIKELIHOOD_KEYS = ("bpd_iwae", "bpd")
 
@@ -99,11 +100,7 @@ def _markdown(rows: list[dict], columns: list[str]) -> str:
 
 
 def _plot(rows: list[dict], x: str, ys: list[str], path: str, xlabel: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(ys), figsize=(4.2 * len(ys), 3.4))
     for ax, y in zip(np.atleast_1d(axes), ys):
         xs = [r[x] for r in rows]

@@ -1,4 +1,4 @@
-"""Image grids and PNG files (the only place images are turned into pixels on disk)."""
+"""Image grids, PNG files and the plotting backend (the only place images are turned into pixels on disk)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ def save_png(path: str, array: np.ndarray) -> None:
         array = array[..., 0]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     Image.fromarray(array).save(path)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (figures are saved, never shown; works without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

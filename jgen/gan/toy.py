@@ -26,6 +26,7 @@ from jgen.config import fail
 from jgen.gan.losses import LOSSES, discriminator_loss
 from jgen.gan.step import Players, adversarial_update
 from jgen.nn.mlp import MLPDecoder
+from jgen.viz import pyplot
 
 
 # -- densities -----------------------------------------------------------------------------------------------
@@ -167,9 +168,7 @@ def train_dstar(config: ml_collections.ConfigDict, workdir: str) -> dict:
     curves = out.pop("curves")
     with open(os.path.join(workdir, "dstar.json"), "w") as f:
         json.dump(out, f, indent=2)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     x = curves["x"]
@@ -250,9 +249,7 @@ def train_ring(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for r in rows:
         print(f"step {r['step']:6d}  modes covered {r['modes_covered']}/{cfg.num_modes}  "
               f"high quality {r['high_quality']:.3f}  d_loss {r['d_loss']:.3f}  g_loss {r['g_loss']:.3f}", flush=True)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = np.unique(np.linspace(0, len(rows) - 1, min(6, len(rows))).round().astype(int))
     fig, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3.2), squeeze=False)
