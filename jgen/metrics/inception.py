@@ -18,6 +18,7 @@ Weights: `python -m jgen.metrics.convert_inception --src <file> --out <npz>` (se
 
 from __future__ import annotations
 
+import functools
 import os
 import chex
 import flax.linen as nn
@@ -245,8 +246,9 @@ def flatten_variables(tree) -> dict:
     return {"/".join(str(k.key) for k in path): leaf for path, leaf in leaves}
 
 
+@functools.lru_cache(maxsize=2)
 def expected_shapes(with_logits: bool = True) -> dict[str, tuple[int, ...]]:
-    """Every variable of the model and its shape, by flattened name."""
+    """Every variable of the model and its shape, by flattened name (traced once per process; do not mutate)."""
     shapes = jax.eval_shape(FIDInceptionV3(resize=False, with_logits=with_logits).init, jax.random.PRNGKey(0),
                             jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32))
     return {k: tuple(v.shape) for k, v in flatten_variables(shapes).items()}
