@@ -12,83 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jgen.data import get_source
-from jgen.pipeline import Pipeline
-from jgen.train.writer import read_metrics
+from jgen.metrics.quality import real_images
+from jgen.run import MNIST_CLASSIFIER, evaluate_run, load_mnist_classifier, load_run
 from jgen.viz import pyplot
-
-LIKELIHOOD_KEYS = ("bpd_iwae", "bpd")
-
-
-def _balanced_labels(n: int, num_classes: int) -> list[int] | None:
-    return None if num_classes == 0 else [i % num_classes for i in range(n)]
-
-
-def generate_timed(pipe: Pipeline, num: int, seed: int, batch_size: int = 250, **kwargs) -> tuple[np.ndarray, dict]:
-    """`num` images in [0, 1] ([N, H, W, C] float32) in fixed-size batches, plus images/s (after a warm-up
-    batch that compiles) and NFE per image."""
-    per_batch = min(batch_size, num)
-    labels = _balanced_labels(num + per_batch, pipe.num_classes)
-    warm = labels[:per_batch] if labels else None
-    pipe(labels=warm, num_samples_per_label=1 if warm else per_batch, seed=seed + 10_000, **kwargs)
-    out, seconds, nfe = [], 0.0, 1
-    for i, start in enumerate(range(0, num, per_batch)):
-        lab = labels[start:start + per_batch] if labels else None
-        images, info = pipe(labels=lab, num_samples_per_label=1 if lab else per_batch, seed=seed + i,
-                            return_info=True, **kwargs)
-        out.append(images)
-        seconds += info["seconds"]
-        nfe = info["nfe_per_image"]
-    images = np.concatenate(out)[:num].astype(np.float32) / 255.0
-    return images, {"images_per_sec": len(images) / seconds, "nfe": nfe}
-
-
-def _autoencoder_pipe_samples(pipe: Pipeline, num: int, seed: int) -> tuple[np.ndarray, dict]:
-    """An autoencoder has no prior: sample z from a Gaussian fitted to the codes of the training images."""
-    train, _, _ = get_source(pipe.config.data)
-    params = pipe.state.ema_params
-    codes = np.concatenate([np.asarray(pipe.method.encode(params, jnp.asarray(train.images[i:i + 500])))
-                            for i in range(0, len(train), 500)])
-    mean, cov = codes.mean(0), np.cov(codes, rowvar=False)
-    z = np.random.default_rng(seed).multivariate_normal(mean, cov, size=num).astype(np.float32)
-    decode = jax.jit(pipe.method.decode)
-    decode(params, jnp.asarray(z[:10]))
-    t0 = time.perf_counter()
-    images = np.asarray(decode(params, jnp.asarray(z)))
-    return images, {"images_per_sec": num / (time.perf_counter() - t0), "nfe": 1}
-
-
-def _real(pipe: Pipeline, num: int) -> np.ndarray:
-    from jgen.metrics.quality import real_images
-
-    return real_images(get_source(pipe.config.data)[1], num)
-
-
-def evaluate_run(workdir: str, num_samples: int, seed: int = 0, feature_net=None, real=None, **sampler_kwargs) -> dict:
-    """One row of the table for a run directory; `real`: test images to compare with (default: its test split)."""
-    from jgen.metrics.quality import images_quality
-
-    pipe = Pipeline.from_workdir(workdir)
-    if pipe.config.method.name == "autoencoder":
-        images, speed = _autoencoder_pipe_samples(pipe, num_samples, seed)
-    else:
-        images, speed = generate_timed(pipe, num_samples, seed, **sampler_kwargs)
-    real = real if real is not None else _real(pipe, num_samples)
-    row = {"run": os.path.basename(os.path.normpath(workdir)), "method": pipe.config.method.name,
-           "num_samples": len(images), **images_quality(real, images, feature_net, seed), **speed}
-    evals = read_metrics(workdir, "eval")
-    for k in LIKELIHOOD_KEYS:
-        if evals and k in evals[-1]:
-            row["bits_per_dim"] = evals[-1][k]
-            row["bits_per_dim_kind"] = k
-            break
-    return row
 
 
 def _markdown(rows: list[dict], columns: list[str]) -> str:
@@ -130,32 +59,34 @@ def _write(out_dir: str, name: str, rows: list[dict], columns: list[str], x: str
     return md
 
 
+def _row(run, num_samples: int, seed: int, net, real, **options) -> dict:
+    row = evaluate_run(run, num_samples, seed, net, real, timed=True, **options)
+    row.pop("workdir")
+    return row
+
+
 def compare_workdirs(workdirs: list[str], out_dir: str, num_samples: int = 1000, seed: int = 0) -> str:
     """Evaluate every run on the same test features; write compare.{json,md,png}; return the Markdown table."""
-    from jgen.metrics.feature_nets import load_mnist_classifier
-
     net = load_mnist_classifier()
-    real = _real(Pipeline.from_workdir(workdirs[0]), num_samples)
-    rows = [evaluate_run(w, num_samples, seed, net, real) for w in workdirs]
-    fid = f"fid_{net.name}"
-    columns = ["run", "method", "num_samples", fid, f"is_{net.name}", f"precision_{net.name}", f"recall_{net.name}",
-               f"coverage_{net.name}", "bits_per_dim", "images_per_sec", "nfe"]
-    return _write(out_dir, "compare", rows, columns, "run", [fid, f"recall_{net.name}", "images_per_sec"], "run")
+    runs = [load_run(w) for w in workdirs]
+    real = real_images(runs[0].test_source, num_samples)
+    rows = [_row(run, num_samples, seed, net, real) for run in runs]
+    fid = f"fid_{MNIST_CLASSIFIER}"
+    columns = ["run", "method", "num_samples", fid, f"is_{MNIST_CLASSIFIER}", f"precision_{MNIST_CLASSIFIER}", f"recall_{MNIST_CLASSIFIER}",
+               f"coverage_{MNIST_CLASSIFIER}", "bits_per_dim", "bits_per_dim_kind", "images_per_sec", "nfe"]
+    return _write(out_dir, "compare", rows, columns, "run", [fid, f"recall_{MNIST_CLASSIFIER}", "images_per_sec"], "run")
 
 
 def guidance_sweep(workdir: str, scales: list[float], out_dir: str, num_samples: int = 1000, seed: int = 0,
                    sampler: str | None = None, steps: int | None = None) -> str:
     """FID and recall of a conditional diffusion run against the guidance scale: the quality/diversity trade-off."""
-    from jgen.metrics.feature_nets import load_mnist_classifier
-
     net = load_mnist_classifier()
-    real = _real(Pipeline.from_workdir(workdir), num_samples)
-    rows = []
-    for s in scales:
-        row = evaluate_run(workdir, num_samples, seed, net, real, sampler=sampler, steps=steps, guidance_scale=s)
-        rows.append({"guidance_scale": s, **row})
-    fid = f"fid_{net.name}"
-    columns = ["guidance_scale", "num_samples", fid, f"is_{net.name}", f"precision_{net.name}", f"recall_{net.name}",
-               f"coverage_{net.name}", "images_per_sec", "nfe"]
-    return _write(out_dir, "guidance_sweep", rows, columns, "guidance_scale", [fid, f"recall_{net.name}"],
+    run = load_run(workdir)
+    real = real_images(run.test_source, num_samples)
+    rows = [{"guidance_scale": s, **_row(run, num_samples, seed, net, real, sampler=sampler, steps=steps, guidance=s)}
+            for s in scales]
+    fid = f"fid_{MNIST_CLASSIFIER}"
+    columns = ["guidance_scale", "num_samples", fid, f"is_{MNIST_CLASSIFIER}", f"precision_{MNIST_CLASSIFIER}", f"recall_{MNIST_CLASSIFIER}",
+               f"coverage_{MNIST_CLASSIFIER}", "images_per_sec", "nfe"]
+    return _write(out_dir, "guidance_sweep", rows, columns, "guidance_scale", [fid, f"recall_{MNIST_CLASSIFIER}"],
                   "guidance scale")

@@ -1,14 +1,15 @@
 """Configuration: the defaults every experiment starts from, and validation before any compute.
 
-Experiment files in experiments/configs/ call `base_config()` and change what they need. Every field
-can be overridden on the command line (`--config.optim.learning_rate=3e-4`). `validate` checks the
-resolved config and raises `ConfigError` naming the field, the bad value and what is allowed.
+Experiment files in experiments/configs/ start from `jgen.run.default_config(method)` (these core sections plus
+the method's own `defaults()`) and change what they need. Every field can be overridden on the command line
+(`--config.optim.learning_rate=3e-4`). The run layer (`jgen.run.validate`) checks the core fields here and the
+method's `check(config)` checks its own; both raise `ConfigError` naming the field, the bad value and the fix.
+This module imports nothing else of jgen.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import ml_collections
@@ -32,8 +33,6 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = "experiment"
     c.seed = 0
-    # "module:function" to run instead of the standard image-training loop (e.g. the 2-D GAN ring).
-    c.entry = ""
     c.data = ml_collections.ConfigDict(dict(
         name="mnist",          # mnist (embedded, 4k/1k) | digits (sklearn 8x8) | tfds
         batch_size=128,        # global batch size, split over all devices
@@ -69,69 +68,30 @@ def fail(field: str, value: Any, allowed: str, fix: str = "") -> None:
     raise ConfigError(msg)
 
 
-def _check_optim(prefix: str, cfg: ml_collections.ConfigDict) -> None:
-    from jgen.train.optim import OPTIMIZERS, SCHEDULES
-
-    if cfg.name not in OPTIMIZERS:
-        fail(f"{prefix}.name", cfg.name, f"choose one of {OPTIMIZERS}")
-    if not (isinstance(cfg.learning_rate, (int, float)) and math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0):
-        fail(f"{prefix}.learning_rate", cfg.learning_rate, "must be a finite number > 0",
-              f"--config.{prefix}.learning_rate=1e-3")
-    if cfg.schedule not in SCHEDULES:
-        fail(f"{prefix}.schedule", cfg.schedule, f"choose one of {SCHEDULES}")
-    for b in ("b1", "b2"):
-        if not 0.0 <= cfg[b] < 1.0:
-            fail(f"{prefix}.{b}", cfg[b], "must be in [0, 1)")
-    if cfg.warmup_steps < 0:
-        fail(f"{prefix}.warmup_steps", cfg.warmup_steps, "must be >= 0")
-    if cfg.grad_clip < 0:
-        fail(f"{prefix}.grad_clip", cfg.grad_clip, "must be >= 0 (0 turns clipping off)")
+def require_int(field: str, value: Any, minimum: int = 1, fix: str = "") -> None:
+    """`fail` unless `value` is an integer (not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        fail(field, value, f"must be an integer >= {minimum}", fix)
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
-    """Raise ConfigError for the first invalid field. Call before any compute."""
-    import jax
+def require_choice(field: str, value: Any, choices) -> None:
+    """`fail` unless `value` is one of `choices`."""
+    if value not in choices:
+        fail(field, value, f"choose one of {list(choices)}")
 
-    from jgen.data import SOURCES
-    from jgen.methods import get_method, method_names
 
-    if config.entry:
-        return  # custom entry points validate their own configs
-    if config.data.name not in SOURCES:
-        fail("data.name", config.data.name, f"unknown dataset; choose one of {sorted(SOURCES)}")
-    if config.data.name == "tfds" and not config.data.tfds_name:
-        fail("data.tfds_name", config.data.tfds_name, "data.name='tfds' needs a TFDS dataset name",
-              "--config.data.tfds_name=mnist --config.data.data_dir=/path/to/tfds")
-    n = jax.device_count() if num_devices is None else num_devices
-    bs = config.data.batch_size
-    if not isinstance(bs, int) or bs <= 0:
-        fail("data.batch_size", bs, "must be a positive integer")
-    if bs % n:
-        fail("data.batch_size", bs, f"must be divisible by the number of devices ({n})",
-              f"--config.data.batch_size={max(n, (bs // n) * n)}")
-    if config.method.name not in method_names():
-        fail("method.name", config.method.name, f"unknown method; choose one of {method_names()}")
-    del get_method
-    if "name" in config.optim:
-        _check_optim("optim", config.optim)
-    else:  # one optimizer per player, e.g. optim.generator / optim.discriminator
-        for k, sub in config.optim.items():
-            _check_optim(f"optim.{k}", sub)
-    t = config.train
-    if not isinstance(t.steps, int) or t.steps <= 0:
-        fail("train.steps", t.steps, "must be a positive integer")
-    for k in ("log_every", "checkpoint_every"):
-        if t[k] < 0:
-            fail(f"train.{k}", t[k], "must be >= 0 (0: only at the end)")
-    for k in ("eval_every", "sample_every"):
-        if t[k] < -1:
-            fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
-    if not 0.0 <= t.ema_decay < 1.0:
-        fail("train.ema_decay", t.ema_decay, "must be in [0, 1)")
-    if t.eval_batch_size <= 0 or t.eval_batch_size % n:
-        fail("train.eval_batch_size", t.eval_batch_size, f"must be a positive multiple of the device count ({n})")
-    if config.eval.sample_metrics_every < 0 or config.eval.num_samples <= 0:
-        fail("eval", dict(config.eval), "sample_metrics_every must be >= 0 and num_samples > 0")
+def merge_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` with every field of `defaults` that it lacks added (values already in `config` win)."""
+    out = ml_collections.ConfigDict(config.to_dict())
+
+    def fill(dst: ml_collections.ConfigDict, src: ml_collections.ConfigDict) -> None:
+        for key, value in src.items():
+            if key not in dst:
+                dst[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+            elif isinstance(value, ml_collections.ConfigDict) and isinstance(dst[key], ml_collections.ConfigDict):
+                fill(dst[key], value)
+    fill(out, defaults)
+    return out
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from PIL import Image
 
 
 def image_grid(images, ncol: int | None = None, pad: int = 1) -> np.ndarray:
@@ -24,8 +25,6 @@ def image_grid(images, ncol: int | None = None, pad: int = 1) -> np.ndarray:
 
 def save_png(path: str, array: np.ndarray) -> None:
     """Write a uint8 [h, w], [h, w, 1] or [h, w, 3] array as PNG, creating the directory."""
-    from PIL import Image
-
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -35,9 +34,9 @@ def save_png(path: str, array: np.ndarray) -> None:
 
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend (figures are saved, never shown; works without a display)."""
-    import matplotlib
+    import matplotlib  # local: heavy, and the backend must be chosen before pyplot is imported
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: see above
 
     return plt

@@ -1,11 +1,27 @@
 import pytest
 
-from jgen.config import ConfigError, base_config, identity_mismatches, validate
-from tests.conftest import tiny_config
+from jgen.config import ConfigError, base_config, identity_mismatches
+from jgen.methods import get_method, method_names
+from jgen.run import default_config, load_config, validate, with_defaults
+from tests.conftest import ROOT, tiny_config
 
 
-def test_valid_tiny_config_passes():
-    validate(tiny_config(), num_devices=1)
+@pytest.mark.parametrize("name", [m for m in method_names() if m != "latent_diffusion"])
+def test_every_method_default_config_validates_and_owns_its_section(name):
+    c = default_config(name)
+    validate(c, num_devices=1)
+    defaults = get_method(name).defaults()
+    assert c.method.name == name
+    assert set(defaults.method) <= set(c.method) and set(defaults.model) <= set(c.model)
+    # a config that only names the method is completed with the same defaults
+    bare = base_config()
+    bare.method.name = name
+    assert with_defaults(bare).method.to_dict() == c.method.to_dict()
+
+
+def test_latent_diffusion_needs_its_first_stage():
+    with pytest.raises(ConfigError, match="method.first_stage_workdir=''.*ldm_autoencoder"):
+        validate(default_config("latent_diffusion"), num_devices=1)
 
 
 @pytest.mark.parametrize("field,value,needle", [
@@ -15,6 +31,8 @@ def test_valid_tiny_config_passes():
     ("train.steps", 0, "train.steps=0"),
     ("train.ema_decay", 1.5, "ema_decay"),
     ("optim.schedule", "linear", "choose one of"),
+    ("method.likelihood", "poisson", "choose one of"),
+    ("eval.feature_net", "vgg", "choose one of"),
 ])
 def test_validation_names_field_value_and_allowed(field, value, needle):
     c = tiny_config()
@@ -43,3 +61,11 @@ def test_identity_mismatch_lists_differences():
 def test_base_config_has_no_method():
     with pytest.raises(ConfigError, match="method.name"):
         validate(base_config(), num_devices=1)
+
+
+def test_load_config_applies_overrides_like_the_command_line():
+    c = load_config(f"{ROOT}/experiments/configs/vae_mnist.py", ["train.steps=7", "method.likelihood=gaussian",
+                                                                  "model.features=(4, 8)"])
+    assert c.train.steps == 7 and c.method.likelihood == "gaussian" and tuple(c.model.features) == (4, 8)
+    with pytest.raises(ConfigError, match="field=value"):
+        load_config(f"{ROOT}/experiments/configs/vae_mnist.py", ["train.steps"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jgen.pipeline import Pipeline
-from jgen.train.loop import train_and_evaluate
+from jgen.run import train_and_evaluate
 from tests.conftest import tiny_config
 
 
@@ -48,13 +48,13 @@ def test_pipeline_is_deterministic_and_conditional(runs):
 
 def test_pipeline_argument_errors(runs, tmp_path):
     pipe = Pipeline.from_workdir(str(runs / "ldm"))
-    with pytest.raises(ValueError, match=r"labels \[10\] are out of range: allowed are integers 0..9"):
+    with pytest.raises(ValueError, match=r"labels \[10\] are out of range: this model has 10 classes, labels 0..9"):
         pipe(labels=[10])
     with pytest.raises(ValueError, match="steps=0"):
         pipe(labels=[1], steps=0)
     with pytest.raises(ValueError, match="unknown"):
         pipe(labels=[1], sampler="euler_magic")
-    with pytest.raises(ValueError, match="guidance_scale=-2.0"):
+    with pytest.raises(ValueError, match="guidance=-2.0: must be a finite number >= 0"):
         pipe(labels=[1], guidance_scale=-2.0)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -64,7 +64,7 @@ def test_pipeline_argument_errors(runs, tmp_path):
 
 
 def test_missing_first_stage_is_explained(tmp_path):
-    with pytest.raises(ValueError, match="first_stage_workdir is empty: train the first stage first"):
+    with pytest.raises(ValueError, match="first_stage_workdir='' is invalid: latent diffusion needs a trained first stage"):
         train_and_evaluate(tiny_diffusion_config(first_stage=""), str(tmp_path))
 
 
@@ -76,19 +76,20 @@ def test_ddim_interpolation_strip(runs):
 
 
 def test_compare_two_runs(runs, tmp_path, monkeypatch):
-    from jgen.compare import compare_workdirs
+    from jgen import compare
     from jgen.metrics import feature_nets
-    from jgen.train.checkpoint import load_run
+    from jgen.run import load_run
 
     cls = tiny_config("vae", steps=10)
     cls.method = type(cls.method)(dict(name="classifier", max_shift=1))
     cls.model = type(cls.model)(dict(features=(4, 8), feature_dim=16, dropout=0.0))
     train_and_evaluate(cls, str(tmp_path / "classifier"))
-    _, method, state, _ = load_run(str(tmp_path / "classifier"))
+    run = load_run(str(tmp_path / "classifier"))
+    method, state = run.method, run.state
     # The real feature net is the 28x28 MNIST classifier; an 8x8 digits classifier stands in for it here.
-    monkeypatch.setattr(feature_nets, "load_mnist_classifier",
+    monkeypatch.setattr(compare, "load_mnist_classifier",
                         lambda: feature_nets.classifier_feature_net(method, state.ema_params))
-    md = compare_workdirs([str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out"), num_samples=40)
+    md = compare.compare_workdirs([str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out"), num_samples=40)
     rows = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert [r["method"] for r in rows] == ["vae", "latent_diffusion"]
     assert all(np.isfinite(r["fid_mnist_classifier"]) and 0 <= r["recall_mnist_classifier"] <= 1 for r in rows)

@@ -62,7 +62,8 @@ def test_vae_shapes_and_sampling(likelihood):
     state = m.init_state(jax.random.PRNGKey(0), batch)
     mean, logvar = m.encode(state.params, batch["image"])
     assert mean.shape == logvar.shape == (4, 6)
-    s = m.sample(state.params, None, jax.random.PRNGKey(1), 5)
+    s, nfe = m.generate(state.params, None, jax.random.PRNGKey(1), 5)
+    assert nfe == 1
     assert s.shape == (5, 28, 28, 1) and 0.0 <= float(s.min()) <= float(s.max()) <= 1.0
     ev = m.eval_step(state.params, {}, batch, jax.random.PRNGKey(2))
     assert set(ev) == {"elbo", "kl", "bpd", "iwae", "bpd_iwae"} and all(v.shape == (4,) for v in ev.values())

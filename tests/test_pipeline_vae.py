@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jgen.pipeline import Pipeline
-from jgen.train.loop import train_and_evaluate
+from jgen.run import train_and_evaluate
 from tests.conftest import ROOT, tiny_config
 
 
@@ -31,11 +31,11 @@ def test_bad_arguments_say_what_is_allowed(vae_run, tmp_path):
     pipe = Pipeline.from_workdir(vae_run)
     with pytest.raises(ValueError, match="unconditional"):
         pipe(labels=[1])
-    with pytest.raises(ValueError, match="sampler, steps and guidance do not apply"):
+    with pytest.raises(ValueError, match=r"does not take the sampling option\(s\) \['sampler'\].*single-pass"):
         pipe(sampler="ddim")
-    with pytest.raises(ValueError, match="steps=0: must be an integer >= 1"):
-        pipe(steps=0)
-    with pytest.raises(ValueError, match="guidance_scale=-1.0: must be >= 0"):
+    with pytest.raises(ValueError, match="num_samples_per_label=0: must be an integer >= 1"):
+        pipe(num_samples_per_label=0)
+    with pytest.raises(ValueError, match="does not take the sampling option"):
         pipe(guidance_scale=-1.0)
     with pytest.raises(FileNotFoundError, match="not a jgen run directory"):
         Pipeline.from_workdir(str(tmp_path))

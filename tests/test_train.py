@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from jgen.train.checkpoint import load_run
-from jgen.train.loop import train_and_evaluate
+from jgen.run import load_run
+from jgen.run import train_and_evaluate
 from jgen.train.writer import read_metrics
 from tests.conftest import ROOT, tiny_config
 
@@ -66,7 +66,7 @@ def _cli_train(workdir, steps, extra=(), env=None):
 
 
 def _params(workdir):
-    _, _, state, _ = load_run(str(workdir))
+    state = load_run(str(workdir)).state
     return jax.tree.map(np.asarray, (state.params, state.opt_state, state.ema_params))
 
 
@@ -87,7 +87,7 @@ def test_sigterm_checkpoints_and_resume_is_bitwise_equal(tmp_path):
     out, _ = run.communicate(timeout=300)
     assert run.returncode == 0, out
     assert "saved a checkpoint" in out
-    _, _, cut_state, _ = load_run(str(tmp_path / "cut"))
+    cut_state = load_run(str(tmp_path / "cut")).state
     assert 20 <= int(cut_state.step) < steps, "the run was not interrupted mid-way"
 
     resumed = _cli_train(tmp_path / "cut", steps)
@@ -114,20 +114,37 @@ def test_one_and_eight_devices_agree(tmp_path):
     assert la == pytest.approx(lb, rel=1e-4)
 
 
-def test_quality_over_training_rows(tmp_path):
+def test_quality_over_training_rows_compile_the_sampler_once(tmp_path):
+    import logging
+
     from jgen.metrics import feature_nets
 
     cls = tiny_config("vae", steps=10)
     cls.method = type(cls.method)(dict(name="classifier", max_shift=1))
     cls.model = type(cls.model)(dict(features=(4, 8), feature_dim=16, dropout=0.0))
     train_and_evaluate(cls, str(tmp_path / "classifier"))
-    _, method, state, _ = load_run(str(tmp_path / "classifier"))
+    run = load_run(str(tmp_path / "classifier"))
     # An 8x8 digits classifier stands in for the 28x28 MNIST one under its own name.
     feature_nets.register_feature_net(
-        "tiny_digits", lambda **kw: feature_nets.classifier_feature_net(method, state.ema_params, "tiny_digits"))
-    c = tiny_config("vae", steps=10)
+        "tiny_digits", lambda **kw: feature_nets.classifier_feature_net(run.method, run.state.ema_params, "tiny_digits"))
+    c = tiny_config("vae", steps=15)
     c.eval.sample_metrics_every, c.eval.num_samples, c.eval.feature_net = 5, 60, "tiny_digits"
-    train_and_evaluate(c, str(tmp_path / "vae"))
+    compiled = []
+
+    class Compiles(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("Compiling "):
+                compiled.append(record.getMessage().split()[1])
+    handler = Compiles()
+    logging.getLogger("jax").addHandler(handler)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        train_and_evaluate(c, str(tmp_path / "vae"))
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        logging.getLogger("jax").removeHandler(handler)
     rows = read_metrics(str(tmp_path / "vae"), "sample_quality")
-    assert [r["step"] for r in rows] == [5, 10]
+    assert [r["step"] for r in rows] == [5, 10, 15]
     assert all(np.isfinite(r["fid_tiny_digits"]) and 0 <= r["recall_tiny_digits"] <= 1 for r in rows)
+    # three sample-metric intervals: one compiled sampler and one compiled feature net in total
+    assert compiled.count("jit(generate_batch)") == 1 and compiled.count("jit(apply)") == 1, compiled

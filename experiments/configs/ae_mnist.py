@@ -7,18 +7,17 @@
 Reported: test MSE per image (mean over the 784 pixels, then over the 1,000 test images).
 """
 
-from jgen.config import base_config
+from jgen.run import default_config
 
 EPOCHS = 100
 TRAIN_IMAGES = 4000
 
 
 def get_config():
-    c = base_config()
+    c = default_config("autoencoder")
     c.name = "ae_mnist"
     c.data.name = "mnist"
     c.data.batch_size = 128
-    c.method.name = "autoencoder"
     c.model.kind = "mlp"
     c.model.features = (512, 256)   # hidden widths; the bottleneck is latent_dim
     c.model.latent_dim = 128

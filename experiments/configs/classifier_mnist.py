@@ -11,19 +11,17 @@ took 7.4 minutes on 2 CPU cores shared with other jobs. Features: the 128 ReLU u
 layer; on them, the 1,000 test digits vs the 4,000 training digits give FID 9.7 and IS 9.38.
 """
 
-import jgen.methods.classifier  # noqa: F401  (registers method "classifier")
-from jgen.config import base_config
+from jgen.run import default_config
 
 EPOCHS = 30
 TRAIN_IMAGES = 4000
 
 
 def get_config():
-    c = base_config()
+    c = default_config("classifier")
     c.name = "classifier_mnist"
     c.data.name = "mnist"
     c.data.batch_size = 128
-    c.method.name = "classifier"
     c.method.max_shift = 3          # random translation in pixels (0: no augmentation)
     c.model.features = (32, 64)     # conv widths of the two stages
     c.model.feature_dim = 128       # width of the penultimate layer = the metric feature dimension

@@ -13,15 +13,14 @@ Samples (samples/*.png): class-per-column grid, a noise-to-image trajectory and 
 For better samples raise model.channels to 32-64 and train.steps to 10k+ (GPU).
 """
 
-from jgen.config import base_config
+from jgen.run import default_config
 
 
 def get_config():
-    c = base_config()
+    c = default_config("diffusion")
     c.name = "ddpm_mnist"
     c.data.name = "mnist"
     c.data.batch_size = 64
-    c.method.name = "diffusion"
     c.method.schedule = "linear"          # linear (DDPM: 1e-4..0.02) | cosine (Improved DDPM, s=0.008)
     c.method.timesteps = 1000
     c.method.parameterization = "eps"     # eps | v | x0

@@ -11,15 +11,15 @@ classifier's features (1,000 samples). 4,000 steps of batch 32 at lr 5e-4 beat 3
 lr 2e-4 (FID 226) with two thirds of the compute.
 """
 
-from jgen.config import base_config, optim_config
+from jgen.config import optim_config
+from jgen.run import default_config
 
 
 def get_config():
-    c = base_config()
+    c = default_config("gan")
     c.name = "gan_mnist"
     c.data.name = "mnist"
     c.data.batch_size = 32
-    c.method.name = "gan"
     c.method.loss = "non_saturating"   # minimax | non_saturating | hinge | wgan_gp
     c.method.n_critic = 1              # discriminator updates per generator update (5 is usual for wgan_gp)
     c.method.gp_weight = 10.0          # WGAN-GP penalty weight (wgan_gp only)

@@ -1,7 +1,7 @@
 """The geometric view of GAN training: 8 Gaussians on a circle, MLP generator and discriminator.
 
-    python -m jgen train --config experiments/configs/gan_ring.py --workdir runs/ring
-    python -m jgen train --config experiments/configs/gan_ring.py --workdir runs/ring_hinge --config.toy.loss=hinge
+    python experiments/gan_toys.py --config experiments/configs/gan_ring.py --workdir runs/ring
+    python experiments/gan_toys.py --config experiments/configs/gan_ring.py --workdir runs/ring_hinge --config.toy.loss=hinge
 
 Writes ring.png (samples from the same latents at several steps, with the 8 modes marked) and ring.json
 (per snapshot: modes covered of 8, fraction of high-quality samples within 3 std of a mode, both losses).
@@ -9,13 +9,12 @@ Writes ring.png (samples from the same latents at several steps, with the 8 mode
 
 import ml_collections
 
-from jgen.config import base_config
-
 
 def get_config():
-    c = base_config()
+    c = ml_collections.ConfigDict()
     c.name = "gan_ring"
-    c.entry = "jgen.gan.toy:train_ring"
+    c.experiment = "ring"
+    c.seed = 0
     c.toy = ml_collections.ConfigDict(dict(
         loss="non_saturating",   # minimax | non_saturating | hinge | wgan_gp
         n_critic=1, gp_weight=0.1, r1_gamma=0.0,

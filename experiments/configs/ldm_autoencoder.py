@@ -7,15 +7,14 @@ diffusion: the KL only keeps the latent space smooth and bounded; reconstruction
 (experiments/configs/ldm_mnist.py) reads this run directory. Runtime: about 4 minutes on 2 CPU cores.
 """
 
-from jgen.config import base_config
+from jgen.run import default_config
 
 
 def get_config():
-    c = base_config()
+    c = default_config("vae")
     c.name = "ldm_autoencoder"
     c.data.name = "mnist"
     c.data.batch_size = 64
-    c.method.name = "vae"
     c.method.latent_dim = 4            # latent channels
     c.method.likelihood = "logistic"
     c.method.beta = 0.01

@@ -8,15 +8,14 @@ Continuous logistic decoder on dequantised 8-bit pixels, so the reported bits/di
 on the discrete negative log-likelihood (see jgen/methods/vae.py for the convention).
 """
 
-from jgen.config import base_config
+from jgen.run import default_config
 
 
 def get_config():
-    c = base_config()
+    c = default_config("vae")
     c.name = "vae_mnist"
     c.data.name = "mnist"
     c.data.batch_size = 64
-    c.method.name = "vae"
     c.method.latent_dim = 16
     c.method.likelihood = "logistic"   # logistic | gaussian (dequantised 8-bit pixels) | bernoulli (binarised)
     c.method.beta = 1.0                # weight of the KL term (beta-VAE); 1.0 is the ELBO

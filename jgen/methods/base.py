@@ -1,14 +1,19 @@
 """The Method interface: what a family of generative models plugs into the shared training loop.
 
-A Method owns its flax modules and optimizer and provides pure functions of (params, batch, key):
-`loss_fn`, `train_step`, `eval_step`, `sample`. The loop jit-compiles them, shards the batch over the
-device mesh, checkpoints the TrainState and writes the pictures `visualize` returns.
+A Method owns its config section (`defaults()`), its validation (`check(config)`), its flax modules and optimizer,
+and pure functions of (params, batch, key): `loss_fn` / `train_step`, `eval_step`, `generate`. The loop jit-compiles
+them, shards the batch over the device mesh, checkpoints the TrainState and writes the pictures `visualize` returns.
+A family whose update is not an optax step (EM, two players) overrides `init_state` and `train_step`; the loop never
+asks which family it runs. Methods never read files: what one needs from another run (latent diffusion's first
+stage) or from the training split is handed in by the run layer as `Resources`.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+import dataclasses
+import functools
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -17,24 +22,63 @@ import numpy as np
 import optax
 
 from jgen.data import DataInfo
-from jgen.train.optim import ema_update, make_optimizer
+from jgen.train.optim import check_optim, ema_update, make_optimizer
 from jgen.train.state import TrainState
 from jgen.viz import image_grid
 
 Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] float32 in [0, 1], "label": [B] int32}
 
+# Capabilities a method may declare (never probed with hasattr):
+#   "sample"       generate(params, model_state, key, num, labels=None, **options) draws new images
+#   "interpolate"  interpolate(params, a, b, num, **kwargs) walks between two images through a latent space
+CAPABILITIES = frozenset({"sample", "interpolate"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What the run layer hands a method beyond its config and data shape.
+
+    runs: the loaded runs named by `Method.requirements(config)` (name -> jgen.run.Run).
+    train_source: random access to the training split (examples {"image", "label"}), for statistics of the data.
+    """
+    runs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    train_source: Any = None
+
 
 class Method(abc.ABC):
     """Base class. Subclasses define `init_variables` and `loss_fn` (or override `init_state`/`train_step`)."""
 
-    progress_keys: tuple[str, ...] = ("loss",)  # train metrics the progress bar shows
+    name: str = ""                                   # set by @register
+    progress_keys: tuple[str, ...] = ("loss",)       # train metrics the progress bar shows
+    capabilities: frozenset[str] = frozenset()       # subset of CAPABILITIES
+    generate_options: tuple[str, ...] = ()           # keyword options `generate` accepts (checked at the door)
 
-    def __init__(self, config: ml_collections.ConfigDict, info: DataInfo):
+    def __init__(self, config: ml_collections.ConfigDict, info: DataInfo, resources: Resources | None = None):
         self.config = config
         self.info = info
-        self.tx = make_optimizer(config.optim, config.train.steps) if "name" in config.optim else None
+        self.resources = resources or Resources()
 
-    # -- state -------------------------------------------------------------------------------------
+    # -- the config section this method owns -------------------------------------------------------------
+    @classmethod
+    def defaults(cls) -> ml_collections.ConfigDict:
+        """Working values for every field of `config.method` / `config.model` this method reads."""
+        return ml_collections.ConfigDict({"method": {}, "model": {}})
+
+    @classmethod
+    def check(cls, config: ml_collections.ConfigDict) -> None:
+        """Raise ConfigError (jgen.config.fail) for the first invalid field this method reads."""
+        check_optim("optim", config.optim)
+
+    @classmethod
+    def requirements(cls, config: ml_collections.ConfigDict) -> dict[str, str]:
+        """Other runs this method is built on: {name: workdir}. The run layer loads them into `Resources.runs`."""
+        return {}
+
+    @functools.cached_property
+    def tx(self) -> optax.GradientTransformation:
+        return make_optimizer(self.config.optim, self.config.train.steps)
+
+    # -- state -------------------------------------------------------------------------------------------
     def init_variables(self, key: jax.Array, batch: Batch) -> tuple[Any, Any]:
         """(params, model_state) for a fresh model; model_state is {} for models without one."""
         raise NotImplementedError(f"{type(self).__name__} must define init_variables or init_state")
@@ -46,7 +90,7 @@ class Method(abc.ABC):
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
                           ema_params=jax.tree.map(jnp.copy, params), model_state=model_state, key=key)
 
-    # -- training ----------------------------------------------------------------------------------
+    # -- training ----------------------------------------------------------------------------------------
     def loss_fn(self, params, model_state, batch: Batch, key: jax.Array):
         """Returns (scalar loss, (metrics dict of scalars, new model_state))."""
         raise NotImplementedError(f"{type(self).__name__} must define loss_fn or train_step")
@@ -71,35 +115,37 @@ class Method(abc.ABC):
             cache[name] = jax.jit(fn, **jit_kwargs)
         return cache[name]
 
-    # -- evaluation and sampling -------------------------------------------------------------------
+    # -- evaluation and generation -----------------------------------------------------------------------
     @abc.abstractmethod
     def eval_step(self, params, model_state, batch: Batch, key: jax.Array) -> dict[str, jax.Array]:
         """Per-example evaluation values, each [B]; the loop averages them over the test split."""
-
-    def sample(self, params, model_state, key: jax.Array, num: int, labels: jax.Array | None = None) -> jax.Array:
-        """Images float32 [num, H, W, C] in [0, 1]."""
-        raise NotImplementedError(f"method {self.config.method.name!r} does not generate samples")
 
     @property
     def num_classes(self) -> int:
         """Classes a conditional method can generate; 0 for an unconditional one."""
         return 0
 
+    def likelihood_metric(self) -> tuple[str, str] | None:
+        """(eval metric holding bits/dim, "exact" | "bound") for methods with a likelihood; None otherwise."""
+        return None
+
+    def check_generate_options(self, **options) -> None:
+        """Raise ValueError naming any option value this method cannot generate with (called once, at the door)."""
+        unknown = sorted(set(options) - set(self.generate_options))
+        if unknown:
+            allowed = ", ".join(self.generate_options) or "none: it is a single-pass generator"
+            raise ValueError(f"method {self.name!r} does not take the sampling option(s) {unknown}; "
+                             f"options it takes: {allowed}")
+
     def generate(self, params, model_state, key: jax.Array, num: int, labels: jax.Array | None = None,
-                 sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
-                 eta: float = 0.0) -> tuple[jax.Array, int]:
-        """(images [num, H, W, C] in [0, 1], network evaluations per image). Methods with samplers override it."""
-        name = self.config.method.name
-        if sampler is not None or steps is not None or guidance is not None:
-            raise ValueError(f"method {name!r} has a single-pass generator: sampler, steps and guidance do not apply")
-        if labels is not None and not self.num_classes:
-            raise ValueError(f"method {name!r} is unconditional: it cannot generate given labels")
-        return self.sample(params, model_state, key, num, labels), 1
+                 **options) -> tuple[jax.Array, int]:
+        """(images float32 [num, H, W, C] in [0, 1], network evaluations per image). Pure; the one place a family
+        samples. `labels`: [num] int32 for conditional methods or None; `options`: `generate_options`."""
+        raise NotImplementedError(f"method {self.name!r} is not a generative model: it cannot generate images")
 
     def visualize(self, state: TrainState, batch: Batch, key: jax.Array) -> dict[str, np.ndarray]:
         """Named uint8 image grids; by default a grid of 64 samples from the EMA parameters."""
-        try:
-            images = self.sample(state.ema_params, state.model_state, key, 64)
-        except NotImplementedError:
+        if "sample" not in self.capabilities:
             return {}
-        return {"samples": image_grid(np.asarray(images), ncol=8)}
+        draw = self.jitted(("visualize", 64), lambda p, ms, k: self.generate(p, ms, k, 64)[0])
+        return {"samples": image_grid(np.asarray(draw(state.ema_params, state.model_state, key)), ncol=8)}

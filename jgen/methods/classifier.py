@@ -1,6 +1,6 @@
 """Digit classifier trained with the shared loop; it provides the feature space of the MNIST-domain metrics.
 
-Not a generative model: `sample` is not available. Training loss is the softmax cross-entropy, optionally
+Not a generative model: it declares no "sample" capability. Training loss is the softmax cross-entropy, optionally
 on randomly shifted images (`method.max_shift` pixels) with dropout on the features (`model.dropout`).
 """
 
@@ -8,32 +8,47 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
-from jgen.methods import register
+from jgen.config import fail
 from jgen.methods.base import Batch, Method
+from jgen.methods.registry import register
 from jgen.nn.classifier import DigitClassifier, random_shift
 
 
 def make_classifier(model_cfg, num_classes: int) -> DigitClassifier:
     """The DigitClassifier described by `config.model` (features, feature_dim, dropout)."""
-    return DigitClassifier(num_classes=num_classes, features=tuple(model_cfg.get("features", (32, 64))),
-                           feature_dim=int(model_cfg.get("feature_dim", 128)),
-                           dropout=float(model_cfg.get("dropout", 0.0)))
+    return DigitClassifier(num_classes=num_classes, features=tuple(model_cfg.features),
+                           feature_dim=int(model_cfg.feature_dim), dropout=float(model_cfg.dropout))
 
 
 @register("classifier")
 class Classifier(Method):
     """logits, features = net(x); loss = mean cross-entropy; eval: per-example accuracy and loss."""
 
-    def __init__(self, config, info):
-        super().__init__(config, info)
+    @classmethod
+    def defaults(cls) -> ml_collections.ConfigDict:
+        return ml_collections.ConfigDict({
+            "method": {"max_shift": 0},
+            "model": {"features": (32, 64), "feature_dim": 128, "dropout": 0.0}})
+
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
+        if not (isinstance(config.method.max_shift, int) and config.method.max_shift >= 0):
+            fail("method.max_shift", config.method.max_shift, "must be an integer >= 0 (pixels of random shift)")
+        if not 0.0 <= config.model.dropout < 1.0:
+            fail("model.dropout", config.model.dropout, "must be in [0, 1)")
+
+    def __init__(self, config, info, resources=None):
+        super().__init__(config, info, resources)
         if info.num_classes < 2:
             raise ValueError(f"the classifier needs labelled data with >= 2 classes; {info.name!r} has "
                              f"num_classes={info.num_classes}")
-        max_shift = int(config.method.get("max_shift", 0))
-        if not 0 <= max_shift < min(info.shape[:2]):
-            raise ValueError(f"method.max_shift={max_shift} must be in [0, {min(info.shape[:2]) - 1}]")
+        max_shift = int(config.method.max_shift)
+        if not max_shift < min(info.shape[:2]):
+            fail("method.max_shift", max_shift, f"must be smaller than the image ({min(info.shape[:2])} pixels)")
         self.max_shift = max_shift
         self.net = make_classifier(config.model, info.num_classes)
 
@@ -58,9 +73,3 @@ class Classifier(Method):
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])       # [B]
         accuracy = (jnp.argmax(logits, axis=-1) == batch["label"]).astype(jnp.float32)       # [B]
         return {"accuracy": accuracy, "loss": loss}
-
-    def sample(self, params, model_state, key, num, labels=None):
-        raise NotImplementedError("the classifier is not a generative model: it cannot sample")
-
-    def visualize(self, state, batch, key):
-        return {}

@@ -11,54 +11,82 @@ scale 0 is unconditional, 1 conditional, > 1 guided (see jgen/diffusion/guidance
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from jgen import config as config_lib
+from jgen.config import fail, require_choice, require_int
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sampler_names
 from jgen.diffusion.schedules import SCHEDULES, alpha_sigma, log_snr, make_schedule, step_to_time
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
-from jgen.methods import register
 from jgen.methods.base import Batch, Method
+from jgen.methods.registry import register
 from jgen.nn.unet import init_params, make_unet
 from jgen.viz import image_grid
 
 
-def _check_config(m) -> None:
-    def fail(field, value, allowed):
-        config_lib.fail(f"method.{field}", value, allowed)
-    if m.schedule not in SCHEDULES:
-        fail("schedule", m.schedule, f"choose one of {SCHEDULES}")
-    if not isinstance(m.timesteps, int) or m.timesteps < 2:
-        fail("timesteps", m.timesteps, "must be an integer >= 2")
-    if m.parameterization not in param_lib.PARAMETERIZATIONS:
-        fail("parameterization", m.parameterization, f"choose one of {param_lib.PARAMETERIZATIONS}")
-    if m.loss_weighting not in param_lib.LOSS_WEIGHTINGS:
-        fail("loss_weighting", m.loss_weighting, f"choose one of {param_lib.LOSS_WEIGHTINGS}")
-    if not m.min_snr_gamma > 0:
-        fail("min_snr_gamma", m.min_snr_gamma, "must be > 0")
-    if not 0.0 <= m.label_dropout < 1.0:
-        fail("label_dropout", m.label_dropout, "must be in [0, 1)")
-    if m.sampler not in sampler_names():
-        fail("sampler", m.sampler, f"choose one of {sampler_names()}")
-    if not isinstance(m.sample_steps, int) or not 1 <= m.sample_steps <= m.timesteps:
-        fail("sample_steps", m.sample_steps, f"must be an integer in [1, timesteps={m.timesteps}]")
-    if not m.guidance >= 0:
-        fail("guidance", m.guidance, "must be >= 0 (0: unconditional, 1: conditional, >1: guided)")
-    if not 0.0 <= m.eta <= 1.0:
-        fail("eta", m.eta, "must be in [0, 1]")
-
-
 @register("diffusion")
 class Diffusion(Method):
-    def __init__(self, config, info):
-        super().__init__(config, info)
+    capabilities = frozenset({"sample", "interpolate"})
+    generate_options = ("sampler", "steps", "guidance", "eta")
+
+    @classmethod
+    def defaults(cls) -> ml_collections.ConfigDict:
+        return ml_collections.ConfigDict({
+            "method": {"schedule": "linear", "timesteps": 1000, "parameterization": "eps", "loss_weighting": "none",
+                       "min_snr_gamma": 5.0, "conditional": True, "label_dropout": 0.1, "sampler": "dpm_solver",
+                       "sample_steps": 20, "guidance": 1.0, "eta": 0.0, "clip_denoised": True},
+            "model": {"channels": 16, "channel_mult": (1, 2, 2), "num_res_blocks": 1, "attention_resolutions": (7,),
+                      "num_heads": 1, "dropout": 0.0}})
+
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
         m = config.method
-        _check_config(m)
+
+        def bad(field, value, allowed, fix=""):
+            fail(f"method.{field}", value, allowed, fix)
+        require_choice("method.schedule", m.schedule, SCHEDULES)
+        require_int("method.timesteps", m.timesteps, 2)
+        require_choice("method.parameterization", m.parameterization, param_lib.PARAMETERIZATIONS)
+        require_choice("method.loss_weighting", m.loss_weighting, param_lib.LOSS_WEIGHTINGS)
+        if not m.min_snr_gamma > 0:
+            bad("min_snr_gamma", m.min_snr_gamma, "must be > 0")
+        if not 0.0 <= m.label_dropout < 1.0:
+            bad("label_dropout", m.label_dropout, "must be in [0, 1)")
+        require_choice("method.sampler", m.sampler, sampler_names())
+        if not isinstance(m.sample_steps, int) or not 1 <= m.sample_steps <= m.timesteps:
+            bad("sample_steps", m.sample_steps, f"must be an integer in [1, timesteps={m.timesteps}]")
+        if not (isinstance(m.guidance, (int, float)) and math.isfinite(m.guidance) and m.guidance >= 0):
+            bad("guidance", m.guidance, "must be a finite number >= 0 (0: unconditional, 1: conditional, >1: guided)")
+        if not 0.0 <= m.eta <= 1.0:
+            bad("eta", m.eta, "must be in [0, 1]")
+
+    def check_generate_options(self, **options) -> None:
+        super().check_generate_options(**options)
+        sampler, steps = options.get("sampler"), options.get("steps")
+        guidance, eta = options.get("guidance"), options.get("eta")
+        if sampler is not None and sampler not in sampler_names():
+            raise ValueError(f"sampler={sampler!r} is unknown; choose one of {sampler_names()}")
+        if steps is not None and not (isinstance(steps, (int, np.integer)) and not isinstance(steps, bool)
+                                      and steps >= 1):
+            raise ValueError(f"steps={steps!r}: must be an integer >= 1")
+        if guidance is not None and not (isinstance(guidance, (int, float, np.floating)) and math.isfinite(guidance)
+                                         and guidance >= 0):
+            raise ValueError(f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, "
+                             "1: conditional, >1: guided)")
+        if eta is not None and not (isinstance(eta, (int, float, np.floating)) and 0.0 <= eta <= 1.0):
+            raise ValueError(f"eta={eta!r}: must be in [0, 1] (0: deterministic DDIM, 1: ancestral)")
+
+    def __init__(self, config, info, resources=None):
+        super().__init__(config, info, resources)
+        m = config.method
         self.schedule = make_schedule(m.schedule, m.timesteps)
         self._num_classes = info.num_classes if m.conditional else 0
         self.net = make_unet(config.model, self._num_classes)
@@ -137,15 +165,10 @@ class Diffusion(Method):
                            trajectory_steps=trajectory_steps)
 
     def generate(self, params, model_state, key, num, labels=None, sampler=None, steps=None, guidance=None,
-                 eta=0.0):
+                 eta=None):
+        """Images [num, H, W, C] in [0, 1] and NFE; options None take the config's values."""
         out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta)
         return self.decode_x0(out.samples), out.nfe
-
-    def sample(self, params, model_state, key, num, labels=None):
-        """Images [num, H, W, C] in [0, 1] with the configured sampler; labels None: unconditional."""
-        def fn(params, key, labels):
-            return self.generate(params, None, key, num, labels)[0]
-        return self.jitted(f"sample_{num}_{labels is None}", fn)(params, key, labels)
 
     def _labels_and_guidance(self, label: int | None, num: int):
         """Inversion/decoding condition: `label` at guidance 1, or the unconditional model (null label, guidance 0)."""
@@ -201,7 +224,9 @@ class Diffusion(Method):
         else:
             labels, ncol = None, 8
         n = 8 * ncol
-        images = self.sample(params, None, k_s, n, labels)
+        draw = self.jitted(("visualize", n, labels is None),
+                           lambda params, key, labels: self.generate(params, None, key, n, labels)[0])
+        images = draw(params, k_s, labels)
 
         keep = trajectory_steps(self.config.method.sample_steps, 10)
         traj_labels = None if labels is None else labels[:8]

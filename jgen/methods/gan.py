@@ -18,45 +18,55 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from jgen.config import fail
+from jgen.config import fail, optim_config, require_choice, require_int
 from jgen.data import from_model_range, to_model_range
 from jgen.gan.losses import LOSSES, discriminator_loss, generator_loss
 from jgen.gan.step import Players, adversarial_update
-from jgen.methods import register
 from jgen.methods.base import Batch, Method
+from jgen.methods.registry import register
 from jgen.nn.gan import Discriminator, Generator
-from jgen.train.optim import ema_update, make_optimizer
+from jgen.train.optim import check_optim, ema_update, make_optimizer
 from jgen.train.state import TrainState
 from jgen.viz import image_grid
 
 PLAYERS = ("generator", "discriminator")
 
 
-def _check_config(config) -> None:
-    m = config.method
-    if m.loss not in LOSSES:
-        fail("method.loss", m.loss, f"choose one of {LOSSES}")
-    if not (isinstance(m.n_critic, int) and m.n_critic >= 1):
-        fail("method.n_critic", m.n_critic, "must be an integer >= 1")
-    if not m.gp_weight >= 0 or not m.r1_gamma >= 0:
-        fail("method.gp_weight / method.r1_gamma", (m.gp_weight, m.r1_gamma), "must be >= 0")
-    if not (isinstance(m.latent_dim, int) and m.latent_dim >= 1):
-        fail("method.latent_dim", m.latent_dim, "must be an integer >= 1")
-    missing = [p for p in PLAYERS if p not in config.optim]
-    if missing:
-        fail("optim", sorted(config.optim.keys()), "a GAN needs one optimizer block per player: "
-             "config.optim.generator and config.optim.discriminator (see experiments/configs/gan_mnist.py)")
-
-
 @register("gan")
 class GAN(Method):
     progress_keys = ("d_loss", "g_loss", "d_real", "d_fake")
+    capabilities = frozenset({"sample"})
 
-    def __init__(self, config, info):
-        super().__init__(config, info)
-        _check_config(config)
+    @classmethod
+    def defaults(cls) -> ml_collections.ConfigDict:
+        return ml_collections.ConfigDict({
+            "method": {"loss": "non_saturating", "n_critic": 1, "gp_weight": 10.0, "r1_gamma": 0.0,
+                       "latent_dim": 64, "conditional": False},
+            "model": {"g_features": (32, 16), "d_features": (16, 32)},
+            # one optimizer block per player replaces the shared one
+            "optim": {p: optim_config(5e-4, b1=0.5, b2=0.999).to_dict() for p in PLAYERS}})
+
+    @classmethod
+    def check(cls, config) -> None:
+        m = config.method
+        require_choice("method.loss", m.loss, LOSSES)
+        require_int("method.n_critic", m.n_critic)
+        for k in ("gp_weight", "r1_gamma"):
+            if not m[k] >= 0:
+                fail(f"method.{k}", m[k], "must be >= 0 (0: off)")
+        require_int("method.latent_dim", m.latent_dim, 1, "--config.method.latent_dim=64")
+        missing = [p for p in PLAYERS if p not in config.optim]
+        if missing:
+            fail("optim", sorted(config.optim.keys()), "a GAN needs one optimizer block per player: "
+                 "config.optim.generator and config.optim.discriminator (see experiments/configs/gan_mnist.py)")
+        for p in PLAYERS:
+            check_optim(f"optim.{p}", config.optim[p])
+
+    def __init__(self, config, info, resources=None):
+        super().__init__(config, info, resources)
         m = config.method
         self._num_classes = info.num_classes if m.conditional else 0
         self.generator = Generator(out_shape=info.shape, features=tuple(config.model.g_features),
@@ -124,12 +134,13 @@ class GAN(Method):
         return {"d_real": jax.nn.sigmoid(r), "d_fake": jax.nn.sigmoid(f),
                 "d_loss": discriminator_loss(kind, r, f), "g_loss": generator_loss(kind, f)}
 
-    def sample(self, params, model_state, key, num, labels=None):
+    def generate(self, params, model_state, key, num, labels=None, **options):
         """Images [num, H, W, C] in [0, 1]; a conditional GAN draws uniform labels when none are given."""
         k_z, k_y = jax.random.split(key)
         if self._num_classes and labels is None:
             labels = jax.random.randint(k_y, (num,), 0, self._num_classes)
-        return from_model_range(self.generate_model_range(params["generator"], self.latents(k_z, num), labels))
+        images = from_model_range(self.generate_model_range(params["generator"], self.latents(k_z, num), labels))
+        return images, 1
 
     def visualize(self, state, batch, key):
         """The same latents at every call (the loop passes a fixed key): EMA and raw generator side by side."""
@@ -138,6 +149,6 @@ class GAN(Method):
         else:
             labels, ncol = None, 8
         n = 8 * ncol
-        draw = self.jitted(f"visualize_{n}", lambda params, key, labels: self.sample(params, None, key, n, labels))
+        draw = self.jitted(("visualize", n), lambda params, key, labels: self.generate(params, None, key, n, labels)[0])
         return {"samples": image_grid(np.asarray(draw(state.ema_params, key, labels)), ncol=ncol),
                 "samples_raw": image_grid(np.asarray(draw(state.params, key, labels)), ncol=ncol)}

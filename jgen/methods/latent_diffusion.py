@@ -1,10 +1,11 @@
 """Latent diffusion: the diffusion method run in the latent space of a frozen, pretrained first stage.
 
-The first stage is a VAE with a spatial latent (experiments/configs/ldm_autoencoder.py: 28x28x1 -> 7x7x4),
-read from its run directory `config.method.first_stage_workdir`. Training images are encoded to the posterior
-mean, multiplied by `scale` (1 / std of the training latents, measured on the first 2,000 training images
-when `config.method.latent_scale` is 0) so the diffusion sees roughly unit-variance data; samples are
-divided by it and decoded. Everything else (UNet, losses, samplers, guidance) is `Diffusion`'s.
+The first stage is a VAE with a spatial latent (experiments/configs/ldm_autoencoder.py: 28x28x1 -> 7x7x4), the run
+named by `config.method.first_stage_workdir`; the run layer loads it and hands it in as `resources.runs["first_stage"]`.
+Training images are encoded to the posterior mean, multiplied by `scale` (1 / std of the training latents, measured
+on the first 2,000 training images when `config.method.latent_scale` is 0) so the diffusion sees roughly
+unit-variance data; samples are divided by it and decoded. Everything else (UNet, losses, samplers, guidance) is
+`Diffusion`'s.
 """
 
 from __future__ import annotations
@@ -14,41 +15,59 @@ import logging
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from jgen.data import get_source
-from jgen.methods import register
+from jgen.config import fail
 from jgen.methods.diffusion import Diffusion
+from jgen.methods.registry import register
 
 log = logging.getLogger("jgen")
+SCALE_IMAGES = 2000  # training images whose latents set the scale when method.latent_scale is 0
 
 
 @register("latent_diffusion")
 class LatentDiffusion(Diffusion):
-    def __init__(self, config, info):
-        from jgen.train.checkpoint import load_run
+    @classmethod
+    def defaults(cls) -> ml_collections.ConfigDict:
+        d = super().defaults()
+        d.method.update({"first_stage_workdir": "", "latent_scale": 0.0, "clip_denoised": False, "guidance": 3.0})
+        d.model.update({"channels": 32, "channel_mult": (1,), "num_res_blocks": 2, "attention_resolutions": (7,)})
+        return d
 
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
+        if not config.method.first_stage_workdir:
+            fail("method.first_stage_workdir", config.method.first_stage_workdir,
+                 "latent diffusion needs a trained first stage (a spatial-latent VAE run)",
+                 "train it first: python -m jgen train --config experiments/configs/ldm_autoencoder.py "
+                 "--workdir runs/ldm_autoencoder, then pass --config.method.first_stage_workdir=runs/ldm_autoencoder")
+        if not config.method.latent_scale >= 0:
+            fail("method.latent_scale", config.method.latent_scale, "must be >= 0 (0: measured from the data)")
+
+    @classmethod
+    def requirements(cls, config) -> dict[str, str]:
+        return {"first_stage": config.method.first_stage_workdir}
+
+    def __init__(self, config, info, resources=None):
+        fs = resources.runs["first_stage"]
         fs_dir = config.method.first_stage_workdir
-        if not fs_dir:
-            raise ValueError("method.first_stage_workdir is empty: train the first stage first, e.g.\n"
-                             "  python -m jgen train --config experiments/configs/ldm_autoencoder.py "
-                             "--workdir runs/ldm_autoencoder\nthen pass --config.method.first_stage_workdir="
-                             "runs/ldm_autoencoder")
-        fs_config, fs_method, fs_state, fs_info = load_run(fs_dir)
-        if fs_config.method.name != "vae":
-            raise ValueError(f"first stage {fs_dir!r} is a {fs_config.method.name!r} run; it must be a 'vae'")
-        if tuple(fs_info.shape) != tuple(info.shape):
-            raise ValueError(f"first stage {fs_dir!r} models images {fs_info.shape}, but the data are {info.shape}")
-        self.first_stage = fs_method
-        self.first_stage_params = jax.tree.map(jnp.asarray, fs_state.ema_params)
+        if fs.config.method.name != "vae":
+            fail("method.first_stage_workdir", fs_dir, f"it holds a {fs.config.method.name!r} run; it must be a 'vae'")
+        if tuple(fs.info.shape) != tuple(info.shape):
+            fail("method.first_stage_workdir", fs_dir,
+                 f"its first stage models images {fs.info.shape}, but the data are {info.shape}")
+        self.first_stage = fs.method
+        self.first_stage_params = jax.tree.map(jnp.asarray, fs.state.ema_params)
         self.image_info = info
-        latent_info = dataclasses.replace(info, shape=tuple(fs_method.latent_shape))
-        super().__init__(config, latent_info)
-        self.scale = float(config.method.latent_scale) or self._measure_scale(config)
+        latent_info = dataclasses.replace(info, shape=tuple(fs.method.latent_shape))
+        super().__init__(config, latent_info, resources)
+        self.scale = float(config.method.latent_scale) or self._measure_scale(resources.train_source)
 
-    def _measure_scale(self, config) -> float:
-        train, _, _ = get_source(config.data)
-        images = np.stack([train[i]["image"] for i in range(min(2000, len(train)))])
+    def _measure_scale(self, train_source) -> float:
+        n = min(SCALE_IMAGES, len(train_source))
+        images = np.stack([train_source[i]["image"] for i in range(n)])
         mean, _ = jax.jit(self.first_stage.encode)(self.first_stage_params, jnp.asarray(images))
         scale = float(1.0 / np.std(np.asarray(mean)))
         log.info("latent scale 1/std = %.4f (set method.latent_scale to fix it)", scale)

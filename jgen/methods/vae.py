@@ -20,12 +20,14 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from jgen.methods import register
+from jgen.config import require_choice, require_int
 from jgen.methods.base import Batch, Method
+from jgen.methods.registry import register
 from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound
-from jgen.nn.autoencoder import latent_shape, make_encoder_decoder
+from jgen.nn.autoencoder import ARCHITECTURES, latent_shape, make_encoder_decoder
 from jgen.viz import image_grid
 
 LIKELIHOODS = ("logistic", "gaussian", "bernoulli")
@@ -65,10 +67,25 @@ def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
 
 @register("vae")
 class VAE(Method):
-    def __init__(self, config, info):
-        super().__init__(config, info)
-        if config.method.likelihood not in LIKELIHOODS:
-            raise ValueError(f"method.likelihood={config.method.likelihood!r}; choose one of {LIKELIHOODS}")
+    capabilities = frozenset({"sample", "interpolate"})
+
+    @classmethod
+    def defaults(cls) -> ml_collections.ConfigDict:
+        return ml_collections.ConfigDict({
+            "method": {"latent_dim": 16, "likelihood": "logistic", "beta": 1.0, "eval_iw_samples": 16},
+            "model": {"kind": "conv", "features": (16, 32), "hidden": 256}})
+
+    @classmethod
+    def check(cls, config) -> None:
+        super().check(config)
+        m = config.method
+        require_choice("method.likelihood", m.likelihood, LIKELIHOODS)
+        require_int("method.latent_dim", m.latent_dim, 1, "--config.method.latent_dim=16")
+        require_choice("model.kind", config.model.kind, ARCHITECTURES)
+        require_int("method.eval_iw_samples", m.eval_iw_samples, 1, "1 turns the importance-weighted bound off")
+
+    def __init__(self, config, info, resources=None):
+        super().__init__(config, info, resources)
         self.latent_dim = config.method.latent_dim
         h, w, c = info.shape
         out_shape = (h, w, c) if config.method.likelihood == "bernoulli" else (h, w, 2 * c)  # (mean, log sigma)
@@ -157,9 +174,13 @@ class VAE(Method):
             out.update({"iwae": iw, "bpd_iwae": self.bits_per_dim(-iw)})
         return out
 
-    def sample(self, params, model_state, key, num, labels=None):
+    def likelihood_metric(self):
+        return ("bpd_iwae" if self.config.method.eval_iw_samples > 1 else "bpd"), "bound"
+
+    def generate(self, params, model_state, key, num, labels=None, **options):
+        """Decoder means of `num` prior draws: [num, H, W, C] in [0, 1]."""
         z = jax.random.normal(key, (num, *self.latent_shape))
-        return self.decode(params, z)
+        return self.decode(params, z), 1
 
     def interpolate(self, params, a: jax.Array, b: jax.Array, num: int = 10) -> jax.Array:
         """Decode posterior means linearly interpolated between images a and b ([H, W, C] each): [num, H, W, C]."""
@@ -174,7 +195,7 @@ class VAE(Method):
         recon = self.decode(params, mean)
         rows = [self.interpolate(params, batch["image"][2 * i], batch["image"][2 * i + 1]) for i in range(4)]
         return {
-            "samples": image_grid(np.asarray(self.sample(params, None, key, 64)), ncol=8),
+            "samples": image_grid(np.asarray(self.generate(params, None, key, 64)[0]), ncol=8),
             "reconstructions": image_grid(np.concatenate([np.asarray(x), np.asarray(recon)]), ncol=16),
             "interpolation": image_grid(np.concatenate([np.asarray(r) for r in rows]), ncol=10),
         }

@@ -129,7 +129,7 @@ def convert_state_dict(state: dict[str, np.ndarray], with_fc: bool | None = None
 def read_torch_file(path: str) -> dict[str, np.ndarray]:
     """Tensors of a TorchScript module or a pickled state dict, as numpy arrays (needs torch)."""
     try:
-        import torch
+        import torch  # local: optional, only to read PyTorch weight files
     except ImportError as e:
         raise SystemExit("converting needs torch (only for this step): pip install torch") from e
     try:

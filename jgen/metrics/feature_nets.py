@@ -1,15 +1,14 @@
 """Feature networks for sample metrics, by name: a jit-compiled, batched map from images to features and
 class probabilities.
 
-    net = get_feature_net("mnist_classifier")        # or load_mnist_classifier(workdir)
+    net = get_feature_net("mnist_classifier")        # after `import jgen.run`, which registers the built-in nets
     feats = net.features(images)                     # images [N, 28, 28, 1] in [0, 1] -> [N, 128] float32
     probs = net.probs(images)                        # -> [N, 10]
 
-The MNIST classifier is trained by jgen itself (experiments/configs/classifier_mnist.py) into a cache
-directory: `$JGEN_CACHE/mnist_classifier` if JGEN_CACHE is set, else `~/.cache/jgen/mnist_classifier`.
-Nothing is downloaded; a missing or unfinished checkpoint is refused with the command that makes it.
-The FID InceptionV3 (jgen.metrics.inception) is registered as "inception"; other networks add themselves
-with `register_feature_net`.
+The run layer registers the two built-in networks: "mnist_classifier" (trained by jgen itself into
+`cache_dir("mnist_classifier")` by experiments/configs/classifier_mnist.py; see `jgen.run.load_mnist_classifier`)
+and "inception" (the FID InceptionV3, jgen.metrics.inception). Other networks add themselves with
+`register_feature_net`. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 MNIST_CLASSIFIER = "mnist_classifier"
 _LOADERS: dict[str, Callable[..., "FeatureNet"]] = {}
@@ -58,7 +58,6 @@ class FeatureNet:
         feats, probs = [], []
         starts = range(0, n, bs)
         if len(starts) > 4:  # long work (e.g. Inception on the CPU) shows progress on a terminal
-            from tqdm.auto import tqdm
             starts = tqdm(starts, desc=f"{self.name} features", unit="batch", leave=False, disable=None)
         for start in starts:
             chunk = x[start:start + bs]
@@ -86,6 +85,10 @@ def register_feature_net(name: str, loader: Callable[..., FeatureNet]) -> None:
     _LOADERS[name] = loader
 
 
+def feature_net_names() -> list[str]:
+    return sorted(_LOADERS)
+
+
 def get_feature_net(name: str, **kwargs) -> FeatureNet:
     if name not in _LOADERS:
         raise ValueError(f"feature_net={name!r} is not known; choose one of {sorted(_LOADERS)}")
@@ -98,11 +101,6 @@ def cache_dir(*parts: str) -> str:
     return os.path.join(root, *parts)
 
 
-def default_classifier_dir() -> str:
-    """`cache_dir("mnist_classifier")`."""
-    return cache_dir(MNIST_CLASSIFIER)
-
-
 def classifier_feature_net(method, params, name: str = MNIST_CLASSIFIER, batch_size: int = 500) -> FeatureNet:
     """A FeatureNet from a `classifier` Method and its parameters (penultimate ReLU features, softmax probs)."""
     def apply(images):
@@ -110,44 +108,3 @@ def classifier_feature_net(method, params, name: str = MNIST_CLASSIFIER, batch_s
         return feats, jax.nn.softmax(logits, axis=-1)
     return FeatureNet(name=name, input_shape=tuple(method.info.shape), feature_dim=method.net.feature_dim,
                       num_classes=method.info.num_classes, apply=apply, batch_size=batch_size)
-
-
-def load_mnist_classifier(workdir: str | None = None, batch_size: int = 500) -> FeatureNet:
-    """The trained MNIST classifier of `workdir` (default: `default_classifier_dir()`), EMA parameters."""
-    import jgen.methods.classifier  # noqa: F401  (registers the method before the run is loaded)
-    from jgen.train import checkpoint as ckpt
-
-    workdir = workdir or default_classifier_dir()
-    how = (f"Train it first (about 7 minutes on 2 CPU cores): python -m jgen train "
-           f"--config experiments/configs/classifier_mnist.py --workdir {workdir}")
-    if not os.path.exists(os.path.join(workdir, "config.json")):
-        raise FileNotFoundError(f"no MNIST classifier in {workdir!r}. {how}")
-    config = ckpt.read_config(workdir)
-    if config.method.name != "classifier":
-        raise ValueError(f"{workdir!r} holds a {config.method.name!r} run, not a classifier. {how}")
-    try:
-        config, method, state, info = ckpt.load_run(workdir)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"the MNIST classifier in {workdir!r} has no checkpoint. {how}") from e
-    step = int(jax.device_get(state.step))
-    if step < config.train.steps:
-        raise ValueError(f"the MNIST classifier in {workdir!r} is unfinished (step {step} of {config.train.steps}); "
-                         f"its features would not be the reference ones. Rerun the same command to finish it: "
-                         f"{how.split(': ', 1)[1]}")
-    if tuple(info.shape) != (28, 28, 1) or info.num_classes != 10:
-        raise ValueError(f"{workdir!r} holds a classifier of {info.shape} images with {info.num_classes} classes; "
-                         "the MNIST classifier takes (28, 28, 1) images and 10 classes")
-    params = jax.tree.map(jnp.asarray, jax.device_get(state.ema_params))
-    return classifier_feature_net(method, params, MNIST_CLASSIFIER, batch_size)
-
-
-register_feature_net(MNIST_CLASSIFIER, load_mnist_classifier)
-
-
-def _load_inception(**kwargs) -> FeatureNet:
-    from jgen.metrics.inception import load_inception
-
-    return load_inception(**kwargs)
-
-
-register_feature_net("inception", _load_inception)

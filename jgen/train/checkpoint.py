@@ -1,13 +1,10 @@
-"""Orbax checkpoints of the TrainState and the data iterator, and loading a finished run."""
+"""Orbax checkpoints of the TrainState and the data iterator (`jgen.run.load_run` reopens a finished run)."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
-import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 
 from jgen.train.state import TrainState
@@ -53,38 +50,3 @@ def restore(manager: ocp.CheckpointManager, target: TrainState, step: int | None
             f"the checkpoint at step {step} in {manager.directory} does not match this model/config "
             f"(different parameter tree or shapes). Use a new --workdir or the config it was made with. ({e})") from e
     return restored["state"], restored.get("data") if with_data else None
-
-
-def load_run(workdir: str, step: int | None = None):
-    """(config, method, state, info) of a run directory, from its config.json and latest checkpoint."""
-    from jgen.config import from_json
-    from jgen.data import get_source
-    from jgen.methods import get_method
-
-    cfg_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(cfg_path):
-        raise FileNotFoundError(f"{workdir!r} has no config.json: it is not a jgen run directory "
-                                f"(train one with `python -m jgen train --config ... --workdir {workdir}`)")
-    with open(cfg_path) as f:
-        config = from_json(f.read())
-    manager = make_manager(workdir)
-    if manager.latest_step() is None:
-        raise FileNotFoundError(f"{workdir!r} has no checkpoint yet; train first or wait for the first checkpoint")
-    _, _, info = get_source(config.data)
-    method = get_method(config.method.name)(config, info)
-    batch = {"image": np.zeros((1, *info.shape), np.float32), "label": np.zeros((1,), np.int32)}
-    abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
-    state, _ = restore(manager, abstract, step, with_data=False)
-    return config, method, state, info
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-    from jgen.config import from_json
-
-    with open(os.path.join(workdir, "config.json")) as f:
-        return from_json(f.read())
-
-
-def config_dict(config: ml_collections.ConfigDict) -> dict:
-    """A JSON-normalised plain dict (tuples become lists) for comparisons."""
-    return json.loads(json.dumps(config.to_dict()))

@@ -1,29 +1,32 @@
-"""`train_and_evaluate(config, workdir)`: the one training loop every method runs on.
+"""`train_loop`: the one training loop every method runs on (`jgen.run.train_and_evaluate` calls it).
 
 Data parallel over a 1-D `jax.sharding.Mesh` of all devices: the batch is sharded on the "data" axis,
 the TrainState is replicated, and the whole step is one jit-compiled function. The run directory gets
-config.json, metrics.jsonl, TensorBoard events, samples/*.png and orbax checkpoints; a rerun with the
-same workdir resumes from the latest checkpoint, and SIGTERM/SIGINT save a checkpoint before exiting.
+metrics.jsonl, TensorBoard events, samples/*.png and orbax checkpoints; a rerun with the same workdir resumes
+from the latest checkpoint, and SIGTERM/SIGINT save a checkpoint before exiting. The loop never asks which
+method it runs: it calls `method.init_state`, `method.train_step`, `method.eval_step` and `method.visualize`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import threading
 import time
+from typing import Callable
 
 import jax
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
 
-from jgen import config as config_lib
-from jgen.data import eval_batches, get_source, make_train_iterator, spread_batch
-from jgen.methods import get_method
+from jgen.data import eval_batches, make_train_iterator, spread_batch
+from jgen.metrics.feature_nets import FeatureNet
+from jgen.metrics.quality import images_quality, real_images
+from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
+from jgen.train.writer import MetricWriter
 
 log = logging.getLogger("jgen")
 EVAL_SALT, VIS_SALT = 0xE7A1, 0x5A3E
@@ -34,21 +37,6 @@ def _interval_hit(step: int, every: int, final: bool) -> bool:
     if every < 0:
         return False
     return final or (every > 0 and step % every == 0)
-
-
-def _check_or_write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    path = os.path.join(workdir, "config.json")
-    new = ckpt.config_dict(config)
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
-        bad = config_lib.identity_mismatches(saved, new)
-        if bad:
-            raise ValueError(f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it:\n  "
-                             + "\n  ".join(bad) + "\nUse a new --workdir, or the config that made this run.")
-    if jax.process_index() == 0:
-        with open(path, "w") as f:
-            f.write(config_lib.to_json(config))
 
 
 class _StopFlag:
@@ -109,14 +97,19 @@ def _host_state(state):
     return jax.tree.map(np.asarray, state)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Train `config` in `workdir` (resuming if it holds a checkpoint); returns the final eval metrics."""
-    config_lib.validate(config)
-    os.makedirs(workdir, exist_ok=True)
-    _check_or_write_config(config, workdir)
+def sample_quality(method, state, test_source, config, net: FeatureNet) -> dict[str, float]:
+    """FID/IS/precision/recall of `config.eval.num_samples` EMA samples (class-balanced labels for conditional
+    methods) against as many test images (fewer if the split is smaller)."""
+    num, seed = int(config.eval.num_samples), int(config.seed)
+    fake, _ = generate(method, state.ema_params, state.model_state, num, seed=seed,
+                       labels=balanced_labels(num, method.num_classes))
+    return images_quality(real_images(test_source, num), fake, net, seed=seed)
 
-    train_src, test_src, info = get_source(config.data)
-    method = get_method(config.method.name)(config, info)
+
+def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_src, test_src,
+               feature_net: Callable[[], FeatureNet] | None = None) -> dict[str, float]:
+    """Train `method` on `train_src` in `workdir` (resuming if it holds a checkpoint); returns the final eval
+    metrics. `feature_net` loads the network of the training-time sample metrics (`config.eval`), on first use."""
     mesh = Mesh(np.array(jax.devices()), ("data",))
     repl, data_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
@@ -138,17 +131,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     p_step = jax.jit(step_fn, in_shardings=(repl, data_sh), out_shardings=(repl, repl), donate_argnums=0)
 
-    from jgen.train.writer import MetricWriter
-
     writer = MetricWriter(workdir)
     t = config.train
     total = t.steps
     bar = None
     if t.progress and jax.process_index() == 0 and start < total:
-        from tqdm.auto import tqdm
         bar = tqdm(total=total, initial=start, desc=config.name, unit="step", dynamic_ncols=True)
 
     pending, t_last, s_last = [], time.perf_counter(), start
+    net = None
     final_eval: dict[str, float] = {}
     with _StopFlag() as stop:
         step = start
@@ -178,9 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 images = method.visualize(_host_state(state), spread_batch(test_src, 64), key)
                 writer.write_images(step, images)
             if config.eval.sample_metrics_every and _interval_hit(step, config.eval.sample_metrics_every, final):
-                from jgen.metrics.quality import sample_quality
-
-                writer.write(step, "sample_quality", sample_quality(method, state, test_src, config))
+                net = net or feature_net()
+                writer.write(step, "sample_quality", sample_quality(method, state, test_src, config, net))
             if _interval_hit(step, t.checkpoint_every, final) or stop.signal:
                 ckpt.save(manager, state, it.get_state())
             if stop.signal:

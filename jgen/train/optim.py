@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
+from jgen.config import fail
+
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
+
+
+def check_optim(prefix: str, cfg: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError for the first invalid field of an optimizer block (`prefix` names it, e.g. "optim")."""
+    if cfg.name not in OPTIMIZERS:
+        fail(f"{prefix}.name", cfg.name, f"choose one of {OPTIMIZERS}")
+    lr = cfg.learning_rate
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        fail(f"{prefix}.learning_rate", lr, "must be a finite number > 0", f"--config.{prefix}.learning_rate=1e-3")
+    if cfg.schedule not in SCHEDULES:
+        fail(f"{prefix}.schedule", cfg.schedule, f"choose one of {SCHEDULES}")
+    for b in ("b1", "b2"):
+        if not 0.0 <= cfg[b] < 1.0:
+            fail(f"{prefix}.{b}", cfg[b], "must be in [0, 1)")
+    if cfg.warmup_steps < 0:
+        fail(f"{prefix}.warmup_steps", cfg.warmup_steps, "must be >= 0")
+    if cfg.grad_clip < 0:
+        fail(f"{prefix}.grad_clip", cfg.grad_clip, "must be >= 0 (0 turns clipping off)")
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:

@@ -23,7 +23,7 @@ class MetricWriter:
         self.active = jax.process_index() == 0
         self._tb = None
         if self.active:
-            from tensorboardX import SummaryWriter
+            from tensorboardX import SummaryWriter  # local: heavy (protobuf); only process 0 writes
 
             self._tb = SummaryWriter(workdir)
             self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")

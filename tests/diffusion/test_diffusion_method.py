@@ -7,10 +7,10 @@ import pytest
 
 import jgen.methods.diffusion  # noqa: F401  (registers "diffusion")
 from jgen.config import ConfigError
-from jgen.diffusion import sample_images
 from jgen.methods import get_method
-from jgen.train.checkpoint import load_run
-from jgen.train.loop import train_and_evaluate
+from jgen.run import load_run, validate
+from jgen.sampling import generate
+from jgen.run import train_and_evaluate
 from jgen.train.writer import read_metrics
 from tests.conftest import tiny_config
 
@@ -38,21 +38,22 @@ def test_trains_evaluates_and_samples_in_the_loop(tmp_path):
     pngs = set((tmp_path / "samples").iterdir())
     assert {f"{k}_step_0000060.png" for k in ("samples", "trajectory", "forward")} <= {p.name for p in pngs}
 
-    _, method, state, _ = load_run(str(tmp_path))
+    run = load_run(str(tmp_path))
+    method, state = run.method, run.state
     key = jax.random.PRNGKey(0)
     # guidance 0 is unconditional sampling: the labels do not matter
-    g0, nfe = sample_images(method, state.ema_params, state.model_state, key, 6, labels=[0, 1, 2, 3, 4, 5],
-                            sampler="heun", steps=3, guidance=0.0)
-    unc, _ = sample_images(method, state.ema_params, state.model_state, key, 6, sampler="heun", steps=3)
-    assert g0.shape == (6, 8, 8, 1) and nfe == 5
+    g0, info = generate(method, state.ema_params, state.model_state, 6, key=key, labels=[0, 1, 2, 3, 4, 5],
+                        sampler="heun", steps=3, guidance=0.0)
+    unc, _ = generate(method, state.ema_params, state.model_state, 6, key=key, sampler="heun", steps=3)
+    assert g0.shape == (6, 8, 8, 1) and info.nfe_per_image == 5
     assert float(g0.min()) >= 0.0 and float(g0.max()) <= 1.0
-    np.testing.assert_array_equal(np.asarray(g0), np.asarray(unc))
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 9\]"):
-        sample_images(method, state.ema_params, state.model_state, key, 2, labels=[3, 10], sampler="ddim", steps=2,
-                      guidance=1.0)
+    np.testing.assert_array_equal(g0, unc)
+    with pytest.raises(ValueError, match=r"labels \[10\] are out of range: .*labels 0..9"):
+        generate(method, state.ema_params, state.model_state, 2, key=key, labels=[3, 10], sampler="ddim", steps=2,
+                 guidance=1.0)
     with pytest.raises(ValueError, match="labels must be 3 integers"):
-        sample_images(method, state.ema_params, state.model_state, key, 3, labels=[3, 1], sampler="ddim", steps=2,
-                      guidance=1.0)
+        generate(method, state.ema_params, state.model_state, 3, key=key, labels=[3, 1], sampler="ddim", steps=2,
+                 guidance=1.0)
 
 
 def test_eval_step_is_per_example_and_config_errors():
@@ -82,8 +83,8 @@ def test_eval_step_is_per_example_and_config_errors():
                               ("label_dropout", 1.0, "must be in"), ("sample_steps", 2000, "must be an integer")]:
         bad = diffusion_config(**{field: value})
         with pytest.raises(ConfigError, match=f"config.method.{field}=.*{msg}"):
-            get_method("diffusion")(bad, info)
+            validate(bad, num_devices=1)
     unc = get_method("diffusion")(diffusion_config(conditional=False), info)
     assert unc.num_classes == 0
     with pytest.raises(ValueError, match="unconditional"):
-        sample_images(unc, state.params, {}, jax.random.PRNGKey(0), 2, labels=[1, 2])
+        generate(unc, state.params, {}, 2, seed=0, labels=[1, 2])

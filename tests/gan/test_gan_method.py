@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from jgen.config import ConfigError, optim_config
-from jgen.train.checkpoint import load_run
-from jgen.train.loop import train_and_evaluate
+from jgen.run import load_run
+from jgen.run import train_and_evaluate
 
 
 def gan_config(tiny, steps=20, **method):
@@ -46,10 +46,10 @@ def test_resume_gives_bitwise_equal_gan_state(tmp_path, tiny):
     full, cut = tmp_path / "full", tmp_path / "cut"
     train_and_evaluate(gan_config(tiny, steps=12, n_critic=2, loss="wgan_gp"), str(full))
     train_and_evaluate(gan_config(tiny, steps=5, n_critic=2, loss="wgan_gp"), str(cut))
-    _, _, mid, _ = load_run(str(cut))
+    mid = load_run(str(cut)).state
     assert int(mid.step) == 5
     train_and_evaluate(gan_config(tiny, steps=12, n_critic=2, loss="wgan_gp"), str(cut))
-    a, b = load_run(str(full))[2], load_run(str(cut))[2]
+    a, b = load_run(str(full)).state, load_run(str(cut)).state
     assert int(b.step) == 12
     for x, y in zip(jax.tree.leaves((a.params, a.opt_state, a.ema_params)),
                     jax.tree.leaves((b.params, b.opt_state, b.ema_params))):

@@ -6,9 +6,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pytest
 from scipy import stats
 
-from jgen.gan import toy
+from jgen.config import ConfigError
+from jgen.gan import toys as toy
 
 
 def test_mixture_logpdf_matches_scipy():
@@ -48,13 +50,28 @@ def test_mode_coverage_counts_modes_and_quality():
 
 
 def test_ring_experiment_runs_and_reports_each_snapshot(tmp_path):
+    from experiments import gan_toys
     from experiments.configs import gan_ring
 
     config = gan_ring.get_config()
     config.toy.steps, config.toy.snapshot_every, config.toy.num_eval = 200, 100, 500
     config.toy.loss, config.toy.n_critic = "wgan_gp", 2
-    final = toy.train_ring(config, str(tmp_path))
+    final = gan_toys.run(config, str(tmp_path))
     rows = __import__("json").loads((tmp_path / "ring.json").read_text())["rows"]
     assert [r["step"] for r in rows] == [100, 200]
     assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in rows)
     assert 0 <= final["modes_covered"] <= 8 and (tmp_path / "ring.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("loss", "least_squares", "choose one of"), ("steps", 150, "multiple of toy.snapshot_every"),
+    ("batch_size", 0, "integer >= 1"), ("std", -0.1, "must be > 0")])
+def test_toy_configs_are_checked_before_any_compute(tmp_path, field, value, needle):
+    from experiments import gan_toys
+    from experiments.configs import gan_ring
+
+    config = gan_ring.get_config()
+    config.toy[field] = value
+    with pytest.raises(ConfigError, match=needle):
+        gan_toys.run(config, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

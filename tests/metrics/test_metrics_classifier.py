@@ -11,7 +11,9 @@ import pytest
 import jgen.methods.classifier  # noqa: F401  (registers "classifier")
 from jgen.data import DataInfo
 from jgen.metrics import feature_nets
-from jgen.metrics.feature_nets import classifier_feature_net, get_feature_net, load_mnist_classifier
+from jgen.metrics.feature_nets import cache_dir, classifier_feature_net, get_feature_net
+from jgen.run import load_mnist_classifier
+from jgen.sampling import generate
 from jgen.methods import get_method
 from jgen.nn.classifier import DigitClassifier, random_shift
 from classifier_test_config import tiny_classifier_config as _tiny_config
@@ -52,8 +54,9 @@ def test_method_loss_and_eval_step():
     assert out["accuracy"].shape == (6,) and out["loss"].shape == (6,)
     np.testing.assert_allclose(np.mean(out["loss"]), method.loss_fn(
         state.params, {}, batch, jax.random.PRNGKey(1))[0], rtol=0.5)
-    with pytest.raises(NotImplementedError):
-        method.sample(state.params, {}, jax.random.PRNGKey(0), 4)
+    assert "sample" not in method.capabilities
+    with pytest.raises(ValueError, match="not a generative model"):
+        generate(method, state.params, {}, 4, seed=0)
     new_state, m = jax.jit(method.train_step)(state, batch, jax.random.PRNGKey(3))
     assert int(new_state.step) == 1 and np.isfinite(m["loss"])
 
@@ -78,7 +81,7 @@ def test_loader_refuses_missing_and_unfinished_runs(tmp_path):
     missing = str(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="classifier_mnist.py"):
         load_mnist_classifier(missing)
-    from jgen.train.loop import train_and_evaluate
+    from jgen.run import train_and_evaluate
 
     workdir = str(tmp_path / "cls")
     train_and_evaluate(_tiny_config(steps=2), workdir)
@@ -97,6 +100,6 @@ def test_loader_refuses_missing_and_unfinished_runs(tmp_path):
 
 def test_default_cache_dir_follows_env(monkeypatch):
     monkeypatch.setenv("JGEN_CACHE", "/some/cache")
-    assert feature_nets.default_classifier_dir() == os.path.join("/some/cache", "mnist_classifier")
+    assert cache_dir("mnist_classifier") == os.path.join("/some/cache", "mnist_classifier")
     monkeypatch.delenv("JGEN_CACHE")
-    assert feature_nets.default_classifier_dir().endswith(os.path.join(".cache", "jgen", "mnist_classifier"))
+    assert cache_dir("mnist_classifier").endswith(os.path.join(".cache", "jgen", "mnist_classifier"))

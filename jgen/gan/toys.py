@@ -1,19 +1,18 @@
-"""GAN experiments where both densities are known.
+"""GANs where both densities are known: mixture densities, the optimal discriminator, mode coverage.
 
-1. The optimal discriminator (`train_dstar`): 1-D data from a Gaussian mixture, a FIXED generator distribution
+1. The optimal discriminator (`dstar_experiment`): 1-D data from a Gaussian mixture, a FIXED generator distribution
    (a Gaussian), and a discriminator trained with the minimax loss. Theory: D*(x) = p_data / (p_data + p_g);
    with p_g = p_data, D* = 1/2 everywhere and the discriminator's minimax loss is 2 log 2.
-2. The geometric view (`train_ring`): 8 Gaussians on a circle, MLP generator and discriminator trained with any
+2. The geometric view (`ring_experiment`): 8 Gaussians on a circle, MLP generator and discriminator trained with any
    loss of jgen.gan.losses. Samples are kept at regular steps so mode coverage (or collapse) can be seen and counted.
 
-Both are `config.entry` functions: `python -m jgen train --config experiments/configs/gan_ring.py --workdir runs/ring`.
+The experiments return numbers and arrays; experiments/gan_toys.py runs them from a config file and writes the
+JSON and PNG files.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import chex
 import jax
@@ -22,11 +21,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from jgen.config import fail
+from jgen.config import fail, require_choice, require_int
 from jgen.gan.losses import LOSSES, discriminator_loss
 from jgen.gan.step import Players, adversarial_update
 from jgen.nn.mlp import MLPDecoder
-from jgen.viz import pyplot
 
 
 # -- densities -----------------------------------------------------------------------------------------------
@@ -116,8 +114,20 @@ def fit_discriminator(key: jax.Array, sample_data, sample_g, steps: int, batch_s
     return (lambda x: jax.nn.sigmoid(logits(params, x))), losses
 
 
+def check_dstar_config(cfg: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError for the first invalid field of the optimal-discriminator experiment's `config.toy`."""
+    for k in ("steps", "batch_size"):
+        require_int(f"toy.{k}", cfg[k])
+    if not (cfg.data_std > 0 and cfg.g_std > 0 and cfg.learning_rate > 0):
+        fail("toy.data_std / toy.g_std / toy.learning_rate", (cfg.data_std, cfg.g_std, cfg.learning_rate),
+             "must be > 0")
+    if not cfg.grid_min < cfg.grid_max:
+        fail("toy.grid_min", cfg.grid_min, f"must be below toy.grid_max={cfg.grid_max}")
+
+
 def dstar_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
     """Fit D for p_g != p_data and for p_g = p_data; compare with D* on a grid. Returns numbers and curves."""
+    check_dstar_config(cfg)
     data_means = jnp.asarray(cfg.data_means, jnp.float32)[:, None]  # [K, 1]
     g_means = jnp.asarray([[cfg.g_mean]], jnp.float32)
 
@@ -161,45 +171,21 @@ def dstar_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
     }
 
 
-def train_dstar(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Entry point: writes dstar.json and dstar.png (learned D against D*, and the p_g = p_data case)."""
-    os.makedirs(workdir, exist_ok=True)
-    out = dstar_experiment(config.toy, jax.random.PRNGKey(config.seed))
-    curves = out.pop("curves")
-    with open(os.path.join(workdir, "dstar.json"), "w") as f:
-        json.dump(out, f, indent=2)
-    plt = pyplot()
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    x = curves["x"]
-    for ax, d, ref, title, pg in ((axes[0], curves["d"], curves["d_star"], "p_g != p_data", curves["p_g"]),
-                                  (axes[1], curves["d_equal"], np.full_like(x, 0.5), "p_g = p_data", curves["p_data"])):
-        ax.plot(x, curves["p_data"], color="tab:blue", alpha=0.4, label="p_data")
-        ax.plot(x, pg, color="tab:orange", alpha=0.4, label="p_g")
-        ax.plot(x, ref, "k--", label="D* = p_data / (p_data + p_g)")
-        ax.plot(x, d, color="tab:red", label="learned D")
-        ax.set_title(title)
-        ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "dstar.png"), dpi=110)
-    plt.close(fig)
-    return out
-
-
 # -- 2. the 8-Gaussian ring ----------------------------------------------------------------------------------
-def _check_ring(cfg) -> None:
-    if cfg.loss not in LOSSES:
-        fail("toy.loss", cfg.loss, f"choose one of {LOSSES}")
-    if not (isinstance(cfg.n_critic, int) and cfg.n_critic >= 1):
-        fail("toy.n_critic", cfg.n_critic, "must be an integer >= 1")
+def check_ring_config(cfg: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError for the first invalid field of the ring experiment's `config.toy`."""
+    require_choice("toy.loss", cfg.loss, LOSSES)
+    for k in ("n_critic", "steps", "snapshot_every", "batch_size", "num_eval", "num_modes", "latent_dim"):
+        require_int(f"toy.{k}", cfg[k])
     if cfg.steps % cfg.snapshot_every:
         fail("toy.steps", cfg.steps, f"must be a multiple of toy.snapshot_every={cfg.snapshot_every}")
+    if not (cfg.std > 0 and cfg.radius > 0 and cfg.learning_rate > 0):
+        fail("toy.std / toy.radius / toy.learning_rate", (cfg.std, cfg.radius, cfg.learning_rate), "must be > 0")
 
 
 def ring_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
     """Train an MLP GAN on the ring; returns coverage per snapshot and the snapshot samples."""
-    _check_ring(cfg)
+    check_ring_config(cfg)
     means = ring_means(cfg.num_modes, cfg.radius)
     g_net, d_net = MLPDecoder(out_shape=(2,), features=tuple(cfg.hidden)), _mlp(cfg.hidden)
 
@@ -236,40 +222,3 @@ def ring_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
         rows.append({"step": (i + 1) * cfg.snapshot_every, **{k: float(v) for k, v in metrics.items()}, **cov})
         snapshots.append(samples)
     return {"rows": rows, "snapshots": snapshots, "means": np.asarray(means)}
-
-
-def train_ring(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Entry point: writes ring.json (coverage and losses per snapshot) and ring.png (samples over training)."""
-    os.makedirs(workdir, exist_ok=True)
-    cfg = config.toy
-    out = ring_experiment(cfg, jax.random.PRNGKey(config.seed))
-    rows = out["rows"]
-    with open(os.path.join(workdir, "ring.json"), "w") as f:
-        json.dump({"loss": cfg.loss, "num_modes": cfg.num_modes, "std": cfg.std, "rows": rows}, f, indent=2)
-    for r in rows:
-        print(f"step {r['step']:6d}  modes covered {r['modes_covered']}/{cfg.num_modes}  "
-              f"high quality {r['high_quality']:.3f}  d_loss {r['d_loss']:.3f}  g_loss {r['g_loss']:.3f}", flush=True)
-    plt = pyplot()
-
-    shown = np.unique(np.linspace(0, len(rows) - 1, min(6, len(rows))).round().astype(int))
-    fig, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3.2), squeeze=False)
-    lim = cfg.radius * 1.6
-    for ax, i in zip(axes[0], shown):
-        s = out["snapshots"][i]
-        ax.scatter(s[:, 0], s[:, 1], s=2, alpha=0.4, color="tab:red")
-        ax.scatter(out["means"][:, 0], out["means"][:, 1], s=30, marker="x", color="k")
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        r = rows[i]
-        ax.set_title(f"step {r['step']}: {r['modes_covered']}/{cfg.num_modes} modes\n"
-                     f"{100 * r['high_quality']:.0f}% high quality", fontsize=9)
-    fig.suptitle(f"8-Gaussian ring, loss = {cfg.loss}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "ring.png"), dpi=110)
-    plt.close(fig)
-    final = rows[-1]
-    return {"modes_covered": final["modes_covered"], "high_quality": final["high_quality"],
-            "d_loss": final["d_loss"], "g_loss": final["g_loss"]}

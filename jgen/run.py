@@ -1,0 +1,269 @@
+"""The run layer: a config file and overrides become a validated config, a run directory, a loaded run.
+
+    config = load_config("experiments/configs/vae_mnist.py", ["train.steps=300"])
+    final = train_and_evaluate(config, "runs/vae")        # train (or resume) in a run directory
+    run = load_run("runs/vae")                            # Run(config, method, state, info, workdir, ...)
+    row = evaluate_run(run, num_samples=1000)             # FID/IS/precision/recall (+ bits/dim, images/s)
+
+Every door (the CLI, `Pipeline`, `jgen eval`, `jgen compare`, notebooks) comes through here. A config is completed
+with the core defaults and its method's `defaults()`, then checked (core fields here, then the method's own
+`check`) before any compute. Runs a method is built on (`Method.requirements`, e.g. latent diffusion's first stage)
+are loaded here and handed to the method, which never reads files itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import json
+import os
+from typing import Any, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from jgen.config import (ConfigError, base_config, fail, from_json, identity_mismatches, merge_defaults,
+                         to_json)
+from jgen.data import SOURCES, get_source
+from jgen.methods import Method, Resources, get_method, method_names
+from jgen.metrics import inception
+from jgen.metrics.feature_nets import (FeatureNet, cache_dir, classifier_feature_net, feature_net_names,
+                                       get_feature_net, register_feature_net)
+from jgen.metrics.quality import images_quality, real_images
+from jgen.sampling import balanced_labels, generate
+from jgen.train import checkpoint as ckpt
+from jgen.train.loop import train_loop
+from jgen.train.writer import read_metrics
+
+MNIST_CLASSIFIER = "mnist_classifier"
+
+
+# -- configs -----------------------------------------------------------------------------------------------
+def method_class(config: ml_collections.ConfigDict) -> type[Method]:
+    """The Method class `config.method.name` names (ConfigError listing the known ones otherwise)."""
+    name = config.method.get("name", "") if "method" in config else ""
+    try:
+        return get_method(name)
+    except KeyError:
+        fail("method.name", name, f"unknown method; choose one of {method_names()}")
+
+
+def default_config(method: str) -> ml_collections.ConfigDict:
+    """The core defaults plus `method`'s own section: a config that trains as it is (experiment files start here)."""
+    c = base_config()
+    c.method.name = method
+    defaults = method_class(c).defaults()
+    if "optim" in defaults:  # e.g. one optimizer block per GAN player instead of the shared one
+        c.optim = defaults.optim
+    return merge_defaults(c, defaults)
+
+
+def with_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` completed with every core and method default it lacks (its own values win). An optimizer
+    section the config has is kept as it is (a shared block is not turned into a GAN's per-player blocks)."""
+    base, defaults = base_config(), method_class(config).defaults()
+    if "optim" in config:
+        del base["optim"]
+        if "optim" in defaults:
+            del defaults["optim"]
+    return merge_defaults(merge_defaults(config, base), defaults)
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+    """Raise ConfigError for the first invalid field: the core fields, then the method's `check`."""
+    n = jax.device_count() if num_devices is None else num_devices
+    if config.data.name not in SOURCES:
+        fail("data.name", config.data.name, f"unknown dataset; choose one of {sorted(SOURCES)}")
+    if config.data.name == "tfds" and not config.data.tfds_name:
+        fail("data.tfds_name", config.data.tfds_name, "data.name='tfds' needs a TFDS dataset name",
+             "--config.data.tfds_name=mnist --config.data.data_dir=/path/to/tfds")
+    bs = config.data.batch_size
+    if not isinstance(bs, int) or bs <= 0:
+        fail("data.batch_size", bs, "must be a positive integer")
+    if bs % n:
+        fail("data.batch_size", bs, f"must be divisible by the number of devices ({n})",
+             f"--config.data.batch_size={max(n, (bs // n) * n)}")
+    cls = method_class(config)
+    t = config.train
+    if not isinstance(t.steps, int) or t.steps <= 0:
+        fail("train.steps", t.steps, "must be a positive integer")
+    for k in ("log_every", "checkpoint_every"):
+        if t[k] < 0:
+            fail(f"train.{k}", t[k], "must be >= 0 (0: only at the end)")
+    for k in ("eval_every", "sample_every"):
+        if t[k] < -1:
+            fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
+    if not 0.0 <= t.ema_decay < 1.0:
+        fail("train.ema_decay", t.ema_decay, "must be in [0, 1)")
+    if t.eval_batch_size <= 0 or t.eval_batch_size % n:
+        fail("train.eval_batch_size", t.eval_batch_size, f"must be a positive multiple of the device count ({n})")
+    e = config.eval
+    if e.sample_metrics_every < 0:
+        fail("eval.sample_metrics_every", e.sample_metrics_every, "must be >= 0 (0: off)")
+    if e.num_samples <= 0:
+        fail("eval.num_samples", e.num_samples, "must be > 0")
+    if e.feature_net not in feature_net_names():
+        fail("eval.feature_net", e.feature_net, f"choose one of {feature_net_names()}")
+    cls.check(config)
+
+
+def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """`get_config()` of a config file, with `field=value` overrides applied (as `--config.field=value` would)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("jgen_config_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    for item in overrides:
+        field, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not of the form field=value (e.g. train.steps=300)")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word is a string, as on the command line
+        *parents, leaf = field.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+# -- run directories ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Run:
+    """A trained (or training) run: its config, Method, TrainState and data."""
+    config: ml_collections.ConfigDict
+    method: Method
+    state: Any
+    info: Any
+    workdir: str
+    train_source: Any
+    test_source: Any
+
+    @property
+    def step(self) -> int:
+        return int(jax.device_get(self.state.step))
+
+
+def build_method(config: ml_collections.ConfigDict, info, train_source) -> Method:
+    """The Method of a validated config, with the runs it is built on loaded and handed in."""
+    cls = method_class(config)
+    runs = {name: load_run(workdir) for name, workdir in cls.requirements(config).items()}
+    return cls(config, info, Resources(runs=runs, train_source=train_source))
+
+
+def _json_dict(config: ml_collections.ConfigDict) -> dict:
+    """A JSON-normalised plain dict (tuples become lists) for comparisons."""
+    return json.loads(json.dumps(config.to_dict()))
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The completed config of a run directory (FileNotFoundError if it is not one)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir!r} has no config.json: it is not a jgen run directory "
+                                f"(train one with `python -m jgen train --config ... --workdir {workdir}`)")
+    with open(path) as f:
+        return with_defaults(from_json(f.read()))
+
+
+def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Create `workdir`, or reopen it if it holds a run of the same model (ValueError naming the differences if
+    not); write the resolved config.json."""
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        bad = identity_mismatches(_json_dict(read_config(workdir)), _json_dict(config))
+        if bad:
+            raise ValueError(f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it:\n  "
+                             + "\n  ".join(bad) + "\nUse a new --workdir, or the config that made this run.")
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        with open(path, "w") as f:
+            f.write(to_json(config))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Train `config` in `workdir` (resuming from its latest checkpoint); returns the final evaluation metrics."""
+    config = with_defaults(config)
+    validate(config)
+    train_src, test_src, info = get_source(config.data)
+    method = build_method(config, info, train_src)
+    open_workdir(config, workdir)
+    return train_loop(config, workdir, method, train_src, test_src,
+                      feature_net=lambda: get_feature_net(config.eval.feature_net))
+
+
+def load_run(workdir: str, step: int | None = None) -> Run:
+    """A run directory's config and its latest (or given) checkpoint, ready to generate and evaluate."""
+    config = read_config(workdir)
+    manager = ckpt.make_manager(workdir)
+    if manager.latest_step() is None:
+        raise FileNotFoundError(f"{workdir!r} has no checkpoint yet; train first or wait for the first checkpoint")
+    train_src, test_src, info = get_source(config.data)
+    method = build_method(config, info, train_src)
+    batch = {"image": np.zeros((1, *info.shape), np.float32), "label": np.zeros((1,), np.int32)}
+    abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
+    state, _ = ckpt.restore(manager, abstract, step, with_data=False)
+    manager.close()
+    return Run(config, method, state, info, workdir, train_src, test_src)
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------
+def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: FeatureNet | str | None = None,
+                 real: np.ndarray | None = None, timed: bool = False, **options) -> dict:
+    """The one evaluation of a run: `num_samples` EMA samples (class-balanced labels for a conditional method;
+    `options` are its sampling options) against `real` images (default: as many test images) under `feature_net`
+    (default: the run's config.eval.feature_net): FID, IS, KID, precision/recall, density/coverage, plus bits/dim
+    from its last evaluation where the method has a likelihood, and images/s (after compilation) with `timed`."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise ValueError(f"num_samples={num_samples!r}: must be an integer >= 2")
+    net = feature_net if isinstance(feature_net, FeatureNet) else get_feature_net(
+        feature_net or run.config.eval.feature_net)
+    real = real_images(run.test_source, num_samples) if real is None else real
+    fake, gen = generate(run.method, run.state.ema_params, run.state.model_state, num_samples, seed=seed,
+                         labels=balanced_labels(num_samples, run.method.num_classes), timed=timed, **options)
+    row = {"workdir": run.workdir, "run": os.path.basename(os.path.normpath(run.workdir)),
+           "method": run.method.name, "step": run.step, "num_samples": len(fake),
+           **images_quality(real, fake, net, seed), "nfe": gen.nfe_per_image}
+    if timed:
+        row["images_per_sec"] = gen.images_per_sec
+    likelihood = run.method.likelihood_metric()
+    evals = read_metrics(run.workdir, "eval")
+    if likelihood and evals and likelihood[0] in evals[-1]:
+        row["bits_per_dim"], row["bits_per_dim_kind"] = evals[-1][likelihood[0]], likelihood[1]
+    return row
+
+
+# -- the built-in feature networks ----------------------------------------------------------------------------
+def load_mnist_classifier(workdir: str | None = None, batch_size: int = 500) -> FeatureNet:
+    """The trained MNIST classifier of `workdir` (default: `cache_dir("mnist_classifier")`), EMA parameters."""
+    workdir = workdir or cache_dir(MNIST_CLASSIFIER)
+    how = (f"Train it first (about 7 minutes on 2 CPU cores): python -m jgen train "
+           f"--config experiments/configs/classifier_mnist.py --workdir {workdir}")
+    if not os.path.exists(os.path.join(workdir, "config.json")):
+        raise FileNotFoundError(f"no MNIST classifier in {workdir!r}. {how}")
+    config = read_config(workdir)
+    if config.method.name != "classifier":
+        raise ValueError(f"{workdir!r} holds a {config.method.name!r} run, not a classifier. {how}")
+    try:
+        run = load_run(workdir)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"the MNIST classifier in {workdir!r} has no checkpoint. {how}") from e
+    if run.step < config.train.steps:
+        raise ValueError(f"the MNIST classifier in {workdir!r} is unfinished (step {run.step} of "
+                         f"{config.train.steps}); its features would not be the reference ones. Rerun the same "
+                         f"command to finish it: {how.split(': ', 1)[1]}")
+    if tuple(run.info.shape) != (28, 28, 1) or run.info.num_classes != 10:
+        raise ValueError(f"{workdir!r} holds a classifier of {run.info.shape} images with {run.info.num_classes} "
+                         "classes; the MNIST classifier takes (28, 28, 1) images and 10 classes")
+    params = jax.tree.map(jax.numpy.asarray, jax.device_get(run.state.ema_params))
+    return classifier_feature_net(run.method, params, MNIST_CLASSIFIER, batch_size)
+
+
+register_feature_net(MNIST_CLASSIFIER, load_mnist_classifier)
+register_feature_net(inception.INCEPTION, inception.load_inception)
