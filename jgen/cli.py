@@ -1,52 +1,72 @@
-"""Command line: `python -m jgen <command> [flags]`.
+"""Command line: `python -m jgen <command> [flags]`; `python -m jgen --help` lists the commands.
 
   train    --config experiments/configs/vae_mnist.py --workdir runs/vae [--config.train.steps=2000 ...]
   sample   --workdir runs/ddpm --sampler dpm_solver --steps 20 --guidance 2.0 --labels 0,1,2 --out samples.png
   eval     --workdir runs/X --num_samples 1000
   compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000]
   compare  --workdirs runs/ldm --guidance_scales 0,1,2,4,8 --out sweep/
+
+Exit codes (for batch schedulers): 0 finished; 2 bad input (a config value, a flag, a run directory: the message
+says what to change); 3 diverged (a non-finite loss or gradient; the last good checkpoint is kept); 74 a checkpoint
+could not be written (e.g. disk full; the previous one is intact); 75 interrupted by SIGTERM/SIGINT after saving a
+checkpoint (rerun the same command to resume); 1 anything else (a bug: please report it with the traceback).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import logging
 import os
 import sys
 from typing import Callable
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
-from ml_collections import config_flags
 
 from jgen import run as run_lib
 from jgen.compare import compare_workdirs, guidance_sweep
-from jgen.config import ConfigError
+from jgen.config import InputError
 from jgen.pipeline import Pipeline
+from jgen.train.checkpoint import CheckpointWriteError
+from jgen.train.loop import TrainingDiverged, TrainingInterrupted
 
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (a Python file with get_config()).",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "Run directory: config.json, metrics.jsonl, samples/, checkpoints/.")
-flags.DEFINE_list("workdirs", [], "compare: run directories to compare.")
-flags.DEFINE_string("sampler", None, "sample: sampler name (diffusion: ddpm, ddim, dpm_solver, heun).")
-flags.DEFINE_integer("steps", None, "sample: number of sampler steps.")
-flags.DEFINE_float("guidance", None, "sample: classifier-free guidance scale (0: unconditional, 1: conditional).")
-flags.DEFINE_float("eta", None, "sample: DDIM eta (0: deterministic; default: the run's config).")
-flags.DEFINE_list("labels", [], "sample: class labels, e.g. 0,1,2 (one row of samples per label).")
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 74, 75
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("config", None, "train: experiment config file (a Python file with get_config()); override "
+                    "any field with --config.<field>=<value>.", flag_values=FLAGS)
+flags.DEFINE_string("workdir", None, "Run directory: config.json, metrics.jsonl, samples/, checkpoints/.",
+                    flag_values=FLAGS)
+flags.DEFINE_list("workdirs", [], "compare: run directories to compare.", flag_values=FLAGS)
+flags.DEFINE_string("sampler", None, "sampler name (diffusion: ddpm, ddim, dpm_solver, heun); default: the run's.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("steps", None, "number of sampler steps; default: the run's.", flag_values=FLAGS)
+flags.DEFINE_float("guidance", None, "classifier-free guidance scale (0: unconditional, 1: conditional, >1: guided).",
+                   flag_values=FLAGS)
+flags.DEFINE_float("eta", None, "DDIM eta (0: deterministic; default: the run's config).", flag_values=FLAGS)
+flags.DEFINE_list("labels", [], "class labels, e.g. 0,1,2 (one row of samples per label).", flag_values=FLAGS)
 flags.DEFINE_integer("num_samples", None, "sample: images, per label with --labels (default 64, or 8 per label); "
-                     "eval/compare: samples for the metrics (default 1000).")
-flags.DEFINE_integer("seed", 0, "sample/eval: random seed.")
-flags.DEFINE_string("feature_net", None, "eval: feature network (mnist_classifier, inception); default: the run's "
-                    "config.eval.feature_net. Another net writes eval_<name>.json.")
-flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.")
-flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one diffusion run, e.g. 0,1,2,4,8.")
+                     "eval/compare: samples for the metrics (default 1000).", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "random seed of the samples.", flag_values=FLAGS)
+flags.DEFINE_string("feature_net", None, "feature network (mnist_classifier, inception); default: the run's "
+                    "config.eval.feature_net. Another net writes eval_<name>.json.", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.", flag_values=FLAGS)
+flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one run, e.g. 0,1,2,4,8.",
+                  flag_values=FLAGS)
 
 
-def cmd_train() -> None:
-    if FLAGS.config is None or FLAGS.workdir is None:
-        raise app.UsageError("train needs --config <file> and --workdir <dir>")
-    result = run_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+def _require(name: str, example: str) -> None:
+    if FLAGS[name].value in (None, []):
+        raise InputError(f"--{name} is required, e.g. --{name}={example}")
+
+
+def cmd_train(overrides: list[str]) -> None:
+    _require("config", "experiments/configs/vae_mnist.py")
+    _require("workdir", "runs/vae")
+    config = run_lib.load_config(FLAGS.config, overrides)
+    result = run_lib.train_and_evaluate(config, FLAGS.workdir)
     print(json.dumps({"workdir": FLAGS.workdir, "final": result}, indent=2, default=float))
 
 
@@ -56,16 +76,22 @@ def _labels_flag() -> list[int] | None:
     try:
         return [int(x) for x in FLAGS.labels]
     except ValueError:
-        raise ValueError(f"--labels={','.join(FLAGS.labels)!r}: must be comma-separated class labels, e.g. "
+        raise InputError(f"--labels={','.join(FLAGS.labels)!r}: must be comma-separated class labels, e.g. "
                          "--labels=0,1,2") from None
 
 
-def cmd_sample() -> None:
-    if FLAGS.workdir is None:
-        raise app.UsageError("sample needs --workdir <dir>")
+def _num_samples(default: int) -> int:
+    n = FLAGS.num_samples
+    if n is not None and n < 1:
+        raise InputError(f"--num_samples={n}: must be an integer >= 1")
+    return default if n is None else n
+
+
+def cmd_sample(overrides: list[str]) -> None:
+    _require("workdir", "runs/vae_mnist")
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples.png")
     labels = _labels_flag()
-    num = FLAGS.num_samples or (8 if labels else 64)
+    num = _num_samples(8 if labels else 64)
     pipe = Pipeline.from_workdir(FLAGS.workdir)
     _, info = pipe(labels=labels, num_samples_per_label=num, sampler=FLAGS.sampler, steps=FLAGS.steps,
                    guidance_scale=FLAGS.guidance, eta=FLAGS.eta, seed=FLAGS.seed, save_to=out, return_info=True)
@@ -73,55 +99,128 @@ def cmd_sample() -> None:
                       "steps": FLAGS.steps, "guidance": FLAGS.guidance, "labels": labels, **info}, indent=2))
 
 
-def cmd_eval() -> None:
-    if FLAGS.workdir is None:
-        raise app.UsageError("eval needs --workdir <dir>")
+def cmd_eval(overrides: list[str]) -> None:
+    _require("workdir", "runs/vae_mnist")
     run = run_lib.load_run(FLAGS.workdir)
-    result = run_lib.evaluate_run(run, FLAGS.num_samples or 1000, FLAGS.seed, FLAGS.feature_net)
+    result = run_lib.evaluate_run(run, _num_samples(1000), FLAGS.seed, FLAGS.feature_net)
     name = "eval.json" if FLAGS.feature_net is None else f"eval_{FLAGS.feature_net}.json"
     with open(os.path.join(FLAGS.workdir, name), "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
 
 
-def cmd_compare() -> None:
-    if not FLAGS.workdirs:
-        raise app.UsageError("compare needs --workdirs runs/a,runs/b")
+def cmd_compare(overrides: list[str]) -> None:
+    _require("workdirs", "runs/a,runs/b")
     out = FLAGS.out or "compare"
+    num = _num_samples(1000)
     if FLAGS.guidance_scales:
         if len(FLAGS.workdirs) != 1:
-            raise app.UsageError("--guidance_scales sweeps one run: pass a single --workdirs")
-        print(guidance_sweep(FLAGS.workdirs[0], [float(s) for s in FLAGS.guidance_scales], out, FLAGS.num_samples or 1000,
-                             FLAGS.seed, FLAGS.sampler, FLAGS.steps))
+            raise InputError(f"--guidance_scales sweeps one run; got --workdirs with {len(FLAGS.workdirs)} runs")
+        try:
+            scales = [float(s) for s in FLAGS.guidance_scales]
+        except ValueError:
+            raise InputError(f"--guidance_scales={','.join(FLAGS.guidance_scales)!r}: must be numbers, e.g. "
+                             "0,1,2,4,8") from None
+        print(guidance_sweep(FLAGS.workdirs[0], scales, out, num, FLAGS.seed, FLAGS.sampler, FLAGS.steps))
     else:
-        print(compare_workdirs(FLAGS.workdirs, out, FLAGS.num_samples or 1000, FLAGS.seed))
+        print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed))
 
 
-# name -> (function, one line of help). The only dispatch: adding a command is one entry here.
-COMMANDS: dict[str, tuple[Callable[[], None], str]] = {
-    "train": (cmd_train, "train (or resume) a config in a run directory"),
-    "sample": (cmd_sample, "write a grid of samples from a trained run"),
-    "eval": (cmd_eval, "FID/IS/precision/recall of a trained run -> <workdir>/eval.json"),
-    "compare": (cmd_compare, "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep"),
+@dataclasses.dataclass(frozen=True)
+class Command:
+    run: Callable[[list[str]], None]
+    help: str
+    flags: tuple[str, ...]
+    takes_config_overrides: bool = False
+
+
+# The only dispatch: adding a command is one entry here.
+COMMANDS: dict[str, Command] = {
+    "train": Command(cmd_train, "train (or resume) a config in a run directory", ("config", "workdir"), True),
+    "sample": Command(cmd_sample, "write a grid of samples from a trained run",
+                      ("workdir", "labels", "num_samples", "sampler", "steps", "guidance", "eta", "seed", "out")),
+    "eval": Command(cmd_eval, "FID/IS/precision/recall of a trained run -> <workdir>/eval.json",
+                    ("workdir", "num_samples", "seed", "feature_net")),
+    "compare": Command(cmd_compare, "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep",
+                       ("workdirs", "num_samples", "seed", "out", "guidance_scales", "sampler", "steps")),
 }
 
 
-def _main(argv: list[str]) -> None:
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    logging.getLogger("jgen").setLevel(logging.INFO)
-    positional = argv[1:]
-    if len(positional) != 1 or positional[0] not in COMMANDS:
-        raise app.UsageError(f"expected one command out of {list(COMMANDS)}; got {positional}\n{__doc__}")
-    command = positional[0]
+def usage() -> str:
+    lines = ["usage: python -m jgen <command> [flags]   (python -m jgen <command> --help for its flags)", "",
+             "commands:"]
+    lines += [f"  {name:<9}{c.help}" for name, c in COMMANDS.items()]
+    return "\n".join(lines + ["", __doc__.split("\n\n", 2)[2].strip()])
+
+
+def command_help(name: str) -> str:
+    c = COMMANDS[name]
+    lines = [f"usage: python -m jgen {name} [flags]", "", c.help, "", "flags:"]
+    lines += [f"  --{f:<16}{FLAGS[f].help}" for f in c.flags]
+    if c.takes_config_overrides:
+        lines.append(f"  --config.<field>=<value>  override a config field, e.g. --config.train.steps=500")
+    return "\n".join(lines)
+
+
+def run_command(argv: list[str]) -> int:
+    """Run `argv` (the arguments after `python -m jgen`); returns the exit code. A user error prints one line,
+    `jgen <command>: error: ...`, never a traceback."""
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return EXIT_OK if argv else EXIT_BAD_INPUT
+    name, rest = argv[0], argv[1:]
+
+    def error(msg: str) -> int:
+        print(f"jgen {name}: error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        print(f"jgen: error: unknown command {name!r}; choose one of {list(COMMANDS)}.{hint} "
+              "(python -m jgen --help lists them)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    command = COMMANDS[name]
+    if "-h" in rest or "--help" in rest:
+        print(command_help(name))
+        return EXIT_OK
+    overrides = [a[len("--config."):] for a in rest if a.startswith("--config.")]
+    if overrides and not command.takes_config_overrides:
+        return error(f"--config.<field> overrides apply to train only; got {overrides}")
+    FLAGS.unparse_flags()
     try:
-        COMMANDS[command][0]()
-    except (ConfigError, FileNotFoundError) as e:  # user errors: the message says what to change
-        print(f"jgen {command}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        positional = FLAGS(["jgen"] + [a for a in rest if not a.startswith("--config.")])[1:]
+    except flags.Error as e:
+        return error(str(e))
+    if positional:
+        return error(f"unexpected argument(s) {positional}; flags take the form --name=value")
+    stray = [f for f in FLAGS if FLAGS[f].present and f not in command.flags and f in _OUR_FLAGS]
+    if stray:
+        return error(f"--{stray[0]} does not apply to {name}; its flags are {['--' + f for f in command.flags]}")
+    try:
+        command.run(overrides)
+    except (InputError, FileNotFoundError, NotADirectoryError) as e:  # the message says what to change
+        return error(str(e))
+    except TrainingDiverged as e:
+        print(f"jgen {name}: diverged: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except CheckpointWriteError as e:
+        print(f"jgen {name}: error: {e}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except TrainingInterrupted as e:
+        print(f"jgen {name}: interrupted: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+_OUR_FLAGS = frozenset(FLAGS)
 
 
 def main() -> None:
-    app.run(_main, argv=sys.argv)
+    flags.FLAGS.mark_as_parsed()  # absl's own flags are not used: jgen parses its flags with FLAGS above
+    absl_logging.use_absl_handler()
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    logging.getLogger("jgen").setLevel(logging.INFO)
+    sys.exit(run_command(sys.argv[1:]))
 
 
 if __name__ == "__main__":

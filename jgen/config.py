@@ -9,13 +9,21 @@ This module imports nothing else of jgen.
 
 from __future__ import annotations
 
+import ast
+import difflib
 import json
-from typing import Any
+import math
+from typing import Any, Sequence
 
 import ml_collections
 
 
-class ConfigError(ValueError):
+class InputError(ValueError):
+    """Something a user passed (a config value, a command-line flag, an argument of a public function) cannot be
+    used; the message names the value and what to do instead. The CLI prints it in one line and exits 2."""
+
+
+class ConfigError(InputError):
     """A config field holds a value jgen cannot run with."""
 
 
@@ -48,7 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
         eval_every=500,         # steps between evaluations on the test split (0: only at the end, -1: never)
         sample_every=500,       # steps between sample grids (0: only at the end, -1: never)
         checkpoint_every=500,   # steps between checkpoints (a final one is always written)
-        keep_checkpoints=2,
+        keep_checkpoints=2,     # newest checkpoints kept (>= 1; the final one is always the newest)
+        skip_nonfinite_updates=False,  # True: a step with a NaN/inf metric leaves the state as it was and is
+                                       # counted in `skipped_updates`; False: the run stops (exit code 3)
         ema_decay=0.999,        # 0 makes the EMA equal to the parameters
         eval_batch_size=250,
         num_eval_examples=0,    # 0: the whole test split
@@ -74,10 +84,96 @@ def require_int(field: str, value: Any, minimum: int = 1, fix: str = "") -> None
         fail(field, value, f"must be an integer >= {minimum}", fix)
 
 
+def require_number(field: str, value: Any, minimum: float = -math.inf, maximum: float = math.inf,
+                   fix: str = "") -> None:
+    """`fail` unless `value` is a finite number in [minimum, maximum]."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and minimum <= value <= maximum):
+        bounds = f"in [{minimum}, {maximum}]" if math.isfinite(minimum) and math.isfinite(maximum) else (
+            f">= {minimum}" if math.isfinite(minimum) else f"<= {maximum}" if math.isfinite(maximum) else "finite")
+        fail(field, value, f"must be a finite number {bounds}", fix)
+
+
+def require_int_tuple(field: str, value: Any, min_len: int = 1, fix: str = "") -> None:
+    """`fail` unless `value` is a tuple/list of at least `min_len` positive integers (e.g. conv widths)."""
+    ok = isinstance(value, (tuple, list)) and len(value) >= min_len and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    if not ok:
+        fail(field, value, f"must be a tuple of {min_len}+ positive integers, e.g. (16, 32)", fix)
+
+
 def require_choice(field: str, value: Any, choices) -> None:
     """`fail` unless `value` is one of `choices`."""
     if value not in choices:
         fail(field, value, f"choose one of {list(choices)}")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word is a string, as on the command line
+
+
+def _coerce(field: str, old: Any, text: str) -> Any:
+    """The value `text` means for a field whose current value is `old` (its type decides)."""
+    if isinstance(old, bool):
+        low = text.strip().lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        fail(field, text, "must be true or false")
+    if isinstance(old, str):
+        value = _parse_value(text)
+        return value if isinstance(value, str) else text
+    value = _parse_value(text)
+    if isinstance(old, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail(field, text, "must be an integer", f"--config.{field}={old}")
+        return value
+    if isinstance(old, float):
+        if text.strip().lower() in ("nan", "inf", "-inf", "+inf"):
+            return float(text)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(field, text, "must be a number", f"--config.{field}={old}")
+        return float(value)
+    if isinstance(old, (tuple, list)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, (tuple, list)):
+            fail(field, text, f"must be a tuple like {tuple(old)!r}", f"--config.{field}='{tuple(old)!r}'")
+        return tuple(value) if isinstance(old, tuple) else list(value)
+    return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
+    """A copy of `config` with `field=value` overrides applied (what `--config.field=value` does on the command
+    line). The value is read as the field's current type; an unknown field is refused with the section's fields
+    and the closest names."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for item in overrides:
+        field, sep, text = item.partition("=")
+        if not sep or not field:
+            raise ConfigError(f"override {item!r} is not of the form field=value (e.g. --config.train.steps=300)")
+        *parents, leaf = field.split(".")
+        node, where = config, "config"
+        for part in parents + [leaf]:
+            if not isinstance(node, ml_collections.ConfigDict):
+                raise ConfigError(f"unknown config field 'config.{field}': {where} is a value, not a section")
+            if part not in node:
+                known = sorted(node.keys())
+                close = difflib.get_close_matches(part, known, n=2)
+                hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                raise ConfigError(f"unknown config field 'config.{field}': {where} has the fields {known}.{hint}")
+            if part is not leaf:
+                node, where = node[part], f"{where}.{part}"
+        old = node[leaf]
+        if isinstance(old, ml_collections.ConfigDict):
+            raise ConfigError(f"config.{field} is a section, not a value: set one of its fields "
+                              f"{sorted(old.keys())}, e.g. --config.{field}.{sorted(old.keys())[0]}=...")
+        node[leaf] = _coerce(field, old, text) if old is not None else _parse_value(text)
+    return config
 
 
 def merge_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

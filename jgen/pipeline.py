@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from jgen.config import InputError
 from jgen.run import Run, load_run
 from jgen.sampling import generate
 from jgen.viz import image_grid, save_png
@@ -45,12 +46,12 @@ class Pipeline:
         unconditional samples when `labels` is None. Optionally save a grid (one row per label) as PNG."""
         per = num_samples_per_label
         if isinstance(per, bool) or not isinstance(per, (int, np.integer)) or per < 1:
-            raise ValueError(f"num_samples_per_label={per!r}: must be an integer >= 1")
+            raise InputError(f"num_samples_per_label={per!r}: must be an integer >= 1")
         flat = None
         if labels is not None:
             arr = np.asarray(labels) if not isinstance(labels, (str, bytes)) else np.asarray([labels])
             if arr.ndim != 1 or arr.size == 0:
-                raise ValueError(f"labels={labels!r}: must be a non-empty list of class labels (or None for "
+                raise InputError(f"labels={labels!r}: must be a non-empty list of class labels (or None for "
                                  "unconditional samples)")
             flat = np.repeat(arr, per)  # label-major: per images of each label
         n = per if flat is None else len(flat)
@@ -64,9 +65,25 @@ class Pipeline:
             return out, {"num_images": n, "nfe_per_image": gen.nfe_per_image, "seconds": gen.seconds}
         return out
 
+    def _check_image(self, name: str, image) -> np.ndarray:
+        x = np.asarray(image, np.float32)
+        want = tuple(self.info.shape)
+        if x.shape != want:
+            fix = f"; add the channel axis: {name}[..., None]" if x.shape == want[:2] else ""
+            raise InputError(f"{name} has shape {x.shape}; this model's images are {list(want)} ([H, W, C]){fix}")
+        if not np.all(np.isfinite(x)):
+            raise InputError(f"{name} has non-finite pixels (NaN or inf)")
+        if x.min() < 0.0 or x.max() > 1.0:
+            fix = ": divide 8-bit images by 255" if x.max() > 1.0 and x.max() <= 255.0 and x.min() >= 0 else ""
+            raise InputError(f"{name} has values in [{x.min():.4g}, {x.max():.4g}]; images must be in [0, 1]{fix}")
+        return x
+
     def interpolate(self, a: np.ndarray, b: np.ndarray, num: int = 10, **kwargs) -> np.ndarray:
         """A uint8 strip [num, H, W, C] from image a to image b ([H, W, C] in [0, 1]) through the model's latent space."""
         if "interpolate" not in self.method.capabilities:
-            raise ValueError(f"method {self.method.name!r} has no latent space to interpolate in")
-        strip = self.method.interpolate(self.state.ema_params, jnp.asarray(a), jnp.asarray(b), num, **kwargs)
+            raise InputError(f"method {self.method.name!r} has no latent space to interpolate in")
+        if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 2:
+            raise InputError(f"num={num!r}: must be an integer >= 2 (the strip includes both ends)")
+        a, b = self._check_image("a", a), self._check_image("b", b)
+        strip = self.method.interpolate(self.state.ema_params, jnp.asarray(a), jnp.asarray(b), int(num), **kwargs)
         return to_uint8(np.asarray(strip))

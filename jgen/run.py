@@ -13,7 +13,6 @@ are loaded here and handed to the method, which never reads files itself.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib.util
 import json
@@ -24,8 +23,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from jgen.config import (ConfigError, base_config, fail, from_json, identity_mismatches, merge_defaults,
-                         to_json)
+from jgen.config import (ConfigError, InputError, apply_overrides, base_config, fail, from_json, identity_mismatches,
+                         merge_defaults, require_int, to_json)
 from jgen.data import SOURCES, get_source
 from jgen.methods import Method, Resources, get_method, method_names
 from jgen.metrics import inception
@@ -95,6 +94,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     for k in ("eval_every", "sample_every"):
         if t[k] < -1:
             fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
+    require_int("train.keep_checkpoints", t.keep_checkpoints, 1, "--config.train.keep_checkpoints=2")
+    require_int("train.num_eval_examples", t.num_eval_examples, 0, "0 evaluates the whole test split")
+    if not isinstance(t.skip_nonfinite_updates, bool):
+        fail("train.skip_nonfinite_updates", t.skip_nonfinite_updates, "must be true or false")
     if not 0.0 <= t.ema_decay < 1.0:
         fail("train.ema_decay", t.ema_decay, "must be in [0, 1)")
     if t.eval_batch_size <= 0 or t.eval_batch_size % n:
@@ -102,35 +105,23 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     e = config.eval
     if e.sample_metrics_every < 0:
         fail("eval.sample_metrics_every", e.sample_metrics_every, "must be >= 0 (0: off)")
-    if e.num_samples <= 0:
-        fail("eval.num_samples", e.num_samples, "must be > 0")
+    require_int("eval.num_samples", e.num_samples, 2)
     if e.feature_net not in feature_net_names():
         fail("eval.feature_net", e.feature_net, f"choose one of {feature_net_names()}")
     cls.check(config)
 
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """`get_config()` of a config file, with `field=value` overrides applied (as `--config.field=value` would)."""
+    """`get_config()` of a config file, completed with its method's defaults, with `field=value` overrides applied
+    exactly as `--config.field=value` on the command line (`jgen.config.apply_overrides`)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} does not exist")
+        raise FileNotFoundError(f"config file {path!r} does not exist (experiments/configs/ holds the examples)")
     spec = importlib.util.spec_from_file_location("jgen_config_file", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
-    for item in overrides:
-        field, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not of the form field=value (e.g. train.steps=300)")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare word is a string, as on the command line
-        *parents, leaf = field.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return config
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path!r} defines no get_config(); see experiments/configs/vae_mnist.py")
+    return apply_overrides(with_defaults(module.get_config()), overrides)
 
 
 # -- run directories ---------------------------------------------------------------------------------------
@@ -179,7 +170,7 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     if os.path.exists(path):
         bad = identity_mismatches(_json_dict(read_config(workdir)), _json_dict(config))
         if bad:
-            raise ValueError(f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it:\n  "
+            raise InputError(f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it:\n  "
                              + "\n  ".join(bad) + "\nUse a new --workdir, or the config that made this run.")
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
@@ -191,7 +182,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Train `config` in `workdir` (resuming from its latest checkpoint); returns the final evaluation metrics."""
     config = with_defaults(config)
     validate(config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir!r} is a file, not a directory: pass a new or existing run directory")
     train_src, test_src, info = get_source(config.data)
+    if config.data.batch_size > info.num_train:
+        fail("data.batch_size", config.data.batch_size, f"must not exceed the training split ({info.num_train} "
+             f"examples of {config.data.name!r})", f"--config.data.batch_size={min(128, info.num_train)}")
     method = build_method(config, info, train_src)
     open_workdir(config, workdir)
     return train_loop(config, workdir, method, train_src, test_src,
@@ -204,11 +200,16 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     manager = ckpt.make_manager(workdir)
     if manager.latest_step() is None:
         raise FileNotFoundError(f"{workdir!r} has no checkpoint yet; train first or wait for the first checkpoint")
+    if step is not None and step not in manager.all_steps():
+        raise InputError(f"step={step}: {workdir!r} has checkpoints at steps {sorted(manager.all_steps())}")
     train_src, test_src, info = get_source(config.data)
     method = build_method(config, info, train_src)
     batch = {"image": np.zeros((1, *info.shape), np.float32), "label": np.zeros((1,), np.int32)}
     abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
-    state, _ = ckpt.restore(manager, abstract, step, with_data=False)
+    if step is None:  # the newest checkpoint that restores (a damaged one is reported and skipped, not moved)
+        state = ckpt.restore_latest(workdir, manager, abstract, with_data=False, move_aside=False)[0]
+    else:
+        state = ckpt.restore(manager, abstract, step, with_data=False)[0]
     manager.close()
     return Run(config, method, state, info, workdir, train_src, test_src)
 
@@ -221,7 +222,7 @@ def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: 
     (default: the run's config.eval.feature_net): FID, IS, KID, precision/recall, density/coverage, plus bits/dim
     from its last evaluation where the method has a likelihood, and images/s (after compilation) with `timed`."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples={num_samples!r}: must be an integer >= 2")
+        raise InputError(f"num_samples={num_samples!r}: must be an integer >= 2")
     net = feature_net if isinstance(feature_net, FeatureNet) else get_feature_net(
         feature_net or run.config.eval.feature_net)
     real = real_images(run.test_source, num_samples) if real is None else real
@@ -249,17 +250,17 @@ def load_mnist_classifier(workdir: str | None = None, batch_size: int = 500) -> 
         raise FileNotFoundError(f"no MNIST classifier in {workdir!r}. {how}")
     config = read_config(workdir)
     if config.method.name != "classifier":
-        raise ValueError(f"{workdir!r} holds a {config.method.name!r} run, not a classifier. {how}")
+        raise InputError(f"{workdir!r} holds a {config.method.name!r} run, not a classifier. {how}")
     try:
         run = load_run(workdir)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"the MNIST classifier in {workdir!r} has no checkpoint. {how}") from e
     if run.step < config.train.steps:
-        raise ValueError(f"the MNIST classifier in {workdir!r} is unfinished (step {run.step} of "
+        raise InputError(f"the MNIST classifier in {workdir!r} is unfinished (step {run.step} of "
                          f"{config.train.steps}); its features would not be the reference ones. Rerun the same "
                          f"command to finish it: {how.split(': ', 1)[1]}")
     if tuple(run.info.shape) != (28, 28, 1) or run.info.num_classes != 10:
-        raise ValueError(f"{workdir!r} holds a classifier of {run.info.shape} images with {run.info.num_classes} "
+        raise InputError(f"{workdir!r} holds a classifier of {run.info.shape} images with {run.info.num_classes} "
                          "classes; the MNIST classifier takes (28, 28, 1) images and 10 classes")
     params = jax.tree.map(jax.numpy.asarray, jax.device_get(run.state.ema_params))
     return classifier_feature_net(run.method, params, MNIST_CLASSIFIER, batch_size)

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgen.config import InputError
+
 DEFAULT_BATCH = 250
 
 
@@ -47,28 +49,28 @@ def check_request(method, num: Any, labels: Any = None, **options) -> np.ndarray
     option the method does not take or whose value it cannot use (`Method.check_generate_options`).
     """
     if "sample" not in method.capabilities:
-        raise ValueError(f"method {method.name!r} is not a generative model: it cannot generate images")
+        raise InputError(f"method {method.name!r} is not a generative model: it cannot generate images")
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise ValueError(f"num={num!r}: must be an integer >= 1")
+        raise InputError(f"num={num!r}: must be an integer >= 1")
     method.check_generate_options(**{k: v for k, v in options.items() if v is not None})
     if labels is None:
         return None
     k = method.num_classes
     if k == 0:
-        raise ValueError(f"this {method.name!r} model is unconditional: generate without labels")
+        raise InputError(f"this {method.name!r} model is unconditional: generate without labels")
     if isinstance(labels, (str, bytes)):
-        raise ValueError(f"labels={labels!r}: must be a sequence of integers in [0, {k - 1}]")
+        raise InputError(f"labels={labels!r}: must be a sequence of integers in [0, {k - 1}]")
     arr = np.asarray(labels)
     if arr.ndim != 1 or arr.shape[0] != num:
-        raise ValueError(f"labels must be {num} integers (one per image); got an array of shape {arr.shape}")
+        raise InputError(f"labels must be {num} integers (one per image); got an array of shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
         else:
-            raise ValueError(f"labels must be integers in [0, {k - 1}]; got {arr.dtype} values {arr[:5].tolist()}")
+            raise InputError(f"labels must be integers in [0, {k - 1}]; got {arr.dtype} values {arr[:5].tolist()}")
     bad = sorted({int(x) for x in arr if not 0 <= x < k})
     if bad:
-        raise ValueError(f"labels {bad[:10]} are out of range: this model has {k} classes, labels 0..{k - 1}")
+        raise InputError(f"labels {bad[:10]} are out of range: this model has {k} classes, labels 0..{k - 1}")
     return arr.astype(np.int32)
 
 
@@ -93,9 +95,9 @@ def generate(method, params, model_state, num: int, seed: int | None = None, key
     options = {k: v for k, v in options.items() if v is not None}
     labels = check_request(method, num, labels, **options)
     if (seed is None) == (key is None):
-        raise ValueError("generate takes exactly one of seed= or key=")
+        raise InputError("generate takes exactly one of seed= or key=")
     if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise ValueError(f"batch_size={batch_size!r}: must be an integer >= 1")
+        raise InputError(f"batch_size={batch_size!r}: must be an integer >= 1")
     key = jax.random.PRNGKey(seed) if key is None else key
     bs = int(min(batch_size, num))
     program = _batch_program(method, bs, labels is not None, options)

@@ -191,6 +191,10 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
         raise ValueError(f"steps={steps!r}: must be an integer >= 1")
     if not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta={eta!r}: must be in [0, 1] (0: deterministic DDIM, 1: ancestral)")
+    if not (np.isfinite(float(guidance)) and float(guidance) >= 0):
+        raise ValueError(f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, 1: conditional)")
+    if labels is not None and not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise ValueError(f"labels must be integer class indices; got dtype {jnp.result_type(labels)}")
     shape = tuple(int(s) for s in shape)
     if labels is not None and labels.shape != (shape[0],):
         raise ValueError(f"labels have shape {labels.shape}; expected ({shape[0]},), one label per sample")

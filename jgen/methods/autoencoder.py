@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jgen.config import require_choice, require_int
+from jgen.config import require_int
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
-from jgen.nn.autoencoder import ARCHITECTURES, make_encoder_decoder
+from jgen.nn.autoencoder import check_encoder_decoder, make_encoder_decoder
 from jgen.viz import image_grid
 
 PRIOR_DECAY = 0.99   # weight of the running code moments per step: about the last 100 batches count
@@ -56,7 +56,7 @@ class Autoencoder(Method):
     @classmethod
     def check(cls, config) -> None:
         super().check(config)
-        require_choice("model.kind", config.model.kind, ARCHITECTURES)
+        check_encoder_decoder(config.model)
         require_int("model.latent_dim", config.model.latent_dim, 1, "--config.model.latent_dim=128")
 
     def __init__(self, config, info, resources=None):

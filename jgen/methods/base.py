@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from jgen.config import InputError
 import optax
 
 from jgen.data import DataInfo
@@ -134,7 +136,7 @@ class Method(abc.ABC):
         unknown = sorted(set(options) - set(self.generate_options))
         if unknown:
             allowed = ", ".join(self.generate_options) or "none: it is a single-pass generator"
-            raise ValueError(f"method {self.name!r} does not take the sampling option(s) {unknown}; "
+            raise InputError(f"method {self.name!r} does not take the sampling option(s) {unknown}; "
                              f"options it takes: {allowed}")
 
     def generate(self, params, model_state, key: jax.Array, num: int, labels: jax.Array | None = None,

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jgen.config import fail
+from jgen.config import InputError, fail, require_int, require_int_tuple
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
 from jgen.nn.classifier import DigitClassifier, random_shift
@@ -38,13 +38,15 @@ class Classifier(Method):
         super().check(config)
         if not (isinstance(config.method.max_shift, int) and config.method.max_shift >= 0):
             fail("method.max_shift", config.method.max_shift, "must be an integer >= 0 (pixels of random shift)")
+        require_int_tuple("model.features", config.model.features)
+        require_int("model.feature_dim", config.model.feature_dim)
         if not 0.0 <= config.model.dropout < 1.0:
             fail("model.dropout", config.model.dropout, "must be in [0, 1)")
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)
         if info.num_classes < 2:
-            raise ValueError(f"the classifier needs labelled data with >= 2 classes; {info.name!r} has "
+            raise InputError(f"the classifier needs labelled data with >= 2 classes; {info.name!r} has "
                              f"num_classes={info.num_classes}")
         max_shift = int(config.method.max_shift)
         if not max_shift < min(info.shape[:2]):

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jgen.config import fail, require_choice, require_int
+from jgen.config import InputError, fail, require_choice, require_int, require_int_tuple, require_number
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
@@ -61,6 +61,14 @@ class Diffusion(Method):
         if not 0.0 <= m.label_dropout < 1.0:
             bad("label_dropout", m.label_dropout, "must be in [0, 1)")
         require_choice("method.sampler", m.sampler, sampler_names())
+        md = config.model
+        require_int("model.channels", md.channels)
+        require_int_tuple("model.channel_mult", md.channel_mult)
+        require_int("model.num_res_blocks", md.num_res_blocks)
+        require_int("model.num_heads", md.num_heads)
+        require_number("model.dropout", md.dropout, 0.0, 0.99)
+        if not isinstance(md.attention_resolutions, (tuple, list)):
+            fail("model.attention_resolutions", md.attention_resolutions, "must be a tuple of resolutions, e.g. (7,)")
         if not isinstance(m.sample_steps, int) or not 1 <= m.sample_steps <= m.timesteps:
             bad("sample_steps", m.sample_steps, f"must be an integer in [1, timesteps={m.timesteps}]")
         if not (isinstance(m.guidance, (int, float)) and math.isfinite(m.guidance) and m.guidance >= 0):
@@ -73,16 +81,16 @@ class Diffusion(Method):
         sampler, steps = options.get("sampler"), options.get("steps")
         guidance, eta = options.get("guidance"), options.get("eta")
         if sampler is not None and sampler not in sampler_names():
-            raise ValueError(f"sampler={sampler!r} is unknown; choose one of {sampler_names()}")
+            raise InputError(f"sampler={sampler!r} is unknown; choose one of {sampler_names()}")
         if steps is not None and not (isinstance(steps, (int, np.integer)) and not isinstance(steps, bool)
                                       and steps >= 1):
-            raise ValueError(f"steps={steps!r}: must be an integer >= 1")
+            raise InputError(f"steps={steps!r}: must be an integer >= 1")
         if guidance is not None and not (isinstance(guidance, (int, float, np.floating)) and math.isfinite(guidance)
                                          and guidance >= 0):
-            raise ValueError(f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, "
+            raise InputError(f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, "
                              "1: conditional, >1: guided)")
         if eta is not None and not (isinstance(eta, (int, float, np.floating)) and 0.0 <= eta <= 1.0):
-            raise ValueError(f"eta={eta!r}: must be in [0, 1] (0: deterministic DDIM, 1: ancestral)")
+            raise InputError(f"eta={eta!r}: must be in [0, 1] (0: deterministic DDIM, 1: ancestral)")
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)
@@ -157,7 +165,7 @@ class Diffusion(Method):
         if steps is None:
             steps = m.sample_steps if sampler == m.sampler else None  # None: the sampler's own default
         if labels is not None and not self._num_classes:
-            raise ValueError("this diffusion model is unconditional (method.conditional=False); sample without labels")
+            raise InputError("this diffusion model is unconditional (method.conditional=False); sample without labels")
         return run_sampler(self.model_fn(params), self.schedule, key, (num, *self.info.shape), sampler=sampler,
                            steps=steps, labels=labels, guidance=m.guidance if guidance is None else guidance,
                            null_label=self.null_label, parameterization=m.parameterization,
@@ -173,7 +181,7 @@ class Diffusion(Method):
     def _labels_and_guidance(self, label: int | None, num: int):
         """Inversion/decoding condition: `label` at guidance 1, or the unconditional model (null label, guidance 0)."""
         if label is not None and not (self._num_classes and 0 <= label < self._num_classes):
-            raise ValueError(f"label={label!r}: allowed are 0..{self._num_classes - 1} for a conditional model, "
+            raise InputError(f"label={label!r}: allowed are 0..{self._num_classes - 1} for a conditional model, "
                              "None for an unconditional one")
         if not self._num_classes:
             return None, 1.0

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jgen.config import fail, optim_config, require_choice, require_int
+from jgen.config import fail, optim_config, require_choice, require_int, require_int_tuple
 from jgen.data import from_model_range, to_model_range
 from jgen.gan.losses import LOSSES, discriminator_loss, generator_loss
 from jgen.gan.step import Players, adversarial_update
@@ -58,6 +58,8 @@ class GAN(Method):
             if not m[k] >= 0:
                 fail(f"method.{k}", m[k], "must be >= 0 (0: off)")
         require_int("method.latent_dim", m.latent_dim, 1, "--config.method.latent_dim=64")
+        require_int_tuple("model.g_features", config.model.g_features, 2)
+        require_int_tuple("model.d_features", config.model.d_features, 1)
         missing = [p for p in PLAYERS if p not in config.optim]
         if missing:
             fail("optim", sorted(config.optim.keys()), "a GAN needs one optimizer block per player: "

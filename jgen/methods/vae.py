@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jgen.config import require_choice, require_int
+from jgen.config import require_choice, require_int, require_number
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
 from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound
-from jgen.nn.autoencoder import ARCHITECTURES, latent_shape, make_encoder_decoder
+from jgen.nn.autoencoder import check_encoder_decoder, latent_shape, make_encoder_decoder
 from jgen.viz import image_grid
 
 LIKELIHOODS = ("logistic", "gaussian", "bernoulli")
@@ -81,7 +81,8 @@ class VAE(Method):
         m = config.method
         require_choice("method.likelihood", m.likelihood, LIKELIHOODS)
         require_int("method.latent_dim", m.latent_dim, 1, "--config.method.latent_dim=16")
-        require_choice("model.kind", config.model.kind, ARCHITECTURES)
+        check_encoder_decoder(config.model)
+        require_number("method.beta", m.beta, 0.0, fix="1.0 is the ELBO; 0 < beta < 1 weights the KL less")
         require_int("method.eval_iw_samples", m.eval_iw_samples, 1, "1 turns the importance-weighted bound off")
 
     def __init__(self, config, info, resources=None):

@@ -22,6 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jgen.config import InputError
+from jgen.metrics.inputs import finite_array
+
 MNIST_CLASSIFIER = "mnist_classifier"
 _LOADERS: dict[str, Callable[..., "FeatureNet"]] = {}
 
@@ -41,7 +44,7 @@ class FeatureNet:
         object.__setattr__(self, "_jit_apply", jax.jit(self.apply))
 
     def _check(self, images) -> np.ndarray:
-        x = np.asarray(images, np.float32)
+        x = finite_array("images", images, np.float32)
         want = "H, W, C" if self.input_shape is None else ", ".join(map(str, self.input_shape))
         if x.ndim != 4 or (self.input_shape is not None and x.shape[1:] != tuple(self.input_shape)):
             raise ValueError(f"feature net {self.name!r} takes images [N, {want}]; got shape {x.shape}")
@@ -91,7 +94,7 @@ def feature_net_names() -> list[str]:
 
 def get_feature_net(name: str, **kwargs) -> FeatureNet:
     if name not in _LOADERS:
-        raise ValueError(f"feature_net={name!r} is not known; choose one of {sorted(_LOADERS)}")
+        raise InputError(f"feature_net={name!r} is not known; choose one of {sorted(_LOADERS)}")
     return _LOADERS[name](**kwargs)
 
 

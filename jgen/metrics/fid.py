@@ -21,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.linalg
 
+from jgen.metrics.inputs import finite_array
+
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
                      eps: float = 1e-6) -> float:
@@ -30,8 +32,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     the diagonal of both covariances and the root recomputed. A complex root whose diagonal has an
     imaginary part above 1e-3 raises ValueError; otherwise its real part is used.
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    mu1, mu2 = np.atleast_1d(finite_array("mu1", mu1)), np.atleast_1d(finite_array("mu2", mu2))
+    sigma1, sigma2 = np.atleast_2d(finite_array("sigma1", sigma1)), np.atleast_2d(finite_array("sigma2", sigma2))
     if mu1.ndim != 1 or mu1.shape != mu2.shape:
         raise ValueError(f"means must be vectors of the same length; got shapes {mu1.shape} and {mu2.shape}")
     d = mu1.shape[0]
@@ -109,7 +111,7 @@ def finalize_stats(acc: FeatureStats) -> tuple[np.ndarray, np.ndarray]:
 
 def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of features [N, D] held in memory: np.mean and np.cov(rowvar=False) in float64."""
-    x = np.asarray(features, np.float64)
+    x = finite_array("features", features)
     if x.ndim != 2:
         raise ValueError(f"features must be [N, D]; got shape {x.shape}")
     return finalize_stats(update_stats(init_stats(x.shape[1]), x))

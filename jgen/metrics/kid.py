@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jgen.metrics.inputs import finite_array
+
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0) -> np.ndarray:
     """(x @ y.T / D + coef0) ** degree for x [N, D], y [M, D] -> [N, M]."""
@@ -35,7 +37,7 @@ def kid(feats1, feats2, num_subsets: int = 100, subset_size: int = 1000, seed: i
     `subset_size` is lowered to min(N1, N2) when either set is smaller (then every subset of the smaller
     set is the whole set); at least 2 samples per set are needed.
     """
-    x, y = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
+    x, y = finite_array("feats1", feats1), finite_array("feats2", feats2)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"features must be [N1, D] and [N2, D] with the same D; got {x.shape} and {y.shape}")
     if not (isinstance(num_subsets, (int, np.integer)) and num_subsets >= 1):

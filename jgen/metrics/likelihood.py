@@ -66,6 +66,7 @@ def perplexity(token_nll, mask=None) -> float:
 
 def iwae_bound(log_weights: jax.Array) -> jax.Array:
     """log (1/K) sum_k w_k for log_weights [K, B] -> [B]."""
+    log_weights = jnp.asarray(log_weights)
     if log_weights.ndim != 2:
         raise ValueError(f"log_weights must be [K, B]; got shape {log_weights.shape}")
     return jax.nn.logsumexp(log_weights, axis=0) - jnp.log(log_weights.shape[0])

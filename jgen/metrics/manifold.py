@@ -20,11 +20,13 @@ from typing import Iterator
 
 import numpy as np
 
+from jgen.metrics.inputs import finite_array
+
 _BLOCK_ELEMENTS = 1 << 24  # float64 entries per block of the distance matrix (128 MiB)
 
 
 def _check(real, fake, k) -> tuple[np.ndarray, np.ndarray]:
-    r, f = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    r, f = finite_array("real features", real), finite_array("fake features", fake)
     if r.ndim != 2 or f.ndim != 2 or r.shape[1] != f.shape[1]:
         raise ValueError(f"features must be [N, D] and [M, D] with the same D; got {r.shape} and {f.shape}")
     if not (isinstance(k, (int, np.integer)) and k >= 1):

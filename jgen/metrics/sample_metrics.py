@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from jgen.metrics.fid import feature_stats, frechet_distance
+from jgen.metrics.inputs import finite_array
 from jgen.metrics.isc import inception_score
 from jgen.metrics.kid import kid
 from jgen.metrics.manifold import density_coverage, precision_recall
@@ -30,7 +31,7 @@ def compute_sample_metrics(real_feats, fake_feats, fake_probs, feature_net_name:
     if not re.fullmatch(r"[a-z0-9_]+", feature_net_name or ""):
         raise ValueError(f"feature_net_name={feature_net_name!r}: must be lowercase letters, digits and '_' "
                          "(it becomes part of metric names)")
-    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
+    real, fake = finite_array("real_feats", real_feats), finite_array("fake_feats", fake_feats)
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(f"features must be [N, D] and [M, D] with the same D; got {real.shape} and {fake.shape}")
     mu_r, sigma_r = feature_stats(real)
@@ -40,7 +41,7 @@ def compute_sample_metrics(real_feats, fake_feats, fake_probs, feature_net_name:
     out["precision"], out["recall"] = precision_recall(real, fake, k)
     out["density"], out["coverage"] = density_coverage(real, fake, k)
     if fake_probs is not None and np.shape(fake_probs)[-1] > 0:  # a feature net without a classifier has none
-        probs = np.asarray(fake_probs, np.float64)
+        probs = finite_array("fake_probs", fake_probs)
         if probs.shape[0] != fake.shape[0]:
             raise ValueError(f"fake_probs has {probs.shape[0]} rows but fake_feats has {fake.shape[0]}")
         out["is"], out["is_std"] = inception_score(probs, is_splits, shuffle_seed=seed)

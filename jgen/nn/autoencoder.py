@@ -6,10 +6,19 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from jgen.config import require_choice, require_int, require_int_tuple
+
 from jgen.nn.conv import ConvDecoder, ConvEncoder, SpatialDecoder, SpatialEncoder
 from jgen.nn.mlp import MLPDecoder, MLPEncoder
 
 ARCHITECTURES = ("mlp", "conv", "conv_spatial")
+
+
+def check_encoder_decoder(model_cfg: ml_collections.ConfigDict) -> None:
+    """ConfigError for the first invalid `config.model` field of an encoder-decoder (kind, features, hidden)."""
+    require_choice("model.kind", model_cfg.kind, ARCHITECTURES)
+    require_int_tuple("model.features", model_cfg.features)
+    require_int("model.hidden", model_cfg.get("hidden", 256))
 
 
 class EncoderDecoder(nn.Module):

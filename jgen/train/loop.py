@@ -10,12 +10,14 @@ method it runs: it calls `method.init_state`, `method.train_step`, `method.eval_
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -26,7 +28,7 @@ from jgen.metrics.feature_nets import FeatureNet
 from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
-from jgen.train.writer import MetricWriter
+from jgen.train.writer import MetricWriter, repair_metrics
 
 log = logging.getLogger("jgen")
 EVAL_SALT, VIS_SALT = 0xE7A1, 0x5A3E
@@ -106,12 +108,105 @@ def sample_quality(method, state, test_source, config, net: FeatureNet) -> dict[
     return images_quality(real_images(test_source, num), fake, net, seed=seed)
 
 
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss, gradient norm or other train metric: the run stopped without saving that state."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM/SIGINT: the run saved a checkpoint (or kept the one it had) and stopped; rerun to resume."""
+
+
+def _compile_interruptibly(jitted, args: tuple, stop: "_StopFlag"):
+    """`jitted.lower(*args).compile()` on a helper thread, so that a signal during a long first compilation ends the
+    run at once instead of after it. Returns None when a signal came first."""
+    result: dict = {}
+
+    def work():
+        try:
+            result["compiled"] = jitted.lower(*args).compile()
+        except BaseException as e:  # re-raised on the main thread
+            result["error"] = e
+    thread = threading.Thread(target=work, name="jgen-compile", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+        if stop.signal:
+            return None
+    if "error" in result:
+        raise result["error"]
+    return result["compiled"]
+
+
+def _with_finite_flag(train_step, skip_nonfinite: bool):
+    """Wrap a method's train step: metrics gain `nonfinite` (1.0 when any metric is NaN/inf at that step); with
+    `skip_nonfinite` such a step leaves the state as it was (but for the step counter, so data and keys move on)."""
+    def step(state, batch, key):
+        new_state, metrics = train_step(state, batch, key)
+        ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
+        if skip_nonfinite:
+            kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
+            new_state = kept.replace(step=new_state.step)
+        return new_state, {**metrics, "nonfinite": 1.0 - ok.astype(jnp.float32)}
+    return step
+
+
+class _Window:
+    """The train metrics of the steps since the last log row, fetched from the device lazily and checked for
+    non-finite values; saved in checkpoints so that a resumed run's next row averages the same steps."""
+
+    def __init__(self, skip_nonfinite: bool, rows: list[dict] | None = None):
+        self.skip = skip_nonfinite
+        self.rows: list = list(rows or [])   # host rows (dicts of floats) first, then device rows
+        self.steps: list[int] = [int(r.pop("_step")) for r in self.rows]
+        self.checked = len(self.rows)
+
+    def add(self, step: int, metrics) -> None:
+        self.rows.append(metrics)
+        self.steps.append(step)
+
+    def check(self, last_good: int | None) -> None:
+        """Fetch the unchecked rows; raise TrainingDiverged at the first non-finite one (unless skipping)."""
+        fresh = jax.device_get(self.rows[self.checked:])
+        for i, row in enumerate(fresh, start=self.checked):
+            row = {k: float(v) for k, v in row.items()}
+            self.rows[i] = row
+            if row["nonfinite"] and not self.skip:
+                bad = {k: v for k, v in row.items() if k != "nonfinite" and not math.isfinite(v)}
+                kept = "no checkpoint was written" if last_good is None else \
+                    f"the last good checkpoint (step {last_good}) is kept"
+                raise TrainingDiverged(
+                    f"non-finite train metric at step {self.steps[i]}: "
+                    + ", ".join(f"{k} = {v}" for k, v in bad.items())
+                    + f". The run stopped without saving that state; {kept}. Lower optim.learning_rate (or add "
+                    "optim.grad_clip), or pass --config.train.skip_nonfinite_updates=true to skip such batches")
+        self.checked = len(self.rows)
+
+    def row(self) -> dict[str, float]:
+        """The mean of each metric over the window's finite steps (`skipped_updates` counts the others)."""
+        good = [r for r in self.rows if not r["nonfinite"]]
+        keys = [k for k in self.rows[0] if k != "nonfinite"]
+        out = {k: float(np.mean([r[k] for r in good])) if good else float("nan") for k in keys}
+        if self.skip:
+            out["skipped_updates"] = float(len(self.rows) - len(good))
+        return out
+
+    def state(self) -> dict:
+        return {"rows": [{**r, "_step": s} for r, s in zip(self.rows, self.steps)]}
+
+    def clear(self) -> None:
+        self.rows, self.steps, self.checked = [], [], 0
+
+
 def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_src, test_src,
                feature_net: Callable[[], FeatureNet] | None = None) -> dict[str, float]:
-    """Train `method` on `train_src` in `workdir` (resuming if it holds a checkpoint); returns the final eval
-    metrics. `feature_net` loads the network of the training-time sample metrics (`config.eval`), on first use."""
+    """Train `method` on `train_src` in `workdir` (resuming from its newest checkpoint that restores); returns the
+    final eval metrics. `feature_net` loads the network of the training-time sample metrics on first use.
+
+    Raises TrainingDiverged at a non-finite train metric (nothing of that state is saved) and TrainingInterrupted
+    after SIGTERM/SIGINT (a checkpoint of the last step is saved first)."""
     mesh = Mesh(np.array(jax.devices()), ("data",))
     repl, data_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    t = config.train
 
     it = make_train_iterator(train_src, config.seed, config.data.batch_size)
     start_data = it.get_state()
@@ -119,70 +214,95 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
     it.set_state(start_data)
     state = jax.jit(method.init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed), example)
 
-    manager = ckpt.make_manager(workdir, config.train.keep_checkpoints)
-    if manager.latest_step() is not None:
-        state, data_state = ckpt.restore(manager, state)
+    removed = ckpt.remove_stale_temporaries(workdir)
+    if removed:
+        log.info("removed %d unfinished checkpoint folder(s) of an interrupted save: %s", len(removed), removed)
+    manager = ckpt.make_manager(workdir, t.keep_checkpoints)
+    restored = ckpt.restore_latest(workdir, manager, state)
+    window_rows = None
+    if restored is not None:
+        state, data_state, loop_state = restored
         it.set_state(data_state)
+        window_rows = (loop_state or {}).get("rows")
         log.info("resumed from step %d", int(state.step))
     start = int(jax.device_get(state.step))
+    dropped = repair_metrics(workdir, start)
+    if dropped:
+        log.info("metrics.jsonl: dropped %d row(s) past step %d, the step this run resumes from", dropped, start)
+    last_good = manager.latest_step()
+
+    step_with_flag = _with_finite_flag(method.train_step, t.skip_nonfinite_updates)
 
     def step_fn(state, batch):
-        return method.train_step(state, batch, jax.random.fold_in(state.key, state.step))
+        return step_with_flag(state, batch, jax.random.fold_in(state.key, state.step))
 
     p_step = jax.jit(step_fn, in_shardings=(repl, data_sh), out_shardings=(repl, repl), donate_argnums=0)
 
     writer = MetricWriter(workdir)
-    t = config.train
     total = t.steps
     bar = None
     if t.progress and jax.process_index() == 0 and start < total:
         bar = tqdm(total=total, initial=start, desc=config.name, unit="step", dynamic_ncols=True)
 
-    pending, t_last, s_last = [], time.perf_counter(), start
+    window = _Window(t.skip_nonfinite_updates, window_rows)
+    t_last, s_last = time.perf_counter(), start
     net = None
     final_eval: dict[str, float] = {}
-    with _StopFlag() as stop:
-        step = start
-        while step < total:
-            batch = next(it)
-            state, metrics = p_step(state, _to_global(batch, data_sh))
-            step += 1
-            pending.append(metrics)
-            final = step == total
-            if _interval_hit(step, t.log_every, final) or stop.signal:
-                rows = jax.device_get(pending)
-                avg = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                now = time.perf_counter()
-                avg["steps_per_sec"] = (step - s_last) / max(now - t_last, 1e-9)
-                t_last, s_last, pending = now, step, []
-                writer.write(step, "train", avg)
+    try:
+        with _StopFlag() as stop:
+            step = start
+            compiled = None
+            while step < total:
+                batch = _to_global(next(it), data_sh)
+                if compiled is None:
+                    log.info("compiling the train step (SIGTERM/SIGINT now stop the run at once)")
+                    compiled = _compile_interruptibly(p_step, (state, batch), stop)
+                    if compiled is None:
+                        kept = "it had no checkpoint yet" if last_good is None else \
+                            f"its checkpoint at step {last_good} is kept"
+                        raise TrainingInterrupted(f"received signal {stop.signal} while compiling the first step: "
+                                                  f"stopped at once; {kept}. Rerun the same command to resume")
+                state, metrics = compiled(state, batch)
+                step += 1
+                window.add(step, metrics)
+                final = step == total
+                if _interval_hit(step, t.log_every, final):
+                    window.check(last_good)
+                    avg = window.row()
+                    now = time.perf_counter()
+                    avg["steps_per_sec"] = (step - s_last) / max(now - t_last, 1e-9)
+                    t_last, s_last = now, step
+                    window.clear()
+                    writer.write(step, "train", avg)
+                    if bar is not None:
+                        shown = {k: f"{avg[k]:.4g}" for k in method.progress_keys if k in avg}
+                        bar.set_postfix(**shown, steps_per_s=f"{avg['steps_per_sec']:.1f}")
                 if bar is not None:
-                    shown = {k: f"{avg[k]:.4g}" for k in method.progress_keys if k in avg}
-                    bar.set_postfix(**shown, steps_per_s=f"{avg['steps_per_sec']:.1f}")
-            if bar is not None:
-                bar.update(1)
-            if _interval_hit(step, t.eval_every, final):
+                    bar.update(1)
+                saving = _interval_hit(step, t.checkpoint_every, final) or stop.signal
+                if saving or _interval_hit(step, t.eval_every, final):
+                    window.check(last_good)  # nothing non-finite is evaluated or saved
+                if _interval_hit(step, t.eval_every, final):
+                    final_eval = evaluate(method, state, test_src, config, mesh)
+                    writer.write(step, "eval", final_eval)
+                if _interval_hit(step, t.sample_every, final) and jax.process_index() == 0:
+                    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), VIS_SALT)
+                    images = method.visualize(_host_state(state), spread_batch(test_src, 64), key)
+                    writer.write_images(step, images)
+                if config.eval.sample_metrics_every and _interval_hit(step, config.eval.sample_metrics_every, final):
+                    net = net or feature_net()
+                    writer.write(step, "sample_quality", sample_quality(method, state, test_src, config, net))
+                if saving:
+                    ckpt.save(manager, state, it.get_state(), window.state())
+                    last_good = step
+                if stop.signal:
+                    raise TrainingInterrupted(f"received signal {stop.signal}: saved a checkpoint at step {step}; "
+                                              "rerun the same command to resume")
+            if start >= total:  # already finished: still report the final evaluation
                 final_eval = evaluate(method, state, test_src, config, mesh)
-                writer.write(step, "eval", final_eval)
-            if _interval_hit(step, t.sample_every, final) and jax.process_index() == 0:
-                key = jax.random.fold_in(jax.random.PRNGKey(config.seed), VIS_SALT)
-                images = method.visualize(_host_state(state), spread_batch(test_src, 64), key)
-                writer.write_images(step, images)
-            if config.eval.sample_metrics_every and _interval_hit(step, config.eval.sample_metrics_every, final):
-                net = net or feature_net()
-                writer.write(step, "sample_quality", sample_quality(method, state, test_src, config, net))
-            if _interval_hit(step, t.checkpoint_every, final) or stop.signal:
-                ckpt.save(manager, state, it.get_state())
-            if stop.signal:
-                msg = f"received signal {stop.signal}: saved a checkpoint at step {step}; rerun to resume"
-                log.warning(msg)
-                if bar is not None:
-                    bar.write(msg)
-                break
-        if start >= total:  # already finished: still report the final evaluation
-            final_eval = evaluate(method, state, test_src, config, mesh)
-    if bar is not None:
-        bar.close()
-    writer.close()
-    manager.close()
+    finally:
+        if bar is not None:
+            bar.close()
+        writer.close()
+        manager.close()
     return final_eval

@@ -1,8 +1,14 @@
-"""Metrics to metrics.jsonl and TensorBoard, pictures to PNG: the loop's only outputs besides checkpoints."""
+"""Metrics to metrics.jsonl and TensorBoard, pictures to PNG: the loop's only outputs besides checkpoints.
+
+metrics.jsonl is strict JSON, one object per line: a non-finite value (NaN, inf) is written as `null`. When a run
+reopens, `repair_metrics` drops a torn last line (a kill during a write) and every row past the step the run resumes
+from, so an interrupted-and-resumed run's file equals an uninterrupted one's (timing fields aside).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -32,7 +38,7 @@ class MetricWriter:
         if not self.active:
             return
         row = {"step": int(step), "split": split, "time": round(time.time(), 3)}
-        row.update({k: float(v) for k, v in scalars.items()})
+        row.update({k: _finite_or_none(v) for k, v in scalars.items()})
         self._jsonl.write(json.dumps(row) + "\n")
         self._jsonl.flush()
         for k, v in scalars.items():
@@ -57,11 +63,50 @@ class MetricWriter:
             self._tb.close()
 
 
+def _finite_or_none(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _parse_lines(text: str) -> list[dict]:
+    """Rows of a metrics file; a torn last line (no newline, or not JSON) is left out."""
+    lines = text.split("\n")
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1 and any(l.strip() for l in lines[i + 1:]):
+                raise
+    return rows
+
+
+def repair_metrics(workdir: str, resume_step: int) -> int:
+    """Rewrite <workdir>/metrics.jsonl without a torn last line and without rows past `resume_step` (they are
+    written again by the resumed run). Returns the number of rows dropped."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path) or jax.process_index() != 0:
+        return 0
+    with open(path) as f:
+        text = f.read()
+    rows = _parse_lines(text)
+    keep = [r for r in rows if r["step"] <= resume_step]
+    if len(keep) == len(rows) and (not text or text.endswith("\n")):
+        return 0
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in keep)
+    os.replace(tmp, path)
+    return len(rows) - len(keep)
+
+
 def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
-    """Rows of <workdir>/metrics.jsonl, optionally of one split ("train", "eval", ...)."""
+    """Rows of <workdir>/metrics.jsonl, optionally of one split ("train", "eval", ...); a torn last line is skipped."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+        rows = _parse_lines(f.read())
     return [r for r in rows if split is None or r["split"] == split]
