@@ -125,7 +125,14 @@ def load_tfds(data_cfg) -> tuple[TFDSSource, TFDSSource, DataInfo]:
     return train_src, test_src, info
 
 
-SOURCES: dict[str, Callable] = {"mnist": load_mnist, "digits": load_digits, "tfds": load_tfds}
+def _load_pydoc_text(data_cfg):
+    from jgen.data.text import load_pydoc_text  # text.py builds on DataInfo above
+
+    return load_pydoc_text(data_cfg)
+
+
+SOURCES: dict[str, Callable] = {"mnist": load_mnist, "digits": load_digits, "tfds": load_tfds,
+                                "pydoc_text": _load_pydoc_text}
 
 
 def get_source(data_cfg):

@@ -30,4 +30,4 @@ def method_names() -> list[str]:
 
 
 # Importing a module registers its methods.
-from jgen.methods import autoencoder, classifier, diffusion, gan, gmm, latent_diffusion, vae  # noqa: E402,F401
+from jgen.methods import autoencoder, autoregressive, classifier, diffusion, gan, gmm, latent_diffusion, vae  # noqa: E402,F401
