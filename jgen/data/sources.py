@@ -131,8 +131,14 @@ def _load_pydoc_text(data_cfg):
     return load_pydoc_text(data_cfg)
 
 
+def _load_tfds_text(data_cfg):
+    from jgen.data.text import load_tfds_text
+
+    return load_tfds_text(data_cfg)
+
+
 SOURCES: dict[str, Callable] = {"mnist": load_mnist, "digits": load_digits, "tfds": load_tfds,
-                                "pydoc_text": _load_pydoc_text}
+                                "pydoc_text": _load_pydoc_text, "tfds_text": _load_tfds_text}
 
 
 def get_source(data_cfg):

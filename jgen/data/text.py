@@ -81,25 +81,57 @@ def _split(text: str, name: str) -> str:
     return text[int(lo * len(text)):int(hi * len(text))]
 
 
-def text_sources(text: str, name: str, data_cfg) -> tuple[TextSource, TextSource, TextInfo]:
-    """Train and evaluation sources of a corpus string, split and tokenised as the module docstring says."""
-    unit = data_cfg.get("text_unit", "char")
-    seq_len = data_cfg.get("seq_len", 128)
-    test_split = data_cfg.get("test_split", "test")
+def _unit_and_length(data_cfg) -> tuple[str, int]:
+    unit, seq_len = data_cfg.get("text_unit", "char"), data_cfg.get("seq_len", 128)
     if unit not in TEXT_UNITS:
         raise ValueError(f"data.text_unit={unit!r}; choose one of {TEXT_UNITS}")
     if not (isinstance(seq_len, int) and seq_len >= 1):
         raise ValueError(f"data.seq_len={seq_len!r}: must be an integer >= 1 (e.g. 128)")
+    return unit, seq_len
+
+
+def split_sources(train_text: str, test_text: str, name: str, unit: str, seq_len: int,
+                  alphabet_text: str) -> tuple[TextSource, TextSource, TextInfo]:
+    """Window sources of a train and an evaluation text; a char alphabet is the sorted set of the characters
+    of `alphabet_text`."""
+    alphabet = "".join(sorted(set(alphabet_text))) if unit == "char" else ""
+    probe = TextInfo(name, (seq_len,), 0, 0, 0, vocab_size=len(alphabet) or 256, seq_len=seq_len, alphabet=alphabet)
+    train = TextSource(encode(train_text, probe), seq_len)
+    test = TextSource(encode(test_text, probe), seq_len)
+    return train, test, dataclasses.replace(probe, num_train=len(train), num_test=len(test))
+
+
+def text_sources(text: str, name: str, data_cfg) -> tuple[TextSource, TextSource, TextInfo]:
+    """Train and evaluation sources of one corpus string, split 90/5/5 and tokenised as the module docstring
+    says (the char alphabet is that of the whole corpus, whichever split is evaluated)."""
+    unit, seq_len = _unit_and_length(data_cfg)
+    test_split = data_cfg.get("test_split", "test")
     if test_split not in ("validation", "test"):
         raise ValueError(f"data.test_split={test_split!r}: a text corpus evaluates on 'test' or 'validation'")
-    alphabet = "".join(sorted(set(text))) if unit == "char" else ""
-    probe = TextInfo(name, (seq_len,), 0, 0, 0, vocab_size=len(alphabet) or 256, seq_len=seq_len, alphabet=alphabet)
-    train = TextSource(encode(_split(text, "train"), probe), seq_len)
-    test = TextSource(encode(_split(text, test_split), probe), seq_len)
-    info = dataclasses.replace(probe, num_train=len(train), num_test=len(test))
-    return train, test, info
+    return split_sources(_split(text, "train"), _split(text, test_split), name, unit, seq_len, text)
 
 
 def load_pydoc_text(data_cfg) -> tuple[TextSource, TextSource, TextInfo]:
     """`data.name = "pydoc_text"`: the embedded documentation corpus (see the module docstring)."""
     return text_sources(pydoc_corpus(), "pydoc_text", data_cfg)
+
+
+def _tfds_text(data_cfg, split: str) -> str:
+    from jgen.data.sources import _tfds_split
+
+    src = _tfds_split(data_cfg.tfds_name, split, data_cfg.data_dir)
+    key, limit = data_cfg.get("text_key", "text"), int(data_cfg.get("max_text_examples", 0))
+    n = len(src) if limit <= 0 else min(limit, len(src))
+    texts = (src[i][key] for i in range(n))
+    return "\n".join(t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in texts)
+
+
+def load_tfds_text(data_cfg) -> tuple[TextSource, TextSource, TextInfo]:
+    """`data.name = "tfds_text"`: a TFDS text dataset prepared on disk (e.g. tiny_shakespeare, lm1b): the
+    examples' `data.text_key` field of `data.train_split` / `data.test_split`, joined by newlines (the first
+    `data.max_text_examples` of each split when > 0; the splits are held in memory)."""
+    if not data_cfg.get("tfds_name"):
+        raise ValueError("data.name='tfds_text' needs data.tfds_name (e.g. --config.data.tfds_name=tiny_shakespeare)")
+    unit, seq_len = _unit_and_length(data_cfg)
+    train, test = _tfds_text(data_cfg, data_cfg.train_split), _tfds_text(data_cfg, data_cfg.test_split)
+    return split_sources(train, test, data_cfg.tfds_name, unit, seq_len, train + test)
