@@ -10,6 +10,8 @@ and the GMM's 8-bit bits/dim. Sampling takes 784 sequential network calls per im
 Measured (this config, seed 0, 400 steps of batch 16 = 1.6 epochs): test bpd 1.168 (bpd_conditional 1.164,
 nll 632.4 nats per image). 17 min 55 s wall-clock on a loaded 2-core CPU, 8.4 min of CPU time (user + sys);
 the samples show strokes but few legible digits at this length: raise train.steps (and model size) for better.
+`python -m jgen eval --workdir runs/ar_mnist --num_samples 1000`: FID 536, IS 3.85 on the MNIST classifier's
+features (precision 0.57, recall 0.17); drawing the 1,000 samples (784 cached steps each) took about 6 min.
 """
 
 from jgen.config import base_config

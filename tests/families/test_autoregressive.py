@@ -186,7 +186,8 @@ def test_text_model_resumes_bitwise_and_generates_text(tmp_path):
     assert {"nll", "bpc"} <= set(final) and 0 < final["bpc"] < math.log2(103) + 2  # 6 steps: near uniform
     train_and_evaluate(_text_config(3), str(tmp_path / "b"))
     train_and_evaluate(_text_config(6), str(tmp_path / "b"))
-    assert read_metrics(str(tmp_path / "a"), "train")[-1]["loss"] == read_metrics(str(tmp_path / "b"), "train")[-1]["loss"]
+    last = [read_metrics(str(tmp_path / run), "train")[-1]["loss"] for run in ("a", "b")]
+    assert last[0] == last[1]
     _, method, sa, _ = load_run(str(tmp_path / "a"))
     sb = load_run(str(tmp_path / "b"))[2]
     for u, v in zip(jax.tree.leaves(sa), jax.tree.leaves(sb)):
