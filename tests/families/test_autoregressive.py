@@ -206,3 +206,21 @@ def test_bad_config_values_name_the_field():
         c[section][key] = value
         with pytest.raises(ConfigError, match=match):
             Autoregressive.check(c)
+
+
+def test_unconditional_pixel_model_reports_the_exact_bits_per_dim():
+    from jgen.data import get_source
+
+    c = _pixel_config()
+    c.method.conditional = False
+    train, _, info = get_source(c.data)
+    m = Autoregressive(c, info)
+    batch = {"image": jnp.asarray(train.images[:4]), "label": jnp.asarray(train.labels[:4])}
+    params, _ = m.init_variables(jax.random.PRNGKey(0), batch)
+    inputs, targets = m.sequences(batch)
+    assert np.all(np.asarray(inputs[:, 0]) == 16) and np.array_equal(inputs[:, 1:], targets[:, :-1])
+    out = jax.jit(m.eval_step)(params, {}, batch, jax.random.PRNGKey(1))
+    assert set(out) == {"nll", "bpd"}
+    np.testing.assert_allclose(out["bpd"], out["nll"] / (64 * math.log(2)), rtol=1e-6)
+    with pytest.raises(ValueError, match="unconditional"):
+        m.generate(params, {}, jax.random.PRNGKey(0), 2, labels=jnp.array([1, 2]))
