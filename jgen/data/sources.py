@@ -125,11 +125,4 @@ def load_tfds(data_cfg) -> tuple[TFDSSource, TFDSSource, DataInfo]:
     return train_src, test_src, info
 
 
-SOURCES: dict[str, Callable] = {"mnist": load_mnist, "digits": load_digits, "tfds": load_tfds}
-
-
-def get_source(data_cfg):
-    """(train_source, test_source, DataInfo) for `data_cfg.name`."""
-    if data_cfg.name not in SOURCES:
-        raise ValueError(f"data.name={data_cfg.name!r} is not a known dataset; choose one of {sorted(SOURCES)}")
-    return SOURCES[data_cfg.name](data_cfg)
+IMAGE_SOURCES: dict[str, Callable] = {"mnist": load_mnist, "digits": load_digits, "tfds": load_tfds}

@@ -33,7 +33,8 @@ Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] float32 in [0, 1], "label
 # Capabilities a method may declare (never probed with hasattr):
 #   "sample"       generate(params, model_state, key, num, labels=None, **options) draws new images
 #   "interpolate"  interpolate(params, a, b, num, **kwargs) walks between two images through a latent space
-CAPABILITIES = frozenset({"sample", "interpolate"})
+#   "text"         generate_text(params, key, prompt, ...) continues a prompt (a language model)
+CAPABILITIES = frozenset({"sample", "interpolate", "text"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +122,11 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def eval_step(self, params, model_state, batch: Batch, key: jax.Array) -> dict[str, jax.Array]:
         """Per-example evaluation values, each [B]; the loop averages them over the test split."""
+
+    def derived_eval_metrics(self, averaged: dict[str, float]) -> dict[str, float]:
+        """Metrics that are functions of the split averages of `eval_step` (e.g. perplexity = exp(mean nats per
+        token)); the loop adds them to each evaluation row."""
+        return {}
 
     @property
     def num_classes(self) -> int:

@@ -75,7 +75,8 @@ def evaluate(method, state, test_source, config, mesh) -> dict[str, float]:
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v)[:valid], dtype=np.float64))
         count += valid
-    return {k: v / count for k, v in sums.items()}
+    averaged = {k: v / count for k, v in sums.items()}
+    return {**averaged, **method.derived_eval_metrics(averaged)}
 
 
 def _to_global(batch: dict, sharding: NamedSharding, is_global: bool = False) -> dict:
