@@ -53,6 +53,13 @@ flags.DEFINE_integer("seed", 0, "random seed of the samples.", flag_values=FLAGS
 flags.DEFINE_string("feature_net", None, "feature network (mnist_classifier, inception); default: the run's "
                     "config.eval.feature_net. Another net writes eval_<name>.json.", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.", flag_values=FLAGS)
+flags.DEFINE_string("prompt", None, "sample, for a language model: the text to continue.", flag_values=FLAGS)
+flags.DEFINE_integer("num_tokens", 200, "sample, for a language model: tokens to generate.", flag_values=FLAGS)
+flags.DEFINE_float("temperature", None, "autoregressive sampling temperature (0: greedy); default: the run's.",
+                   flag_values=FLAGS)
+flags.DEFINE_integer("top_k", None, "autoregressive sampling: keep the k most probable tokens (0: all).",
+                     flag_values=FLAGS)
+flags.DEFINE_float("top_p", None, "autoregressive sampling: nucleus mass (1: all).", flag_values=FLAGS)
 flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one run, e.g. 0,1,2,4,8.",
                   flag_values=FLAGS)
 
@@ -89,12 +96,23 @@ def _num_samples(default: int) -> int:
 
 def cmd_sample(overrides: list[str]) -> None:
     _require("workdir", "runs/vae_mnist")
+    pipe = Pipeline.from_workdir(FLAGS.workdir)
+    ar = {k: FLAGS[k].value for k in ("temperature", "top_k", "top_p") if FLAGS[k].value is not None}
+    if "text" in pipe.method.capabilities:
+        if FLAGS.prompt is None:
+            raise InputError("this run is a language model: pass --prompt='some text' to continue")
+        texts = pipe.text(FLAGS.prompt, _num_samples(1), FLAGS.num_tokens, FLAGS.seed, **ar)
+        print(json.dumps({"workdir": FLAGS.workdir, "prompt": FLAGS.prompt, "samples": texts}, indent=2))
+        return
+    if FLAGS.prompt is not None:
+        raise InputError(f"--prompt applies to language models; {FLAGS.workdir!r} is a {pipe.method.name!r} run "
+                         "of images")
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples.png")
     labels = _labels_flag()
     num = _num_samples(8 if labels else 64)
-    pipe = Pipeline.from_workdir(FLAGS.workdir)
     _, info = pipe(labels=labels, num_samples_per_label=num, sampler=FLAGS.sampler, steps=FLAGS.steps,
-                   guidance_scale=FLAGS.guidance, eta=FLAGS.eta, seed=FLAGS.seed, save_to=out, return_info=True)
+                   guidance_scale=FLAGS.guidance, eta=FLAGS.eta, seed=FLAGS.seed, save_to=out, return_info=True,
+                   **ar)
     print(json.dumps({"out": out, "workdir": FLAGS.workdir, "method": pipe.method.name, "sampler": FLAGS.sampler,
                       "steps": FLAGS.steps, "guidance": FLAGS.guidance, "labels": labels, **info}, indent=2))
 
@@ -138,7 +156,8 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, "train (or resume) a config in a run directory", ("config", "workdir"), True),
     "sample": Command(cmd_sample, "write a grid of samples from a trained run",
-                      ("workdir", "labels", "num_samples", "sampler", "steps", "guidance", "eta", "seed", "out")),
+                      ("workdir", "labels", "num_samples", "sampler", "steps", "guidance", "eta", "seed", "out",
+                       "prompt", "num_tokens", "temperature", "top_k", "top_p")),
     "eval": Command(cmd_eval, "FID/IS/precision/recall of a trained run -> <workdir>/eval.json",
                     ("workdir", "num_samples", "seed", "feature_net")),
     "compare": Command(cmd_compare, "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep",

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
+import jax
 import numpy as np
 
+from jgen.config import InputError
 from jgen.metrics.quality import real_images
 from jgen.run import MNIST_CLASSIFIER, evaluate_run, load_mnist_classifier, load_run
+from jgen.train.writer import read_metrics
 from jgen.viz import pyplot
 
 
@@ -65,16 +69,52 @@ def _row(run, num_samples: int, seed: int, net, real, **options) -> dict:
     return row
 
 
+TEXT_PROMPT, TEXT_TOKENS, TEXT_SAMPLES = "The ", 200, 8
+
+
+def text_row(run, seed: int = 0) -> dict:
+    """A language model's row: test perplexity and bits/char from its last evaluation, and sampling speed
+    (tokens/s of `TEXT_SAMPLES` KV-cached continuations of `TEXT_TOKENS` tokens, after a compiling warm-up)."""
+    evals = read_metrics(run.workdir, "eval")
+    last = evals[-1] if evals else {}
+    tokens = min(TEXT_TOKENS, run.method.net.max_len - len(TEXT_PROMPT) + 1)  # what the context holds
+
+    def sample(k):
+        return run.method.generate_text(run.state.ema_params, jax.random.PRNGKey(k), TEXT_PROMPT, TEXT_SAMPLES, tokens)
+    sample(seed + 1)
+    t0 = time.perf_counter()
+    sample(seed)
+    seconds = time.perf_counter() - t0
+    return {"run": os.path.basename(os.path.normpath(run.workdir)), "method": run.method.name, "step": run.step,
+            "perplexity": last.get("perplexity"), "bits_per_char": last.get("bpc"),
+            "tokens_per_sec": TEXT_SAMPLES * tokens / seconds}
+
+
 def compare_workdirs(workdirs: list[str], out_dir: str, num_samples: int = 1000, seed: int = 0) -> str:
-    """Evaluate every run on the same test features; write compare.{json,md,png}; return the Markdown table."""
-    net = load_mnist_classifier()
+    """Evaluate every run: image models on the same test features (compare.{json,md,png}), language models on
+    their test perplexity and speed (compare_text.{json,md,png}). Returns the Markdown table(s)."""
     runs = [load_run(w) for w in workdirs]
-    real = real_images(runs[0].test_source, num_samples)
-    rows = [_row(run, num_samples, seed, net, real) for run in runs]
-    fid = f"fid_{MNIST_CLASSIFIER}"
-    columns = ["run", "method", "num_samples", fid, f"is_{MNIST_CLASSIFIER}", f"precision_{MNIST_CLASSIFIER}", f"recall_{MNIST_CLASSIFIER}",
-               f"coverage_{MNIST_CLASSIFIER}", "bits_per_dim", "bits_per_dim_kind", "images_per_sec", "nfe"]
-    return _write(out_dir, "compare", rows, columns, "run", [fid, f"recall_{MNIST_CLASSIFIER}", "images_per_sec"], "run")
+    image_runs = [r for r in runs if "sample" in r.method.capabilities]
+    text_runs = [r for r in runs if "text" in r.method.capabilities]
+    other = [r.workdir for r in runs if r not in image_runs and r not in text_runs]
+    if other:
+        raise InputError(f"{other} hold runs that generate nothing (e.g. the classifier); leave them out")
+    tables = []
+    if image_runs:
+        net = load_mnist_classifier()
+        real = real_images(image_runs[0].test_source, num_samples)
+        rows = [_row(run, num_samples, seed, net, real) for run in image_runs]
+        fid = f"fid_{MNIST_CLASSIFIER}"
+        columns = ["run", "method", "num_samples", fid, f"is_{MNIST_CLASSIFIER}", f"precision_{MNIST_CLASSIFIER}",
+                   f"recall_{MNIST_CLASSIFIER}", f"coverage_{MNIST_CLASSIFIER}", "bits_per_dim", "bits_per_dim_kind",
+                   "images_per_sec", "nfe"]
+        tables.append(_write(out_dir, "compare", rows, columns, "run",
+                             [fid, f"recall_{MNIST_CLASSIFIER}", "images_per_sec"], "run"))
+    if text_runs:
+        rows = [text_row(run, seed) for run in text_runs]
+        columns = ["run", "method", "step", "perplexity", "bits_per_char", "tokens_per_sec"]
+        tables.append(_write(out_dir, "compare_text", rows, columns, "run", ["perplexity", "tokens_per_sec"], "run"))
+    return "\n".join(tables)
 
 
 def guidance_sweep(workdir: str, scales: list[float], out_dir: str, num_samples: int = 1000, seed: int = 0,

@@ -10,6 +10,7 @@ apply to the diffusion families. Same seed, same images. Generation goes through
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -41,9 +42,10 @@ class Pipeline:
 
     def __call__(self, labels: list[int] | None = None, num_samples_per_label: int = 8, sampler: str | None = None,
                  steps: int | None = None, guidance_scale: float | None = None, eta: float | None = None,
-                 seed: int = 0, save_to: str | None = None, return_info: bool = False):
+                 seed: int = 0, save_to: str | None = None, return_info: bool = False, **options):
         """Generate uint8 images [N, H, W, C]: `num_samples_per_label` per label (label-major), or that many
-        unconditional samples when `labels` is None. Optionally save a grid (one row per label) as PNG."""
+        unconditional samples when `labels` is None. Optionally save a grid (one row per label) as PNG.
+        `options`: the method's other sampling options (the autoregressive model's temperature, top_k, top_p)."""
         per = num_samples_per_label
         if isinstance(per, bool) or not isinstance(per, (int, np.integer)) or per < 1:
             raise InputError(f"num_samples_per_label={per!r}: must be an integer >= 1")
@@ -55,7 +57,7 @@ class Pipeline:
                                  "unconditional samples)")
             flat = np.repeat(arr, per)  # label-major: per images of each label
         n = per if flat is None else len(flat)
-        options = {"sampler": sampler, "steps": steps, "guidance": guidance_scale, "eta": eta}
+        options = {"sampler": sampler, "steps": steps, "guidance": guidance_scale, "eta": eta, **options}
         images, gen = generate(self.method, self.state.ema_params, self.state.model_state, n, seed=seed,
                                labels=flat, batch_size=n, **options)
         if save_to:
@@ -64,6 +66,15 @@ class Pipeline:
         if return_info:
             return out, {"num_images": n, "nfe_per_image": gen.nfe_per_image, "seconds": gen.seconds}
         return out
+
+    def text(self, prompt: str, num_samples: int = 1, num_tokens: int = 200, seed: int = 0, **options) -> list[str]:
+        """`num_samples` continuations of `prompt` by a language model (`options`: temperature, top_k, top_p)."""
+        if "text" not in self.method.capabilities:
+            raise InputError(f"this {self.method.name!r} run models images, not text: call the pipeline for images")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+            raise InputError(f"num_samples={num_samples!r}: must be an integer >= 1")
+        return self.method.generate_text(self.state.ema_params, jax.random.PRNGKey(seed), prompt, int(num_samples),
+                                         num_tokens, **options)
 
     def _check_image(self, name: str, image) -> np.ndarray:
         x = np.asarray(image, np.float32)

@@ -279,6 +279,9 @@ class Autoregressive(Method):
         ids = encode_text(prompt, self.info)
         if len(ids) < 1:
             raise InputError("the prompt must hold at least one character")
+        if len(ids) + num_tokens - 1 > self.net.max_len:
+            raise InputError(f"a prompt of {len(ids)} tokens + num_tokens={num_tokens} exceeds the model's context "
+                             f"of {self.net.max_len} tokens: use at most {self.net.max_len - len(ids) + 1} tokens")
         prompt_ids = jnp.tile(jnp.asarray(ids, jnp.int32)[None], (num_samples, 1))
         fn = self.jitted(f"text_{len(ids)}_{num_samples}_{num_tokens}_{temperature}_{top_k}_{top_p}",
                          lambda p, k: self._decode(p, prompt_ids, num_tokens, k, temperature=temperature,

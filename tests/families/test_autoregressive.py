@@ -227,3 +227,25 @@ def test_unconditional_pixel_model_reports_the_exact_bits_per_dim():
     np.testing.assert_allclose(out["bpd"], out["nll"] / (64 * math.log(2)), rtol=1e-6)
     with pytest.raises(ValueError, match="unconditional"):  # the one generation path checks labels at the door
         generate(m, params, {}, 2, seed=0, labels=[1, 2])
+
+
+def test_text_run_from_the_command_line_and_in_compare(tmp_path, capsys):
+    import json
+
+    from jgen import cli
+    from jgen.compare import compare_workdirs
+
+    workdir = str(tmp_path / "lm")
+    train_and_evaluate(_text_config(3), workdir)
+    assert cli.run_command(["sample", "--workdir", workdir, "--prompt", "def ", "--num_tokens", "6",
+                            "--num_samples", "2", "--temperature", "0.5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["prompt"] == "def " and len(out["samples"]) == 2 and all(len(t) == 6 for t in out["samples"])
+    assert cli.run_command(["sample", "--workdir", workdir]) == cli.EXIT_BAD_INPUT
+    assert "pass --prompt" in capsys.readouterr().err
+    assert cli.run_command(["sample", "--workdir", workdir, "--prompt", "def ", "--top_p", "0"]) == 2
+    assert "top_p=0.0: must be in (0, 1]" in capsys.readouterr().err
+    md = compare_workdirs([workdir], str(tmp_path / "out"))
+    row = json.loads((tmp_path / "out" / "compare_text.json").read_text())[0]
+    assert row["perplexity"] > 1 and row["bits_per_char"] > 0 and row["tokens_per_sec"] > 0
+    assert "| lm | autoregressive | 3 |" in md
