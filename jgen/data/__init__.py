@@ -6,7 +6,7 @@ Every source yields float32 images in [0, 1], NHWC, with int32 labels. Methods t
 
 import jax.numpy as jnp
 
-from jgen.data.pipeline import eval_batches, make_train_iterator, spread_batch
+from jgen.data.pipeline import eval_batches, make_train_iterator, spread_batch, train_batches
 from jgen.data.sources import SOURCES, ArraySource, DataInfo, get_source
 
 
@@ -20,5 +20,5 @@ def from_model_range(x):
     return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
 
 
-__all__ = ["DataInfo", "ArraySource", "get_source", "SOURCES", "make_train_iterator",
+__all__ = ["DataInfo", "ArraySource", "get_source", "SOURCES", "make_train_iterator", "train_batches",
            "eval_batches", "spread_batch", "to_model_range", "from_model_range"]
