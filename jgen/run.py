@@ -33,6 +33,7 @@ from jgen.metrics.feature_nets import (FeatureNet, cache_dir, classifier_feature
 from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
+from jgen.train.distributed import check_same_config
 from jgen.train.loop import train_loop
 from jgen.train.writer import read_metrics
 
@@ -182,6 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Train `config` in `workdir` (resuming from its latest checkpoint); returns the final evaluation metrics."""
     config = with_defaults(config)
     validate(config)
+    check_same_config(to_json(config))  # every process of a multi-process job must train the same config
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir!r} is a file, not a directory: pass a new or existing run directory")
     train_src, test_src, info = get_source(config.data)

@@ -28,6 +28,7 @@ from jgen.metrics.feature_nets import FeatureNet
 from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
+from jgen.train.distributed import StopAgreement
 from jgen.train.writer import MetricWriter, repair_metrics
 
 log = logging.getLogger("jgen")
@@ -210,7 +211,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
 
     it = make_train_iterator(train_src, config.seed, config.data.batch_size)
     start_data = it.get_state()
-    example = next(it)
+    example = _to_global(next(it), data_sh)  # the global first batch: init sees what a 1-process run sees
     it.set_state(start_data)
     state = jax.jit(method.init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed), example)
 
@@ -250,11 +251,15 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
     final_eval: dict[str, float] = {}
     try:
         with _StopFlag() as stop:
+            agree = StopAgreement(mesh)
             step = start
             compiled = None
             while step < total:
                 batch = _to_global(next(it), data_sh)
-                if compiled is None:
+                if compiled is None and agree.multi:  # a process that left now would strand the others
+                    log.info("compiling the train step (a signal now stops the run after the first step)")
+                    compiled = p_step.lower(state, batch).compile()
+                elif compiled is None:
                     log.info("compiling the train step (SIGTERM/SIGINT now stop the run at once)")
                     compiled = _compile_interruptibly(p_step, (state, batch), stop)
                     if compiled is None:
@@ -264,6 +269,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                                                   f"stopped at once; {kept}. Rerun the same command to resume")
                 state, metrics = compiled(state, batch)
                 step += 1
+                stopping = agree(stop.signal is not None)
                 window.add(step, metrics)
                 final = step == total
                 if _interval_hit(step, t.log_every, final):
@@ -279,7 +285,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                         bar.set_postfix(**shown, steps_per_s=f"{avg['steps_per_sec']:.1f}")
                 if bar is not None:
                     bar.update(1)
-                saving = _interval_hit(step, t.checkpoint_every, final) or stop.signal
+                saving = _interval_hit(step, t.checkpoint_every, final) or stopping
                 if saving or _interval_hit(step, t.eval_every, final):
                     window.check(last_good)  # nothing non-finite is evaluated or saved
                 if _interval_hit(step, t.eval_every, final):
@@ -295,9 +301,11 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                 if saving:
                     ckpt.save(manager, state, it.get_state(), window.state())
                     last_good = step
-                if stop.signal:
-                    raise TrainingInterrupted(f"received signal {stop.signal}: saved a checkpoint at step {step}; "
-                                              "rerun the same command to resume")
+                if stopping:
+                    why = f"received signal {stop.signal}" if stop.signal else "another process of this job " \
+                        "received a signal"
+                    raise TrainingInterrupted(f"{why}: saved a checkpoint at step {step}; rerun the same command "
+                                              "to resume")
             if start >= total:  # already finished: still report the final evaluation
                 final_eval = evaluate(method, state, test_src, config, mesh)
     finally:
