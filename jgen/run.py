@@ -85,6 +85,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     if bs % n:
         fail("data.batch_size", bs, f"must be divisible by the number of devices ({n})",
              f"--config.data.batch_size={max(n, (bs // n) * n)}")
+    if not isinstance(config.data.random_flip, bool):
+        fail("data.random_flip", config.data.random_flip, "must be true or false")
     cls = method_class(config)
     t = config.train
     if not isinstance(t.steps, int) or t.steps <= 0:
@@ -95,6 +97,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     for k in ("eval_every", "sample_every"):
         if t[k] < -1:
             fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
+    k = t.steps_per_call
+    require_int("train.steps_per_call", k, 1, "--config.train.steps_per_call=1")
+    intervals = {f"train.{f}": t[f] for f in ("steps", "log_every", "checkpoint_every", "eval_every", "sample_every")}
+    intervals["eval.sample_metrics_every"] = config.eval.sample_metrics_every
+    for field, every in intervals.items():
+        if every > 0 and every % k:
+            fail(field, every, f"must be a multiple of train.steps_per_call={k} (the loop logs, evaluates and "
+                 f"saves between calls of {k} steps)", f"--config.{field}={max(k, round(every / k) * k)}")
     require_int("train.keep_checkpoints", t.keep_checkpoints, 1, "--config.train.keep_checkpoints=2")
     require_int("train.num_eval_examples", t.num_eval_examples, 0, "0 evaluates the whole test split")
     if not isinstance(t.skip_nonfinite_updates, bool):

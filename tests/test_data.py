@@ -111,3 +111,27 @@ def test_missing_tfds_dataset_says_what_and_where(tmp_path):
     msg = str(e.value)
     assert "'mnist'" in msg and "nowhere" in msg and "tfds build mnist" in msg
     assert not (tmp_path / "nowhere" / "downloads").exists()
+
+
+def test_random_flip_is_a_pure_function_of_the_stream_position():
+    """Each image is itself or its mirror (about half mirrored), the same for every process count and after a
+    resume from the iterator state."""
+    train, _, _ = get_source(tiny_config().data)
+    plain = train_batches(train, 2, 32)
+    flip = train_batches(train, 2, 32, random_flip=True)
+    mirrored = 0
+    for b in range(10):
+        x, y = plain[b]["image"], flip[b]["image"]
+        same = np.all(x == y, axis=(1, 2, 3))
+        mirror = np.all(x[:, :, ::-1] == y, axis=(1, 2, 3))
+        assert np.all(same | mirror)
+        mirrored += int(np.sum(mirror & ~same))
+    assert 100 < mirrored < 220, mirrored  # of 320 images, some symmetric
+    parts = [train_batches(train, 2, 32, process_index=p, process_count=2, random_flip=True) for p in range(2)]
+    np.testing.assert_array_equal(np.concatenate([parts[0][7]["image"], parts[1][7]["image"]]), flip[7]["image"])
+    it = make_train_iterator(train, 2, 32, random_flip=True)
+    for _ in range(3):
+        next(it)
+    again = make_train_iterator(train, 2, 32, random_flip=True)
+    again.set_state(it.get_state())
+    np.testing.assert_array_equal(next(again)["image"], flip[3]["image"])

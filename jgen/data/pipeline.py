@@ -39,29 +39,43 @@ class _ProcessRows(grain.MapDataset):
         return f"ProcessRows(global_batch={self._global}, local={self._local}, process={self._p})"
 
 
+def _random_flip(example: dict, rng: np.random.Generator) -> dict:
+    """Mirror the image left-right with probability 1/2."""
+    if rng.random() < 0.5:
+        return {**example, "image": example["image"][:, ::-1]}
+    return example
+
+
 def train_batches(source, seed: int, global_batch_size: int, process_index: int | None = None,
-                  process_count: int | None = None) -> grain.MapDataset:
+                  process_count: int | None = None, random_flip: bool = False) -> grain.MapDataset:
     """This process's local batches as a random-access grain dataset: element b is its share of global batch b,
-    and reading it reads only those examples of `source`."""
+    and reading it reads only those examples of `source`.
+
+    `random_flip`: each example is mirrored left-right with probability 1/2, drawn by grain from (seed, the
+    example's position in the global stream): a pure function of the position, so a resumed run and any process
+    count see the same flips."""
     p = jax.process_index() if process_index is None else process_index
     n = jax.process_count() if process_count is None else process_count
     if global_batch_size % n:
         raise ValueError(f"batch_size={global_batch_size} is not divisible by the process count {n}")
     local = global_batch_size // n
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+    if random_flip:
+        ds = ds.random_map(_random_flip)
     if n > 1:
         ds = _ProcessRows(ds, global_batch_size, local, p)
     return ds.batch(local, drop_remainder=True)
 
 
-def make_train_iterator(source, seed: int, global_batch_size: int,
-                        process_index: int | None = None, process_count: int | None = None):
+def make_train_iterator(source, seed: int, global_batch_size: int, process_index: int | None = None,
+                        process_count: int | None = None, random_flip: bool = False):
     """A checkpointable grain iterator of `train_batches` (this process's share of each global batch).
 
     Yields {"image": [B_local, H, W, C] float32, "label": [B_local] int32}.
     `it.get_state()` / `it.set_state(state)` save and restore its position.
     """
-    return iter(train_batches(source, seed, global_batch_size, process_index, process_count).to_iter_dataset())
+    return iter(train_batches(source, seed, global_batch_size, process_index, process_count,
+                              random_flip).to_iter_dataset())
 
 
 def eval_batches(source, batch_size: int, max_examples: int | None = None) -> Iterator[tuple[dict, int]]:
