@@ -1,6 +1,7 @@
 """Command line: `python -m jgen <command> [flags]`; `python -m jgen --help` lists the commands.
 
   train    --config experiments/configs/vae_mnist.py --workdir runs/vae [--config.train.steps=2000 ...]
+           [--coordinator_address=host0:1234 --num_processes=2 --process_id=0 | --distributed=auto]
   sample   --workdir runs/ddpm --sampler dpm_solver --steps 20 --guidance 2.0 --labels 0,1,2 --out samples.png
   eval     --workdir runs/X --num_samples 1000
   compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000]
@@ -29,6 +30,7 @@ from jgen import run as run_lib
 from jgen.compare import compare_workdirs, guidance_sweep
 from jgen.config import InputError
 from jgen.pipeline import Pipeline
+from jgen.train import distributed
 from jgen.train.checkpoint import CheckpointWriteError
 from jgen.train.loop import TrainingDiverged, TrainingInterrupted
 
@@ -60,6 +62,15 @@ flags.DEFINE_float("temperature", None, "autoregressive sampling temperature (0:
 flags.DEFINE_integer("top_k", None, "autoregressive sampling: keep the k most probable tokens (0: all).",
                      flag_values=FLAGS)
 flags.DEFINE_float("top_p", None, "autoregressive sampling: nucleus mass (1: all).", flag_values=FLAGS)
+flags.DEFINE_string("coordinator_address", None, "train, multi-process: host:port of process 0's coordinator "
+                    "(default: $JGEN_COORDINATOR_ADDRESS).", flag_values=FLAGS)
+flags.DEFINE_integer("num_processes", None, "train, multi-process: processes in the job (default: "
+                     "$JGEN_NUM_PROCESSES).", flag_values=FLAGS)
+flags.DEFINE_integer("process_id", None, "train, multi-process: this process's index, 0..num_processes-1 (default: "
+                     "$JGEN_PROCESS_ID).", flag_values=FLAGS)
+flags.DEFINE_enum("distributed", "off", ["off", "auto"], "train: 'auto' starts jax.distributed with JAX's own "
+                  "cluster detection (TPU pod, SLURM, Open MPI); 'off' starts it only when the three flags above "
+                  "(or their JGEN_* variables) are given.", flag_values=FLAGS)
 flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one run, e.g. 0,1,2,4,8.",
                   flag_values=FLAGS)
 
@@ -72,6 +83,8 @@ def _require(name: str, example: str) -> None:
 def cmd_train(overrides: list[str]) -> None:
     _require("config", "experiments/configs/vae_mnist.py")
     _require("workdir", "runs/vae")
+    distributed.initialize(distributed.spec_from(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                                                 FLAGS.distributed))  # before any other JAX call
     config = run_lib.load_config(FLAGS.config, overrides)
     result = run_lib.train_and_evaluate(config, FLAGS.workdir)
     print(json.dumps({"workdir": FLAGS.workdir, "final": result}, indent=2, default=float))
@@ -154,7 +167,9 @@ class Command:
 
 # The only dispatch: adding a command is one entry here.
 COMMANDS: dict[str, Command] = {
-    "train": Command(cmd_train, "train (or resume) a config in a run directory", ("config", "workdir"), True),
+    "train": Command(cmd_train, "train (or resume) a config in a run directory; one process of a multi-process job "
+                     "with --coordinator_address/--num_processes/--process_id or --distributed=auto",
+                     ("config", "workdir", "coordinator_address", "num_processes", "process_id", "distributed"), True),
     "sample": Command(cmd_sample, "write a grid of samples from a trained run",
                       ("workdir", "labels", "num_samples", "sampler", "steps", "guidance", "eta", "seed", "out",
                        "prompt", "num_tokens", "temperature", "top_k", "top_p")),
@@ -175,7 +190,7 @@ def usage() -> str:
 def command_help(name: str) -> str:
     c = COMMANDS[name]
     lines = [f"usage: python -m jgen {name} [flags]", "", c.help, "", "flags:"]
-    lines += [f"  --{f:<16}{FLAGS[f].help}" for f in c.flags]
+    lines += [f"  --{f:<21}{FLAGS[f].help}" for f in c.flags]
     if c.takes_config_overrides:
         lines.append(f"  --config.<field>=<value>  override a config field, e.g. --config.train.steps=500")
     return "\n".join(lines)

@@ -46,12 +46,15 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=128,        # global batch size, split over all devices
         tfds_name="",          # for name=tfds: the TFDS dataset name, e.g. "mnist" or "fashion_mnist"
         data_dir="",           # for name=tfds: where the prepared dataset lives
-        train_split="train", test_split="test", image_key="image", label_key="label", num_classes=10))
+        train_split="train", test_split="test", image_key="image", label_key="label", num_classes=10,
+        random_flip=False))    # training images mirrored left-right with probability 1/2 (seeded per example)
     c.method = ml_collections.ConfigDict(dict(name=""))
     c.model = ml_collections.ConfigDict()
     c.optim = optim_config()
     c.train = ml_collections.ConfigDict(dict(
         steps=1000,
+        steps_per_call=1,       # K optimizer steps per compiled call (lax.scan over K batches); the step count and
+                                # every interval below must be multiples of K
         log_every=50,           # steps between metrics.jsonl / TensorBoard rows
         eval_every=500,         # steps between evaluations on the test split (0: only at the end, -1: never)
         sample_every=500,       # steps between sample grids (0: only at the end, -1: never)

@@ -33,6 +33,7 @@ from jgen.metrics.feature_nets import (FeatureNet, cache_dir, classifier_feature
 from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
+from jgen.train.distributed import check_same_config
 from jgen.train.loop import train_loop
 from jgen.train.writer import read_metrics
 
@@ -84,6 +85,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     if bs % n:
         fail("data.batch_size", bs, f"must be divisible by the number of devices ({n})",
              f"--config.data.batch_size={max(n, (bs // n) * n)}")
+    if not isinstance(config.data.random_flip, bool):
+        fail("data.random_flip", config.data.random_flip, "must be true or false")
     cls = method_class(config)
     t = config.train
     if not isinstance(t.steps, int) or t.steps <= 0:
@@ -94,6 +97,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     for k in ("eval_every", "sample_every"):
         if t[k] < -1:
             fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
+    k = t.steps_per_call
+    require_int("train.steps_per_call", k, 1, "--config.train.steps_per_call=1")
+    intervals = {f"train.{f}": t[f] for f in ("steps", "log_every", "checkpoint_every", "eval_every", "sample_every")}
+    intervals["eval.sample_metrics_every"] = config.eval.sample_metrics_every
+    for field, every in intervals.items():
+        if every > 0 and every % k:
+            fail(field, every, f"must be a multiple of train.steps_per_call={k} (the loop logs, evaluates and "
+                 f"saves between calls of {k} steps)", f"--config.{field}={max(k, round(every / k) * k)}")
     require_int("train.keep_checkpoints", t.keep_checkpoints, 1, "--config.train.keep_checkpoints=2")
     require_int("train.num_eval_examples", t.num_eval_examples, 0, "0 evaluates the whole test split")
     if not isinstance(t.skip_nonfinite_updates, bool):
@@ -182,6 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Train `config` in `workdir` (resuming from its latest checkpoint); returns the final evaluation metrics."""
     config = with_defaults(config)
     validate(config)
+    check_same_config(to_json(config))  # every process of a multi-process job must train the same config
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir!r} is a file, not a directory: pass a new or existing run directory")
     train_src, test_src, info = get_source(config.data)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jgen.data import eval_batches, from_model_range, get_source, make_train_iterator, to_model_range
+from jgen.data import eval_batches, from_model_range, get_source, make_train_iterator, to_model_range, train_batches
 from tests.conftest import tiny_config
 
 
@@ -32,11 +32,49 @@ def test_train_stream_is_deterministic_and_resumable():
     assert b2["image"].shape == (16, 8, 8, 1)
 
 
-def test_process_slices_tile_the_global_batch():
+class _Recording:
+    """A source that records which indices were read."""
+
+    def __init__(self, source):
+        self.source, self.read = source, set()
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        self.read.add(int(i))
+        return self.source[i]
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_each_process_reads_only_its_rows_of_the_same_global_batches(n):
+    """Side by side in process order, the processes' local batches are the 1-process global batches row for row
+    (across an epoch boundary), each process reads only its own examples, and the iterator state is the same for
+    every process count, so a position saved by n processes resumes in 1."""
     train, _, _ = get_source(tiny_config().data)
-    full = next(make_train_iterator(train, 0, 16, process_index=0, process_count=1))
-    parts = [next(make_train_iterator(train, 0, 16, process_index=p, process_count=4)) for p in range(4)]
-    np.testing.assert_array_equal(np.concatenate([p["label"] for p in parts]), full["label"])
+    epoch = len(train) // 48
+    one = _Recording(train)
+    full = train_batches(one, 5, 48, process_index=0, process_count=1)
+    parts = [_Recording(train) for _ in range(n)]
+    local = [train_batches(parts[p], 5, 48, process_index=p, process_count=n) for p in range(n)]
+    for b in range(epoch):  # random access reads exactly these batches (no read-ahead)
+        assert local[0][b]["image"].shape == (48 // n, 8, 8, 1)
+        for k in ("image", "label"):
+            np.testing.assert_array_equal(np.concatenate([x[b][k] for x in local]), full[b][k])
+    reads = [r.read for r in parts]
+    assert all(len(r) == epoch * 48 // n for r in reads)  # its share, and nothing else
+    assert all(not (reads[p] & reads[q]) for p in range(n) for q in range(p))
+    assert set().union(*reads) == one.read
+
+    it = make_train_iterator(train, 5, 48, process_index=0, process_count=1)
+    its = [make_train_iterator(train, 5, 48, process_index=p, process_count=n) for p in range(n)]
+    for _ in range(epoch + 3):  # past the first epoch's end
+        want, got = next(it), [next(i) for i in its]
+        np.testing.assert_array_equal(np.concatenate([g["label"] for g in got]), want["label"])
+    assert all(i.get_state() == it.get_state() for i in its)
+    resumed = make_train_iterator(train, 5, 48, process_index=0, process_count=1)
+    resumed.set_state(its[1].get_state())
+    np.testing.assert_array_equal(next(resumed)["image"], next(it)["image"])
 
 
 def test_eval_batches_cover_each_example_once():
@@ -73,3 +111,27 @@ def test_missing_tfds_dataset_says_what_and_where(tmp_path):
     msg = str(e.value)
     assert "'mnist'" in msg and "nowhere" in msg and "tfds build mnist" in msg
     assert not (tmp_path / "nowhere" / "downloads").exists()
+
+
+def test_random_flip_is_a_pure_function_of_the_stream_position():
+    """Each image is itself or its mirror (about half mirrored), the same for every process count and after a
+    resume from the iterator state."""
+    train, _, _ = get_source(tiny_config().data)
+    plain = train_batches(train, 2, 32)
+    flip = train_batches(train, 2, 32, random_flip=True)
+    mirrored = 0
+    for b in range(10):
+        x, y = plain[b]["image"], flip[b]["image"]
+        same = np.all(x == y, axis=(1, 2, 3))
+        mirror = np.all(x[:, :, ::-1] == y, axis=(1, 2, 3))
+        assert np.all(same | mirror)
+        mirrored += int(np.sum(mirror & ~same))
+    assert 100 < mirrored < 220, mirrored  # of 320 images, some symmetric
+    parts = [train_batches(train, 2, 32, process_index=p, process_count=2, random_flip=True) for p in range(2)]
+    np.testing.assert_array_equal(np.concatenate([parts[0][7]["image"], parts[1][7]["image"]]), flip[7]["image"])
+    it = make_train_iterator(train, 2, 32, random_flip=True)
+    for _ in range(3):
+        next(it)
+    again = make_train_iterator(train, 2, 32, random_flip=True)
+    again.set_state(it.get_state())
+    np.testing.assert_array_equal(next(again)["image"], flip[3]["image"])

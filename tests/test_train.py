@@ -9,8 +9,10 @@ import jax
 import numpy as np
 import pytest
 
+from jgen.config import ConfigError
 from jgen.run import load_run
 from jgen.run import train_and_evaluate
+from jgen.train import checkpoint as ckpt
 from jgen.train.writer import read_metrics
 from tests.conftest import ROOT, tiny_config
 
@@ -166,3 +168,30 @@ def test_quality_over_training_rows_compile_the_sampler_once(tmp_path):
     assert all(np.isfinite(r["fid_tiny_digits"]) and 0 <= r["recall_tiny_digits"] <= 1 for r in rows)
     # three sample-metric intervals: one compiled sampler and one compiled feature net in total
     assert compiled.count("jit(generate_batch)") == 1 and compiled.count("jit(apply)") == 1, compiled
+
+
+def test_steps_per_call_is_bitwise_k_single_calls(tmp_path):
+    """train.steps_per_call=4 (4 steps per compiled call, lax.scan) ends with the same bits and the same
+    metrics.jsonl as one step per call; checkpoints and logs keep their steps."""
+    runs = {}
+    for k in (1, 4):
+        c = tiny_config("vae", steps=16)
+        c.train.steps_per_call, c.train.log_every, c.train.checkpoint_every = k, 4, 8
+        train_and_evaluate(c, str(tmp_path / f"k{k}"))
+        runs[k] = _params(tmp_path / f"k{k}")
+    for x, y in zip(jax.tree.leaves(runs[1]), jax.tree.leaves(runs[4])):
+        np.testing.assert_array_equal(x, y)
+    assert _metrics_without_timing(tmp_path / "k1") == _metrics_without_timing(tmp_path / "k4")
+    assert [r["step"] for r in read_metrics(str(tmp_path / "k4"), "train")] == [4, 8, 12, 16]
+    assert sorted(ckpt.make_manager(str(tmp_path / "k4")).all_steps()) == [8, 16]
+
+
+def test_steps_per_call_must_divide_the_intervals(tmp_path):
+    c = tiny_config("vae", steps=20)
+    c.train.steps_per_call = 4  # log_every is 5
+    with pytest.raises(ConfigError, match=r"config.train.log_every=5 is invalid: must be a multiple of "
+                                          r"train.steps_per_call=4.*Fix: --config.train.log_every=4"):
+        train_and_evaluate(c, str(tmp_path))
+    c.train.steps_per_call = 0
+    with pytest.raises(ConfigError, match="train.steps_per_call=0 is invalid: must be an integer >= 1"):
+        train_and_evaluate(c, str(tmp_path))

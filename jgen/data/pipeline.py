@@ -1,9 +1,12 @@
 """Deterministic input pipelines built with grain.
 
-The training stream is a pure function of (source, seed, global batch size): it shuffles with a
-new permutation every epoch, repeats forever and batches. Each process takes its own contiguous
-slice of every global batch, so the data seen by the model does not depend on the process count.
-The iterator's state (a small dict) is saved in every checkpoint and restored on resume.
+The training stream is a pure function of (source, seed, global batch size): it shuffles with a new permutation
+every epoch, repeats forever and cuts the global order into global batches. With several processes, process p of n
+reads only its own examples: positions [p*B/n, (p+1)*B/n) of every global batch, which grain fetches and batches
+locally. Laid side by side in process order (`jax.make_array_from_process_local_data`), the local batches are the
+1-process global batch, row for row, so the data seen by the model does not depend on the process count.
+The iterator's state (a small dict: the number of batches read) is the same on every process and for every
+process count, so a checkpoint's data position resumes on any topology.
 """
 
 from __future__ import annotations
@@ -15,23 +18,64 @@ import jax
 import numpy as np
 
 
-def make_train_iterator(source, seed: int, global_batch_size: int,
-                        process_index: int | None = None, process_count: int | None = None):
-    """A checkpointable grain iterator of this process's share of each global batch.
+class _ProcessRows(grain.MapDataset):
+    """The elements of `parent` that process `p` reads: for each global batch b (of `global_batch` elements), the
+    `local` elements from position b * global_batch + p * local on."""
 
-    Yields {"image": [B_local, H, W, C] float32, "label": [B_local] int32}.
-    `it.get_state()` / `it.set_state(state)` save and restore its position.
-    """
+    def __init__(self, parent: grain.MapDataset, global_batch: int, local: int, p: int):
+        super().__init__(parent)
+        self._global, self._local, self._p = global_batch, local, p
+
+    def __len__(self) -> int:
+        return (len(self._parent) // self._global) * self._local
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        b, i = divmod(index, self._local)
+        return self._parent[b * self._global + self._p * self._local + i]
+
+    def __str__(self) -> str:
+        return f"ProcessRows(global_batch={self._global}, local={self._local}, process={self._p})"
+
+
+def _random_flip(example: dict, rng: np.random.Generator) -> dict:
+    """Mirror the image left-right with probability 1/2."""
+    if rng.random() < 0.5:
+        return {**example, "image": example["image"][:, ::-1]}
+    return example
+
+
+def train_batches(source, seed: int, global_batch_size: int, process_index: int | None = None,
+                  process_count: int | None = None, random_flip: bool = False) -> grain.MapDataset:
+    """This process's local batches as a random-access grain dataset: element b is its share of global batch b,
+    and reading it reads only those examples of `source`.
+
+    `random_flip`: each example is mirrored left-right with probability 1/2, drawn by grain from (seed, the
+    example's position in the global stream): a pure function of the position, so a resumed run and any process
+    count see the same flips."""
     p = jax.process_index() if process_index is None else process_index
     n = jax.process_count() if process_count is None else process_count
     if global_batch_size % n:
         raise ValueError(f"batch_size={global_batch_size} is not divisible by the process count {n}")
     local = global_batch_size // n
-    ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-          .batch(global_batch_size, drop_remainder=True))
+    ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+    if random_flip:
+        ds = ds.random_map(_random_flip)
     if n > 1:
-        ds = ds.map(lambda b: jax.tree.map(lambda x: x[p * local:(p + 1) * local], b))
-    return iter(ds.to_iter_dataset())
+        ds = _ProcessRows(ds, global_batch_size, local, p)
+    return ds.batch(local, drop_remainder=True)
+
+
+def make_train_iterator(source, seed: int, global_batch_size: int, process_index: int | None = None,
+                        process_count: int | None = None, random_flip: bool = False):
+    """A checkpointable grain iterator of `train_batches` (this process's share of each global batch).
+
+    Yields {"image": [B_local, H, W, C] float32, "label": [B_local] int32}.
+    `it.get_state()` / `it.set_state(state)` save and restore its position.
+    """
+    return iter(train_batches(source, seed, global_batch_size, process_index, process_count,
+                              random_flip).to_iter_dataset())
 
 
 def eval_batches(source, batch_size: int, max_examples: int | None = None) -> Iterator[tuple[dict, int]]:

@@ -23,11 +23,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from jgen.config import ConfigError
 from jgen.data import eval_batches, make_train_iterator, spread_batch
 from jgen.metrics.feature_nets import FeatureNet
 from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
+from jgen.train.distributed import StopAgreement
 from jgen.train.writer import MetricWriter, repair_metrics
 
 log = logging.getLogger("jgen")
@@ -151,36 +153,61 @@ def _with_finite_flag(train_step, skip_nonfinite: bool):
     return step
 
 
+def batch_sharding(mesh: Mesh, steps_per_call: int) -> NamedSharding:
+    """How a call's input batch is laid out: [B, ...] on "data", or [K, B, ...] with the K steps unsharded."""
+    return NamedSharding(mesh, P("data") if steps_per_call == 1 else P(None, "data"))
+
+
+def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinite: bool = False):
+    """The jit-compiled train call: (state, batch) -> (state, metrics). One step, or K = `steps_per_call` steps in
+    one call (a lax.scan over K batches stacked on a leading axis; metrics stacked [K]), which removes the host
+    round trip between steps. Step s uses the key fold_in(state.key, s) either way, so K does not change a bit."""
+    step_with_flag = _with_finite_flag(method.train_step, skip_nonfinite)
+
+    def step_fn(state, batch):
+        return step_with_flag(state, batch, jax.random.fold_in(state.key, state.step))
+
+    def multi_step(state, batches):
+        return jax.lax.scan(step_fn, state, batches)
+    repl = NamedSharding(mesh, P())
+    return jax.jit(step_fn if steps_per_call == 1 else multi_step,
+                   in_shardings=(repl, batch_sharding(mesh, steps_per_call)), out_shardings=(repl, repl),
+                   donate_argnums=0)
+
+
 class _Window:
     """The train metrics of the steps since the last log row, fetched from the device lazily and checked for
     non-finite values; saved in checkpoints so that a resumed run's next row averages the same steps."""
 
     def __init__(self, skip_nonfinite: bool, rows: list[dict] | None = None):
         self.skip = skip_nonfinite
-        self.rows: list = list(rows or [])   # host rows (dicts of floats) first, then device rows
+        self.rows: list[dict] = list(rows or [])   # checked host rows (dicts of floats)
         self.steps: list[int] = [int(r.pop("_step")) for r in self.rows]
-        self.checked = len(self.rows)
+        self.pending: list = []                     # (steps, device metrics, stacked) not fetched yet
 
-    def add(self, step: int, metrics) -> None:
-        self.rows.append(metrics)
-        self.steps.append(step)
+    def add(self, steps: list[int], metrics, stacked: bool = False) -> None:
+        """The metrics of one call: of one step, or (`stacked`) of len(steps) steps along their first axis."""
+        self.pending.append((steps, metrics, stacked))
 
     def check(self, last_good: int | None) -> None:
         """Fetch the unchecked rows; raise TrainingDiverged at the first non-finite one (unless skipping)."""
-        fresh = jax.device_get(self.rows[self.checked:])
-        for i, row in enumerate(fresh, start=self.checked):
-            row = {k: float(v) for k, v in row.items()}
-            self.rows[i] = row
-            if row["nonfinite"] and not self.skip:
-                bad = {k: v for k, v in row.items() if k != "nonfinite" and not math.isfinite(v)}
-                kept = "no checkpoint was written" if last_good is None else \
-                    f"the last good checkpoint (step {last_good}) is kept"
-                raise TrainingDiverged(
-                    f"non-finite train metric at step {self.steps[i]}: "
-                    + ", ".join(f"{k} = {v}" for k, v in bad.items())
-                    + f". The run stopped without saving that state; {kept}. Lower optim.learning_rate (or add "
-                    "optim.grad_clip), or pass --config.train.skip_nonfinite_updates=true to skip such batches")
-        self.checked = len(self.rows)
+        fresh = jax.device_get([m for _, m, _ in self.pending])
+        calls, self.pending = self.pending, []
+        for (steps, _, stacked), metrics in zip(calls, fresh):
+            for j, step in enumerate(steps):
+                row = {k: float(v[j] if stacked else v) for k, v in metrics.items()}
+                self.rows.append(row)
+                self.steps.append(step)
+                if row["nonfinite"] and not self.skip:
+                    bad = {k: v for k, v in row.items() if k != "nonfinite" and not math.isfinite(v)}
+                    kept = "no checkpoint was written" if last_good is None else \
+                        f"the last good checkpoint (step {last_good}) is kept"
+                    raise TrainingDiverged(
+                        f"non-finite train metric at step {step}: "
+                        + ", ".join(f"{k} = {v}" for k, v in bad.items())
+                        + f". The run stopped without saving that state; {kept}. Lower optim.learning_rate (or "
+                        "add optim.grad_clip), or pass --config.train.skip_nonfinite_updates=true to skip such "
+                        "batches")
 
     def row(self) -> dict[str, float]:
         """The mean of each metric over the window's finite steps (`skipped_updates` counts the others)."""
@@ -195,7 +222,7 @@ class _Window:
         return {"rows": [{**r, "_step": s} for r, s in zip(self.rows, self.steps)]}
 
     def clear(self) -> None:
-        self.rows, self.steps, self.checked = [], [], 0
+        self.rows, self.steps, self.pending = [], [], []
 
 
 def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_src, test_src,
@@ -209,9 +236,9 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
     repl, data_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     t = config.train
 
-    it = make_train_iterator(train_src, config.seed, config.data.batch_size)
+    it = make_train_iterator(train_src, config.seed, config.data.batch_size, random_flip=config.data.random_flip)
     start_data = it.get_state()
-    example = next(it)
+    example = _to_global(next(it), data_sh)  # the global first batch: init sees what a 1-process run sees
     it.set_state(start_data)
     state = jax.jit(method.init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed), example)
 
@@ -232,12 +259,12 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
         log.info("metrics.jsonl: dropped %d row(s) past step %d, the step this run resumes from", dropped, start)
     last_good = manager.latest_step()
 
-    step_with_flag = _with_finite_flag(method.train_step, t.skip_nonfinite_updates)
-
-    def step_fn(state, batch):
-        return step_with_flag(state, batch, jax.random.fold_in(state.key, state.step))
-
-    p_step = jax.jit(step_fn, in_shardings=(repl, data_sh), out_shardings=(repl, repl), donate_argnums=0)
+    k = t.steps_per_call
+    if start % k:
+        raise ConfigError(f"config.train.steps_per_call={k} is invalid: this run resumes from step {start}, which "
+                          f"is not a multiple of it. Fix: resume with a train.steps_per_call that divides {start} "
+                          "(e.g. --config.train.steps_per_call=1)")
+    p_step = jitted_train_step(method, mesh, k, t.skip_nonfinite_updates)
 
     writer = MetricWriter(workdir)
     total = t.steps
@@ -251,11 +278,19 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
     final_eval: dict[str, float] = {}
     try:
         with _StopFlag() as stop:
+            agree = StopAgreement(mesh)
             step = start
             compiled = None
             while step < total:
-                batch = _to_global(next(it), data_sh)
-                if compiled is None:
+                if k == 1:
+                    batch = _to_global(next(it), data_sh)
+                else:  # K local batches stacked on a new leading axis
+                    local = [next(it) for _ in range(k)]
+                    batch = _to_global(jax.tree.map(lambda *xs: np.stack(xs), *local), batch_sharding(mesh, k))
+                if compiled is None and agree.multi:  # a process that left now would strand the others
+                    log.info("compiling the train step (a signal now stops the run after the first step)")
+                    compiled = p_step.lower(state, batch).compile()
+                elif compiled is None:
                     log.info("compiling the train step (SIGTERM/SIGINT now stop the run at once)")
                     compiled = _compile_interruptibly(p_step, (state, batch), stop)
                     if compiled is None:
@@ -264,8 +299,9 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                         raise TrainingInterrupted(f"received signal {stop.signal} while compiling the first step: "
                                                   f"stopped at once; {kept}. Rerun the same command to resume")
                 state, metrics = compiled(state, batch)
-                step += 1
-                window.add(step, metrics)
+                step += k
+                stopping = agree(stop.signal is not None)
+                window.add(list(range(step - k + 1, step + 1)), metrics, stacked=k > 1)
                 final = step == total
                 if _interval_hit(step, t.log_every, final):
                     window.check(last_good)
@@ -279,8 +315,8 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                         shown = {k: f"{avg[k]:.4g}" for k in method.progress_keys if k in avg}
                         bar.set_postfix(**shown, steps_per_s=f"{avg['steps_per_sec']:.1f}")
                 if bar is not None:
-                    bar.update(1)
-                saving = _interval_hit(step, t.checkpoint_every, final) or stop.signal
+                    bar.update(k)
+                saving = _interval_hit(step, t.checkpoint_every, final) or stopping
                 if saving or _interval_hit(step, t.eval_every, final):
                     window.check(last_good)  # nothing non-finite is evaluated or saved
                 if _interval_hit(step, t.eval_every, final):
@@ -296,9 +332,11 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                 if saving:
                     ckpt.save(manager, state, it.get_state(), window.state())
                     last_good = step
-                if stop.signal:
-                    raise TrainingInterrupted(f"received signal {stop.signal}: saved a checkpoint at step {step}; "
-                                              "rerun the same command to resume")
+                if stopping:
+                    why = f"received signal {stop.signal}" if stop.signal else "another process of this job " \
+                        "received a signal"
+                    raise TrainingInterrupted(f"{why}: saved a checkpoint at step {step}; rerun the same command "
+                                              "to resume")
             if start >= total:  # already finished: still report the final evaluation
                 final_eval = evaluate(method, state, test_src, config, mesh)
     finally:
