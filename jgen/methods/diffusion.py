@@ -5,8 +5,9 @@ t = (i + 1) / T, x_t = alpha_t x0 + sigma_t eps, and the UNet regresses the targ
 `config.method.parameterization` (eps | v | x0) with squared error, optionally weighted by min-SNR-gamma.
 With `conditional`, labels are replaced by the null label (index num_classes) with probability
 `label_dropout`, which trains the unconditional model that classifier-free guidance needs.
-Sampling uses the sampler named in config.method.sampler (ddpm | ddim | dpm_solver | heun); guidance
-scale 0 is unconditional, 1 conditional, > 1 guided (see jgen/diffusion/guidance.py).
+Sampling uses the sampler named in config.method.sampler (see jgen/diffusion/samplers.py) on the time grid
+config.method.spacing ("default": the sampler's own; see jgen/diffusion/timegrid.py); guidance scale 0 is
+unconditional, 1 conditional, > 1 guided (see jgen/diffusion/guidance.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sampler_names
 from jgen.diffusion.schedules import SCHEDULES, alpha_sigma, log_snr, make_schedule, step_to_time
+from jgen.diffusion.timegrid import SPACINGS
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods import register
 from jgen.methods.base import Batch, Method
@@ -51,6 +53,9 @@ def _check_config(m) -> None:
         fail("guidance", m.guidance, "must be >= 0 (0: unconditional, 1: conditional, >1: guided)")
     if not 0.0 <= m.eta <= 1.0:
         fail("eta", m.eta, "must be in [0, 1]")
+    spacing = m.get("spacing", "default")
+    if spacing != "default" and spacing not in SPACINGS:
+        fail("spacing", spacing, f"choose 'default' (the sampler's own) or one of {SPACINGS}")
 
 
 @register("diffusion")
@@ -121,24 +126,30 @@ class Diffusion(Method):
     # -- sampling -------------------------------------------------------------------------------------------
     def run_sampler(self, params, key, num: int, labels=None, sampler: str | None = None, steps: int | None = None,
                     guidance: float | None = None, eta: float | None = None,
-                    trajectory_steps=()) -> SamplerOutput:
+                    trajectory_steps=(), spacing: str | None = None, clip_denoised: bool | None = None,
+                    **options) -> SamplerOutput:
         """The sampler's output in the model range [-1, 1] (pure; jit with everything but params/key/labels
-        static)."""
+        static). spacing/clip_denoised None take the config's; `options` go to `jgen.diffusion.sample`
+        (rho, order, lower_order_final, s_churn, s_tmin, s_tmax, s_noise)."""
         m = self.config.method
         sampler = m.sampler if sampler is None else sampler
         if steps is None:
             steps = m.sample_steps if sampler == m.sampler else None  # None: the sampler's own default
         if labels is not None and not self._num_classes:
             raise ValueError("this diffusion model is unconditional (method.conditional=False); sample without labels")
+        if spacing is None:
+            spacing = m.get("spacing", "default") if sampler == m.sampler else "default"
         return run_sampler(self.model_fn(params), self.schedule, key, (num, *self.info.shape), sampler=sampler,
-                           steps=steps, labels=labels, guidance=m.guidance if guidance is None else guidance,
-                           null_label=self.null_label, parameterization=m.parameterization,
-                           eta=m.eta if eta is None else eta, clip_denoised=m.clip_denoised,
-                           trajectory_steps=trajectory_steps)
+                           steps=steps, spacing=spacing, labels=labels,
+                           guidance=m.guidance if guidance is None else guidance, null_label=self.null_label,
+                           parameterization=m.parameterization, eta=m.eta if eta is None else eta,
+                           clip_denoised=m.clip_denoised if clip_denoised is None else clip_denoised,
+                           trajectory_steps=trajectory_steps, **options)
 
     def generate(self, params, model_state, key, num, labels=None, sampler=None, steps=None, guidance=None,
-                 eta=0.0):
-        out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta)
+                 eta=0.0, **options):
+        """(images [num, H, W, C] in [0, 1], NFE); `options` as in `run_sampler` (spacing, clip_denoised, ...)."""
+        out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta, **options)
         return self.decode_x0(out.samples), out.nfe
 
     def sample(self, params, model_state, key, num, labels=None):
