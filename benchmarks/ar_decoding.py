@@ -24,10 +24,10 @@ from jgen.methods.autoregressive import decode  # noqa: E402
 
 def load(workdir: str | None, config: str | None):
     if workdir:
-        from jgen.train.checkpoint import load_run
+        from jgen.run import load_run  # local: only for --workdir
 
-        _, method, state, _ = load_run(workdir)
-        return method, state.ema_params
+        run = load_run(workdir)
+        return run.method, run.state.ema_params
     import importlib.util
 
     from jgen.data import get_source

@@ -1,14 +1,19 @@
-"""Diffusion samplers: accuracy against an exact denoiser, and speed on a trained model.
+"""Diffusion samplers: accuracy against exact scores of a Gaussian mixture, and speed on a trained model.
 
-    python benchmarks/diffusion_samplers.py                        # analytic table (about a minute on CPU)
-    python benchmarks/diffusion_samplers.py --workdir runs/ddpm_mnist [--guidance 2.0] [--out runs/ddpm_mnist/bench]
+    python benchmarks/diffusion_samplers.py                                   # mixture table, default spacings
+    python benchmarks/diffusion_samplers.py --spacings all --nfe 10,20 --out bench   # + every spacing, + PNG
+    python benchmarks/diffusion_samplers.py --skip_mixture --workdir runs/ddpm_mnist   # timings on a model
 
-Part 1 (always): 3-D Gaussian data N(m, S) with the exact denoiser E[x0 | x_t]. For each schedule, sampler and
-step count it prints the mean error |mean - m| and covariance error ||cov - S||_F / ||S||_F of --num samples,
-and for the deterministic samplers the exact errors of the affine map x_T -> x_0 they implement on Gaussian
-data (no Monte Carlo noise). The Monte Carlo floor (the same statistics of exact draws) is printed first.
-Part 2 (--workdir): wall time to draw 64 images with DDPM-1000, DDIM-50, DPM-Solver++-20 and Heun-18 on the
-run's EMA parameters (compile time reported apart), and a PNG grid per sampler with --out.
+Part 1: the 1-D mixture 0.3 N(-2, 0.1^2) + 0.7 N(1.5, 0.3^2) (mode widths 3x apart, the narrow one light) or,
+with --data 2d, 0.3 N((1, 0), 0.05^2 I) + 0.7 N((-1, 0.5), [[0.25, 0.05], [0.05, 0.16]]) (widths 8-10x apart).
+The samplers get the exact x0 prediction E[x0 | x_t] (jgen.diffusion.analytic). For every schedule, sampler,
+spacing and NFE the table gives the W1 distance to as many exact draws (sliced W1 in 2-D) next to the Monte
+Carlo floor (W1 between two exact samples), the largest mode-weight error and the relative std errors of the
+narrow and the broad mode (per axis, the worst). Printed as Markdown; with --out also written there as
+mixture.md with mixture.png (error against NFE, log-log, one line per sampler at its default spacing: the ODE path error in 1-D,
+W1 in 2-D).
+Part 2 (--workdir): wall time per image for each sampler at 20 NFE on a trained run's EMA parameters, against
+20 calls of the bare network on the same batch (the difference is the sampler's own overhead).
 """
 
 from __future__ import annotations
@@ -24,94 +29,175 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jgen.diffusion.analytic import mixture_model_fn  # noqa: E402
-from jgen.diffusion.samplers import sample  # noqa: E402
-from jgen.diffusion.schedules import make_schedule  # noqa: E402
+from jgen.diffusion.analytic import (mixture_draw, mixture_flow_map_1d, mixture_model_fn, mode_stats,  # noqa: E402
+                                     wasserstein1)
+from jgen.diffusion.samplers import DEFAULT_SPACING, sample, sampler_names  # noqa: E402
+from jgen.diffusion.schedules import alpha_sigma, make_schedule  # noqa: E402
+from jgen.diffusion.timegrid import SPACINGS, time_grid  # noqa: E402
 
-MEAN = np.array([0.5, -0.3, 0.1])
-_A = np.array([[0.6, 0.2, 0.0], [0.0, 0.4, 0.1], [0.1, 0.0, 0.3]])
-COV = _A @ _A.T
-SAMPLERS = ("ddpm", "ddim", "dpm_solver", "heun")
+MIXTURES = {
+    "1d": (np.array([0.3, 0.7]), np.array([[-2.0], [1.5]]), np.array([[[0.01]], [[0.09]]])),
+    "2d": (np.array([0.3, 0.7]), np.array([[1.0, 0.0], [-1.0, 0.5]]),
+           np.array([0.0025 * np.eye(2), [[0.25, 0.05], [0.05, 0.16]]])),
+}
+STOCHASTIC = ("ddpm", "dpm_solver_sde")
+FLOOR_PAIRS = 8
 
 
-def _errors(x: np.ndarray) -> tuple[float, float]:
-    return (float(np.linalg.norm(x.mean(0) - MEAN)),
-            float(np.linalg.norm(np.cov(x.T) - COV) / np.linalg.norm(COV)))
+def steps_for_nfe(sampler: str, nfe: int) -> int:
+    """The step count that spends at most `nfe` evaluations (Heun: 2N - 1 per N levels)."""
+    return max(1, (nfe + 1) // 2) if sampler == "heun" else nfe
 
 
-def analytic_table(num: int, seed: int) -> None:
-    exact = np.random.default_rng(seed).multivariate_normal(MEAN, COV, size=num)
-    me, ce = _errors(exact)
-    print(f"data: 3-D Gaussian, {num} samples; Monte Carlo floor (exact draws): mean err {me:.4f}, rel cov err {ce:.4f}")
-    print(f"{'schedule':8} {'sampler':10} {'steps':>5} {'NFE':>4} {'mean err':>9} {'rel cov err':>11} "
-          f"{'exact mean':>10} {'exact cov':>9} {'run s':>6}")
-    for sched_name in ("linear", "cosine"):
+def mixture_errors(x: np.ndarray, exact: np.ndarray, data) -> dict[str, float]:
+    """W1 to the exact draws, worst mode-weight error, worst relative std error of the narrow and broad modes."""
+    weights, means, covs = data
+    frac, std = mode_stats(x, weights, means, covs)
+    true_std = np.sqrt(np.stack([np.diag(c) for c in covs]))  # [K, d]
+    rel = np.abs(std / true_std - 1.0).max(axis=1)  # [K]
+    narrow = int(np.argmin(true_std.max(axis=1)))
+    return {"w1": wasserstein1(x, exact), "weight_err": float(np.abs(frac - weights).max()),
+            "narrow_std_err": float(rel[narrow]), "broad_std_err": float(rel[1 - narrow])}
+
+
+def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: int, seed: int):
+    """Yield one dict per (schedule, sampler, spacing, NFE) measurement, with the Monte Carlo floor."""
+    data = MIXTURES[data_name]
+    weights, means, covs = data
+    exact = mixture_draw(np.random.default_rng(seed), num, *data)
+    floor = float(np.mean([wasserstein1(mixture_draw(np.random.default_rng(seed + 1 + 2 * i), num, *data),
+                                        mixture_draw(np.random.default_rng(seed + 2 + 2 * i), num, *data))
+                           for i in range(FLOOR_PAIRS)]))
+    d = means.shape[1]
+    z = jax.random.normal(jax.random.PRNGKey(seed), (num, d), jnp.float32)
+    for sched_name in schedules:
         s = make_schedule(sched_name)
-        fn = mixture_model_fn(s, jnp.ones(1), jnp.asarray(MEAN)[None], jnp.asarray(COV)[None])
-        for name in SAMPLERS:
-            for steps in (10, 20, 50):
-                f = jax.jit(lambda k, z, name=name, steps=steps: sample(
-                    fn, s, k, z.shape, sampler=name, steps=steps, parameterization="x0", noise=z))
-                z = jax.random.normal(jax.random.PRNGKey(seed), (num, 3))
-                out = f(jax.random.PRNGKey(seed + 1), z)  # compile
-                t0 = time.perf_counter()
-                out = f(jax.random.PRNGKey(seed + 1), z)
-                x = np.asarray(jax.block_until_ready(out.samples))
-                secs = time.perf_counter() - t0
-                me, ce = _errors(x)
-                ex = "" if name == "ddpm" else "{:>10.4f} {:>9.4f}".format(*_affine_errors(f, seed))
-                print(f"{sched_name:8} {name:10} {steps:>5} {out.nfe:>4} {me:>9.4f} {ce:>11.4f} {ex or ' ' * 20:>20} "
-                      f"{secs:>6.2f}")
+        fn = mixture_model_fn(s, jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs))
+        for name in samplers:
+            for spacing in (SPACINGS if spacings == "all" else (DEFAULT_SPACING[name],)):
+                if spacing == "trailing" and name not in ("ddim", "ddpm"):
+                    continue
+                for nfe in nfes:
+                    steps = steps_for_nfe(name, nfe)
+                    f = jax.jit(lambda k, z, name=name, steps=steps, spacing=spacing: sample(
+                        fn, s, k, z.shape, sampler=name, steps=steps, spacing=spacing, parameterization="x0",
+                        noise=z))
+                    t0 = time.perf_counter()
+                    out = f(jax.random.PRNGKey(seed + 1), z)
+                    x = np.asarray(jax.block_until_ready(out.samples), np.float64)
+                    secs = time.perf_counter() - t0
+                    errs = mixture_errors(x, exact, data) if np.all(np.isfinite(x)) else {
+                        "w1": np.inf, "weight_err": np.inf, "narrow_std_err": np.inf, "broad_std_err": np.inf}
+                    errs["path_err"] = np.nan  # mean |x - exact ODE map(z)|: deterministic samplers in 1-D
+                    if d == 1 and name not in STOCHASTIC:
+                        a0, s0 = alpha_sigma(s, time_grid(s, steps, spacing)[0])
+                        ref = mixture_flow_map_1d(np.asarray(z[:, 0]), float(a0), float(s0), weights, means,
+                                                  np.sqrt(covs[:, 0, 0]))
+                        errs["path_err"] = float(np.mean(np.abs(x[:, 0] - ref)))
+                    yield {"schedule": sched_name, "sampler": name, "spacing": spacing, "nfe": out.nfe,
+                           "floor": floor, "seconds": secs, **errs}
 
 
-def _affine_errors(f, seed: int) -> tuple[float, float]:
-    basis = jnp.concatenate([jnp.zeros((1, 3)), jnp.eye(3)])
-    out = np.asarray(f(jax.random.PRNGKey(seed), basis).samples, np.float64)
-    b, a = out[0], (out[1:] - out[0]).T
-    return float(np.linalg.norm(b - MEAN)), float(np.linalg.norm(a @ a.T - COV) / np.linalg.norm(COV))
+def markdown(rows) -> str:
+    head = ("| schedule | sampler | spacing | NFE | W1 | W1 / floor | mode-weight err | narrow-std err | "
+            "broad-std err | ODE path err |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    return head + "".join(
+        f"| {r['schedule']} | {r['sampler']} | {r['spacing']} | {r['nfe']} | {r['w1']:.4f} | "
+        f"{r['w1'] / r['floor']:.1f} | {r['weight_err']:.3f} | {100 * r['narrow_std_err']:.1f}% | "
+        f"{100 * r['broad_std_err']:.1f}% | {'' if np.isnan(r['path_err']) else format(r['path_err'], '.2e')} |\n"
+        for r in rows)
 
 
-def model_timings(workdir: str, guidance: float | None, out_dir: str | None, seed: int) -> None:
-    import jgen.methods.diffusion  # noqa: F401  (registers the method)
-    from jgen.diffusion import sample_images
-    from jgen.train.checkpoint import load_run
-    from jgen.viz import image_grid, save_png
+def plot(rows, path: str) -> None:
+    from jgen.viz import pyplot
 
-    config, method, state, info = load_run(workdir)
-    labels = np.arange(64) % method.num_classes if method.num_classes else None
+    plt = pyplot()
+    schedules = sorted({r["schedule"] for r in rows})
+    paths = any(np.isfinite(r["path_err"]) for r in rows)  # 1-D: the discretisation error alone
+    key, label = ("path_err", "mean |x - exact ODE map(z)|") if paths else ("w1", "W1 to exact samples")
+    fig, axes = plt.subplots(1, len(schedules), figsize=(5.5 * len(schedules), 4.2), squeeze=False)
+    for ax, sched in zip(axes[0], schedules):
+        for name in sorted({r["sampler"] for r in rows}):
+            pts = sorted((r["nfe"], r[key]) for r in rows if r["schedule"] == sched and r["sampler"] == name
+                         and r["spacing"] == DEFAULT_SPACING[name] and np.isfinite(r[key]))
+            if pts:
+                ax.loglog(*zip(*pts), marker="o", label=name)
+        if key == "w1":
+            floor = next(r["floor"] for r in rows if r["schedule"] == sched)
+            ax.axhline(floor, color="gray", ls="--", lw=1, label="Monte Carlo floor")
+        ax.set(title=f"{sched} schedule", xlabel="NFE", ylabel=label)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64) -> None:
+    """Wall time per image of each sampler at 20 NFE against 20 bare network calls, on a trained run."""
+    from jgen.run import load_run
+    from jgen.sampling import generate
+
+    run = load_run(workdir)
+    config, method, state, info = run.config, run.method, run.state, run.method.info
+    labels = np.arange(num) % method.num_classes if method.num_classes else None
     g = config.method.guidance if guidance is None else guidance
-    print(f"\nrun {workdir}: step {int(state.step)}, image {info.shape}, guidance {g}, 64 samples, "
+    print(f"\nrun {workdir}: step {int(state.step)}, image {info.shape}, guidance {g}, {num} images per batch, "
           f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
-    print(f"{'sampler':14} {'NFE':>5} {'compile s':>9} {'sample s':>9} {'ms/NFE':>7}")
-    for name, steps in (("ddpm", 1000), ("ddim", 50), ("dpm_solver", 20), ("heun", 18)):
+    net = jax.jit(lambda p, x, t, lab: method.model_fn(p)(x, t, lab))
+    x = jax.random.normal(jax.random.PRNGKey(seed), (num, *info.shape))
+    t = jnp.full((num,), 0.5)
+    lab = None if labels is None else jnp.asarray(labels, jnp.int32)
+    jax.block_until_ready(net(state.ema_params, x, t, lab))
+    t0 = time.perf_counter()
+    for _ in range(20):
+        jax.block_until_ready(net(state.ema_params, x, t, lab))
+    bare = (time.perf_counter() - t0) / num
+    print(f"20 bare network calls: {1000 * bare:.2f} ms per image\n")
+    print("| sampler | NFE | ms per image | overhead vs 20 calls |\n|---|---|---|---|")
+    for name in sampler_names():
+        steps = steps_for_nfe(name, 20)
         key = jax.random.PRNGKey(seed)
-        t0 = time.perf_counter()
-        images, nfe = sample_images(method, state.ema_params, state.model_state, key, 64, labels, name, steps, g)
-        jax.block_until_ready(images)
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        images, nfe = sample_images(method, state.ema_params, state.model_state, key, 64, labels, name, steps, g)
-        jax.block_until_ready(images)
-        secs = time.perf_counter() - t0
-        print(f"{name + '-' + str(steps):14} {nfe:>5} {first - secs:>9.1f} {secs:>9.2f} {1000 * secs / nfe:>7.1f}")
-        if out_dir:
-            ncol = method.num_classes or 8
-            save_png(os.path.join(out_dir, f"{name}_{steps}.png"), image_grid(np.asarray(images), ncol=ncol))
+        _, info = generate(method, state.ema_params, state.model_state, num, key=key, labels=labels, sampler=name,
+                           steps=steps, guidance=g, batch_size=num, timed=True)  # timed: compilation excluded
+        nfe = info.nfe_per_image
+        per = info.seconds / num
+        print(f"| {name} | {nfe} | {1000 * per:.2f} | {100 * (per / (bare * nfe / 20) - 1):+.0f}% |")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="1d", choices=sorted(MIXTURES))
+    p.add_argument("--samplers", default=",".join(n for n in sampler_names() if n not in STOCHASTIC),
+                   help="comma-separated sampler names")
+    p.add_argument("--spacings", default="default", choices=("default", "all"),
+                   help="each sampler's own spacing, or every spacing")
+    p.add_argument("--nfe", default="5,10,15,20,50", help="comma-separated network-evaluation budgets")
+    p.add_argument("--schedules", default="linear,cosine")
+    p.add_argument("--num", type=int, default=20000, help="samples per measurement")
+    p.add_argument("--seed", type=int, default=5,
+                   help="noise key (5: a typical draw for the 1-D mixture; see tests/diffusion/test_diffusion_mixture.py)")
+    p.add_argument("--out", default=None, help="directory for mixture.md and mixture.png")
     p.add_argument("--workdir", help="a trained diffusion run directory (for the timing table)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale for the timings (default: config)")
-    p.add_argument("--out", default=None, help="directory for one PNG grid per sampler")
-    p.add_argument("--num", type=int, default=20000, help="samples per analytic measurement")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip_analytic", action="store_true")
+    p.add_argument("--skip_mixture", action="store_true")
     args = p.parse_args()
-    if not args.skip_analytic:
-        analytic_table(args.num, args.seed)
+    if not args.skip_mixture:
+        rows = []
+        for r in mixture_rows(args.data, args.samplers.split(","), args.spacings,
+                              [int(v) for v in args.nfe.split(",")], args.schedules.split(","), args.num, args.seed):
+            rows.append(r)
+            print(f"{r['schedule']:7} {r['sampler']:14} {r['spacing']:15} NFE {r['nfe']:3d} W1 {r['w1']:.4f} "
+                  f"(floor {r['floor']:.4f}) weight {r['weight_err']:.3f} narrow {100 * r['narrow_std_err']:.1f}% "
+                  f"broad {100 * r['broad_std_err']:.1f}% path {r['path_err']:.2e}  {r['seconds']:.1f}s", flush=True)
+        table = markdown(rows)
+        print(f"\n{args.data} mixture, {args.num} samples, Monte Carlo floor W1 = {rows[0]['floor']:.4f}\n\n{table}")
+        if args.out:
+            os.makedirs(args.out, exist_ok=True)
+            with open(os.path.join(args.out, "mixture.md"), "w") as f:
+                f.write(table)
+            plot(rows, os.path.join(args.out, "mixture.png"))
     if args.workdir:
-        model_timings(args.workdir, args.guidance, args.out, args.seed)
+        model_timings(args.workdir, args.guidance, args.seed)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from jgen.diffusion.guidance import make_denoiser
 from jgen.diffusion.inversion import ddim_invert
-from jgen.diffusion.samplers import DEFAULT_STEPS, SAMPLERS, SamplerOutput, register_sampler, sample, sampler_names
+from jgen.diffusion.samplers import (DEFAULT_SPACING, DEFAULT_STEPS, SAMPLERS, SamplerOutput, register_sampler, sample,
+                                     sampler_names, sampler_options)
 from jgen.diffusion.schedules import (Schedule, alpha_sigma, cosine_schedule, linear_schedule, log_snr,
-                                      make_schedule, q_sample, sampling_times)
+                                      make_schedule, q_sample)
+from jgen.diffusion.timegrid import SPACINGS, time_grid
 
 __all__ = ["Schedule", "linear_schedule", "cosine_schedule", "make_schedule", "alpha_sigma", "log_snr", "q_sample",
-           "sampling_times", "make_denoiser", "sample", "SamplerOutput", "SAMPLERS", "DEFAULT_STEPS",
-           "register_sampler", "sampler_names", "ddim_invert"]
+           "time_grid", "SPACINGS", "make_denoiser", "sample", "sampler_options", "SamplerOutput", "SAMPLERS",
+           "DEFAULT_STEPS", "DEFAULT_SPACING", "register_sampler", "sampler_names", "ddim_invert"]

@@ -55,7 +55,9 @@ def make_denoiser(model_fn: ModelFn, parameterization: str = "eps", labels: jax.
         return uncond + guidance * (cond - uncond)
 
     def denoise(x, t, alpha, sigma):
-        x0, eps = to_x0_eps(predict(x, t), x, alpha, sigma, parameterization)
+        # the solver state stays float32 whatever precision the network computes in
+        pred = predict(x, t).astype(jnp.float32)
+        x0, eps = to_x0_eps(pred, x, alpha, sigma, parameterization)
         if clip_denoised:
             x0 = jnp.clip(x0, -1.0, 1.0)
             eps = x0_to_eps(x, x0, alpha, sigma)

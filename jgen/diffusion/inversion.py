@@ -15,18 +15,20 @@ import jax
 import jax.numpy as jnp
 
 from jgen.diffusion.guidance import ModelFn, make_denoiser
-from jgen.diffusion.schedules import Schedule, alpha_sigma, sampling_times
+from jgen.diffusion.schedules import Schedule, alpha_sigma
+from jgen.diffusion.timegrid import time_grid
 
 
 def ddim_invert(model_fn: ModelFn, schedule: Schedule, x0: jax.Array, *, steps: int = 50,
                 labels: jax.Array | None = None, guidance: float = 1.0, null_label: int | None = None,
                 parameterization: str = "eps", clip_denoised: bool = False,
-                fixed_point_iters: int = 0) -> tuple[jax.Array, int]:
-    """(x_T [B, ...], NFE per sample) with x_T the DDIM(eta=0) code of the data x0 on the `steps`-step grid."""
+                fixed_point_iters: int = 0, spacing: str = "time_uniform") -> tuple[jax.Array, int]:
+    """(x_T [B, ...], NFE per sample) with x_T the DDIM(eta=0) code of the data x0 on the `steps`-step grid of
+    `spacing` (decode with the same steps and spacing; time_uniform is DDIM's default)."""
     if fixed_point_iters < 0:
         raise ValueError(f"fixed_point_iters={fixed_point_iters}: must be >= 0")
     denoise = make_denoiser(model_fn, parameterization, labels, guidance, null_label, clip_denoised)
-    times = sampling_times(schedule, steps)[::-1]  # increasing: t_1 .. t_N = 1
+    times = time_grid(schedule, steps, spacing)[::-1]  # increasing: t_min .. t_max = 1
     alphas, sigmas = alpha_sigma(schedule, times)
     prev_a = jnp.concatenate([jnp.ones((1,)), alphas[:-1]])  # the clean start has alpha = 1, sigma = 0
     prev_s = jnp.concatenate([jnp.zeros((1,)), sigmas[:-1]])

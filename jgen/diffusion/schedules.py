@@ -110,29 +110,3 @@ def q_sample(schedule: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array) 
     alpha, sigma = alpha_sigma(schedule, t)
     expand = (slice(None),) + (None,) * (x0.ndim - 1)
     return alpha[expand] * x0 + sigma[expand] * noise
-
-
-def sampling_times(schedule: Schedule, steps: int) -> jax.Array:
-    """`steps` decreasing times on the discrete grid, evenly spaced in t from t = 1, with the clean end point
-    t = 0 one interval further: round(T (1 - k / steps)) / T for k = 0..steps-1 (all T steps when steps = T).
-    Sampling ends with a jump from the last of them to clean data. float32 [steps]."""
-    t_count = schedule.num_steps
-    if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= t_count:
-        raise ValueError(f"steps={steps!r}: must be an integer in [1, {t_count}] (the schedule's number of steps)")
-    idx = np.round(np.linspace(t_count, 0, steps + 1)[:-1]).astype(np.int64)  # in [1, T], strictly decreasing
-    return jnp.asarray(idx / t_count, jnp.float32)
-
-
-def karras_times(schedule: Schedule, steps: int, rho: float = 7.0, max_noise: float = 80.0) -> jax.Array:
-    """`steps` decreasing times whose noise levels s = sigma/alpha follow Karras et al. (2022), eq. 5: evenly
-    spaced in s^(1/rho) from min(the schedule's largest s, `max_noise`) to its smallest. float32 [steps].
-
-    The cap (EDM's sigma_max = 80) keeps the cosine schedule, whose last step has s ~ 2e4, from spending
-    most steps at noise levels where nothing happens; the linear schedule's largest s is about 157."""
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps={steps!r}: must be an integer >= 1")
-    s_max = jnp.minimum(jnp.exp(-0.5 * schedule.log_snrs[-1]), max_noise)  # s = exp(-log_snr / 2)
-    s_min = jnp.exp(-0.5 * schedule.log_snrs[0])
-    ramp = jnp.linspace(0.0, 1.0, steps) if steps > 1 else jnp.zeros((1,))
-    s = (s_max ** (1.0 / rho) + ramp * (s_min ** (1.0 / rho) - s_max ** (1.0 / rho))) ** rho
-    return time_from_log_snr(schedule, -2.0 * jnp.log(s))

@@ -5,8 +5,9 @@ t = (i + 1) / T, x_t = alpha_t x0 + sigma_t eps, and the UNet regresses the targ
 `config.method.parameterization` (eps | v | x0) with squared error, optionally weighted by min-SNR-gamma.
 With `conditional`, labels are replaced by the null label (index num_classes) with probability
 `label_dropout`, which trains the unconditional model that classifier-free guidance needs.
-Sampling uses the sampler named in config.method.sampler (ddpm | ddim | dpm_solver | heun); guidance
-scale 0 is unconditional, 1 conditional, > 1 guided (see jgen/diffusion/guidance.py).
+Sampling uses the sampler named in config.method.sampler (see jgen/diffusion/samplers.py) on the time grid
+config.method.spacing ("default": the sampler's own; see jgen/diffusion/timegrid.py); guidance scale 0 is
+unconditional, 1 conditional, > 1 guided (see jgen/diffusion/guidance.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from jgen.config import InputError, fail, require_choice, require_int, require_i
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
-from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sampler_names
+from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sampler_names, sampler_options
 from jgen.diffusion.schedules import SCHEDULES, alpha_sigma, log_snr, make_schedule, step_to_time
+from jgen.diffusion.timegrid import SPACINGS
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
@@ -34,14 +36,16 @@ from jgen.viz import image_grid
 @register("diffusion")
 class Diffusion(Method):
     capabilities = frozenset({"sample", "interpolate"})
-    generate_options = ("sampler", "steps", "guidance", "eta")
+    generate_options = ("sampler", "steps", "guidance", "eta", "spacing", "clip_denoised", "rho", "order",
+                        "lower_order_final", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict({
             "method": {"schedule": "linear", "timesteps": 1000, "parameterization": "eps", "loss_weighting": "none",
                        "min_snr_gamma": 5.0, "conditional": True, "label_dropout": 0.1, "sampler": "dpm_solver",
-                       "sample_steps": 20, "guidance": 1.0, "eta": 0.0, "clip_denoised": True},
+                       "sample_steps": 20, "guidance": 1.0, "eta": 0.0, "clip_denoised": True,
+                       "spacing": "default"},  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
             "model": {"channels": 16, "channel_mult": (1, 2, 2), "num_res_blocks": 1, "attention_resolutions": (7,),
                       "num_heads": 1, "dropout": 0.0}})
 
@@ -75,6 +79,8 @@ class Diffusion(Method):
             bad("guidance", m.guidance, "must be a finite number >= 0 (0: unconditional, 1: conditional, >1: guided)")
         if not 0.0 <= m.eta <= 1.0:
             bad("eta", m.eta, "must be in [0, 1]")
+        if m.spacing != "default" and m.spacing not in SPACINGS:
+            bad("spacing", m.spacing, f"choose 'default' (the sampler's own) or one of {SPACINGS}")
 
     def check_generate_options(self, **options) -> None:
         super().check_generate_options(**options)
@@ -91,6 +97,11 @@ class Diffusion(Method):
                              "1: conditional, >1: guided)")
         if eta is not None and not (isinstance(eta, (int, float, np.floating)) and 0.0 <= eta <= 1.0):
             raise InputError(f"eta={eta!r}: must be in [0, 1] (0: deterministic DDIM, 1: ancestral)")
+        solver = {k: v for k, v in options.items() if k not in ("sampler", "steps", "guidance", "clip_denoised")}
+        try:  # the samplers' own host-side check of spacing, rho, order and churn
+            sampler_options(sampler or self.config.method.sampler, steps, **solver)
+        except ValueError as e:
+            raise InputError(str(e)) from None
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)
@@ -157,25 +168,30 @@ class Diffusion(Method):
     # -- sampling -------------------------------------------------------------------------------------------
     def run_sampler(self, params, key, num: int, labels=None, sampler: str | None = None, steps: int | None = None,
                     guidance: float | None = None, eta: float | None = None,
-                    trajectory_steps=()) -> SamplerOutput:
+                    trajectory_steps=(), spacing: str | None = None, clip_denoised: bool | None = None,
+                    **options) -> SamplerOutput:
         """The sampler's output in the model range [-1, 1] (pure; jit with everything but params/key/labels
-        static)."""
+        static). spacing/clip_denoised None take the config's; `options` go to `jgen.diffusion.sample`
+        (rho, order, lower_order_final, s_churn, s_tmin, s_tmax, s_noise)."""
         m = self.config.method
         sampler = m.sampler if sampler is None else sampler
         if steps is None:
             steps = m.sample_steps if sampler == m.sampler else None  # None: the sampler's own default
         if labels is not None and not self._num_classes:
             raise InputError("this diffusion model is unconditional (method.conditional=False); sample without labels")
+        if spacing is None:
+            spacing = m.get("spacing", "default") if sampler == m.sampler else "default"
         return run_sampler(self.model_fn(params), self.schedule, key, (num, *self.info.shape), sampler=sampler,
-                           steps=steps, labels=labels, guidance=m.guidance if guidance is None else guidance,
-                           null_label=self.null_label, parameterization=m.parameterization,
-                           eta=m.eta if eta is None else eta, clip_denoised=m.clip_denoised,
-                           trajectory_steps=trajectory_steps)
+                           steps=steps, spacing=spacing, labels=labels,
+                           guidance=m.guidance if guidance is None else guidance, null_label=self.null_label,
+                           parameterization=m.parameterization, eta=m.eta if eta is None else eta,
+                           clip_denoised=m.clip_denoised if clip_denoised is None else clip_denoised,
+                           trajectory_steps=trajectory_steps, **options)
 
     def generate(self, params, model_state, key, num, labels=None, sampler=None, steps=None, guidance=None,
-                 eta=None):
-        """Images [num, H, W, C] in [0, 1] and NFE; options None take the config's values."""
-        out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta)
+                 eta=None, **options):
+        """(images [num, H, W, C] in [0, 1], NFE); `options` as in `run_sampler` (spacing, clip_denoised, ...)."""
+        out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta, **options)
         return self.decode_x0(out.samples), out.nfe
 
     def _labels_and_guidance(self, label: int | None, num: int):

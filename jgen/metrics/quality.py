@@ -14,9 +14,12 @@ from jgen.metrics.sample_metrics import compute_sample_metrics
 
 
 def real_images(source, num: int) -> np.ndarray:
-    """The first `num` images of a source (all of them when it has fewer): [n, H, W, C] in [0, 1]."""
+    """`num` images of a source at evenly spaced indices (all of them when it has fewer): [n, H, W, C] in [0, 1].
+    Spread, not the first `num`: splits are often sorted by class (the embedded MNIST test split's first 500
+    images are digits 0-4), and a prefix would score class-balanced samples against a few classes."""
     n = min(num, len(source))
-    return np.stack([source[i]["image"] for i in range(n)])
+    idx = np.round(np.linspace(0, len(source) - 1, n)).astype(int)
+    return np.stack([source[int(i)]["image"] for i in idx])
 
 
 def images_quality(real: np.ndarray, fake: np.ndarray, net: FeatureNet, seed: int = 0) -> dict[str, float]:

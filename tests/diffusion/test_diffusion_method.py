@@ -79,7 +79,7 @@ def test_eval_step_is_per_example_and_config_errors():
     np.testing.assert_allclose(np.asarray(strip[0]), np.asarray(batch["image"][0]), atol=1e-3)
     np.testing.assert_allclose(np.asarray(strip[-1]), np.asarray(batch["image"][1]), atol=1e-3)
 
-    for field, value, msg in [("sampler", "euler", "choose one of"), ("parameterization", "score", "choose one of"),
+    for field, value, msg in [("sampler", "euler_magic", "choose one of"), ("parameterization", "score", "choose one of"),
                               ("label_dropout", 1.0, "must be in"), ("sample_steps", 2000, "must be an integer")]:
         bad = diffusion_config(**{field: value})
         with pytest.raises(ConfigError, match=f"config.method.{field}=.*{msg}"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jgen.diffusion import parameterization as P
-from jgen.diffusion.analytic import mixture_model_fn
+from jgen.diffusion.analytic import mixture_model_fn, mode_stats
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.samplers import sample, sampler_names
 from jgen.diffusion.schedules import alpha_sigma, cosine_schedule, linear_schedule
@@ -15,9 +15,10 @@ from jgen.diffusion.schedules import alpha_sigma, cosine_schedule, linear_schedu
 MEAN = jnp.array([0.5, -0.3, 0.1])
 _A = jnp.array([[0.6, 0.2, 0.0], [0.0, 0.4, 0.1], [0.1, 0.0, 0.3]])
 COV = _A @ _A.T
-# Steps at which each sampler's discretisation error (see test_deterministic_samplers_converge_with_steps_exactly)
-# is below the Monte Carlo error of 4000 samples: this low-variance data needs more steps than images do.
-STEPS = {"ddpm": 1000, "ddim": 200, "dpm_solver": 50, "heun": 40}
+# Steps at which each sampler's discretisation error (see test_diffusion_mixture.py's convergence tests) is
+# below the Monte Carlo error of 4000 samples: this low-variance data needs more steps than images do.
+STEPS = {"ddpm": 1000, "ddim": 200, "dpm_solver": 50, "dpm_solver_3m": 50, "dpm_solver_sde": 200, "unipc": 50,
+         "euler": 200, "heun": 40}
 
 
 def gaussian_fn(schedule):
@@ -33,7 +34,7 @@ def rel_cov_error(x, cov):
     return float(np.linalg.norm(np.cov(np.asarray(x).T) - np.asarray(cov)) / np.linalg.norm(np.asarray(cov)))
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm_solver", "heun"])
+@pytest.mark.parametrize("name", sorted(STEPS))
 def test_sampler_reproduces_gaussian_mean_and_covariance(name):
     s = linear_schedule()
     out = run(gaussian_fn(s), s, jax.random.PRNGKey(0), (4000, 3), sampler=name, steps=STEPS[name])
@@ -42,27 +43,6 @@ def test_sampler_reproduces_gaussian_mean_and_covariance(name):
     np.testing.assert_allclose(x.mean(0), np.asarray(MEAN), atol=0.04)
     assert rel_cov_error(x, COV) < 0.08
     assert out.nfe == (2 * STEPS[name] - 1 if name == "heun" else STEPS[name])
-
-
-def _affine_map_error(schedule, name, steps):
-    """With Gaussian data a deterministic sampler is an affine map x_T -> A x_T + b, so its output distribution is
-    exactly N(b, A A^T): the discretisation error alone, with no Monte Carlo noise."""
-    basis = jnp.concatenate([jnp.zeros((1, 3)), jnp.eye(3)])  # x_T = 0, e_1, e_2, e_3
-    out = run(gaussian_fn(schedule), schedule, jax.random.PRNGKey(0), (4, 3), sampler=name, steps=steps,
-              noise=basis).samples
-    b = out[0]
-    a = (out[1:] - b).T  # column j = A e_j
-    return float(jnp.linalg.norm(b - MEAN)), float(jnp.linalg.norm(a @ a.T - COV) / jnp.linalg.norm(COV))
-
-
-def test_deterministic_samplers_converge_with_steps_exactly():
-    s = cosine_schedule()
-    errs = {n: [_affine_map_error(s, n, k)[1] for k in (10, 20)] for n in ("ddim", "dpm_solver", "heun")}
-    assert 1.5 < errs["ddim"][0] / errs["ddim"][1] < 2.5, errs  # first order: halving the step halves the error
-    assert errs["dpm_solver"][0] / errs["dpm_solver"][1] > 4, errs  # second order (or better)
-    assert errs["heun"][0] / errs["heun"][1] > 4, errs
-    assert errs["dpm_solver"][1] < 0.02 and errs["dpm_solver"][1] < errs["ddim"][1] / 4, errs
-    assert _affine_map_error(s, "dpm_solver", 20)[0] < 0.01
 
 
 def test_mixture_of_gaussians_weights_and_moments():
@@ -95,24 +75,24 @@ def test_parameterisation_of_the_network_does_not_change_samples(param):
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=2e-3)
 
 
-def test_shapes_nfe_determinism_and_trajectory():
+@pytest.mark.parametrize("name", sampler_names())
+def test_shapes_nfe_determinism_and_trajectory(name):
     s = linear_schedule()
     fn = lambda x, t, labels: 0.5 * jnp.tanh(x) * t[:, None, None, None]  # noqa: E731 (any network)
     shape = (3, 8, 8, 1)
     key = jax.random.PRNGKey(0)
-    for name in sampler_names():
-        f = jax.jit(lambda k: sample(fn, s, k, shape, sampler=name, steps=5, trajectory_steps=(0, 2, 5)))
-        a, b = f(key), f(key)
-        assert a.samples.shape == shape and np.all(np.isfinite(np.asarray(a.samples)))
-        assert a.nfe == (9 if name == "heun" else 5)
-        np.testing.assert_array_equal(np.asarray(a.samples), np.asarray(b.samples))  # same key, same samples
-        assert a.trajectory.shape == (3, *shape)
-        np.testing.assert_array_equal(np.asarray(a.trajectory[-1]), np.asarray(a.samples))
-        np.testing.assert_array_equal(np.asarray(a.trajectory[0]),
-                                      np.asarray(jax.random.normal(jax.random.split(key)[0], shape)))
-        assert jax.eval_shape(lambda k: sample(fn, s, k, shape, sampler=name, steps=5), key).trajectory is None
-    with pytest.raises(ValueError, match="sampler 'euler' is unknown"):
-        sample(fn, s, key, shape, sampler="euler")
+    f = jax.jit(lambda k: sample(fn, s, k, shape, sampler=name, steps=5, trajectory_steps=(0, 2, 5)))
+    a, b = f(key), f(key)
+    assert a.samples.shape == shape and np.all(np.isfinite(np.asarray(a.samples)))
+    assert a.nfe == (9 if name == "heun" else 5)
+    np.testing.assert_array_equal(np.asarray(a.samples), np.asarray(b.samples))  # same key, same samples
+    assert a.trajectory.shape == (3, *shape)
+    np.testing.assert_array_equal(np.asarray(a.trajectory[-1]), np.asarray(a.samples))
+    np.testing.assert_array_equal(np.asarray(a.trajectory[0]),
+                                  np.asarray(jax.random.normal(jax.random.split(key)[0], shape)))
+    assert jax.eval_shape(lambda k: sample(fn, s, k, shape, sampler=name, steps=5), key).trajectory is None
+    with pytest.raises(ValueError, match="sampler 'euler_magic' is unknown"):
+        sample(fn, s, key, shape, sampler="euler_magic")
     with pytest.raises(ValueError, match=r"trajectory_steps \[6\] out of range"):
         sample(fn, s, key, shape, steps=5, trajectory_steps=(6,))
 
@@ -182,3 +162,59 @@ def test_guidance_batches_cond_and_uncond_in_one_call():
         assert calls == [expect], (g, calls)  # traced once inside the scan: one network call per step
     with pytest.raises(ValueError, match="guidance=-1.0"):
         sample(fn, s, jax.random.PRNGKey(0), (3, 4), labels=labels, guidance=-1.0, null_label=10)
+
+
+def test_solver_state_stays_float32_under_a_bfloat16_network():
+    s = linear_schedule()
+    fn32 = gaussian_fn(s)
+    fn16 = lambda x, t, labels: fn32(x, t, labels).astype(jnp.bfloat16)  # noqa: E731
+    for name in ("dpm_solver", "heun"):
+        a = run(fn32, s, jax.random.PRNGKey(4), (256, 3), sampler=name, steps=10).samples
+        b = run(fn16, s, jax.random.PRNGKey(4), (256, 3), sampler=name, steps=10).samples
+        assert b.dtype == jnp.float32
+        # bfloat16 rounds each prediction to ~3 digits; float32 state keeps that from accumulating over steps
+        assert float(jnp.abs(a - b).max()) < 0.03, name
+
+
+def test_sampler_option_errors():
+    s = linear_schedule()
+    fn = gaussian_fn(s)
+    key = jax.random.PRNGKey(0)
+    for kw, msg in [(dict(spacing="cubic"), "spacing 'cubic' is unknown"), (dict(eta=1.5), "eta=1.5"),
+                    (dict(order=4, sampler="unipc"), "order=4"), (dict(rho=-1.0), "rho=-1.0"),
+                    (dict(s_churn=-1.0, sampler="heun"), "churn settings"),
+                    (dict(steps=2000, spacing="trailing", sampler="ddim"), "at most the schedule's T=1000")]:
+        with pytest.raises(ValueError, match=msg):
+            sample(fn, s, key, (2, 3), **kw)
+
+
+def test_trailing_spacing_reproduces_the_old_terminal_jump():
+    """DDIM's trailing grid ends at t = 1/N and jumps to data from there: at 20 steps the narrow mode of a mixture
+    loses a quarter of its width, while the default grid, which ends at t_min, keeps it (the defect of issue 15)."""
+    s = linear_schedule()
+    w, m, c = jnp.array([0.3, 0.7]), jnp.array([[-2.0], [1.5]]), jnp.array([[[0.01]], [[0.09]]])
+    fn = mixture_model_fn(s, w, m, c)
+    stds = {}
+    for spacing in ("trailing", "default"):
+        x = np.asarray(run(fn, s, jax.random.PRNGKey(1), (8000, 1), sampler="dpm_solver", steps=20,
+                           spacing=spacing).samples)
+        stds[spacing] = mode_stats(x, w, m, c)[1][0, 0]  # the narrow mode's std
+    assert stds["trailing"] < 0.08 and abs(stds["default"] - 0.1) < 0.007, stds
+
+
+# churn per step: gamma = S_churn / N = 0.05 for Euler's 200 levels, 0.25 for Heun's 40 (the first-order Euler
+# accumulates a larger bias from the added noise: 12% covariance error at gamma = 0.2)
+@pytest.mark.parametrize("name,s_churn", [("euler", 10.0), ("heun", 10.0)])
+def test_edm_churn_adds_noise_and_keeps_the_distribution(name, s_churn):
+    s = linear_schedule()
+    fn = gaussian_fn(s)
+    z = jax.random.normal(jax.random.PRNGKey(5), (4000, 3))
+    kw = dict(sampler=name, steps=STEPS[name], noise=z)
+    ode = run(fn, s, jax.random.PRNGKey(1), (4000, 3), **kw).samples
+    churned = [run(fn, s, jax.random.PRNGKey(k), (4000, 3), s_churn=s_churn, s_tmin=0.05, s_tmax=50.0, **kw).samples
+               for k in (1, 2)]
+    assert float(jnp.abs(churned[0] - churned[1]).max()) > 1e-2  # fresh noise per key
+    assert float(jnp.abs(churned[0] - ode).mean()) > 1e-2
+    x = np.asarray(churned[0])
+    np.testing.assert_allclose(x.mean(0), np.asarray(MEAN), atol=0.04)
+    assert rel_cov_error(x, COV) < 0.08

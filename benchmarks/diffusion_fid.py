@@ -1,0 +1,172 @@
+"""Sample quality against network evaluations on a trained diffusion run: what closes the gap to ancestral DDPM.
+
+    python benchmarks/diffusion_fid.py --workdir runs/ddpm_mnist --plan gap --num 1000
+    python benchmarks/diffusion_fid.py --workdir runs/ddpm_mnist --plan nfe --num 1000 --out runs/ddpm_mnist/nfe
+    python benchmarks/diffusion_fid.py --workdir runs/ddpm_mnist --rows "dpm_solver:20:spacing=karras,clip=0"
+
+Every row draws `--num` class-balanced samples (labels 0, 1, ..., 9, 0, ...) with the same keys, from the run's
+EMA parameters, and scores them against as many test images with the MNIST classifier's features (FID,
+precision, recall; `jgen.metrics.quality.images_quality`), taken evenly across the split. A row is SAMPLER:STEPS[:key=value,...] with keys
+spacing, guidance, clip (0/1: clip the x0 prediction to [-1, 1]), eta, order, s_churn, s_tmin, s_tmax, s_noise.
+
+  --plan gap   the suspects for the deterministic samplers' gap to DDPM-1000 (issue 15), one change per row:
+               the old terminal grid (DDIM 'trailing' spacing), x0 clipping, the spacing, guidance, and
+               stochastic against deterministic sampling at the same NFE
+  --plan nfe   every sampler at NFE 5, 10, 20, 50 (Heun at the level counts closest below) and DDPM-1000;
+               with --out a Markdown table and a PNG of FID against NFE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jgen.sampling import balanced_labels, generate  # noqa: E402
+
+GAP_PLAN = [
+    "ddpm:1000",
+    "ddpm:1000:clip=0",
+    "dpm_solver:20:spacing=trailing",            # the pre-fix grid (ends at t = 1/20), clipping as configured
+    "dpm_solver:20",                              # grid to t_min, logsnr_uniform, clipping as configured
+    "dpm_solver:20:clip=0",
+    "dpm_solver:20:spacing=time_uniform,clip=0",
+    "dpm_solver:20:spacing=karras,clip=0",
+    "dpm_solver:50:clip=0",
+    "ddim:50:spacing=trailing",
+    "ddim:50:clip=0",
+    "ddim:50:eta=1,clip=0",
+    "ddpm:50:clip=0",
+    "dpm_solver_sde:20:clip=0",
+    "dpm_solver_sde:50:clip=0",
+    "heun:25:clip=0,s_churn=20,s_tmin=0.05,s_tmax=50",
+    "dpm_solver:20:clip=0,guidance=1.5",
+    "dpm_solver:20:clip=0,guidance=2",
+]
+NFE_SAMPLERS = ("ddim", "dpm_solver", "dpm_solver_3m", "unipc", "euler", "heun", "dpm_solver_sde", "ddpm")
+NFE_BUDGETS = (5, 10, 20, 50)
+FLOATS = ("guidance", "eta", "s_churn", "s_tmin", "s_tmax", "s_noise")
+
+
+def parse_row(row: str) -> tuple[str, int, dict]:
+    """'SAMPLER:STEPS[:k=v,...]' -> (sampler, steps, keyword options for Diffusion.generate)."""
+    parts = row.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"row {row!r}: expected SAMPLER:STEPS[:key=value,...]")
+    opts: dict = {}
+    for item in (parts[2].split(",") if len(parts) == 3 and parts[2] else []):
+        key, _, value = item.partition("=")
+        if key == "clip":
+            opts["clip_denoised"] = bool(int(value))
+        elif key == "spacing":
+            opts["spacing"] = value
+        elif key == "order":
+            opts["order"] = int(value)
+        elif key in FLOATS:
+            opts[key] = float(value)
+        else:
+            raise ValueError(f"row {row!r}: unknown option {key!r}; allowed: clip, spacing, order, {FLOATS}")
+    return parts[0], int(parts[1]), opts
+
+
+def nfe_plan() -> list[str]:
+    rows = ["ddpm:1000:clip=0"]
+    for name in NFE_SAMPLERS:
+        for nfe in NFE_BUDGETS:
+            steps = max(1, (nfe + 1) // 2) if name == "heun" else nfe
+            rows.append(f"{name}:{steps}:clip=0")
+    return rows
+
+
+def generate_row(method, state, sampler: str, steps: int, opts: dict, num: int, seed: int, batch: int):
+    """(images [num, H, W, C] in [0, 1], NFE per image) through jgen's one generation path: class-balanced labels,
+    the same keys for every row."""
+    images, info = generate(method, state.ema_params, state.model_state, num, seed=seed,
+                            labels=balanced_labels(num, method.num_classes), batch_size=batch, sampler=sampler,
+                            steps=steps, **opts)
+    return images, info.nfe_per_image
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--plan", choices=("gap", "nfe"), default=None)
+    p.add_argument("--rows", default=None, help="';'-separated rows SAMPLER:STEPS[:k=v,...] (instead of --plan)")
+    p.add_argument("--num", type=int, default=1000, help="samples per row (and test images)")
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="directory for results.jsonl, table.md and (nfe plan) fid_vs_nfe.png")
+    args = p.parse_args()
+
+    import jgen.methods.diffusion  # noqa: F401  (registers the method)
+    from jgen.data import get_source
+    from jgen.metrics.quality import images_quality
+    from jgen.run import load_mnist_classifier, load_run
+
+    rows = args.rows.split(";") if args.rows else (GAP_PLAN if args.plan == "gap" else nfe_plan())
+    parsed = [parse_row(r) for r in rows]  # check every row before any compute
+    run = load_run(args.workdir)
+    config, method, state = run.config, run.method, run.state
+    _, test, _ = get_source(config.data)
+    net = load_mnist_classifier()
+    # an evenly strided subset of the test split: its first images are sorted by class (the embedded MNIST test
+    # split's first 500 hold digits 0-4 only), which would score class-balanced samples against half the classes
+    idx = np.unique(np.round(np.linspace(0, len(test) - 1, min(args.num, len(test)))).astype(int))
+    real = np.stack([test[int(i)]["image"] for i in idx])
+    print(f"run {args.workdir} step {int(state.step)}; {args.num} samples per row vs {len(real)} test images; "
+          f"config guidance {config.method.guidance}, clip_denoised {config.method.clip_denoised}", flush=True)
+    results = []
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+    for row, (sampler, steps, opts) in zip(rows, parsed):
+        t0 = time.perf_counter()
+        fake, nfe = generate_row(method, state, sampler, steps, opts, args.num, args.seed, args.batch)
+        secs = time.perf_counter() - t0
+        q = images_quality(real, fake, net, seed=args.seed)
+        r = {"row": row, "sampler": sampler, "steps": steps, "nfe": nfe, "seconds": secs,
+             "fid": q["fid_mnist_classifier"], "precision": q["precision_mnist_classifier"],
+             "recall": q["recall_mnist_classifier"]}
+        results.append(r)
+        print(f"| {row} | {nfe} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | {secs:.0f} s |",
+              flush=True)
+        if args.out:
+            with open(os.path.join(args.out, "results.jsonl"), "a") as f:
+                f.write(json.dumps(r) + "\n")
+    table = "| row | NFE | FID | precision | recall | time |\n|---|---|---|---|---|---|\n" + "".join(
+        f"| {r['row']} | {r['nfe']} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+        f"{r['seconds']:.0f} s |\n" for r in results)
+    print("\n" + table)
+    if args.out:
+        with open(os.path.join(args.out, "table.md"), "w") as f:
+            f.write(table)
+        if args.plan == "nfe":
+            plot_nfe(results, os.path.join(args.out, "fid_vs_nfe.png"))
+
+
+def plot_nfe(results, path: str) -> None:
+    from jgen.viz import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name in NFE_SAMPLERS:
+        pts = sorted((r["nfe"], r["fid"]) for r in results if r["sampler"] == name and r["steps"] != 1000)
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=name)
+    ref = [r["fid"] for r in results if r["sampler"] == "ddpm" and r["steps"] == 1000]
+    if ref:
+        ax.axhline(ref[0], color="gray", ls="--", lw=1, label="DDPM-1000")
+    ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel="FID (MNIST classifier)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

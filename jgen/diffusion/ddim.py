@@ -1,0 +1,48 @@
+"""Ancestral DDPM and DDIM: the first-order samplers, one network evaluation per step.
+
+One step from t down to s (Song et al. 2021, eq. 12) with (x0_hat, eps_hat) = denoise(x_t):
+    x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
+    c = eta (sigma_s / sigma_t) sqrt(1 - alpha_t^2 / alpha_s^2),   z ~ N(0, I).
+eta = 0 is the deterministic DDIM map (Euler's method for the probability-flow ODE in the variables
+x / sigma against alpha / sigma); eta = 1 draws from the DDPM posterior q(x_s | x_t, x0_hat) (ancestral
+sampling, Ho et al. 2020). The last step goes to the clean end point (alpha = 1, sigma = 0), where c = 0
+and x_0 = x0_hat(x_{t_min}).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jgen.diffusion.sampler_core import Recorder, SamplerOptions, grid_alpha_sigma, register_sampler
+
+
+def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array, eta, rec: Recorder):
+    """The DDIM/DDPM loop over the N grid times: x [B, ...] -> (x0 [B, ...], trajectory buffer, NFE = N)."""
+    steps = times.shape[0]
+    alphas, sigmas = grid_alpha_sigma(schedule, times)
+
+    def body(carry, i):
+        x, buf = carry
+        a_t, s_t, a_s, s_s = alphas[i], sigmas[i], alphas[i + 1], sigmas[i + 1]
+        x0, eps = denoise(x, times[i], a_t, s_t)
+        c = eta * (s_s / s_t) * jnp.sqrt(jnp.maximum(1.0 - (a_t / a_s) ** 2, 0.0))
+        z = jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32)
+        x = a_s * x0 + jnp.sqrt(jnp.maximum(s_s ** 2 - c ** 2, 0.0)) * eps + c * z
+        return (x, rec.write(buf, i + 1, x)), None
+
+    (x, buf), _ = jax.lax.scan(body, (x, rec.init(x)), jnp.arange(steps))
+    return x, buf, steps
+
+
+@register_sampler("ddpm", steps=1000, spacing="time_uniform")
+def ddpm(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+    """Ancestral sampling, x_s ~ q(x_s | x_t, x0_hat): all T steps of the schedule by default (the original
+    DDPM), or any coarser grid."""
+    return ddim_loop(denoise, schedule, x, key, times, 1.0, rec)
+
+
+@register_sampler("ddim", steps=50, spacing="time_uniform")
+def ddim(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+    """DDIM: deterministic for eta = 0 (the default); eta interpolates towards ancestral sampling (eta = 1)."""
+    return ddim_loop(denoise, schedule, x, key, times, float(opts.eta), rec)
