@@ -61,13 +61,13 @@ class JgenBench:
     """jgen's own code paths: `method.train_step` jit-compiled as the training loop does (mesh shardings,
     donated state), `net.apply` for the forward pass and `method.generate` for the sampler."""
 
-    def __init__(self, out_dir: str, batch: int):
+    def __init__(self, out_dir: str, batch: int, cases):
         import jax
         import numpy as np
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
         self.jax, self.np = jax, np
-        self.out_dir, self.batch = out_dir, batch
+        self.out_dir, self.batch, self.wanted = out_dir, batch, set(cases)
         self.mesh = Mesh(np.array(jax.devices()), ("data",))
         self.repl, self.data_sh = NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P("data"))
         self.cases = {}
@@ -194,8 +194,9 @@ class JgenBench:
         ga, gs = alpha_sigma(sched, times)
         arrays.update(ddim_noise=np.asarray(noise), ddim_times=np.asarray(times),
                       ddim_alphas=np.append(np.asarray(ga), 1.0).astype(np.float32),
-                      ddim_sigmas=np.append(np.asarray(gs), 0.0).astype(np.float32),
-                      ddim_out=np.asarray(jax.jit(ddim_from)(params, noise, flab)))
+                      ddim_sigmas=np.append(np.asarray(gs), 0.0).astype(np.float32))
+        if "unet_ddim20" in self.wanted:  # the sampler's reference costs a compilation: only when timed
+            arrays["ddim_out"] = np.asarray(jax.jit(ddim_from)(params, noise, flab))
         if m.guidance not in (0.0, 1.0):
             raise ValueError("the twin's DDIM does one network pass per step: use a config with guidance 0 or 1")
         params = jax.device_put(params, self.repl)
@@ -212,7 +213,8 @@ class JgenBench:
         keys = iter(jax.random.split(jax.random.PRNGKey(2), 100000))
         self.cases["unet_train"] = train
         self.cases["unet_forward"] = lambda: jax.block_until_ready(fwd(params, fx, ft, flab))
-        self.cases["unet_ddim20"] = lambda: jax.block_until_ready(gen(params, next(keys), flab))
+        if "unet_ddim20" in self.wanted:
+            self.cases["unet_ddim20"] = lambda: jax.block_until_ready(gen(params, next(keys), flab))
         return n_params
 
     def setup_vae(self):
@@ -271,7 +273,7 @@ def jgen_worker() -> None:
             if msg["cmd"] == "setup":
                 import jax
                 import jaxlib
-                bench = JgenBench(msg["dir"], msg["batch"])
+                bench = JgenBench(msg["dir"], msg["batch"], msg["cases"])
                 counts = {}
                 if any(c.startswith("unet") for c in msg["cases"]):
                     counts["unet"] = bench.setup_unet()
@@ -447,7 +449,7 @@ def main() -> None:
                     records.append(dict(trial=trial, case=case, worker=w.name, times=times, load1=load1,
                                         waited=waited, foreign_before=before,
                                         foreign=max(0.0, (b1 - b0) - (all1 - all0)) / TICK / wall,
-                                        own=(own1 - own0) / TICK / wall))
+                                        own=(own1 - own0) / TICK / wall, cpu=(own1 - own0) / TICK / iters))
                     print(f"  trial {trial} {case:<13} {w.name:<10} median {statistics.median(times):.4f} s  "
                           f"load {load1:.2f}  foreign {records[-1]['foreign']:.2f} cores", file=sys.stderr)
     finally:
@@ -482,7 +484,7 @@ def report(records, infos, cases, workers, a, started, finished, load_start) -> 
                      f"error {worst[1]:.2g} ({worst[0]})")
     head = ["measurement"]
     for n in names:
-        head += [f"{n} min", f"{n} median", f"{n} cores"]
+        head += [f"{n} min", f"{n} median", f"{n} cores", f"{n} CPU s"]
     head += [f"{n} / {ref}" for n in names if n != ref]
     head += ["load (1 min)", "foreign cores median / max"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -492,7 +494,8 @@ def report(records, infos, cases, workers, a, started, finished, load_start) -> 
             recs = by[(case, n)]
             all_t = [t for r in recs for t in r["times"]]
             row += [f"{min(all_t):.4f}", f"{statistics.median([statistics.median(r['times']) for r in recs]):.4f}",
-                    f"{statistics.median([r['own'] for r in recs]):.2f}"]
+                    f"{statistics.median([r['own'] for r in recs]):.2f}",
+                    f"{statistics.median([r['cpu'] for r in recs]):.4f}"]
         for n in names:
             if n == ref:
                 continue
@@ -505,8 +508,9 @@ def report(records, infos, cases, workers, a, started, finished, load_start) -> 
         row.append(f"{statistics.median(fo):.2f} / {max(fo):.2f}")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"ratio: median over trials of (median time / {ref}'s median time in the same trial), with the "
-              "range over trials; cores: CPU time of the timed worker / wall time; foreign cores: CPU used by "
-              "other processes while a turn ran."]
+              "range over trials; cores: CPU time of the timed worker / wall time; CPU s: its CPU seconds per "
+              "iteration (the work done, less sensitive to load than wall time, but it counts threads that spin); "
+              "foreign cores: CPU used by other processes while a turn ran."]
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import pytest
 from jgen.config import base_config
 from jgen.data import DataInfo
 from jgen.methods import get_method
-from jgen.nn.conv import ConvDecoder, ConvEncoder
+from jgen.nn.conv import ConvDecoder, ConvEncoder, upsample2x
 from jgen.nn.mlp import MLPDecoder, MLPEncoder
 
 MNIST = DataInfo("mnist", (28, 28, 1), 10, 4000, 1000)
@@ -84,3 +84,20 @@ def test_spatial_latent_vae():
     ev = m.eval_step(state.params, {}, batch, jax.random.PRNGKey(1))
     assert all(v.shape == (3,) for v in ev.values())
     assert m.interpolate(state.params, batch["image"][0], batch["image"][1], 4).shape == (4, 28, 28, 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 7, 3), (3, 4, 5, 2)])
+def test_upsample2x_is_nearest_resize_values_and_gradients(shape):
+    """The broadcast form of upsample2x is exactly jax.image.resize "nearest" (x2), forward and backward."""
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    w = jax.random.normal(jax.random.PRNGKey(1), (shape[0], 2 * shape[1], 2 * shape[2], shape[3]))
+
+    def resize(h):
+        b, hh, ww, c = h.shape
+        return jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
+
+    np.testing.assert_array_equal(upsample2x(x), resize(x))
+    np.testing.assert_array_equal(upsample2x(x)[:, ::2, 1::2], x)
+    g_new = jax.grad(lambda h: jnp.sum(jnp.sin(upsample2x(h)) * w))(x)
+    g_ref = jax.grad(lambda h: jnp.sum(jnp.sin(resize(h)) * w))(x)
+    np.testing.assert_allclose(g_new, g_ref, rtol=1e-6, atol=1e-6)
