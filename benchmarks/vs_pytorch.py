@@ -338,6 +338,9 @@ class Worker:
         return reply
 
     def close(self):
+        if self.proc.poll() is not None:
+            self.log.close()
+            return
         try:
             self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
             self.proc.stdin.flush()
@@ -417,14 +420,22 @@ def main() -> None:
     workers: list[Worker] = []
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = os.getloadavg()
-    infos = {}
+    infos, failed = {}, {}
     try:
         for name, extra in specs:
             env = dict(base_env, PYTHONPATH=ROOT)
             env.update(extra)
             os.makedirs(os.path.join(work, name), exist_ok=True)
             w = Worker(name, "jgen", a.jgen_python, env, work)
-            infos[name] = w.ask(cmd="setup", dir=os.path.join(work, name), batch=a.batch, cases=cases)
+            try:
+                infos[name] = w.ask(cmd="setup", dir=os.path.join(work, name), batch=a.batch, cases=cases)
+            except SystemExit as e:  # a variant that does not run is reported, not fatal
+                if name == "jgen":
+                    raise
+                failed[name] = str(e).strip().splitlines()[-1]
+                print(f"variant {name} failed: {failed[name]}", file=sys.stderr)
+                w.close()
+                continue
             workers.append(w)
         if not a.no_torch:
             w = Worker("pytorch", "torch", a.torch_python, dict(base_env), work)
@@ -460,10 +471,10 @@ def main() -> None:
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"infos": infos, "records": records}, f, indent=1)
-    print(report(records, infos, cases, workers, a, started, finished, load_start))
+    print(report(records, infos, cases, workers, a, started, finished, load_start, failed))
 
 
-def report(records, infos, cases, workers, a, started, finished, load_start) -> str:
+def report(records, infos, cases, workers, a, started, finished, load_start, failed) -> str:
     names = [w.name for w in workers]
     ref = "pytorch" if "pytorch" in names else "jgen"
     by = {}
@@ -478,6 +489,8 @@ def report(records, infos, cases, workers, a, started, finished, load_start) -> 
         if n not in ("jgen", "pytorch"):
             env = dict(_parse_variant(next(v for v in a.variant if v.startswith(n + ":")))[1])
             lines.append(f"variant {n}: {env}")
+    for n, why in failed.items():
+        lines.append(f"variant {n} did not run: {why}")
     if "pytorch" in infos:
         worst = max(infos["pytorch"]["checks"].items(), key=lambda kv: kv[1])
         lines.append(f"twin check: {len(infos['pytorch']['checks'])} comparisons passed, largest relative "
