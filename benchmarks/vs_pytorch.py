@@ -282,7 +282,7 @@ def jgen_worker() -> None:
                 for c in msg["cases"]:
                     bench.run(c, 2)  # compilation happens here, before any timing
                 reply = {"ok": True, "params": counts,
-                         "version": f"jax {jax.__version__} / jaxlib {jaxlib.__version__} ({jax.default_backend()})"}
+                         "version": f"jax {jax.__version__} / jaxlib {jaxlib.__version__} ({jax.default_backend()}, {len(jax.devices())} device(s))"}
             elif msg["cmd"] == "run":
                 reply = {"ok": True, "times": bench.run(msg["case"], int(msg["iters"]))}
             elif msg["cmd"] == "quit":
