@@ -122,8 +122,6 @@ def main() -> None:
         with gzip.open(files[0]) as f:
             trace = json.load(f)
     events = [e for e in trace.get("traceEvents", trace) if e.get("ph") == "X"]
-    threads = {(e.get("pid"), e.get("tid")): e.get("args", {}).get("name", "")
-               for e in trace.get("traceEvents", []) if e.get("ph") == "M" and e.get("name") == "thread_name"}
     # ops of the compiled program: events whose name is an instruction of the optimized HLO
     total, count = collections.Counter(), collections.Counter()
     for e in events:
@@ -132,19 +130,20 @@ def main() -> None:
             total[name] += e["dur"] / 1e6
             count[name] += 1
     busy = sum(total.values()) / a.steps
-    by_kind = collections.Counter()
+    by_kind = collections.Counter()  # op family: the name without its number, with the op's kind
     for name, t in total.items():
-        by_kind[re.sub(r"\[.*", "", kinds[name]) + ("[" + kinds[name].split("[", 1)[1] if "[" in kinds[name] else "")] += t
+        family = re.sub(r"[.]\d+$", "", name)
+        kind = re.sub(r"\[\d+ elementwise ops\]", "", kinds[name])
+        by_kind[f"{family:<28} {kind}"] += t
     print(f"{cfg.name}: batch {a.batch}, {a.steps} profiled steps, {wall:.4f} s/step wall (under the profiler), "
           f"{busy:.4f} s/step summed over op events on {len({(e['pid'], e['tid']) for e in events if e['name'] in kinds})} threads; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"\ntop {a.top} ops by time (s per step, share of the summed op time, calls per step):")
     for name, t in total.most_common(a.top):
         print(f"  {t / a.steps:8.4f} s  {100 * t / a.steps / busy:5.1f}%  {count[name] / a.steps:5.1f}x  {name:<40} {kinds[name]}")
-    print("\nby kind:")
+    print("\nby op family (name without its number, and kind):")
     for kind, t in by_kind.most_common(15):
         print(f"  {t / a.steps:8.4f} s  {100 * t / a.steps / busy:5.1f}%  {kind}")
-    del threads
 
 
 if __name__ == "__main__":
