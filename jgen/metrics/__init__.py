@@ -3,25 +3,30 @@ and likelihood summaries (bits/dim, perplexity, the importance-weighted bound).
 
 The metric functions are pure functions of arrays; feature networks live in `jgen.metrics.feature_nets`.
 
-The names below are re-exported lazily (PEP 562): `from jgen.metrics import frechet_distance` imports
-`jgen.metrics.fid` on first use. Methods import `jgen.metrics.likelihood` on the training path, and importing
+The scipy-backed names are re-exported lazily (PEP 562): `from jgen.metrics import frechet_distance`
+imports `jgen.metrics.fid` on first use. Methods import `jgen.metrics.likelihood` on the training path, and importing
 this package must not pull in scipy (fid, isc) there: that cost ~1.3 s before `train` started.
 """
 
 import importlib
 
-_EXPORTS = {
+# numpy/jax only: imported eagerly. `kid` must be: the function shares its module's name, and importing the
+# submodule later would bind the module, not the function, to `jgen.metrics.kid`.
+from jgen.metrics.kid import kid
+from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound, perplexity
+from jgen.metrics.manifold import density_coverage, precision_recall
+
+_LAZY = {  # scipy-backed: imported on first use
     "jgen.metrics.fid": ("FeatureStats", "feature_stats", "finalize_stats", "frechet_distance", "init_stats",
                          "merge_stats", "update_stats"),
     "jgen.metrics.isc": ("inception_score",),
-    "jgen.metrics.kid": ("kid",),
-    "jgen.metrics.likelihood": ("bits_per_dim", "dequantized_bits_per_dim", "iwae_bound", "perplexity"),
-    "jgen.metrics.manifold": ("density_coverage", "precision_recall"),
     "jgen.metrics.sample_metrics": ("compute_sample_metrics",),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = list(_WHERE)
+__all__ = ["FeatureStats", "feature_stats", "finalize_stats", "frechet_distance", "init_stats", "merge_stats",
+           "update_stats", "inception_score", "kid", "bits_per_dim", "dequantized_bits_per_dim", "iwae_bound",
+           "perplexity", "density_coverage", "precision_recall", "compute_sample_metrics"]
 
 
 def __getattr__(name: str):
