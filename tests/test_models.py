@@ -6,7 +6,7 @@ import pytest
 from jgen.config import base_config
 from jgen.data import DataInfo
 from jgen.methods import get_method
-from jgen.nn.conv import ConvDecoder, ConvEncoder
+from jgen.nn.conv import ConvDecoder, ConvEncoder, upsample2x
 from jgen.nn.mlp import MLPDecoder, MLPEncoder
 
 MNIST = DataInfo("mnist", (28, 28, 1), 10, 4000, 1000)
@@ -85,3 +85,41 @@ def test_spatial_latent_vae():
     ev = m.eval_step(state.params, {}, batch, jax.random.PRNGKey(1))
     assert all(v.shape == (3,) for v in ev.values())
     assert m.interpolate(state.params, batch["image"][0], batch["image"][1], 4).shape == (4, 28, 28, 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 7, 3), (3, 4, 5, 2)])
+def test_upsample2x_is_nearest_resize_values_and_gradients(shape):
+    """The broadcast form of upsample2x is exactly jax.image.resize "nearest" (x2), forward and backward."""
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    w = jax.random.normal(jax.random.PRNGKey(1), (shape[0], 2 * shape[1], 2 * shape[2], shape[3]))
+
+    def resize(h):
+        b, hh, ww, c = h.shape
+        return jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
+
+    np.testing.assert_array_equal(upsample2x(x), resize(x))
+    np.testing.assert_array_equal(upsample2x(x)[:, ::2, 1::2], x)
+    g_new = jax.grad(lambda h: jnp.sum(jnp.sin(upsample2x(h)) * w))(x)
+    g_ref = jax.grad(lambda h: jnp.sum(jnp.sin(resize(h)) * w))(x)
+    np.testing.assert_allclose(g_new, g_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,groups", [((4, 7, 7, 32), 8), ((2, 5, 6, 12), 3), ((3, 16), 4)])
+def test_group_norm_matches_flax(shape, groups):
+    """jgen's two-stage GroupNorm has flax's parameters and computes the same values and gradients."""
+    import flax.linen as nn
+
+    from jgen.nn.norm import GroupNorm
+
+    x = jax.random.normal(jax.random.PRNGKey(0), shape) * 3 + 2
+    ref, new = nn.GroupNorm(num_groups=groups), GroupNorm(groups)
+    assert jax.tree.map(jnp.shape, ref.init(jax.random.PRNGKey(1), x)) == \
+        jax.tree.map(jnp.shape, new.init(jax.random.PRNGKey(1), x))
+    p = {"params": {"scale": jax.random.normal(jax.random.PRNGKey(2), shape[-1:]),
+                    "bias": jax.random.normal(jax.random.PRNGKey(3), shape[-1:])}}
+    np.testing.assert_allclose(new.apply(p, x), ref.apply(p, x), rtol=1e-5, atol=1e-5)
+    w = jax.random.normal(jax.random.PRNGKey(4), shape)
+    g_new = jax.grad(lambda p, x: jnp.sum(new.apply(p, x) * w), argnums=(0, 1))(p, x)
+    g_ref = jax.grad(lambda p, x: jnp.sum(ref.apply(p, x) * w), argnums=(0, 1))(p, x)
+    for a, b in zip(jax.tree.leaves(g_new), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

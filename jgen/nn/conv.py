@@ -5,12 +5,18 @@ from typing import Sequence
 import chex
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 
 def upsample2x(h: jax.Array) -> jax.Array:
-    """Nearest-neighbour x2 upsampling: [B, H, W, C] -> [B, 2H, 2W, C]."""
+    """Nearest-neighbour x2 upsampling: [B, H, W, C] -> [B, 2H, 2W, C].
+
+    Written as a broadcast + reshape, whose gradient is a sum over the copies. It equals
+    `jax.image.resize(h, (B, 2H, 2W, C), "nearest")` bitwise (values and gradients), but resize lowers to two
+    gathers whose gradients are scatter-adds, which cost the CPU backend about 3x more (fwd + bwd).
+    """
     b, hh, ww, c = h.shape
-    return jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
+    return jnp.broadcast_to(h[:, :, None, :, None, :], (b, hh, 2, ww, 2, c)).reshape(b, 2 * hh, 2 * ww, c)
 
 
 class ConvEncoder(nn.Module):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jgen.nn.conv import upsample2x
+from jgen.nn.norm import GroupNorm
 
 
 def _groups(channels: int) -> int:
@@ -50,9 +51,9 @@ class Generator(nn.Module):
             h = jnp.concatenate([h, nn.Embed(self.num_classes, self.embed_dim)(labels)], axis=-1)
         h0, w0 = height // 2 ** n, width // 2 ** n
         h = nn.Dense(h0 * w0 * self.features[0])(h).reshape(z.shape[0], h0, w0, self.features[0])
-        h = nn.relu(nn.GroupNorm(_groups(self.features[0]))(h))
+        h = nn.relu(GroupNorm(_groups(self.features[0]))(h))
         for f in self.features:
-            h = nn.relu(nn.GroupNorm(_groups(f))(nn.Conv(f, (3, 3))(upsample2x(h))))
+            h = nn.relu(GroupNorm(_groups(f))(nn.Conv(f, (3, 3))(upsample2x(h))))
         out = jnp.tanh(nn.Conv(channels, (3, 3))(h))
         chex.assert_shape(out, (z.shape[0], height, width, channels))
         return out

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jgen.nn.conv import upsample2x
+from jgen.nn.norm import GroupNorm
 
 
 def timestep_embedding(t: jax.Array, dim: int, scale: float = 1000.0, max_period: float = 10000.0) -> jax.Array:
@@ -36,8 +37,8 @@ def _groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int
     return max(g for g in range(1, top + 1) if channels % g == 0)
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=_groups(channels))
+def _norm(channels: int) -> GroupNorm:
+    return GroupNorm(_groups(channels))
 
 
 class ResBlock(nn.Module):
