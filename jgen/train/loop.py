@@ -261,6 +261,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
 
     k = t.steps_per_call
     if start % k:
+        manager.close()
         raise ConfigError(f"config.train.steps_per_call={k} is invalid: this run resumes from step {start}, which "
                           f"is not a multiple of it. Fix: resume with a train.steps_per_call that divides {start} "
                           "(e.g. --config.train.steps_per_call=1)")
