@@ -34,7 +34,7 @@ from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
 from jgen.train.distributed import check_same_config
-from jgen.train.loop import train_loop
+from jgen.train.loop import evaluate, train_loop
 from jgen.train.writer import read_metrics
 
 MNIST_CLASSIFIER = "mnist_classifier"
@@ -235,6 +235,11 @@ def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: 
     from its last evaluation where the method has a likelihood, and images/s (after compilation) with `timed`."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise InputError(f"num_samples={num_samples!r}: must be an integer >= 2")
+    if "text" in run.method.capabilities:  # a language model: its test-split likelihood, not image metrics
+        mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+        scores = evaluate(run.method, run.state, run.test_source, run.config, mesh)
+        return {"workdir": run.workdir, "run": os.path.basename(os.path.normpath(run.workdir)),
+                "method": run.method.name, "step": run.step, **scores}
     net = feature_net if isinstance(feature_net, FeatureNet) else get_feature_net(
         feature_net or run.config.eval.feature_net)
     real = real_images(run.test_source, num_samples) if real is None else real

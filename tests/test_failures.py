@@ -186,7 +186,7 @@ def test_sigterm_while_compiling_the_first_step_stops_at_once(tmp_path):
     out = "".join(lines) + proc.stderr.read()
     assert proc.returncode == cli.EXIT_INTERRUPTED, out
     assert "while compiling the first step: stopped at once; it had no checkpoint yet" in out
-    assert waited < 10, f"took {waited:.1f} s to stop"
+    assert waited < 20, f"took {waited:.1f} s to stop"
 
 
 def test_help_lists_the_commands_and_exits_zero(capsys):

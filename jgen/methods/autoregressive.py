@@ -246,7 +246,10 @@ class Autoregressive(Method):
         return decode(self.net, params, prompt, num_new, key, **opts)
 
     def likelihood_metric(self):
-        return None if self.text else ("bpd", "exact")
+        if self.text:
+            return None
+        # a class-conditional model's bpd adds log(10) for the uniform class prior: an upper bound on -log2 p(x) / D
+        return "bpd", "bound" if self.prefix_classes else "exact"
 
     def check_generate_options(self, **options) -> None:
         super().check_generate_options(**options)

@@ -245,6 +245,9 @@ def test_text_run_from_the_command_line_and_in_compare(tmp_path, capsys):
     assert "pass --prompt" in capsys.readouterr().err
     assert cli.run_command(["sample", "--workdir", workdir, "--prompt", "def ", "--top_p", "0"]) == 2
     assert "top_p=0.0: must be in (0, 1]" in capsys.readouterr().err
+    assert cli.run_command(["eval", "--workdir", workdir]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["perplexity"] == pytest.approx(math.exp(scores["nll"]), rel=1e-6)
     md = compare_workdirs([workdir], str(tmp_path / "out"))
     row = json.loads((tmp_path / "out" / "compare_text.json").read_text())[0]
     assert row["perplexity"] > 1 and row["bits_per_char"] > 0 and row["tokens_per_sec"] > 0
