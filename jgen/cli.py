@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from typing import Callable
 
 from absl import flags
@@ -254,7 +255,14 @@ def main() -> None:
     absl_logging.use_absl_handler()
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     logging.getLogger("jgen").setLevel(logging.INFO)
-    sys.exit(run_command(sys.argv[1:]))
+    code = run_command(sys.argv[1:])
+    if any(t.name == "jgen-compile" and t.is_alive() for t in threading.enumerate()):
+        # A signal stopped the run during its first compilation: XLA is still compiling on a helper thread, which
+        # can be neither joined nor safely left running while the interpreter shuts down. Leave without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
