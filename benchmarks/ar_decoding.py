@@ -28,15 +28,11 @@ def load(workdir: str | None, config: str | None):
 
         run = load_run(workdir)
         return run.method, run.state.ema_params
-    import importlib.util
-
     from jgen.data import get_source
     from jgen.methods import get_method
+    from jgen.run import load_config
 
-    spec = importlib.util.spec_from_file_location("cfg", config)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config()
+    cfg = load_config(config)
     _, _, info = get_source(cfg.data)
     method = get_method(cfg.method.name)(cfg, info)
     return method, method.init_variables(jax.random.PRNGKey(0), None)[0]

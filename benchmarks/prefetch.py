@@ -23,14 +23,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def load_config(path: str):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def prefetched(it, put, depth: int = 1):
     """Yield put(next(it)) from a daemon thread that stays `depth` batches ahead."""
     q: queue.Queue = queue.Queue(maxsize=depth)
@@ -61,6 +53,8 @@ def main() -> None:
 
     from jgen.data import get_source, make_train_iterator
     from jgen.methods import get_method
+
+    from jgen.run import load_config
 
     cfg = load_config(a.config)
     train_src, _, info = get_source(cfg.data)

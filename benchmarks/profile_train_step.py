@@ -26,14 +26,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def load_config(path: str):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("profiled_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def hlo_kinds(hlo_text: str) -> dict[str, str]:
     """Instruction name -> a short description: its opcode, plus the fusion kind / custom-call target, and for
     a fusion the opcodes it contains (the heaviest first: convolution, dot, reduce)."""
@@ -85,6 +77,8 @@ def main() -> None:
 
     from jgen.data import get_source, make_train_iterator
     from jgen.methods import get_method
+
+    from jgen.run import load_config
 
     cfg = load_config(a.config)
     cfg.data.batch_size = a.batch

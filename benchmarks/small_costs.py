@@ -48,7 +48,6 @@ def imports(runs: int) -> None:
 
 def ddim_noise(runs: int) -> None:
     sys.path.insert(0, ROOT)
-    import importlib.util
 
     import jax
     import jax.numpy as jnp
@@ -56,11 +55,9 @@ def ddim_noise(runs: int) -> None:
 
     from jgen.data import get_source
     from jgen.methods import get_method
+    from jgen.run import load_config
 
-    spec = importlib.util.spec_from_file_location("c", os.path.join(ROOT, "experiments/configs/ddpm_mnist.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config()
+    cfg = load_config(os.path.join(ROOT, "experiments/configs/ddpm_mnist.py"))
     _, _, info = get_source(cfg.data)
     method = get_method("diffusion")(cfg, info)
     b, shape = 64, (64, *info.shape)

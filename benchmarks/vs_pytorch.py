@@ -50,11 +50,9 @@ WARM_STEPS = 10  # jgen train steps before the weights are handed to the twin (z
 # -- the jgen worker ------------------------------------------------------------------------------------
 
 def _load_config(name: str):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments", "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    from jgen.run import load_config
+
+    return load_config(os.path.join(ROOT, "experiments", "configs", f"{name}.py"))
 
 
 class JgenBench:
