@@ -21,14 +21,20 @@ def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array,
     """The DDIM/DDPM loop over the N grid times: x [B, ...] -> (x0 [B, ...], trajectory buffer, NFE = N)."""
     steps = times.shape[0]
     alphas, sigmas = grid_alpha_sigma(schedule, times)
+    # eta is a Python number here: at eta = 0 the map is deterministic and no noise is drawn at all.
+    stochastic = not (isinstance(eta, (int, float)) and eta == 0)
 
     def body(carry, i):
         x, buf = carry
         a_t, s_t, a_s, s_s = alphas[i], sigmas[i], alphas[i + 1], sigmas[i + 1]
         x0, eps = denoise(x, times[i], a_t, s_t)
-        c = eta * (s_s / s_t) * jnp.sqrt(jnp.maximum(1.0 - (a_t / a_s) ** 2, 0.0))
-        z = jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32)
-        x = a_s * x0 + jnp.sqrt(jnp.maximum(s_s ** 2 - c ** 2, 0.0)) * eps + c * z
+        x = a_s * x0
+        if stochastic:
+            c = eta * (s_s / s_t) * jnp.sqrt(jnp.maximum(1.0 - (a_t / a_s) ** 2, 0.0))
+            z = jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32)
+            x = x + jnp.sqrt(jnp.maximum(s_s ** 2 - c ** 2, 0.0)) * eps + c * z
+        else:
+            x = x + s_s * eps
         return (x, rec.write(buf, i + 1, x)), None
 
     (x, buf), _ = jax.lax.scan(body, (x, rec.init(x)), jnp.arange(steps))

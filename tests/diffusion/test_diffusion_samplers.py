@@ -218,3 +218,20 @@ def test_edm_churn_adds_noise_and_keeps_the_distribution(name, s_churn):
     x = np.asarray(churned[0])
     np.testing.assert_allclose(x.mean(0), np.asarray(MEAN), atol=0.04)
     assert rel_cov_error(x, COV) < 0.08
+
+
+def _draws_random_numbers(fn, *args) -> bool:
+    text = str(jax.make_jaxpr(fn)(*args))
+    return "random_bits" in text or "threefry" in text
+
+
+def test_deterministic_ddim_draws_no_noise_inside_its_loop():
+    """eta = 0 is a deterministic map: the loop must not spend a Gaussian draw per step (only x_T is drawn)."""
+    s = linear_schedule()
+    fn = gaussian_fn(s)
+    x_T = jnp.zeros((4, 3))
+    det = lambda k: sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T).samples
+    sto = lambda k: sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T,
+                           eta=0.5).samples
+    assert not _draws_random_numbers(det, jax.random.PRNGKey(0))
+    assert _draws_random_numbers(sto, jax.random.PRNGKey(0))
