@@ -338,7 +338,7 @@ def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: 
     if ref_stats_out is not None:
         mu, sigma = ((reference.mu, reference.sigma) if isinstance(reference, ReferenceStats)
                      else finalize_stats(reference.stats))
-        save_stats(ref_stats_out, mu, sigma, num_images=reference.count or 0)
+        save_stats(ref_stats_out, mu, sigma, **({} if reference.count is None else {"num_images": reference.count}))
     fake, seconds, nfe = empty_summary(net.feature_dim, keep), 0.0, 0
     progress = _Progress(num_samples, f"{num_samples} samples through {net.name}")
     for images, nfe, dt in generate_batches(run.method, run.state.ema_params, run.state.model_state, num_samples,
