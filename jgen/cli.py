@@ -3,7 +3,7 @@
   train    --config experiments/configs/vae_mnist.py --workdir runs/vae [--config.train.steps=2000 ...]
            [--coordinator_address=host0:1234 --num_processes=2 --process_id=0 | --distributed=auto]
   sample   --workdir runs/ddpm --sampler dpm_solver --steps 20 --guidance 2.0 --labels 0,1,2 --out samples.png
-  eval     --workdir runs/X --num_samples 1000
+  eval     --workdir runs/X --num_samples 1000 [--ref_stats stats.npz | --ref_split train] [--ref_stats_out out.npz]
   compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000]
   compare  --workdirs runs/ldm --guidance_scales 0,1,2,4,8 --out sweep/
 
@@ -72,6 +72,12 @@ flags.DEFINE_integer("process_id", None, "train, multi-process: this process's i
 flags.DEFINE_enum("distributed", "off", ["off", "auto"], "train: 'auto' starts jax.distributed with JAX's own "
                   "cluster detection (TPU pod, SLURM, Open MPI); 'off' starts it only when the three flags above "
                   "(or their JGEN_* variables) are given.", flag_values=FLAGS)
+flags.DEFINE_string("ref_stats", None, "eval: FID reference statistics, a .npz of mu [D] and sigma [D, D] (pytorch-fid "
+                    "and TTUR format); default: computed from --ref_split and cached.", flag_values=FLAGS)
+flags.DEFINE_enum("ref_split", "test", ["test", "train"], "eval: the split whose images are the reference (train: the "
+                  "DDPM paper's CIFAR-10 FID protocol).", flag_values=FLAGS)
+flags.DEFINE_string("ref_stats_out", None, "eval: also write the reference statistics to this .npz.",
+                    flag_values=FLAGS)
 flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one run, e.g. 0,1,2,4,8.",
                   flag_values=FLAGS)
 
@@ -134,7 +140,8 @@ def cmd_sample(overrides: list[str]) -> None:
 def cmd_eval(overrides: list[str]) -> None:
     _require("workdir", "runs/vae_mnist")
     run = run_lib.load_run(FLAGS.workdir)
-    result = run_lib.evaluate_run(run, _num_samples(1000), FLAGS.seed, FLAGS.feature_net)
+    result = run_lib.evaluate_run(run, _num_samples(1000), FLAGS.seed, FLAGS.feature_net, ref_stats=FLAGS.ref_stats,
+                                  ref_split=FLAGS.ref_split, ref_stats_out=FLAGS.ref_stats_out)
     name = "eval.json" if FLAGS.feature_net is None else f"eval_{FLAGS.feature_net}.json"
     with open(os.path.join(FLAGS.workdir, name), "w") as f:
         json.dump(result, f, indent=2)
@@ -175,7 +182,7 @@ COMMANDS: dict[str, Command] = {
                       ("workdir", "labels", "num_samples", "sampler", "steps", "guidance", "eta", "seed", "out",
                        "prompt", "num_tokens", "temperature", "top_k", "top_p")),
     "eval": Command(cmd_eval, "FID/IS/precision/recall of a trained run -> <workdir>/eval.json",
-                    ("workdir", "num_samples", "seed", "feature_net")),
+                    ("workdir", "num_samples", "seed", "feature_net", "ref_stats", "ref_split", "ref_stats_out")),
     "compare": Command(cmd_compare, "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep",
                        ("workdirs", "num_samples", "seed", "out", "guidance_scales", "sampler", "steps")),
 }
