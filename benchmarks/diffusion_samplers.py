@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jgen.diffusion.analytic import (mixture_draw, mixture_flow_map_1d, mixture_model_fn, mode_stats,  # noqa: E402
                                      wasserstein1)
-from jgen.diffusion.samplers import DEFAULT_SPACING, sample, sampler_names  # noqa: E402
+from jgen.diffusion.samplers import DEFAULT_SPACING, sample, sampler_names, steps_for_nfe  # noqa: E402
 from jgen.diffusion.schedules import alpha_sigma, make_schedule  # noqa: E402
 from jgen.diffusion.timegrid import SPACINGS, time_grid  # noqa: E402
 
@@ -42,11 +42,6 @@ MIXTURES = {
 }
 STOCHASTIC = ("ddpm", "dpm_solver_sde")
 FLOOR_PAIRS = 8
-
-
-def steps_for_nfe(sampler: str, nfe: int) -> int:
-    """The step count that spends at most `nfe` evaluations (Heun: 2N - 1 per N levels)."""
-    return max(1, (nfe + 1) // 2) if sampler == "heun" else nfe
 
 
 def mixture_errors(x: np.ndarray, exact: np.ndarray, data) -> dict[str, float]:

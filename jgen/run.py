@@ -35,7 +35,7 @@ from jgen.metrics import inception
 from jgen.metrics.feature_nets import (FeatureNet, cache_dir, classifier_feature_net, feature_net_names,
                                        get_feature_net, register_feature_net)
 from jgen.metrics.fid import finalize_stats, load_stats, save_stats
-from jgen.metrics.quality import real_image_batches, summarize
+from jgen.metrics.quality import real_image_batches, real_images, summarize
 from jgen.metrics.sample_metrics import (ALL_FEATURES_MAX_BYTES, ALL_FEATURES_METRICS, FeatureSummary,
                                          ReferenceStats, empty_summary, fits_all_features, summary_metrics)
 from jgen.sampling import balanced_labels, generate_batches
@@ -302,14 +302,48 @@ def _reference(run: Run, net: FeatureNet, num_samples: int, keep_features: bool,
     return ReferenceStats(mu, sigma, num), f"{what} (statistics cached in {path})"
 
 
+def _check_likelihood_images(run: Run, num_images) -> None:
+    if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 2:
+        raise InputError(f"likelihood_images={num_images!r}: must be an integer >= 2 (test images, e.g. 64)")
+    if "likelihood" not in run.method.capabilities:
+        raise InputError(f"likelihood_images={num_images}: a {run.method.name!r} run has no on-demand likelihood "
+                         "(diffusion's ODE is one); its bits/dim, where it has one, comes from its evaluations")
+
+
+LIKELIHOOD_BATCH = 32  # test images per compiled call of an on-demand likelihood (one progress tick each)
+
+
+def evaluate_likelihood(run: Run, num_images: int, seed: int = 0, batch_size: int = LIKELIHOOD_BATCH) -> dict:
+    """Bits/dim of `num_images` test images (evenly spread over the split) by the method's on-demand likelihood
+    ("likelihood" capability, e.g. diffusion's probability-flow ODE) with its EMA parameters: {"bits_per_dim" (the
+    mean), "bits_per_dim_kind", "bits_per_dim_se" (standard error over the images), "likelihood_images"}."""
+    _check_likelihood_images(run, num_images)
+    metric, kind = run.method.likelihood_metric()
+    images = real_images(run.test_source, num_images)
+    bs = min(batch_size, len(images))
+    step = run.method.jitted(("likelihood_step", bs), run.method.likelihood_step)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)  # a stream apart from generate's PRNGKey(seed)
+    values = []
+    for i in tqdm(range(0, len(images), bs), desc=f"{metric} ({kind})", unit="batch", leave=False, disable=None):
+        chunk = images[i:i + bs]
+        padded = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        out = step(run.state.ema_params, run.state.model_state, {"image": padded}, jax.random.fold_in(key, i))
+        values.append(np.asarray(out[metric])[:len(chunk)])
+    values = np.concatenate(values).astype(np.float64)
+    return {"bits_per_dim": float(values.mean()), "bits_per_dim_kind": kind,
+            "bits_per_dim_se": float(values.std(ddof=1) / np.sqrt(len(values))), "likelihood_images": len(values)}
+
+
 def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: FeatureNet | str | None = None,
                  real: np.ndarray | None = None, timed: bool = False, ref_stats: str | None = None,
                  ref_split: str = "test", ref_stats_out: str | None = None,
-                 all_features_max_bytes: int = ALL_FEATURES_MAX_BYTES, **options) -> dict:
+                 all_features_max_bytes: int = ALL_FEATURES_MAX_BYTES, likelihood_images: int = 0,
+                 **options) -> dict:
     """The one evaluation of a run: `num_samples` EMA samples (class-balanced labels for a conditional method;
     `options` are its sampling options) against a reference under `feature_net` (default: the run's
-    config.eval.feature_net): FID, IS, KID, precision/recall, density/coverage, plus bits/dim from its last evaluation
-    where the method has a likelihood, and images/s (generation only, after compilation) with `timed`.
+    config.eval.feature_net): FID, IS, KID, precision/recall, density/coverage, plus bits/dim where the method has
+    a likelihood (from its last evaluation, or with `likelihood_images` > 0 and an on-demand likelihood,
+    `evaluate_likelihood` on that many test images), and images/s (generation only, after compilation) with `timed`.
 
     Samples are generated, embedded and dropped batch by batch: memory holds one batch of images, the running
     feature statistics and the class probabilities, and every feature only when KID, precision/recall and
@@ -324,6 +358,8 @@ def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: 
         raise InputError(f"ref_split={ref_split!r}: choose one of {list(REF_SPLITS)}")
     if ref_stats is not None and real is not None:
         raise InputError("give the reference as images (real) or as statistics (ref_stats), not both")
+    if likelihood_images:  # checked before the samples cost anything
+        _check_likelihood_images(run, likelihood_images)
     head = {"workdir": run.workdir, "run": os.path.basename(os.path.normpath(run.workdir)),
             "method": run.method.name, "step": run.step}
     if "text" in run.method.capabilities:  # a language model: its test-split likelihood, not image metrics
@@ -364,7 +400,9 @@ def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: 
         row["images_per_sec"] = num_samples / max(seconds, 1e-9)
     likelihood = run.method.likelihood_metric()
     evals = read_metrics(run.workdir, "eval")
-    if likelihood and evals and likelihood[0] in evals[-1]:
+    if likelihood_images:
+        row.update(evaluate_likelihood(run, likelihood_images, seed))
+    elif likelihood and evals and likelihood[0] in evals[-1]:
         row["bits_per_dim"], row["bits_per_dim_kind"] = evals[-1][likelihood[0]], likelihood[1]
     return row
 
