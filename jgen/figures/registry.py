@@ -1,0 +1,126 @@
+"""The course's charts by number, and `draw_charts`, which draws every chart whose runs exist.
+
+Each chart is two functions: `extract(runs) -> data` reads its runs (run name -> run directory) through the public
+API and returns plain arrays and tables; `draw(data, path)` writes the PNG. Notebooks call the same two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+from typing import Callable, Mapping, Sequence
+
+from jgen.config import InputError
+from jgen.figures import gans
+from jgen.figures.common import RUNS, MissingData, run_missing, train_commands
+
+
+@dataclasses.dataclass(frozen=True)
+class Chart:
+    """One chart of the course: its number, file name, title, the runs it reads and its two functions."""
+    id: int
+    slug: str
+    title: str
+    runs: tuple[str, ...]                          # run directory names under --runs (keys of common.RUNS)
+    extract: Callable[[Mapping[str, str]], dict]   # {run name: workdir} -> plain data
+    draw: Callable[[dict, str], None]              # (data, png path) -> None
+    any_of: bool = False                           # True: drawn from whichever of `runs` are ready (at least one)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.id}_{self.slug}.png"
+
+
+_CHARTS = [
+    Chart(16, "samples_over_training", "How artists develop mastery: samples as training goes on", ("gan_mnist",),
+          gans.mastery_data, gans.draw_mastery),
+    Chart(18, "forger_vs_detective", "Forger vs detective: D(x) and D(G(z)) over a GAN run", ("gan_mnist",),
+          gans.detective_data, gans.draw_detective),
+    Chart(21, "gan_training_steps", "GAN training, step by step, with real MNIST loss values", ("gan_mnist",),
+          gans.gan_steps_data, gans.draw_gan_steps),
+]
+CHARTS: dict[int, Chart] = {c.id: c for c in sorted(_CHARTS, key=lambda c: c.id)}
+assert all(r in RUNS for c in _CHARTS for r in c.runs), "every chart's runs must be in common.RUNS"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What happened to one chart: "drawn" (path), "skipped" (why, and the commands that make its runs) or "failed"
+    (the traceback)."""
+    chart: int
+    status: str
+    path: str | None = None
+    seconds: float = 0.0
+    message: str = ""
+    commands: tuple[str, ...] = ()
+
+
+def parse_only(only: Sequence[str] | None) -> list[int]:
+    """Chart numbers from --only values (all charts when empty); InputError naming an unknown one."""
+    if not only:
+        return list(CHARTS)
+    ids = []
+    for v in only:
+        try:
+            ids.append(int(v))
+        except ValueError:
+            raise InputError(f"--only={','.join(only)!r}: chart numbers, e.g. --only=12,21") from None
+    unknown = [i for i in ids if i not in CHARTS]
+    if unknown:
+        raise InputError(f"--only: no chart {unknown}; the charts are {list(CHARTS)}")
+    return ids
+
+
+def ready_runs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str, str]]:
+    """({name: workdir} of the chart's finished runs, {name: why not} of the others)."""
+    ready, missing = {}, {}
+    for name in chart.runs:
+        workdir = os.path.join(runs_dir, name)
+        why = run_missing(workdir)
+        if why:
+            missing[name] = why
+        else:
+            ready[name] = workdir
+    return ready, missing
+
+
+def draw_chart(chart: Chart, runs_dir: str, out_dir: str) -> Outcome:
+    """Draw one chart into `out_dir` if its runs are ready; never raises for a chart's own failure."""
+    ready, missing = ready_runs(chart, runs_dir)
+    if (missing and not chart.any_of) or (chart.any_of and not ready):
+        commands = tuple(c for name in missing for c in train_commands(name, runs_dir))
+        why = "; ".join(f"{os.path.join(runs_dir, n)}: {w}" for n, w in missing.items())
+        return Outcome(chart.id, "skipped", message=f"missing runs: {why}", commands=commands)
+    t0 = time.perf_counter()
+    path = os.path.join(out_dir, chart.filename)
+    try:
+        chart.draw(chart.extract(ready), path)
+    except MissingData as e:
+        return Outcome(chart.id, "skipped", message=str(e))
+    except Exception:  # noqa: BLE001 -- one chart's bug must not stop the others; reported with its traceback
+        return Outcome(chart.id, "failed", seconds=time.perf_counter() - t0, message=traceback.format_exc())
+    note = f"(also missing: {', '.join(missing)})" if missing else ""
+    return Outcome(chart.id, "drawn", path, time.perf_counter() - t0, note)
+
+
+def draw_charts(runs_dir: str, out_dir: str, ids: Sequence[int] | None = None,
+                log: Callable[[str], None] = print) -> list[Outcome]:
+    """Draw the charts `ids` (default: all) from the runs under `runs_dir` into `out_dir`, logging progress per chart."""
+    ids = list(CHARTS) if ids is None else list(ids)
+    outcomes = []
+    for k, i in enumerate(ids, 1):
+        chart = CHARTS[i]
+        log(f"[{k}/{len(ids)}] chart {i}: {chart.title}")
+        out = draw_chart(chart, runs_dir, out_dir)
+        if out.status == "drawn":
+            log(f"    wrote {out.path} ({out.seconds:.1f} s) {out.message}".rstrip())
+        elif out.status == "skipped":
+            log(f"    skipped: {out.message}")
+            for c in out.commands:
+                log(f"      {c}")
+        else:
+            log(f"    FAILED after {out.seconds:.1f} s:\n{out.message}")
+        outcomes.append(out)
+    return outcomes
