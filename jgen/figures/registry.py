@@ -13,8 +13,8 @@ import traceback
 from typing import Callable, Mapping, Sequence
 
 from jgen.config import InputError
-from jgen.figures import gans
-from jgen.figures.common import RUNS, MissingData, run_missing, train_commands
+from jgen.figures import gans, landscape
+from jgen.figures.common import IMAGE_FAMILIES, RUNS, MissingData, run_missing, train_commands
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,8 @@ _CHARTS = [
           gans.detective_data, gans.draw_detective),
     Chart(21, "gan_training_steps", "GAN training, step by step, with real MNIST loss values", ("gan_mnist",),
           gans.gan_steps_data, gans.draw_gan_steps),
+    Chart(26, "quality_over_training", "Quality metrics throughout training (every image family)", IMAGE_FAMILIES,
+          landscape.quality_curves_data, landscape.draw_quality_curves, any_of=True),
 ]
 CHARTS: dict[int, Chart] = {c.id: c for c in sorted(_CHARTS, key=lambda c: c.id)}
 assert all(r in RUNS for c in _CHARTS for r in c.runs), "every chart's runs must be in common.RUNS"

@@ -1,23 +1,20 @@
-"""Tiny runs for the chart tests, trained once per session under the names the charts read (gan_mnist, ...),
-on the 8x8 digits at sizes that train in seconds."""
+"""Tiny runs for the chart tests, under the names the charts read (gan_mnist, ddpm_mnist, ...) in one folder per
+session, each trained the first time a test asks for it, on the 8x8 digits at sizes that train in seconds. Their
+models are the other tests' tiny models, so the programs compile once per session."""
 
 import pytest
 
 from jgen.run import train_and_evaluate
-from tests.conftest import tiny_config
-from tests.gan.test_gan_method import gan_config
-
-
-def tiny_gan(steps: int = 24):
-    c = gan_config(tiny_config, steps)  # the GAN tests' model: its programs are compiled once per session
-    c.train.log_every = 1          # every step logged: the table's steps 0, 1 and 10 are rows of their own
-    c.train.sample_every = 8
-    return c
+from tests.figures.tiny_runs import tiny_gan
 
 
 @pytest.fixture(scope="session")
-def gan_runs(tmp_path_factory):
-    """A runs folder holding a finished tiny `gan_mnist`."""
-    root = tmp_path_factory.mktemp("figure_runs")
-    train_and_evaluate(tiny_gan(), str(root / "gan_mnist"))
-    return root
+def runs_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("figure_runs")
+
+
+@pytest.fixture(scope="session")
+def gan_runs(runs_root):
+    """The runs folder, holding a finished tiny `gan_mnist` (sample grids and sample-quality rows every 8 steps)."""
+    train_and_evaluate(tiny_gan(), str(runs_root / "gan_mnist"))
+    return runs_root
