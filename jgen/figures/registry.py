@@ -13,7 +13,7 @@ import traceback
 from typing import Callable, Mapping, Sequence
 
 from jgen.config import InputError
-from jgen.figures import gans, landscape
+from jgen.figures import diffusion, gans, landscape
 from jgen.figures.common import IMAGE_FAMILIES, RUNS, MissingData, run_missing, train_commands
 
 
@@ -40,6 +40,8 @@ _CHARTS = [
           gans.detective_data, gans.draw_detective),
     Chart(21, "gan_training_steps", "GAN training, step by step, with real MNIST loss values", ("gan_mnist",),
           gans.gan_steps_data, gans.draw_gan_steps),
+    Chart(22, "diffusion_maths", "Diffusion mathematics: forward marginals, exact trajectories, schedules", (),
+          diffusion.diffusion_maths_data, diffusion.draw_diffusion_maths),
     Chart(26, "quality_over_training", "Quality metrics throughout training (every image family)", IMAGE_FAMILIES,
           landscape.quality_curves_data, landscape.draw_quality_curves, any_of=True),
 ]
