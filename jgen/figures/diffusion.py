@@ -109,3 +109,125 @@ def draw_diffusion_maths(data: dict, path: str) -> None:
     fig.suptitle("22 Diffusion mathematics: x_t = alpha_t x_0 + sigma_t eps")
     fig.tight_layout()
     save(fig, path)
+
+
+# -- a trained diffusion run's pieces -----------------------------------------------------------------------------
+def _x0_predictor(run: Run, labels: jax.Array | None):
+    """A jitted (x [B, ...] in model space, t scalar) -> the network's estimate of x_0, with the run's own
+    parameterisation, guidance, null label and clipping (as its sampler sees it)."""
+    m, cfg = run.method, run.method.config.method
+
+    def predict(params, x, t):
+        denoise = make_denoiser(m.model_fn(params), cfg.parameterization, labels, cfg.guidance, m.null_label,
+                                cfg.clip_denoised)
+        a, s = alpha_sigma(m.schedule, t)
+        return denoise(x, t, a, s)[0]
+    fn = jax.jit(predict)
+    return lambda x, t: fn(run.state.ema_params, x, jnp.float32(t))
+
+
+def _trajectory(run: Run, key: jax.Array, num: int, labels, sampler: str, steps: int, keep: tuple[int, ...],
+                noise: jax.Array | None = None) -> np.ndarray:
+    """The states [K, num, ...] (model space) the run's sampler passes through at the state indices `keep`."""
+    m = run.method
+    options = {} if noise is None else {"noise": noise}
+
+    def traj(params, key, labels):
+        return m.run_sampler(params, key, num, labels, sampler=sampler, steps=steps, eta=0.0,
+                             trajectory_steps=keep, **options).trajectory
+    return np.asarray(jax.jit(traj)(run.state.ema_params, key, labels))
+
+
+def _state_times(run: Run, steps: int, keep: Sequence[int]) -> np.ndarray:
+    """Time of each kept state of a `steps`-step time-uniform sampler: the grid's times, then 0 for the sample."""
+    grid = np.append(np.asarray(time_grid(run.method.schedule, steps, "time_uniform"), np.float64), 0.0)
+    return grid[list(keep)]
+
+
+def _spread_labels(run: Run, num: int) -> jax.Array | None:
+    k = run.method.num_classes
+    return None if k == 0 else jnp.asarray((np.arange(num) * 3) % k, jnp.int32)
+
+
+# -- 19: reverse corruption ---------------------------------------------------------------------------------------
+def reverse_corruption_data(runs: Mapping[str, str], run: str = "ddpm_mnist", index: int = 0, num_points: int = 11,
+                            steps: int = 50, seed: int = 0) -> dict:
+    """Chart 19's data: test image `index` of `runs[run]` (image [H, W, C], label), and at `num_points` times:
+    forward {"t" [K], "images" [K, H, W, C]}: x_t = alpha_t x_0 + sigma_t eps, one eps for all t (t = 0: the image);
+    x0_predictions [K, H, W, C]: the network's one-call estimate of x_0 from each forward x_t;
+    reverse {"t" [K], "images"}: deterministic DDIM (`steps` steps, the digit's label) from the forward process's
+    last state x_1 back to t = 0: the noise has erased the image, so it draws a new one."""
+    r = load_run(runs[run])
+    m = r.method
+    example = r.test_source[index]
+    image, label = np.asarray(example["image"]), int(example["label"])
+    k_f, k_r = jax.random.split(jax.random.PRNGKey(seed))
+    times = np.linspace(0.0, 1.0, num_points)
+    fwd = forward_trajectory(m.schedule, m.encode_x0(jnp.asarray(image)[None]), k_f, jnp.asarray(times, jnp.float32))
+    labels = None if m.num_classes == 0 else jnp.asarray([label], jnp.int32)
+    predict = _x0_predictor(r, labels)
+    x0_hat = [fwd[0, 0]] + [predict(fwd[k], times[k])[0] for k in range(1, num_points)]
+    keep = tuple(int(v) for v in np.round(np.linspace(0, steps, num_points)))
+    back = _trajectory(r, k_r, 1, labels, "ddim", steps, keep, noise=fwd[-1])
+    decode = lambda x: np.asarray(m.decode_x0(jnp.asarray(x)))  # noqa: E731
+    return {"run": run, "index": index, "image": image, "label": label,
+            "forward": {"t": times, "images": decode(fwd[:, 0])}, "x0_predictions": decode(jnp.stack(x0_hat)),
+            "reverse": {"t": _state_times(r, steps, keep), "images": decode(back[:, 0])}, "steps": steps}
+
+
+def draw_reverse_corruption(data: dict, path: str) -> None:
+    rows = [("forward: x_t = alpha_t x_0 + sigma_t eps", data["forward"]["images"], data["forward"]["t"]),
+            ("the model's estimate of x_0 from that x_t (one network call)", data["x0_predictions"],
+             data["forward"]["t"]),
+            (f"reverse: DDIM, {data['steps']} steps, label {data['label']}, from the x_1 above", data["reverse"]["images"],
+             data["reverse"]["t"])]
+    k = len(data["forward"]["t"])
+    plt, fig = new_figure(1.1 * k, 4.6)
+    axes = fig.subplots(3, k, squeeze=False)
+    for i, (title, images, times) in enumerate(rows):
+        for j in range(k):
+            show_images(axes[i, j], images[j][None], title=f"t={times[j]:.2f}")
+        axes[i, 0].annotate(title, (0, 1.32), xycoords="axes fraction", fontsize=9, ha="left")
+    fig.suptitle(f"19 Reverse corruption ({data['run']}, test image {data['index']})", y=1.02)
+    fig.subplots_adjust(hspace=0.75)
+    save(fig, path)
+
+
+# -- 24: from noise to image in 1000 steps ------------------------------------------------------------------------
+def ddpm_trajectory_data(runs: Mapping[str, str], run: str = "ddpm_mnist", num: int = 4, num_points: int = 11,
+                         steps: int | None = None, seed: int = 0) -> dict:
+    """Chart 24's data: DDPM ancestral sampling with one step per trained step (steps = T by default) for `num`
+    images, kept at `num_points` states: "t" [K] and "step" [K] = t T (1000, 900, ..., 0 for T = 1000),
+    x_t [K, num, H, W, C] and x0 [K, num, H, W, C], the network's estimate of x_0 from each x_t (the last state is the
+    sample itself). The sampler's key is batch 0's of `generate(..., seed=seed)`, so the last x_t is the image
+    `generate` draws."""
+    r = load_run(runs[run])
+    m = r.method
+    steps = m.schedule.num_steps if steps is None else steps
+    keep = tuple(int(v) for v in np.round(np.linspace(0, steps, num_points)))
+    labels = _spread_labels(r, num)
+    traj = _trajectory(r, jax.random.fold_in(jax.random.PRNGKey(seed), 0), num, labels, "ddpm", steps, keep)
+    times = _state_times(r, steps, keep)
+    predict = _x0_predictor(r, labels)
+    x0 = np.stack([traj[k] if times[k] == 0 else np.asarray(predict(traj[k], times[k])) for k in range(len(keep))])
+    decode = lambda x: np.asarray(m.decode_x0(jnp.asarray(x)))  # noqa: E731
+    step = np.round(times * m.schedule.num_steps).astype(int)
+    return {"run": run, "steps": steps, "step": step, "t": times,
+            "labels": None if labels is None else np.asarray(labels), "x_t": decode(traj), "x0": decode(x0)}
+
+
+def draw_ddpm_trajectory(data: dict, path: str) -> None:
+    k, num = data["x_t"].shape[:2]
+    plt, fig = new_figure(0.75 * k + 1, 1.6 * num + 1.2)
+    axes = fig.subplots(2, 1)
+    for ax, key, title in ((axes[0], "x_t", "x_t"), (axes[1], "x0", "predicted x_0 = E[x_0 | x_t] (network)")):
+        images = np.swapaxes(data[key], 0, 1).reshape(-1, *data[key].shape[2:])  # one row per sample
+        show_images(ax, images, ncol=k, title=title)
+        h = images.shape[1] + 1
+        ax.set_xticks([(j + 0.5) * h for j in range(k)], [f"{s}" for s in data["step"]], fontsize=8)
+        ax.tick_params(length=0)
+    axes[1].set_xlabel("t (discrete step)")
+    labels = "" if data["labels"] is None else f", labels {', '.join(map(str, data['labels']))}"
+    fig.suptitle(f"24 From noise to image in {data['steps']} steps (DDPM ancestral sampling, {data['run']}{labels})")
+    fig.tight_layout()
+    save(fig, path)

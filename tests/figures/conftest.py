@@ -5,7 +5,7 @@ models are the other tests' tiny models, so the programs compile once per sessio
 import pytest
 
 from jgen.run import train_and_evaluate
-from tests.figures.tiny_runs import tiny_gan
+from tests.figures.tiny_runs import tiny_diffusion, tiny_gan
 
 
 @pytest.fixture(scope="session")
@@ -17,4 +17,11 @@ def runs_root(tmp_path_factory):
 def gan_runs(runs_root):
     """The runs folder, holding a finished tiny `gan_mnist` (sample grids and sample-quality rows every 8 steps)."""
     train_and_evaluate(tiny_gan(), str(runs_root / "gan_mnist"))
+    return runs_root
+
+
+@pytest.fixture(scope="session")
+def diffusion_runs(runs_root):
+    """The runs folder, holding a finished tiny class-conditional `ddpm_mnist`."""
+    train_and_evaluate(tiny_diffusion(), str(runs_root / "ddpm_mnist"))
     return runs_root

@@ -3,11 +3,15 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jgen.diffusion import make_schedule, sample
+from jgen.diffusion import alpha_sigma, make_schedule, sample
 from jgen.diffusion.analytic import mixture_density_1d, mixture_model_fn
 from jgen.figures import CHARTS
-from jgen.figures.diffusion import MIXTURE, diffusion_maths_data, draw_diffusion_maths
+from jgen.figures.diffusion import (MIXTURE, ddpm_trajectory_data, diffusion_maths_data, draw_ddpm_trajectory,
+                                    draw_diffusion_maths, draw_reverse_corruption, reverse_corruption_data)
+from jgen.run import load_run
+from jgen.sampling import generate
 
 
 def test_chart22_is_exact_and_its_ode_paths_are_what_a_fine_ddim_solve_gives(tmp_path):
@@ -34,3 +38,48 @@ def test_chart22_is_exact_and_its_ode_paths_are_what_a_fine_ddim_solve_gives(tmp
     np.testing.assert_allclose(d["schedules"]["linear"]["alpha"] ** 2, sched.alpha_bars, rtol=1e-4)
     draw_diffusion_maths(d, str(tmp_path / CHARTS[22].filename))
     assert (tmp_path / CHARTS[22].filename).stat().st_size > 50_000
+
+
+@pytest.fixture(scope="module")
+def ddpm_charts(diffusion_runs):
+    """Charts 19 and 24's data from the tiny run, at small settings (computed once)."""
+    runs = {"ddpm_mnist": str(diffusion_runs / "ddpm_mnist")}
+    return {19: reverse_corruption_data(runs, index=7, num_points=5, steps=8),
+            24: ddpm_trajectory_data(runs, num=3, num_points=6, steps=20, seed=5)}
+
+
+def test_chart19_forward_shares_one_noise_and_the_reverse_starts_from_its_end(diffusion_runs, ddpm_charts):
+    run = load_run(str(diffusion_runs / "ddpm_mnist"))
+    d = ddpm_charts[19]
+    example = run.test_source[7]
+    np.testing.assert_allclose(d["forward"]["images"][0], example["image"], atol=1e-6)  # t = 0: the test image
+    assert d["label"] == int(example["label"])
+    # x_t = alpha_t x0 + sigma_t eps with the same eps at every t (where no image was clipped to [0, 1])
+    a, s = (np.asarray(v) for v in alpha_sigma(run.method.schedule, jnp.asarray(d["forward"]["t"][1:])))
+    x0 = 2 * example["image"] - 1
+    eps = [(2 * d["forward"]["images"][k + 1] - 1 - a[k] * x0) / s[k] for k in range(len(a))]
+    inside = np.all([(x > 1e-3) & (x < 1 - 1e-3) for x in d["forward"]["images"][1:]], axis=0)
+    assert inside.sum() > 5
+    np.testing.assert_allclose(eps[0][inside], eps[-1][inside], atol=1e-3)
+    np.testing.assert_allclose(d["reverse"]["images"][0], d["forward"]["images"][-1], atol=1e-6)
+    assert d["reverse"]["t"][0] == 1.0 and d["reverse"]["t"][-1] == 0.0
+    np.testing.assert_allclose(d["x0_predictions"][0], example["image"], atol=1e-6)
+
+
+def test_chart24_ends_at_the_image_generate_draws(diffusion_runs, ddpm_charts):
+    d = ddpm_charts[24]
+    t = [1 - k * (1 - 1 / 1000) / 19 for k in (0, 4, 8, 12, 16)] + [0.0]  # 20 time-uniform steps from 1 to 1/T
+    np.testing.assert_allclose(d["t"], t, atol=1e-6)
+    np.testing.assert_array_equal(d["step"], np.round(np.array(t) * 1000))
+    run = load_run(str(diffusion_runs / "ddpm_mnist"))
+    images, _ = generate(run.method, run.state.ema_params, run.state.model_state, 3, seed=5, labels=d["labels"],
+                         sampler="ddpm", steps=20)
+    np.testing.assert_allclose(d["x_t"][-1], images, atol=1e-5)
+    np.testing.assert_array_equal(d["x0"][-1], d["x_t"][-1])
+
+
+def test_diffusion_charts_write_pngs(ddpm_charts, tmp_path):
+    for chart_id, draw in ((19, draw_reverse_corruption), (24, draw_ddpm_trajectory)):
+        path = tmp_path / CHARTS[chart_id].filename
+        draw(ddpm_charts[chart_id], str(path))
+        assert path.stat().st_size > 10_000

@@ -6,6 +6,7 @@ import numpy as np
 
 from jgen.metrics.feature_nets import FeatureNet, register_feature_net
 from tests.conftest import tiny_config
+from tests.diffusion.test_diffusion_method import diffusion_config
 from tests.gan.test_gan_method import gan_config
 
 PIXEL_NET = "test_pixels"
@@ -31,4 +32,11 @@ def tiny_gan(steps: int = 24):
     c.eval.sample_metrics_every = 8
     c.eval.num_samples = 64
     c.eval.feature_net = PIXEL_NET
+    return c
+
+
+def tiny_diffusion():
+    """The diffusion method test's tiny conditional UNet and run (its programs are compiled once per session)."""
+    c = diffusion_config(steps=60, parameterization="v", loss_weighting="min_snr")
+    c.train.sample_every = 60
     return c
