@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from jgen.data import get_source
-from jgen.run import read_config, run_progress
+from jgen.run import Run, read_config, run_progress
 from jgen.train.writer import read_metrics, sample_grids
 from jgen.viz import grid_cells, image_grid, pyplot, read_png
 
@@ -86,6 +86,21 @@ def grid_images(workdir: str, name: str = "samples") -> dict[int, np.ndarray]:
     """step -> the images [N, H, W, C] in [0, 1] of each <name>_step_*.png grid the run's loop wrote."""
     hw = image_shape(workdir)[:2]
     return {step: grid_cells(read_png(path), hw) for step, path in sample_grids(workdir, name).items()}
+
+
+def pick_test_images(run: Run, num: int, one_per_class: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(images [n, H, W, C], labels [n]) of up to `num` test examples at evenly spaced indices (test splits are often
+    sorted by class); with `one_per_class`, the first of each class among 20 * num spread candidates, by class."""
+    src = run.test_source
+    spread = lambda k: np.unique(np.round(np.linspace(0, len(src) - 1, min(k, len(src)))).astype(int))  # noqa: E731
+    idx = spread(num)
+    if one_per_class:
+        first: dict[int, int] = {}
+        for i in spread(20 * num):
+            first.setdefault(int(src[int(i)]["label"]), int(i))
+        idx = [first[c] for c in sorted(first)][:num]
+    examples = [src[int(i)] for i in idx]
+    return np.stack([e["image"] for e in examples]), np.array([int(e["label"]) for e in examples])
 
 
 def metric_rows(workdir: str, split: str, keys: Sequence[str]) -> list[dict]:

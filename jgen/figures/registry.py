@@ -13,7 +13,7 @@ import traceback
 from typing import Callable, Mapping, Sequence
 
 from jgen.config import InputError
-from jgen.figures import diffusion, gans, landscape
+from jgen.figures import autoencoders, diffusion, gans, landscape
 from jgen.figures.common import IMAGE_FAMILIES, RUNS, MissingData, run_missing, train_commands
 
 
@@ -34,6 +34,10 @@ class Chart:
 
 
 _CHARTS = [
+    Chart(12, "autoencoder_successes", "Autoencoder successes: reconstructions and the MSE curve", ("ae_mnist",),
+          autoencoders.ae_success_data, autoencoders.draw_ae_success),
+    Chart(13, "generation_problem", "Autoencoder failures: the generation problem", ("ae_mnist", "vae_mnist"),
+          autoencoders.generation_problem_data, autoencoders.draw_generation_problem),
     Chart(16, "samples_over_training", "How artists develop mastery: samples as training goes on", ("gan_mnist",),
           gans.mastery_data, gans.draw_mastery),
     Chart(18, "forger_vs_detective", "Forger vs detective: D(x) and D(G(z)) over a GAN run", ("gan_mnist",),

@@ -5,7 +5,8 @@ models are the other tests' tiny models, so the programs compile once per sessio
 import pytest
 
 from jgen.run import train_and_evaluate
-from tests.figures.tiny_runs import tiny_diffusion, tiny_gan
+from tests.conftest import tiny_config
+from tests.figures.tiny_runs import tiny_autoencoder, tiny_diffusion, tiny_gan
 
 
 @pytest.fixture(scope="session")
@@ -24,4 +25,12 @@ def gan_runs(runs_root):
 def diffusion_runs(runs_root):
     """The runs folder, holding a finished tiny class-conditional `ddpm_mnist`."""
     train_and_evaluate(tiny_diffusion(), str(runs_root / "ddpm_mnist"))
+    return runs_root
+
+
+@pytest.fixture(scope="session")
+def ae_runs(runs_root):
+    """The runs folder, holding a finished tiny `ae_mnist` (evaluated every 10 steps) and `vae_mnist`."""
+    train_and_evaluate(tiny_autoencoder(), str(runs_root / "ae_mnist"))
+    train_and_evaluate(tiny_config("vae", steps=10), str(runs_root / "vae_mnist"))
     return runs_root

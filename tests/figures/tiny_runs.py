@@ -40,3 +40,13 @@ def tiny_diffusion():
     c = diffusion_config(steps=60, parameterization="v", loss_weighting="min_snr")
     c.train.sample_every = 60
     return c
+
+
+def tiny_autoencoder(steps: int = 40):
+    """The training test's tiny MLP autoencoder (no EMA, like the course's), evaluated every 10 steps."""
+    c = tiny_config("autoencoder", steps=steps)
+    c.model.kind = "mlp"
+    c.model.features = (32,)
+    c.train.ema_decay = 0.0
+    c.train.eval_every = 10
+    return c
