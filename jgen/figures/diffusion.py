@@ -21,7 +21,8 @@ from jgen.diffusion.analytic import mixture_density_1d, mixture_marginal_1d, mix
 from jgen.diffusion.schedules import SCHEDULES
 from jgen.diffusion.timegrid import time_grid
 from jgen.diffusion.trajectory import forward_trajectory
-from jgen.figures.common import new_figure, save, show_images
+from jgen.figures.common import MissingData, new_figure, save, show_images
+from jgen.pipeline import Pipeline
 from jgen.run import Run, load_run
 
 # The 1-D data of chart 22: three modes of different widths and weights.
@@ -230,4 +231,50 @@ def draw_ddpm_trajectory(data: dict, path: str) -> None:
     labels = "" if data["labels"] is None else f", labels {', '.join(map(str, data['labels']))}"
     fig.suptitle(f"24 From noise to image in {data['steps']} steps (DDPM ancestral sampling, {data['run']}{labels})")
     fig.tight_layout()
+    save(fig, path)
+
+
+# -- 27: the Stable Diffusion API ------------------------------------------------------------------------------
+def pipeline_call(workdir: str, kwargs: Mapping) -> str:
+    """The Python that makes chart 27's images with `kwargs` (the same dict the chart calls the pipeline with)."""
+    pad = " " * len("images = {g: pipe(")
+    args = f",\n{pad}".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return (f"from jgen.pipeline import Pipeline\n\npipe = Pipeline.from_workdir({workdir!r})\n"
+            f"images = {{g: pipe({args},\n{pad}guidance_scale=g)\n          for g in GUIDANCE_SCALES}}")
+
+
+def guidance_data(runs: Mapping[str, str], run: str = "ldm_mnist", labels: Sequence[int] = tuple(range(10)),
+                  scales: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0), sampler: str = "dpm_solver", steps: int = 20,
+                  seed: int = 0) -> dict:
+    """Chart 27's data: {"code": the Pipeline call as text, "scales", "labels", "images": [S, L, H, W, C] in [0, 1]},
+    one `Pipeline` call per guidance scale with one sample per label, all from the same seed (0: unconditional,
+    1: conditional, > 1: guided)."""
+    pipe = Pipeline.from_workdir(runs[run])
+    if pipe.num_classes == 0:
+        raise MissingData(f"{runs[run]} is an unconditional model: guidance needs a class-conditional run")
+    kwargs = {"labels": list(labels), "num_samples_per_label": 1, "sampler": sampler, "steps": steps, "seed": seed}
+    images = np.stack([pipe(**kwargs, guidance_scale=float(g)) for g in scales]).astype(np.float32) / 255.0
+    return {"run": run, "method": pipe.method.name, "code": pipeline_call(runs[run], kwargs),
+            "scales": list(scales), "labels": list(labels), "images": images}
+
+
+def draw_guidance(data: dict, path: str) -> None:
+    s, n = data["images"].shape[:2]
+    code = f"GUIDANCE_SCALES = {data['scales']}\n{data['code']}"
+    code_h = 0.16 * (code.count("\n") + 1) + 0.3
+    plt, fig = new_figure(0.75 * n + 1.5, 0.8 * s + code_h + 1.0)
+    gs = fig.add_gridspec(2, 1, height_ratios=[code_h, 0.8 * s], hspace=0.05)
+    ax = fig.add_subplot(gs[0])
+    ax.axis("off")
+    ax.text(0.0, 0.5, code, family="monospace", fontsize=8, va="center", ha="left", transform=ax.transAxes,
+            bbox={"facecolor": "0.95", "edgecolor": "0.7", "boxstyle": "round"})
+    ax = fig.add_subplot(gs[1])
+    show_images(ax, data["images"].reshape(-1, *data["images"].shape[2:]), ncol=n)
+    h = data["images"].shape[2] + 1
+    ax.set_yticks([(i + 0.5) * h for i in range(s)], [f"guidance {g:g}" for g in data["scales"]], fontsize=8)
+    ax.set_xticks([(j + 0.5) * h for j in range(n)], [str(c) for c in data["labels"]], fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_xlabel("class label")
+    fig.suptitle(f"27 The Stable Diffusion API ({data['run']}, {data['method']}): 0 unconditional, 1 conditional, "
+                 "> 1 guided", fontsize=10)
     save(fig, path)

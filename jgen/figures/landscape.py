@@ -1,4 +1,5 @@
-"""Evaluation and the landscape of approaches: chart 26 (quality metrics throughout training, every image family).
+"""Evaluation and the landscape of approaches, charts that set families side by side: 17 (GAN and diffusion), 23 (latent
+interpolation in the VAE, the GAN and diffusion) and 26 (quality metrics throughout training, every image family).
 
 Sample-quality rows are what the loop writes every `eval.sample_metrics_every` steps (split "sample_quality":
 FID, IS, precision, recall of EMA samples under the run's `eval.feature_net`, keys `<metric>_<net>`).
@@ -8,10 +9,15 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import jax
 import numpy as np
 
-from jgen.figures.common import MissingData, new_figure, save
-from jgen.run import read_config
+from jgen.data import from_model_range
+from jgen.figures.common import MissingData, draw_table, metric_rows, new_figure, pick_test_images, save, show_images
+from jgen.methods.base import slerp
+from jgen.pipeline import Pipeline
+from jgen.run import load_run, read_config
+from jgen.sampling import balanced_labels, generate
 from jgen.train.writer import read_metrics
 
 QUALITY_METRICS = (("fid", "FID (lower is better)"), ("is", "Inception Score (higher is better)"),
@@ -58,5 +64,112 @@ def draw_quality_curves(data: dict, path: str) -> None:
         ax.legend(fontsize=7)
     note = f"; no sample-quality rows in {', '.join(data['without'])}" if data["without"] else ""
     fig.suptitle(f"26 Quality metrics throughout training (features: {', '.join(nets)}{note})", fontsize=11)
+    fig.tight_layout()
+    save(fig, path)
+
+
+# -- 23: latent interpolation --------------------------------------------------------------------------------------
+def interpolation_data(runs: Mapping[str, str], vae: str = "vae_mnist", gan: str = "gan_mnist",
+                       diffusion: str = "ddpm_mnist", num: int = 10, steps: int = 50, seed: int = 0) -> dict:
+    """Chart 23's data, for whichever of the three runs exist: the two test digits a, b ([H, W, C]; the first and
+    last class of `pick_test_images(..., one_per_class=True)`) and strips {run: images [num, H, W, C]}:
+    the VAE's posterior means interpolated linearly (`Pipeline.interpolate`), diffusion's DDIM codes (`steps` steps)
+    interpolated spherically (`Pipeline.interpolate`, unconditional), and the GAN's generator on the great circle
+    between two random latents (`slerp`; a GAN has no encoder, so its ends are not a and b).
+    ends_error: {run: mean |pixel error| of the strip's ends against a and b} for the strips that start and end
+    at the digits."""
+    present = [n for n in (vae, diffusion, gan) if n in runs]
+    if not present:
+        raise MissingData(f"chart 23 needs one of the runs {vae}, {gan}, {diffusion}")
+    first = load_run(runs[present[0]])
+    images, _ = pick_test_images(first, 20, one_per_class=True)
+    a, b = images[0], images[-1]
+    strips, kinds, ends = {}, {}, {}
+    for name, kind in ((vae, "VAE: linear between posterior means"),
+                       (diffusion, f"diffusion: DDIM inversion ({steps} steps) + slerp")):
+        if name in runs:
+            pipe = Pipeline(first if name == present[0] else load_run(runs[name]))
+            kw = {"steps": steps} if name == diffusion else {}
+            strips[name] = pipe.interpolate(a, b, num, **kw).astype(np.float32) / 255.0
+            kinds[name] = kind
+            ends[name] = float((np.abs(strips[name][0] - a).mean() + np.abs(strips[name][-1] - b).mean()) / 2)
+    if gan in runs:
+        g = first if gan == present[0] else load_run(runs[gan])
+        z = g.method.latents(jax.random.PRNGKey(seed), 2)
+        x = g.method.generate_model_range(g.state.ema_params["generator"], slerp(z[0], z[1], num))
+        strips[gan] = np.asarray(from_model_range(x))
+        kinds[gan] = "GAN: slerp between two random latents (no encoder)"
+    return {"a": a, "b": b, "strips": strips, "kinds": kinds, "ends_error": ends}
+
+
+def draw_interpolation(data: dict, path: str) -> None:
+    strips = data["strips"]
+    plt, fig = new_figure(1.0 * len(next(iter(strips.values()))) + 2.6, 1.45 * len(strips) + 0.9)
+    gs = fig.add_gridspec(len(strips), 2, width_ratios=[1.2, len(next(iter(strips.values())))])
+    show_images(fig.add_subplot(gs[:, 0]), np.stack([data["a"], data["b"]]), ncol=1, title="a (top), b")
+    for i, (name, images) in enumerate(strips.items()):
+        ax = fig.add_subplot(gs[i, 1])
+        end = f"; ends: mean pixel error {data['ends_error'][name]:.3f}" if name in data["ends_error"] else ""
+        show_images(ax, images, ncol=len(images), title=f"{name}: {data['kinds'][name]}{end}")
+    fig.suptitle("23 Latent interpolation between the same two test digits")
+    save(fig, path)
+
+
+# -- 17: two approaches ----------------------------------------------------------------------------------------
+def _training_seconds(rows: list[dict]) -> float:
+    """Wall time of the logged training steps: each row's steps over its steps/s (compilation excluded)."""
+    prev, total = 0, 0.0
+    for r in rows:
+        total += (r["step"] - prev) / r["steps_per_sec"]
+        prev = r["step"]
+    return total
+
+
+def two_approaches_data(runs: Mapping[str, str], gan: str = "gan_mnist", diffusion: str = "ddpm_mnist",
+                        num: int = 20, timing_num: int = 64, seed: int = 0) -> dict:
+    """Chart 17's data, GAN beside diffusion: for each, samples [num, H, W, C] with class-balanced labels where the
+    model is conditional (labels [num] or None), its train-loss curves {metric: (steps [R], values [R])}, and its
+    cost: NFE per image and images/s (`generate(..., timed=True)` of `timing_num` images, compilation excluded),
+    training seconds (from the logged steps/s) and steps."""
+    out = {}
+    for name, keys in ((gan, ("d_loss", "g_loss")), (diffusion, ("loss",))):
+        r = load_run(runs[name])
+        m = r.method
+        labels = balanced_labels(num, m.num_classes)
+        images, _ = generate(m, r.state.ema_params, r.state.model_state, num, seed=seed, labels=labels)
+        _, cost = generate(m, r.state.ema_params, r.state.model_state, timing_num, seed=seed + 1,
+                           labels=balanced_labels(timing_num, m.num_classes), timed=True)
+        rows = metric_rows(r.workdir, "train", keys)
+        out[name] = {"method": m.name, "images": images, "labels": labels,
+                     "curves": {k: (np.array([row["step"] for row in rows]), np.array([row[k] for row in rows]))
+                                for k in keys},
+                     "nfe": cost.nfe_per_image, "images_per_sec": cost.images_per_sec,
+                     "train_seconds": _training_seconds(metric_rows(r.workdir, "train", ("steps_per_sec",))),
+                     "steps": r.step}
+    return out
+
+
+def draw_two_approaches(data: dict, path: str) -> None:
+    names = list(data)
+    plt, fig = new_figure(13, 7.5)
+    gs = fig.add_gridspec(2, 3, width_ratios=[1.2, 1.2, 1])
+    for j, name in enumerate(names):
+        d = data[name]
+        labels = "" if d["labels"] is None else " (labels 0..9 by column)"
+        show_images(fig.add_subplot(gs[0, j]), d["images"], ncol=10 if d["labels"] is not None else 10,
+                    title=f"{name} ({d['method']}){labels}")
+        ax = fig.add_subplot(gs[1, j])
+        for k, (steps, values) in d["curves"].items():
+            ax.plot(steps, values, label=k)
+        ax.set_xlabel("training step")
+        ax.set_title(f"{name}: training losses", fontsize=9)
+        ax.legend(fontsize=8)
+        if d["method"] != "gan":
+            ax.set_yscale("log")
+    rows = [[n, data[n]["nfe"], data[n]["images_per_sec"], data[n]["steps"], data[n]["train_seconds"] / 60]
+            for n in names]
+    draw_table(fig.add_subplot(gs[:, 2]), ["run", "NFE / image", "images / s", "train steps", "train min"], rows,
+               title="cost per sample and of training (this machine)")
+    fig.suptitle("17 Two approaches: one network call (GAN) against many (diffusion)")
     fig.tight_layout()
     save(fig, path)

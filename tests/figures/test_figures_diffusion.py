@@ -9,7 +9,8 @@ from jgen.diffusion import alpha_sigma, make_schedule, sample
 from jgen.diffusion.analytic import mixture_density_1d, mixture_model_fn
 from jgen.figures import CHARTS
 from jgen.figures.diffusion import (MIXTURE, ddpm_trajectory_data, diffusion_maths_data, draw_ddpm_trajectory,
-                                    draw_diffusion_maths, draw_reverse_corruption, reverse_corruption_data)
+                                    draw_diffusion_maths, draw_guidance, draw_reverse_corruption, guidance_data,
+                                    reverse_corruption_data)
 from jgen.run import load_run
 from jgen.sampling import generate
 
@@ -83,3 +84,16 @@ def test_diffusion_charts_write_pngs(ddpm_charts, tmp_path):
         path = tmp_path / CHARTS[chart_id].filename
         draw(ddpm_charts[chart_id], str(path))
         assert path.stat().st_size > 10_000
+
+
+@pytest.mark.slow  # one sampling program per guidance scale: about 20 s on 2 cores
+def test_chart27_code_shown_is_the_code_that_made_the_images(diffusion_runs, tmp_path):
+    workdir = str(diffusion_runs / "ddpm_mnist")
+    d = guidance_data({"ddpm_mnist": workdir}, run="ddpm_mnist", labels=[1, 7], scales=[0.0, 4.0], steps=3)
+    namespace = {"GUIDANCE_SCALES": d["scales"]}
+    exec(d["code"], namespace)  # the figure's text, run as it is
+    for i, g in enumerate(d["scales"]):
+        np.testing.assert_array_equal(d["images"][i], namespace["images"][g].astype(np.float32) / 255.0)
+    assert not np.array_equal(d["images"][0], d["images"][1])  # guidance changes the images
+    draw_guidance(d, str(tmp_path / "27.png"))
+    assert (tmp_path / "27.png").stat().st_size > 10_000

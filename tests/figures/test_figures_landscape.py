@@ -2,11 +2,16 @@
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jgen.figures import CHARTS, MissingData, draw_charts
-from jgen.figures.landscape import quality_curves_data
+from jgen.figures.landscape import (draw_interpolation, draw_two_approaches, interpolation_data, quality_curves_data,
+                                    two_approaches_data)
+from jgen.run import load_run
+from jgen.sampling import generate
+from jgen.train.writer import read_metrics
 from tests.figures.tiny_runs import PIXEL_NET
 
 
@@ -21,7 +26,7 @@ def test_chart26_curves_are_the_sample_quality_rows(gan_runs, tmp_path):
     for m in ("fid", "is", "precision", "recall"):
         np.testing.assert_array_equal(c[m], [r[f"{m}_{PIXEL_NET}"] for r in rows])
     out = draw_charts(str(gan_runs), str(tmp_path), [26], log=lambda _: None)[0]
-    assert out.status == "drawn" and "ddpm_mnist" in out.message  # drawn from what exists, the rest named
+    assert out.status == "drawn" and "ar_mnist" in out.message  # drawn from what exists, the rest named
     assert (tmp_path / CHARTS[26].filename).stat().st_size > 20_000
 
 
@@ -30,3 +35,39 @@ def test_chart26_without_quality_rows_says_how_to_log_them(tmp_path):
     (tmp_path / "gan_mnist" / "config.json").write_text(json.dumps({"method": {"name": "gan"}}))
     with pytest.raises(MissingData, match="sample_metrics_every"):
         quality_curves_data({"gan_mnist": str(tmp_path / "gan_mnist")})
+
+
+@pytest.mark.slow  # DDIM inversion, GAN and VAE programs of their own: about 20 s on 2 cores
+def test_chart23_strips_run_between_two_test_digits(gan_runs, diffusion_runs, ae_runs, tmp_path):
+    runs = {n: str(gan_runs / n) for n in ("vae_mnist", "gan_mnist", "ddpm_mnist")}
+    d = interpolation_data(runs, num=5, steps=4)
+    vae = load_run(runs["vae_mnist"])
+    tests = np.stack([vae.test_source[i]["image"] for i in range(len(vae.test_source))])
+    assert any(np.array_equal(d["a"], x) for x in tests) and any(np.array_equal(d["b"], x) for x in tests)
+    assert {k: v.shape for k, v in d["strips"].items()} == {n: (5, 8, 8, 1) for n in runs}
+    # the VAE strip's ends are its reconstructions of a and b (decoded posterior means)
+    mean, _ = vae.method.encode(vae.state.ema_params, jnp.stack([d["a"], d["b"]]))
+    ends = np.asarray(vae.method.decode(vae.state.ema_params, mean))
+    np.testing.assert_allclose(d["strips"]["vae_mnist"][[0, -1]], ends, atol=1 / 255 + 1e-6)  # uint8 rounding
+    assert set(d["ends_error"]) == {"vae_mnist", "ddpm_mnist"}  # the GAN's strip does not start at a digit
+    draw_interpolation(d, str(tmp_path / "23.png"))
+    assert (tmp_path / "23.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # timed generation of two families: about 15 s on 2 cores
+def test_chart17_samples_curves_and_costs(gan_runs, diffusion_runs, tmp_path):
+    runs = {n: str(gan_runs / n) for n in ("gan_mnist", "ddpm_mnist")}
+    d = two_approaches_data(runs, num=10, timing_num=10)
+    for name in runs:
+        run = load_run(runs[name])
+        images, info = generate(run.method, run.state.ema_params, run.state.model_state, 10, seed=0,
+                                labels=d[name]["labels"])
+        np.testing.assert_array_equal(d[name]["images"], images)
+        assert d[name]["nfe"] == info.nfe_per_image and d[name]["images_per_sec"] > 0
+        rows = read_metrics(runs[name], "train")
+        key = "g_loss" if name == "gan_mnist" else "loss"
+        np.testing.assert_array_equal(d[name]["curves"][key][1], [r[key] for r in rows])
+        assert d[name]["train_seconds"] > 0 and d[name]["steps"] == rows[-1]["step"]
+    assert d["gan_mnist"]["nfe"] == 1 and d["ddpm_mnist"]["nfe"] == 8
+    draw_two_approaches(d, str(tmp_path / "17.png"))
+    assert (tmp_path / "17.png").stat().st_size > 10_000
