@@ -1,22 +1,35 @@
-"""Charts 12 and 13 on tiny autoencoder and VAE runs: PNGs written, data equal to the runs' files and models."""
+"""Charts 12 and 13 on tiny autoencoder and VAE runs: PNGs written, data equal to the runs' files and models.
+
+Slow: the two tiny runs and the charts' programs take about 30 s of CPU on 2 cores (`make test-slow`)."""
 
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jgen.figures import CHARTS, draw_charts
+from jgen.figures import CHARTS
+from jgen.figures.autoencoders import (ae_success_data, draw_ae_success, draw_generation_problem,
+                                       generation_problem_data)
 from jgen.figures.common import pick_test_images
-from jgen.figures.autoencoders import ae_success_data, generation_problem_data
 from jgen.run import load_run
 from jgen.sampling import generate
 
+pytestmark = pytest.mark.slow
 
-def test_chart12_curves_are_the_logged_mse_rows(ae_runs):
+
+@pytest.fixture(scope="module")
+def ae_charts(ae_runs):
+    """Charts 12 and 13's data from the tiny runs (computed once)."""
+    runs = {"ae_mnist": str(ae_runs / "ae_mnist"), "vae_mnist": str(ae_runs / "vae_mnist")}
+    return {12: ae_success_data(runs), 13: generation_problem_data(runs, num=4, num_codes=100, seed=3)}
+
+
+def test_chart12_curves_are_the_logged_mse_rows(ae_runs, ae_charts):
     workdir = ae_runs / "ae_mnist"
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    d = ae_success_data({"ae_mnist": str(workdir)})
+    d = ae_charts[12]
     run = load_run(str(workdir))
     for split in ("train", "eval"):
         logged = [r for r in rows if r["split"] == split]
@@ -32,9 +45,9 @@ def test_chart12_curves_are_the_logged_mse_rows(ae_runs):
                                atol=1e-6)
 
 
-def test_chart13_shows_the_models_own_samples_and_projects_the_codes(ae_runs):
+def test_chart13_shows_the_models_own_samples_and_projects_the_codes(ae_runs, ae_charts):
     runs = {"ae_mnist": str(ae_runs / "ae_mnist"), "vae_mnist": str(ae_runs / "vae_mnist")}
-    d = generation_problem_data(runs, num=4, num_codes=100, seed=3)
+    d = ae_charts[13]
     ae, vae = load_run(runs["ae_mnist"]), load_run(runs["vae_mnist"])
     np.testing.assert_array_equal(d["fitted"], generate(ae.method, ae.state.ema_params, ae.state.model_state, 4,
                                                         seed=3)[0])
@@ -53,8 +66,8 @@ def test_chart13_shows_the_models_own_samples_and_projects_the_codes(ae_runs):
     assert len(d["nearest"]["fitted"]) == len(d["nearest"]["normal"]) == 100
 
 
-def test_autoencoder_charts_write_pngs(ae_runs, tmp_path):
-    outcomes = draw_charts(str(ae_runs), str(tmp_path), [12, 13], log=lambda _: None)
-    assert [o.status for o in outcomes] == ["drawn", "drawn"], outcomes
-    for i in (12, 13):
-        assert (tmp_path / CHARTS[i].filename).stat().st_size > 30_000
+def test_autoencoder_charts_write_pngs(ae_charts, tmp_path):
+    for chart_id, draw in ((12, draw_ae_success), (13, draw_generation_problem)):
+        path = tmp_path / CHARTS[chart_id].filename
+        draw(ae_charts[chart_id], str(path))
+        assert path.stat().st_size > 30_000

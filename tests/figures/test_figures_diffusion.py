@@ -49,6 +49,7 @@ def ddpm_charts(diffusion_runs):
             24: ddpm_trajectory_data(runs, num=3, num_points=6, steps=20, seed=5)}
 
 
+@pytest.mark.slow  # the tiny diffusion run and its samplers: about 40 s of CPU on 2 cores
 def test_chart19_forward_shares_one_noise_and_the_reverse_starts_from_its_end(diffusion_runs, ddpm_charts):
     run = load_run(str(diffusion_runs / "ddpm_mnist"))
     d = ddpm_charts[19]
@@ -67,18 +68,26 @@ def test_chart19_forward_shares_one_noise_and_the_reverse_starts_from_its_end(di
     np.testing.assert_allclose(d["x0_predictions"][0], example["image"], atol=1e-6)
 
 
-def test_chart24_ends_at_the_image_generate_draws(diffusion_runs, ddpm_charts):
+@pytest.mark.slow  # the tiny diffusion run and its samplers: about 40 s of CPU on 2 cores
+def test_chart24_keeps_the_states_at_the_requested_times(ddpm_charts):
     d = ddpm_charts[24]
     t = [1 - k * (1 - 1 / 1000) / 19 for k in (0, 4, 8, 12, 16)] + [0.0]  # 20 time-uniform steps from 1 to 1/T
     np.testing.assert_allclose(d["t"], t, atol=1e-6)
     np.testing.assert_array_equal(d["step"], np.round(np.array(t) * 1000))
+    assert d["x_t"].shape == d["x0"].shape == (6, 3, 8, 8, 1)
+    np.testing.assert_array_equal(d["x0"][-1], d["x_t"][-1])  # the sample is its own estimate
+
+
+@pytest.mark.slow  # compiles generate's DDPM program: about 8 s on 2 cores
+def test_chart24_ends_at_the_image_generate_draws(diffusion_runs, ddpm_charts):
+    d = ddpm_charts[24]
     run = load_run(str(diffusion_runs / "ddpm_mnist"))
     images, _ = generate(run.method, run.state.ema_params, run.state.model_state, 3, seed=5, labels=d["labels"],
                          sampler="ddpm", steps=20)
     np.testing.assert_allclose(d["x_t"][-1], images, atol=1e-5)
-    np.testing.assert_array_equal(d["x0"][-1], d["x_t"][-1])
 
 
+@pytest.mark.slow  # the tiny diffusion run and its samplers: about 40 s of CPU on 2 cores
 def test_diffusion_charts_write_pngs(ddpm_charts, tmp_path):
     for chart_id, draw in ((19, draw_reverse_corruption), (24, draw_ddpm_trajectory)):
         path = tmp_path / CHARTS[chart_id].filename
