@@ -180,8 +180,8 @@ def draw_reverse_corruption(data: dict, path: str) -> None:
     rows = [("forward: x_t = alpha_t x_0 + sigma_t eps", data["forward"]["images"], data["forward"]["t"]),
             ("the model's estimate of x_0 from that x_t (one network call)", data["x0_predictions"],
              data["forward"]["t"]),
-            (f"reverse: DDIM, {data['steps']} steps, label {data['label']}, from the x_1 above", data["reverse"]["images"],
-             data["reverse"]["t"])]
+            (f"reverse: DDIM, {data['steps']} steps, label {data['label']}, from the x_1 above",
+             data["reverse"]["images"], data["reverse"]["t"])]
     k = len(data["forward"]["t"])
     plt, fig = new_figure(1.1 * k, 4.6)
     axes = fig.subplots(3, k, squeeze=False)

@@ -118,8 +118,7 @@ def draw_detective(data: dict, path: str) -> None:
     if len(ev["step"]):
         ax.plot(ev["step"], ev["d_real"], "s", color="tab:blue", label="D(x), test images")
         ax.plot(ev["step"], ev["d_fake"], "s", color="tab:red", mfc="none", label="D(G(z)), at evaluation")
-    ax.axhline(0.5, color="grey", ls="--", lw=0.8)
-    ax.text(tr["step"][0], 0.485, "equilibrium: D = 1/2", ha="left", va="top", fontsize=8, color="grey")
+    ax.axhline(0.5, color="grey", ls="--", lw=0.8, label="equilibrium: D = 1/2 everywhere")
     ax.set_ylim(0, 1)
     ax.set_xlabel("training step")
     ax.set_ylabel("D's probability of 'real'")

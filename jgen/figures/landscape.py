@@ -1,5 +1,6 @@
 """Evaluation and the landscape of approaches, charts that set families side by side: 17 (GAN and diffusion), 23 (latent
-interpolation in the VAE, the GAN and diffusion) and 26 (quality metrics throughout training, every image family).
+interpolation in the VAE, the GAN and diffusion), 26 (quality metrics throughout training, every image family) and
+28 (every family on quality, diversity, speed and likelihood, measured by `jgen.run.evaluate_run`).
 
 Sample-quality rows are what the loop writes every `eval.sample_metrics_every` steps (split "sample_quality":
 FID, IS, precision, recall of EMA samples under the run's `eval.feature_net`, keys `<metric>_<net>`).
@@ -16,7 +17,8 @@ from jgen.data import from_model_range
 from jgen.figures.common import MissingData, draw_table, metric_rows, new_figure, pick_test_images, save, show_images
 from jgen.methods.base import slerp
 from jgen.pipeline import Pipeline
-from jgen.run import load_run, read_config
+from jgen.metrics.feature_nets import get_feature_net
+from jgen.run import evaluate_run, load_run, read_config
 from jgen.sampling import balanced_labels, generate
 from jgen.train.writer import read_metrics
 
@@ -151,13 +153,12 @@ def two_approaches_data(runs: Mapping[str, str], gan: str = "gan_mnist", diffusi
 
 def draw_two_approaches(data: dict, path: str) -> None:
     names = list(data)
-    plt, fig = new_figure(13, 7.5)
-    gs = fig.add_gridspec(2, 3, width_ratios=[1.2, 1.2, 1])
+    plt, fig = new_figure(12, 9)
+    gs = fig.add_gridspec(3, len(names), height_ratios=[1, 1.4, 0.5])
     for j, name in enumerate(names):
         d = data[name]
-        labels = "" if d["labels"] is None else " (labels 0..9 by column)"
-        show_images(fig.add_subplot(gs[0, j]), d["images"], ncol=10 if d["labels"] is not None else 10,
-                    title=f"{name} ({d['method']}){labels}")
+        labels = "unconditional" if d["labels"] is None else "labels 0..9 by column"
+        show_images(fig.add_subplot(gs[0, j]), d["images"], ncol=10, title=f"{name} ({d['method']}): {labels}")
         ax = fig.add_subplot(gs[1, j])
         for k, (steps, values) in d["curves"].items():
             ax.plot(steps, values, label=k)
@@ -168,8 +169,57 @@ def draw_two_approaches(data: dict, path: str) -> None:
             ax.set_yscale("log")
     rows = [[n, data[n]["nfe"], data[n]["images_per_sec"], data[n]["steps"], data[n]["train_seconds"] / 60]
             for n in names]
-    draw_table(fig.add_subplot(gs[:, 2]), ["run", "NFE / image", "images / s", "train steps", "train min"], rows,
-               title="cost per sample and of training (this machine)")
+    draw_table(fig.add_subplot(gs[2, :]), ["run", "network calls / image", "images / s (sampling)", "train steps",
+                                           "train minutes (as logged)"], rows)
     fig.suptitle("17 Two approaches: one network call (GAN) against many (diffusion)")
+    fig.tight_layout()
+    save(fig, path)
+
+
+# -- 28: the landscape of approaches -------------------------------------------------------------------------------
+def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int = 0,
+                   feature_net: str | None = None) -> dict:
+    """Chart 28's data: one `evaluate_run` row per run (FID, precision, recall, IS, images/s after compilation,
+    NFE, bits/dim and whether it is exact or a bound), all under one feature net (default: the first run's
+    config.eval.feature_net) against the same test images."""
+    names = list(runs)
+    if not names:
+        raise MissingData("chart 28 needs at least one image family's run")
+    net_name = feature_net or read_config(runs[names[0]]).eval.feature_net
+    net = get_feature_net(net_name)
+    rows = []
+    for name in names:
+        row = evaluate_run(load_run(runs[name]), num_samples, seed, net, timed=True)
+        rows.append({"run": name, "method": row["method"], "fid": row[f"fid_{net_name}"],
+                     "precision": row[f"precision_{net_name}"], "recall": row[f"recall_{net_name}"],
+                     "is": row.get(f"is_{net_name}"), "images_per_sec": row["images_per_sec"], "nfe": row["nfe"],
+                     "bits_per_dim": row.get("bits_per_dim"), "bits_per_dim_kind": row.get("bits_per_dim_kind")})
+    return {"net": net_name, "num_samples": num_samples, "rows": rows}
+
+
+def draw_landscape(data: dict, path: str) -> None:
+    rows = data["rows"]
+    plt, fig = new_figure(12, 6.2)
+    gs = fig.add_gridspec(1, 2, width_ratios=[1.25, 1])
+    ax = fig.add_subplot(gs[0])
+    speed = np.array([r["images_per_sec"] for r in rows])
+    sizes = 40 + 260 * np.log10(speed / speed.min() + 1) / np.log10(speed.max() / speed.min() + 1)
+    for r, size in zip(rows, sizes):
+        ax.scatter(r["recall"], r["fid"], s=size, alpha=0.7)
+        bpd = "" if r["bits_per_dim"] is None else f"\n{r['bits_per_dim']:.3g} bits/dim ({r['bits_per_dim_kind']})"
+        ax.annotate(f"{r['run']}{bpd}", (r["recall"], r["fid"]), textcoords="offset points", xytext=(8, 4),
+                    fontsize=8)
+    ax.set_xlabel("recall (diversity: share of test digits near a sample) →")
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_yscale("log")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_title(f"quality against diversity; marker area grows with images/s ({data['net']} features, "
+                 f"{data['num_samples']} samples)", fontsize=9)
+    header = ["run", "FID", "precision", "recall", "IS", "images/s", "NFE", "bits/dim"]
+    cells = [[r["run"], r["fid"], r["precision"], r["recall"], r["is"], r["images_per_sec"], r["nfe"],
+              None if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.3g} ({r['bits_per_dim_kind']})"]
+             for r in rows]
+    draw_table(fig.add_subplot(gs[1]), header, cells)
+    fig.suptitle("28 The landscape of approaches: every family on quality, diversity, speed and likelihood")
     fig.tight_layout()
     save(fig, path)

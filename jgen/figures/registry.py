@@ -13,7 +13,7 @@ import traceback
 from typing import Callable, Mapping, Sequence
 
 from jgen.config import InputError
-from jgen.figures import autoencoders, diffusion, gans, landscape
+from jgen.figures import autoencoders, diffusion, ethics, gans, landscape
 from jgen.figures.common import IMAGE_FAMILIES, RUNS, MissingData, run_missing, train_commands
 
 
@@ -57,6 +57,11 @@ _CHARTS = [
           ("ddpm_mnist",), diffusion.ddpm_trajectory_data, diffusion.draw_ddpm_trajectory),
     Chart(27, "pipeline_guidance", "The Stable Diffusion API: the Pipeline call and guidance scales 0 to 8",
           ("ldm_mnist",), diffusion.guidance_data, diffusion.draw_guidance),
+    Chart(28, "landscape", "The landscape of approaches: quality against diversity, speed, bits/dim", IMAGE_FAMILIES,
+          landscape.landscape_data, landscape.draw_landscape, any_of=True),
+    Chart(31, "memorisation_and_representation", "Ethics: memorisation (nearest training images, data-copying "
+          "test) and representation (class histograms)", IMAGE_FAMILIES, ethics.memorisation_data,
+          ethics.draw_memorisation, any_of=True),
     Chart(26, "quality_over_training", "Quality metrics throughout training (every image family)", IMAGE_FAMILIES,
           landscape.quality_curves_data, landscape.draw_quality_curves, any_of=True),
 ]
@@ -126,7 +131,7 @@ def draw_chart(chart: Chart, runs_dir: str, out_dir: str) -> Outcome:
 
 def draw_charts(runs_dir: str, out_dir: str, ids: Sequence[int] | None = None,
                 log: Callable[[str], None] = print) -> list[Outcome]:
-    """Draw the charts `ids` (default: all) from the runs under `runs_dir` into `out_dir`, logging progress per chart."""
+    """Draw the charts `ids` (default: all) from the runs under `runs_dir` into `out_dir`; progress per chart."""
     ids = list(CHARTS) if ids is None else list(ids)
     outcomes = []
     for k, i in enumerate(ids, 1):

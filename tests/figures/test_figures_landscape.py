@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from jgen.figures import CHARTS, MissingData, draw_charts
-from jgen.figures.landscape import (draw_interpolation, draw_two_approaches, interpolation_data, quality_curves_data,
-                                    two_approaches_data)
-from jgen.run import load_run
+from jgen.figures.ethics import copying_z, draw_memorisation, memorisation_data, nearest
+from jgen.figures.landscape import (draw_interpolation, draw_landscape, draw_two_approaches, interpolation_data,
+                                    landscape_data, quality_curves_data, two_approaches_data)
+from jgen.run import evaluate_run, load_run
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
 from tests.figures.tiny_runs import PIXEL_NET
@@ -71,3 +72,43 @@ def test_chart17_samples_curves_and_costs(gan_runs, diffusion_runs, tmp_path):
     assert d["gan_mnist"]["nfe"] == 1 and d["ddpm_mnist"]["nfe"] == 8
     draw_two_approaches(d, str(tmp_path / "17.png"))
     assert (tmp_path / "17.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # two evaluations of the run (timed sampling, every metric): about 10 s on 2 cores
+def test_chart28_rows_are_evaluate_run_rows(gan_runs, tmp_path):
+    workdir = str(gan_runs / "gan_mnist")
+    d = landscape_data({"gan_mnist": workdir}, num_samples=40, feature_net=PIXEL_NET)
+    row = evaluate_run(load_run(workdir), 40, 0, PIXEL_NET)
+    (r,) = d["rows"]
+    assert (r["fid"], r["precision"], r["recall"], r["is"], r["nfe"]) == (
+        row[f"fid_{PIXEL_NET}"], row[f"precision_{PIXEL_NET}"], row[f"recall_{PIXEL_NET}"], row[f"is_{PIXEL_NET}"],
+        row["nfe"])
+    assert r["images_per_sec"] > 0 and r["bits_per_dim"] is None  # a GAN has no likelihood
+    draw_landscape(d, str(tmp_path / "28.png"))
+    assert (tmp_path / "28.png").stat().st_size > 10_000
+
+
+def test_chart31_nearest_neighbours_and_copying_statistic(gan_runs, tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(7, 5)), rng.normal(size=(30, 5))
+    dist, idx = nearest(a, b)
+    brute = np.linalg.norm(a[:, None] - b[None], axis=-1)
+    np.testing.assert_array_equal(idx, brute.argmin(1))
+    np.testing.assert_allclose(dist, brute.min(1), rtol=1e-9)
+    near, far = rng.uniform(0, 1, 200), rng.uniform(0.5, 1.5, 300)
+    assert copying_z(near, far) < -5 < 5 < copying_z(far, near) and abs(copying_z(far, far)) < 1e-9
+
+    workdir = str(gan_runs / "gan_mnist")
+    d = memorisation_data({"gan_mnist": workdir}, num_samples=40, num_shown=3, feature_net=PIXEL_NET)
+    run = load_run(workdir)
+    train = np.stack([run.train_source[i]["image"] for i in range(len(run.train_source))])
+    f = d["families"]["gan_mnist"]
+    samples, _ = generate(run.method, run.state.ema_params, run.state.model_state, 40, seed=0)
+    np.testing.assert_array_equal(f["samples"], samples[:3])
+    for k in range(3):  # the nearest training image in pixels, and its distance
+        np.testing.assert_allclose(np.linalg.norm(samples[k] - f["pixel_nn"][k]), f["pixel_dist"][k], rtol=1e-5)
+        to_train = np.sqrt(((samples[k] - train) ** 2).sum(axis=(1, 2, 3)))
+        assert to_train.min() == pytest.approx(f["pixel_dist"][k], rel=1e-5)
+    assert len(d["data"]["test_pixel"]) == len(run.test_source) and f["class_freq"].sum() == pytest.approx(1)
+    draw_memorisation(d, str(tmp_path / "31.png"))
+    assert (tmp_path / "31.png").stat().st_size > 20_000
