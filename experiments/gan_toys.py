@@ -1,10 +1,10 @@
 """GAN experiments with known densities, run from a config file; writes JSON numbers and a PNG figure.
 
-    python experiments/gan_toys.py --config experiments/configs/gan_dstar.py --workdir runs/dstar
+    python experiments/gan_toys.py --config experiments/configs/gan_dstar.py --workdir runs/gan_dstar
     python experiments/gan_toys.py --config experiments/configs/gan_ring.py --workdir runs/ring --config.toy.loss=hinge
 
 `config.experiment` picks the experiment: "dstar" (the learned discriminator against D* = p_data / (p_data + p_g),
-dstar.json and dstar.png) or "ring" (8 Gaussians on a circle: samples from the same latents over training,
+dstar.json, dstar_curves.json (the curves and both training losses) and dstar.png) or "ring" (8 Gaussians on a circle: samples from the same latents over training,
 modes covered and the share of high-quality samples per snapshot, ring.json and ring.png). The computations are
 jgen.gan.toys; this script only validates the config, runs them and draws.
 """
@@ -35,6 +35,8 @@ def run_dstar(config, workdir: str) -> dict:
     curves = out.pop("curves")
     with open(os.path.join(workdir, "dstar.json"), "w") as f:
         json.dump(out, f, indent=2)
+    with open(os.path.join(workdir, "dstar_curves.json"), "w") as f:  # what chart 25 of `jgen figures` draws
+        json.dump({k: np.asarray(v, np.float64).tolist() for k, v in curves.items()}, f)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     x = curves["x"]

@@ -30,13 +30,20 @@ class MissingData(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """How a run directory is made: its config file and the runs it is built on (config field -> run name)."""
+    """How a run directory is made: its config file and the runs it is built on (config field -> run name); a toy
+    experiment's is made by `script` instead of `python -m jgen train`, and is finished once it holds `output`."""
     config: str
     built_on: tuple[tuple[str, str], ...] = ()
+    script: str = ""
+    output: str = ""
 
 
 def _spec(name: str, *built_on: tuple[str, str]) -> RunSpec:
     return RunSpec(f"experiments/configs/{name}.py", built_on)
+
+
+def _toy(name: str, output: str) -> RunSpec:
+    return RunSpec(f"experiments/configs/{name}.py", script="experiments/gan_toys.py", output=output)
 
 
 # Every run a chart may read, by directory name.
@@ -50,6 +57,7 @@ RUNS: dict[str, RunSpec] = {
     "ldm_mnist": _spec("ldm_mnist", ("method.first_stage_workdir", "ldm_autoencoder")),
     "ar_mnist": _spec("ar_mnist"),
     "charlm": _spec("charlm"),
+    "gan_dstar": _toy("gan_dstar", "dstar_curves.json"),
 }
 IMAGE_FAMILIES = ("ae_mnist", "vae_mnist", "gmm_mnist", "gan_mnist", "ddpm_mnist", "ldm_mnist", "ar_mnist")
 
@@ -60,11 +68,16 @@ def train_commands(name: str, runs_dir: str) -> list[str]:
     cmds = [c for _, dep in spec.built_on for c in train_commands(dep, runs_dir)]
     workdir = os.path.join(runs_dir, name)
     extra = "".join(f" --config.{field}={shlex.quote(os.path.join(runs_dir, dep))}" for field, dep in spec.built_on)
-    return cmds + [f"python -m jgen train --config {spec.config} --workdir {shlex.quote(workdir)}{extra}"]
+    program = f"python {spec.script}" if spec.script else "python -m jgen train"
+    return cmds + [f"{program} --config {spec.config} --workdir {shlex.quote(workdir)}{extra}"]
 
 
-def run_missing(workdir: str) -> str | None:
-    """Why `workdir` cannot be drawn from (no run directory, no checkpoint, unfinished), or None when it is finished."""
+def run_missing(name: str, workdir: str) -> str | None:
+    """Why run `name` in `workdir` cannot be drawn from (no run directory, no checkpoint, unfinished), or None when
+    it is finished."""
+    spec = RUNS[name]
+    if spec.script:
+        return None if os.path.exists(os.path.join(workdir, spec.output)) else f"no {spec.output}"
     try:
         latest, total = run_progress(workdir)
     except FileNotFoundError:

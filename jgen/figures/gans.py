@@ -1,5 +1,6 @@
 """The GAN part of the course: charts 16 (samples as training goes on), 18 (forger vs detective) and 21 (GAN
-training step by step), each from a GAN run's metrics.jsonl and the sample grids its loop wrote.
+training step by step), each from a GAN run's metrics.jsonl and the sample grids its loop wrote; and 25 (the optimal
+discriminator) from the files of the toy experiment `experiments/gan_toys.py` (config gan_dstar).
 
 The loop logs the mean of each train metric over the steps since the previous row (train.log_every steps) and
 draws the same latents at every sample interval (a fixed key), so a grid at step s shows the generator at s.
@@ -7,6 +8,8 @@ draws the same latents at every sample interval (a fixed key), so a grid at step
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -148,4 +151,52 @@ def draw_mastery(data: dict, path: str) -> None:
         show_images(ax, row, ncol=len(row))
         ax.set_ylabel(f"step {step}", rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(f"16 Samples as training goes on ({data['run']}: the same latents at every step)", fontsize=10)
+    save(fig, path)
+
+
+# -- 25: why adversarial training works ---------------------------------------------------------------------------
+def dstar_data(runs: Mapping[str, str], run: str = "gan_dstar") -> dict:
+    """Chart 25's data: the toy experiment's files (experiments/gan_toys.py with gan_dstar's config): the grid x,
+    p_data, p_g, D* = p_data / (p_data + p_g), the learned D against the fixed p_g and against p_g = p_data, both
+    discriminators' losses per step; its numbers (dstar.json), and the JSD the optimum's loss implies:
+    loss(D*) = 2 log 2 - 2 JSD(p_data, p_g)."""
+    workdir = runs[run]
+    with open(os.path.join(workdir, "dstar_curves.json")) as f:
+        curves = {k: np.asarray(v, np.float64) for k, v in json.load(f).items()}
+    with open(os.path.join(workdir, "dstar.json")) as f:
+        numbers = json.load(f)
+    return {"run": run, "curves": curves, "numbers": numbers,
+            "jsd": (numbers["two_log_two"] - numbers["optimal_loss"]) / 2}
+
+
+def draw_dstar(data: dict, path: str) -> None:
+    c, n = data["curves"], data["numbers"]
+    plt, fig = new_figure(15, 4.3)
+    axes = fig.subplots(1, 3)
+    for ax, d, ref, title, pg in ((axes[0], c["d"], c["d_star"], "p_g ≠ p_data: learned D against D*", c["p_g"]),
+                                  (axes[1], c["d_equal"], np.full_like(c["x"], 0.5), "p_g = p_data: D = 1/2",
+                                   c["p_data"])):
+        ax.fill_between(c["x"], c["p_data"], color="tab:blue", alpha=0.2, label="p_data")
+        ax.fill_between(c["x"], pg, color="tab:orange", alpha=0.2, label="p_g")
+        ax.plot(c["x"], ref, "k--", label="D* = p_data / (p_data + p_g)")
+        ax.plot(c["x"], d, color="tab:red", label="learned D")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("x")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].text(0.99, 0.98, f"max |D - D*| = {n['max_abs_error_vs_dstar']:.3f}\nwhere there is mass",
+                 transform=axes[0].transAxes, ha="right", va="top", fontsize=8)
+    ax = axes[2]
+    steps = np.arange(1, len(c["loss"]) + 1)
+    ax.plot(steps, c["loss"], color="tab:red", alpha=0.6, lw=0.8, label="D's loss, p_g ≠ p_data")
+    ax.plot(steps, c["loss_equal"], color="tab:green", alpha=0.6, lw=0.8, label="D's loss, p_g = p_data")
+    ax.axhline(n["two_log_two"], color="k", ls="--", lw=1, label=f"2 log 2 = {n['two_log_two']:.4f}")
+    ax.axhline(n["optimal_loss"], color="tab:red", ls=":", lw=1.2,
+               label=f"loss of D* = 2 log 2 - 2 JSD = {n['optimal_loss']:.4f}")
+    ax.set_ylim(n["optimal_loss"] - 0.2, n["two_log_two"] + 0.2)
+    ax.set_xlabel("discriminator step")
+    ax.set_title(f"JSD(p_data, p_g) = {data['jsd']:.4f} nats", fontsize=10)
+    ax.legend(fontsize=7.5)
+    fig.suptitle(f"25 Why adversarial training works: the optimal discriminator, measured ({data['run']})")
+    fig.tight_layout()
     save(fig, path)

@@ -62,6 +62,8 @@ _CHARTS = [
     Chart(31, "memorisation_and_representation", "Ethics: memorisation (nearest training images, data-copying "
           "test) and representation (class histograms)", IMAGE_FAMILIES, ethics.memorisation_data,
           ethics.draw_memorisation, any_of=True),
+    Chart(25, "optimal_discriminator", "Why adversarial training works: D against D*, the JSD, 2 log 2",
+          ("gan_dstar",), gans.dstar_data, gans.draw_dstar),
     Chart(26, "quality_over_training", "Quality metrics throughout training (every image family)", IMAGE_FAMILIES,
           landscape.quality_curves_data, landscape.draw_quality_curves, any_of=True),
 ]
@@ -102,7 +104,7 @@ def ready_runs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str, s
     ready, missing = {}, {}
     for name in chart.runs:
         workdir = os.path.join(runs_dir, name)
-        why = run_missing(workdir)
+        why = run_missing(name, workdir)
         if why:
             missing[name] = why
         else:

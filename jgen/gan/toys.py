@@ -167,7 +167,7 @@ def dstar_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
         "optimal_loss": optimal_loss,
         "curves": {"x": np.asarray(grid[:, 0]), "d": np.asarray(d_hat), "d_star": np.asarray(d_star),
                    "d_equal": np.asarray(d_hat_eq), "p_data": np.exp(np.asarray(log_pd)),
-                   "p_g": np.exp(np.asarray(log_pg))},
+                   "p_g": np.exp(np.asarray(log_pg)), "loss": np.asarray(losses), "loss_equal": np.asarray(losses_eq)},
     }
 
 

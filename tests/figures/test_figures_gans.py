@@ -1,12 +1,14 @@
-"""Charts 16, 18 and 21 on a tiny GAN run: each writes its PNG, and its data are the run's own files."""
+"""Charts 16, 18 and 21 on a tiny GAN run, 25 on a short toy experiment: each writes its PNG, and its data are the
+run's own files."""
 
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from jgen.figures import CHARTS, draw_charts
-from jgen.figures.gans import detective_data, gan_steps_data, mastery_data
+from jgen.figures.gans import detective_data, draw_dstar, dstar_data, gan_steps_data, mastery_data
 
 
 def _rows(workdir, split):
@@ -59,3 +61,25 @@ def test_gan_charts_write_pngs(gan_runs, tmp_path):
     for i in (16, 18, 21):
         with Image.open(tmp_path / CHARTS[i].filename) as im:
             assert im.size[0] > 500 and im.size[1] > 400
+
+
+@pytest.mark.slow  # trains the toy's two discriminators: about 10 s of CPU
+def test_chart25_is_the_toy_experiments_files(tmp_path):
+    from experiments import gan_toys  # local: the toy experiment's script makes the chart's run
+    from experiments.configs import gan_dstar
+
+    config = gan_dstar.get_config()
+    config.toy.steps, config.toy.hidden, config.toy.batch_size = 100, (16,), 256
+    workdir = tmp_path / "gan_dstar"
+    gan_toys.run(config, str(workdir))
+    d = dstar_data({"gan_dstar": str(workdir)})
+    curves = json.loads((workdir / "dstar_curves.json").read_text())
+    numbers = json.loads((workdir / "dstar.json").read_text())
+    assert len(d["curves"]["loss"]) == len(d["curves"]["loss_equal"]) == 100
+    for k in ("x", "d", "d_star", "p_data", "p_g", "loss"):
+        np.testing.assert_array_equal(d["curves"][k], curves[k])
+    np.testing.assert_allclose(d["curves"]["d_star"],  # D* = p_data / (p_data + p_g) on the grid
+                               curves["p_data"] / (np.asarray(curves["p_data"]) + curves["p_g"]), atol=1e-5)
+    assert d["numbers"] == numbers and d["jsd"] == pytest.approx((2 * np.log(2) - numbers["optimal_loss"]) / 2)
+    draw_dstar(d, str(tmp_path / "25.png"))
+    assert (tmp_path / "25.png").stat().st_size > 20_000
