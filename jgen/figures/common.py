@@ -58,6 +58,7 @@ RUNS: dict[str, RunSpec] = {
     "ar_mnist": _spec("ar_mnist"),
     "charlm": _spec("charlm"),
     "gan_dstar": _toy("gan_dstar", "dstar_curves.json"),
+    "gan_ring": _toy("gan_ring", "ring_snapshots.npz"),
 }
 IMAGE_FAMILIES = ("ae_mnist", "vae_mnist", "gmm_mnist", "gan_mnist", "ddpm_mnist", "ldm_mnist", "ar_mnist")
 
@@ -158,7 +159,11 @@ def show_images(ax, images: np.ndarray, ncol: int | None = None, title: str | No
 def draw_table(ax, header: Sequence[str], rows: Sequence[Sequence], title: str | None = None) -> None:
     """A table on `ax` (numbers to 4 significant digits; None as a dash)."""
     def fmt(v):
-        return "—" if v is None else f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+        if v is None:
+            return "—"
+        if isinstance(v, (float, np.floating)):
+            return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+        return str(v)
     ax.axis("off")
     table = ax.table(cellText=[[fmt(v) for v in r] for r in rows], colLabels=list(header), loc="center",
                      cellLoc="center")

@@ -1,6 +1,7 @@
 """The GAN part of the course: charts 16 (samples as training goes on), 18 (forger vs detective) and 21 (GAN
-training step by step), each from a GAN run's metrics.jsonl and the sample grids its loop wrote; and 25 (the optimal
-discriminator) from the files of the toy experiment `experiments/gan_toys.py` (config gan_dstar).
+training step by step), each from a GAN run's metrics.jsonl and the sample grids its loop wrote; and 20 (the ring's
+geometric dynamics) and 25 (the optimal discriminator) from the files of the toy experiments of
+`experiments/gan_toys.py` (configs gan_ring and gan_dstar).
 
 The loop logs the mean of each train metric over the steps since the previous row (train.log_every steps) and
 draws the same latents at every sample interval (a fixed key), so a grid at step s shows the generator at s.
@@ -199,4 +200,49 @@ def draw_dstar(data: dict, path: str) -> None:
     ax.legend(fontsize=7.5)
     fig.suptitle(f"25 Why adversarial training works: the optimal discriminator, measured ({data['run']})")
     fig.tight_layout()
+    save(fig, path)
+
+
+# -- 20: GAN geometric dynamics ------------------------------------------------------------------------------------
+def ring_dynamics_data(runs: Mapping[str, str], run: str = "gan_ring", num_shown: int = 4) -> dict:
+    """Chart 20's data from the ring toy's files (experiments/gan_toys.py with gan_ring's config), at `num_shown`
+    snapshots spread over training (first and last included): steps [S], samples [S, N, 2] (the same latents),
+    d_grid [S, P, P]: D(x) on the grid grid_axis [P] x grid_axis (rows: y), push [S, P, P, 2]: the generator's
+    gradient field -d g_loss(D(x)) / dx there, the mode centres means [K, 2] and each snapshot's ring.json row."""
+    workdir = runs[run]
+    with open(os.path.join(workdir, "ring.json")) as f:
+        meta = json.load(f)
+    with np.load(os.path.join(workdir, "ring_snapshots.npz")) as z:
+        arrays = {k: z[k] for k in z.files}
+    pick = np.unique(np.round(np.linspace(0, len(arrays["steps"]) - 1, min(num_shown, len(arrays["steps"])))))
+    pick = pick.astype(int)
+    return {"run": run, "loss": meta["loss"], "steps": arrays["steps"][pick], "samples": arrays["samples"][pick],
+            "d_grid": arrays["d_grid"][pick], "push": arrays["push"][pick], "grid_axis": arrays["grid_axis"],
+            "means": arrays["means"], "rows": [meta["rows"][i] for i in pick]}
+
+
+def draw_ring_dynamics(data: dict, path: str) -> None:
+    s = len(data["steps"])
+    plt, fig = new_figure(3.6 * s + 0.8, 4.0)
+    axes = fig.subplots(1, s, squeeze=False)[0]
+    ax_ = data["grid_axis"]
+    xx, yy = np.meshgrid(ax_, ax_, indexing="xy")
+    for ax, d, push, samples, row in zip(axes, data["d_grid"], data["push"], data["samples"], data["rows"]):
+        filled = ax.contourf(xx, yy, d, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.55)
+        ax.contour(xx, yy, d, levels=[0.5], colors="k", linewidths=0.8)
+        norm = np.linalg.norm(push, axis=-1, keepdims=True)
+        unit = push / np.maximum(norm, 1e-12)
+        ax.quiver(xx, yy, unit[..., 0], unit[..., 1], color="0.25", alpha=0.6, scale=30, width=0.004)
+        ax.scatter(samples[:, 0], samples[:, 1], s=1.5, color="tab:orange", alpha=0.6)
+        ax.scatter(data["means"][:, 0], data["means"][:, 1], s=40, marker="x", color="k")
+        ax.set_xlim(ax_[0], ax_[-1])
+        ax.set_ylim(ax_[0], ax_[-1])
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"step {row['step']}: {row['modes_covered']}/{len(data['means'])} modes, "
+                     f"{100 * row['high_quality']:.0f}% high quality", fontsize=9)
+    fig.colorbar(filled, ax=list(axes), fraction=0.015, label="D(x): probability of real")
+    fig.suptitle(f"20 GAN geometric dynamics ({data['run']}, {data['loss']} loss): D's contours (black: D = 1/2), "
+                 "the generator's push (arrows), its samples (orange), the 8 modes (x)", fontsize=10)
     save(fig, path)

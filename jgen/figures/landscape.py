@@ -199,8 +199,8 @@ def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int =
 
 def draw_landscape(data: dict, path: str) -> None:
     rows = data["rows"]
-    plt, fig = new_figure(12, 6.2)
-    gs = fig.add_gridspec(1, 2, width_ratios=[1.25, 1])
+    plt, fig = new_figure(10, 6.2 + 0.3 * len(rows))
+    gs = fig.add_gridspec(2, 1, height_ratios=[5, 0.8 + 0.3 * len(rows)])
     ax = fig.add_subplot(gs[0])
     speed = np.array([r["images_per_sec"] for r in rows])
     sizes = 40 + 260 * np.log10(speed / speed.min() + 1) / np.log10(speed.max() / speed.min() + 1)

@@ -46,6 +46,8 @@ _CHARTS = [
           gans.detective_data, gans.draw_detective),
     Chart(19, "reverse_corruption", "Reverse corruption: a digit noised forward, a trained model denoising back",
           ("ddpm_mnist",), diffusion.reverse_corruption_data, diffusion.draw_reverse_corruption),
+    Chart(20, "gan_ring_dynamics", "GAN geometric dynamics: the ring toy's samples, D's contours, G's gradients",
+          ("gan_ring",), gans.ring_dynamics_data, gans.draw_ring_dynamics),
     Chart(21, "gan_training_steps", "GAN training, step by step, with real MNIST loss values", ("gan_mnist",),
           gans.gan_steps_data, gans.draw_gan_steps),
     Chart(22, "diffusion_maths", "Diffusion mathematics: forward marginals, exact trajectories, schedules", (),

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from jgen.figures import CHARTS, draw_charts
-from jgen.figures.gans import detective_data, draw_dstar, dstar_data, gan_steps_data, mastery_data
+from jgen.figures.gans import (detective_data, draw_dstar, draw_ring_dynamics, dstar_data, gan_steps_data,
+                              mastery_data, ring_dynamics_data)
 
 
 def _rows(workdir, split):
@@ -83,3 +84,24 @@ def test_chart25_is_the_toy_experiments_files(tmp_path):
     assert d["numbers"] == numbers and d["jsd"] == pytest.approx((2 * np.log(2) - numbers["optimal_loss"]) / 2)
     draw_dstar(d, str(tmp_path / "25.png"))
     assert (tmp_path / "25.png").stat().st_size > 20_000
+
+
+@pytest.mark.slow  # trains the ring toy for 200 steps: about 10 s of CPU
+def test_chart20_is_the_ring_toys_snapshots(tmp_path):
+    from experiments import gan_toys  # local: the toy experiment's script makes the chart's run
+    from experiments.configs import gan_ring
+
+    config = gan_ring.get_config()
+    config.toy.steps, config.toy.snapshot_every, config.toy.num_eval, config.toy.hidden = 300, 100, 200, (32,)
+    workdir = tmp_path / "gan_ring"
+    gan_toys.run(config, str(workdir))
+    d = ring_dynamics_data({"gan_ring": str(workdir)}, num_shown=2)
+    rows = json.loads((workdir / "ring.json").read_text())["rows"]
+    with np.load(workdir / "ring_snapshots.npz") as z:
+        np.testing.assert_array_equal(d["samples"], z["samples"][[0, 2]])
+        np.testing.assert_array_equal(d["d_grid"], z["d_grid"][[0, 2]])
+    assert list(d["steps"]) == [100, 300] and d["rows"] == [rows[0], rows[2]]
+    assert d["d_grid"].shape[1:] == (len(d["grid_axis"]),) * 2 and d["push"].shape[-1] == 2
+    assert 0 <= d["d_grid"].min() and d["d_grid"].max() <= 1
+    draw_ring_dynamics(d, str(tmp_path / "20.png"))
+    assert (tmp_path / "20.png").stat().st_size > 20_000
