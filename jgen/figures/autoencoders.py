@@ -1,4 +1,5 @@
-"""The autoencoder part of the course: charts 12 (autoencoder successes) and 13 (the generation problem).
+"""The autoencoder part of the course: charts 12 (autoencoder successes), 13 (the generation problem) and 15 (the
+VAE framework, with a 2-D latent).
 
 The autoencoder run is the course's model (experiments/configs/ae_mnist.py); its own `generate` decodes draws from
 the Gaussian fitted to its training codes (`model_state["prior"]`), so "decode a Gaussian-fitted latent" is
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.figures.common import new_figure, pick_test_images, save, show_images
+from jgen.figures.common import MissingData, new_figure, pick_test_images, save, show_images
 from jgen.run import load_run
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
@@ -170,5 +171,64 @@ def draw_generation_problem(data: dict, path: str) -> None:
     ax.set_ylim(0, ax.get_ylim()[1] * 1.35)
     ax.set_title("random latents fall where no digit's code is", fontsize=9)
     fig.suptitle(f"13 The generation problem: an autoencoder's latent space has no prior ({data['ae']})")
+    fig.tight_layout()
+    save(fig, path)
+
+
+# -- 15: the VAE framework -----------------------------------------------------------------------------------------
+def vae_plane_data(runs: Mapping[str, str], run: str = "vae_2d_mnist", num_codes: int = 1000,
+                   grid: int = 15, extent: float = 3.0) -> dict:
+    """Chart 15's data from a VAE with a 2-D latent: codes [N, 2] (posterior means of up to `num_codes` test digits)
+    and labels [N]; axis [grid] and decoded [grid, grid, H, W, C]: the decoder's mean image at each point
+    (axis[j], axis[grid - 1 - i]) of [-extent, extent]^2 (row i from the top); terms: the ELBO's two terms over
+    training, {"train"|"eval": {"step" [R], "elbo" [R], "kl" [R], "reconstruction" [R] = elbo + kl}} (nats/image)."""
+    r = load_run(runs[run])
+    if tuple(r.method.latent_shape) != (2,):
+        raise MissingData(f"{runs[run]} has latents of shape {tuple(r.method.latent_shape)}; chart 15 draws a 2-D "
+                          "latent plane (experiments/configs/vae_2d_mnist.py)")
+    params = r.state.ema_params
+    images, labels = pick_test_images(r, num_codes)
+    codes = np.asarray(r.method.encode(params, jnp.asarray(images))[0])
+    axis = np.linspace(-extent, extent, grid)
+    z = np.stack(np.meshgrid(axis, axis[::-1], indexing="xy"), -1).reshape(-1, 2)  # top row: largest z_2
+    decoded = np.asarray(r.method.decode(params, jnp.asarray(z, jnp.float32))).reshape(grid, grid, *r.info.shape)
+    terms = {}
+    for split in ("train", "eval"):
+        rows = [row for row in read_metrics(runs[run], split) if "elbo" in row and "kl" in row]
+        elbo, kl = (np.array([row[k] for row in rows], np.float64) for k in ("elbo", "kl"))
+        terms[split] = {"step": np.array([row["step"] for row in rows]), "elbo": elbo, "kl": kl,
+                        "reconstruction": elbo + kl}
+    return {"run": run, "codes": codes, "labels": labels, "axis": axis, "decoded": decoded, "terms": terms}
+
+
+def draw_vae_plane(data: dict, path: str) -> None:
+    plt, fig = new_figure(15, 5.2)
+    gs = fig.add_gridspec(1, 3, width_ratios=[1.15, 1, 1])
+    ax = fig.add_subplot(gs[0])
+    sc = ax.scatter(data["codes"][:, 0], data["codes"][:, 1], c=data["labels"], cmap="tab10", s=5, vmin=-0.5,
+                    vmax=9.5)
+    a = data["axis"]
+    ax.add_patch(plt.Rectangle((a[0], a[0]), a[-1] - a[0], a[-1] - a[0], fill=False, ls="--", color="0.5"))
+    fig.colorbar(sc, ax=ax, ticks=range(10), label="class")
+    ax.set_aspect("equal")
+    ax.set_title("test digits' posterior means (dashed: the decoded square)", fontsize=9)
+    g = data["decoded"]
+    show_images(fig.add_subplot(gs[1]), g.reshape(-1, *g.shape[2:]), ncol=g.shape[1],
+                title=f"decoder over z in [{a[0]:g}, {a[-1]:g}]² (z₂ up)")
+    ax = fig.add_subplot(gs[2])
+    ax_kl = ax.twinx()
+    for split, style in (("train", "-"), ("eval", "o--")):
+        t = data["terms"][split]
+        if len(t["step"]):
+            ax.plot(t["step"], t["reconstruction"], style, ms=3, color="tab:blue",
+                    label=f"E[log p(x|z)], {split} (left)")
+            ax_kl.plot(t["step"], t["kl"], style, ms=3, color="tab:red", label=f"KL(q(z|x) || p(z)), {split} (right)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("reconstruction log-likelihood, nats per image", color="tab:blue")
+    ax_kl.set_ylabel("KL, nats per image", color="tab:red")
+    lines = ax.get_legend_handles_labels(), ax_kl.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize=7, loc="lower right")
+    ax.set_title("the ELBO's two terms: ELBO = E[log p(x|z)] - KL", fontsize=9)
+    fig.suptitle(f"15 The VAE framework with a 2-D latent ({data['run']})")
     fig.tight_layout()
     save(fig, path)

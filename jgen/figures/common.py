@@ -50,6 +50,7 @@ def _toy(name: str, output: str) -> RunSpec:
 RUNS: dict[str, RunSpec] = {
     "ae_mnist": _spec("ae_mnist"),
     "vae_mnist": _spec("vae_mnist"),
+    "vae_2d_mnist": _spec("vae_2d_mnist"),
     "gmm_mnist": _spec("gmm_mnist"),
     "gan_mnist": _spec("gan_mnist"),
     "ddpm_mnist": _spec("ddpm_mnist"),

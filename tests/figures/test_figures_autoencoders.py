@@ -1,4 +1,4 @@
-"""Charts 12 and 13 on tiny autoencoder and VAE runs: PNGs written, data equal to the runs' files and models.
+"""Charts 12, 13 and 15 on tiny autoencoder and VAE runs: PNGs written, data equal to the runs' files and models.
 
 Slow: the two tiny runs and the charts' programs take about 30 s of CPU on 2 cores (`make test-slow`)."""
 
@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from jgen.figures import CHARTS
-from jgen.figures.autoencoders import (ae_success_data, draw_ae_success, draw_generation_problem,
-                                       generation_problem_data)
+from jgen.figures.autoencoders import (ae_success_data, draw_ae_success, draw_generation_problem, draw_vae_plane,
+                                       generation_problem_data, vae_plane_data)
 from jgen.figures.common import pick_test_images
-from jgen.run import load_run
+from jgen.run import load_run, train_and_evaluate
 from jgen.sampling import generate
+from jgen.train.writer import read_metrics
+from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +73,24 @@ def test_autoencoder_charts_write_pngs(ae_charts, tmp_path):
         path = tmp_path / CHARTS[chart_id].filename
         draw(ae_charts[chart_id], str(path))
         assert path.stat().st_size > 30_000
+
+
+def test_chart15_plane_and_elbo_terms(tmp_path):
+    c = tiny_config("vae", steps=10)
+    c.method.latent_dim = 2
+    c.train.eval_every = 5
+    workdir = str(tmp_path / "vae_2d_mnist")
+    train_and_evaluate(c, workdir)
+    d = vae_plane_data({"vae_2d_mnist": workdir}, num_codes=50, grid=3, extent=2.0)
+    run = load_run(workdir)
+    images, labels = pick_test_images(run, 50)
+    mean, _ = run.method.encode(run.state.ema_params, jnp.asarray(images))
+    np.testing.assert_allclose(d["codes"], mean, atol=1e-6)
+    np.testing.assert_array_equal(d["labels"], labels)
+    corner = run.method.decode(run.state.ema_params, jnp.asarray([[-2.0, 2.0]]))  # top-left: z1 = -2, z2 = +2
+    np.testing.assert_allclose(d["decoded"][0, 0], corner[0], atol=1e-6)
+    rows = [r for r in read_metrics(workdir, "eval")]
+    np.testing.assert_allclose(d["terms"]["eval"]["reconstruction"], [r["elbo"] + r["kl"] for r in rows])
+    assert list(d["terms"]["eval"]["step"]) == [5, 10]
+    draw_vae_plane(d, str(tmp_path / "15.png"))
+    assert (tmp_path / "15.png").stat().st_size > 20_000
