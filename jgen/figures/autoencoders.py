@@ -1,5 +1,5 @@
-"""The autoencoder part of the course: charts 12 (autoencoder successes), 13 (the generation problem) and 15 (the
-VAE framework, with a 2-D latent).
+"""The autoencoder part of the course: charts 12 (autoencoder successes), 13 (the generation problem), 14 (the
+averaging problem, from the data alone) and 15 (the VAE framework, with a 2-D latent).
 
 The autoencoder run is the course's model (experiments/configs/ae_mnist.py); its own `generate` decodes draws from
 the Gaussian fitted to its training codes (`model_state["prior"]`), so "decode a Gaussian-fitted latent" is
@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.figures.common import MissingData, new_figure, pick_test_images, save, show_images
+from jgen.config import base_config
+from jgen.data import get_source
+from jgen.figures.common import MissingData, draw_table, new_figure, pick_test_images, save, show_images
 from jgen.run import load_run
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
@@ -231,4 +233,68 @@ def draw_vae_plane(data: dict, path: str) -> None:
     ax.set_title("the ELBO's two terms: ELBO = E[log p(x|z)] - KL", fontsize=9)
     fig.suptitle(f"15 The VAE framework with a 2-D latent ({data['run']})")
     fig.tight_layout()
+    save(fig, path)
+
+
+# -- 14: the averaging problem ---------------------------------------------------------------------------------------
+def averaging_data(runs: Mapping[str, str] | None = None, num_queries: int = 4, k: int = 8, num_eval: int = 300,
+                   data: str = "mnist") -> dict:
+    """Chart 14's data, from the data alone (no run): predict a test digit's lower half from its upper half.
+
+    The squared-error-optimal prediction is the conditional mean E[lower | upper]; it is estimated here by the mean
+    lower half of the k training digits whose upper halves are nearest (k-NN regression), and those k lower halves
+    are k sharp, plausible completions. queries: {"digit" [Q, H, W, C], "mean" [Q, H, W, C] (upper half + mean
+    completion), "completions" [Q, k, H, W, C]}; scores over `num_eval` test digits: the MSE of the lower half for
+    the mean and for one neighbour (the nearest), and the share of mid-grey lower-half pixels (0.1 < v < 0.9: blur)
+    for the mean, one neighbour and the real digits."""
+    cfg = base_config().data
+    cfg.name = data
+    train_src, test_src, info = get_source(cfg)
+    train = np.stack([train_src[i]["image"] for i in range(len(train_src))])
+    idx = np.unique(np.round(np.linspace(0, len(test_src) - 1, min(num_eval, len(test_src)))).astype(int))
+    test = np.stack([test_src[int(i)]["image"] for i in idx])
+    half = info.shape[0] // 2
+    flat_up = lambda x: x[:, :half].reshape(len(x), -1).astype(np.float64)  # noqa: E731
+    t_up = flat_up(train)
+    d2 = np.sum(flat_up(test) ** 2, 1)[:, None] + np.sum(t_up ** 2, 1)[None] - 2 * flat_up(test) @ t_up.T
+    nn = np.argsort(d2, axis=1)[:, :k]  # [n, k]
+    lower = train[:, half:]
+    mean_lower = lower[nn].mean(axis=1)
+    truth = test[:, half:]
+
+    def mse(pred):
+        return float(np.mean((pred - truth) ** 2))
+
+    def grey(x):
+        return float(np.mean((x > 0.1) & (x < 0.9)))
+    scores = {"mse_mean": mse(mean_lower), "mse_neighbour": mse(lower[nn[:, 0]]),
+              "grey_mean": grey(mean_lower), "grey_neighbour": grey(lower[nn[:, 0]]), "grey_data": grey(truth)}
+    q = np.unique(np.round(np.linspace(0, len(test) - 1, num_queries)).astype(int))
+
+    def completed(low: np.ndarray) -> np.ndarray:
+        """[Q, m, H - half, W, C] lower halves under each query's own upper half -> [Q, m, H, W, C]."""
+        upper = np.broadcast_to(test[q][:, None, :half], low.shape[:2] + test[q][:, :half].shape[1:])
+        return np.concatenate([upper, low], axis=2)
+    return {"k": k, "num_eval": len(test), "half": half, "scores": scores,
+            "queries": {"digit": test[q], "mean": completed(mean_lower[q][:, None])[:, 0],
+                        "completions": completed(lower[nn[q]])}}
+
+
+def draw_averaging(data: dict, path: str) -> None:
+    qd = data["queries"]
+    nq, k = qd["completions"].shape[:2]
+    plt, fig = new_figure(1.0 * (k + 2) + 1.0, 1.15 * nq + 2.6)
+    gs = fig.add_gridspec(2, 3, width_ratios=[1, 1, k], height_ratios=[1.15 * nq, 1.3])
+    show_images(fig.add_subplot(gs[0, 0]), qd["digit"], ncol=1, title="test digit")
+    show_images(fig.add_subplot(gs[0, 1]), qd["mean"], ncol=1, title="MSE-optimal\n(the mean)")
+    show_images(fig.add_subplot(gs[0, 2]), qd["completions"].reshape(-1, *qd["completions"].shape[2:]), ncol=k,
+                title=f"{k} plausible lower halves: the training digits with the nearest upper halves")
+    s = data["scores"]
+    rows = [["the mean of the k (≈ E[lower | upper])", s["mse_mean"], s["grey_mean"]],
+            ["one of them (the nearest)", s["mse_neighbour"], s["grey_neighbour"]],
+            ["the real lower halves", 0.0, s["grey_data"]]]
+    draw_table(fig.add_subplot(gs[1, :]), ["prediction of the lower half", "MSE", "share of mid-grey pixels"],
+               rows, title=f"over {data['num_eval']} test digits: squared error rewards the blur")
+    fig.suptitle("14 The averaging problem: a squared-error decoder predicts the mean of the plausible answers",
+                 fontsize=11)
     save(fig, path)

@@ -38,6 +38,8 @@ _CHARTS = [
           autoencoders.ae_success_data, autoencoders.draw_ae_success),
     Chart(13, "generation_problem", "Autoencoder failures: the generation problem", ("ae_mnist", "vae_mnist"),
           autoencoders.generation_problem_data, autoencoders.draw_generation_problem),
+    Chart(14, "averaging_problem", "The averaging problem: squared error predicts the mean of the plausible answers",
+          (), autoencoders.averaging_data, autoencoders.draw_averaging),
     Chart(15, "vae_framework", "VAE framework: a 2-D latent plane, its decoder, the ELBO's two terms",
           ("vae_2d_mnist",), autoencoders.vae_plane_data, autoencoders.draw_vae_plane),
     Chart(16, "samples_over_training", "How artists develop mastery: samples as training goes on", ("gan_mnist",),
