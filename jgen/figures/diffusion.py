@@ -113,7 +113,7 @@ def draw_diffusion_maths(data: dict, path: str) -> None:
 
 
 # -- a trained diffusion run's pieces -----------------------------------------------------------------------------
-def _x0_predictor(run: Run, labels: jax.Array | None):
+def x0_predictor(run: Run, labels: jax.Array | None):
     """A jitted (x [B, ...] in model space, t scalar) -> the network's estimate of x_0, with the run's own
     parameterisation, guidance, null label and clipping (as its sampler sees it)."""
     m, cfg = run.method, run.method.config.method
@@ -166,7 +166,7 @@ def reverse_corruption_data(runs: Mapping[str, str], run: str = "ddpm_mnist", in
     times = np.linspace(0.0, 1.0, num_points)
     fwd = forward_trajectory(m.schedule, m.encode_x0(jnp.asarray(image)[None]), k_f, jnp.asarray(times, jnp.float32))
     labels = None if m.num_classes == 0 else jnp.asarray([label], jnp.int32)
-    predict = _x0_predictor(r, labels)
+    predict = x0_predictor(r, labels)
     x0_hat = [fwd[0, 0]] + [predict(fwd[k], times[k])[0] for k in range(1, num_points)]
     keep = tuple(int(v) for v in np.round(np.linspace(0, steps, num_points)))
     back = _trajectory(r, k_r, 1, labels, "ddim", steps, keep, noise=fwd[-1])
@@ -209,7 +209,7 @@ def ddpm_trajectory_data(runs: Mapping[str, str], run: str = "ddpm_mnist", num: 
     labels = _spread_labels(r, num)
     traj = _trajectory(r, jax.random.fold_in(jax.random.PRNGKey(seed), 0), num, labels, "ddpm", steps, keep)
     times = _state_times(r, steps, keep)
-    predict = _x0_predictor(r, labels)
+    predict = x0_predictor(r, labels)
     x0 = np.stack([traj[k] if times[k] == 0 else np.asarray(predict(traj[k], times[k])) for k in range(len(keep))])
     decode = lambda x: np.asarray(m.decode_x0(jnp.asarray(x)))  # noqa: E731
     step = np.round(times * m.schedule.num_steps).astype(int)

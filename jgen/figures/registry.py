@@ -13,7 +13,7 @@ import traceback
 from typing import Callable, Mapping, Sequence
 
 from jgen.config import InputError
-from jgen.figures import autoencoders, diffusion, ethics, gans, landscape
+from jgen.figures import applications, autoencoders, diffusion, ethics, gans, landscape
 from jgen.figures.common import IMAGE_FAMILIES, RUNS, MissingData, run_missing, train_commands
 
 
@@ -65,6 +65,9 @@ _CHARTS = [
           ("ldm_mnist",), diffusion.guidance_data, diffusion.draw_guidance),
     Chart(28, "landscape", "The landscape of approaches: quality against diversity, speed, bits/dim", IMAGE_FAMILIES,
           landscape.landscape_data, landscape.draw_landscape, any_of=True),
+    Chart(30, "applications", "Applications: conditional generation, denoising, anomaly detection, text continuation",
+          ("ddpm_mnist", "vae_mnist", "charlm"), applications.applications_data, applications.draw_applications,
+          any_of=True),
     Chart(31, "memorisation_and_representation", "Ethics: memorisation (nearest training images, data-copying "
           "test) and representation (class histograms)", IMAGE_FAMILIES, ethics.memorisation_data,
           ethics.draw_memorisation, any_of=True),
