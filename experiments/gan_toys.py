@@ -1,11 +1,13 @@
 """GAN experiments with known densities, run from a config file; writes JSON numbers and a PNG figure.
 
-    python experiments/gan_toys.py --config experiments/configs/gan_dstar.py --workdir runs/dstar
-    python experiments/gan_toys.py --config experiments/configs/gan_ring.py --workdir runs/ring --config.toy.loss=hinge
+    python experiments/gan_toys.py --config experiments/configs/gan_dstar.py --workdir runs/gan_dstar
+    python experiments/gan_toys.py --config experiments/configs/gan_ring.py --workdir runs/gan_ring
 
-`config.experiment` picks the experiment: "dstar" (the learned discriminator against D* = p_data / (p_data + p_g),
-dstar.json and dstar.png) or "ring" (8 Gaussians on a circle: samples from the same latents over training,
-modes covered and the share of high-quality samples per snapshot, ring.json and ring.png). The computations are
+`config.experiment` picks the experiment: "dstar" (the learned discriminator against D* = p_data / (p_data + p_g):
+dstar.json, dstar_curves.json with the curves and both discriminators' losses, dstar.png) or "ring" (8 Gaussians on
+a circle: samples from the same latents over training, modes covered and the share of high-quality samples per
+snapshot in ring.json, ring.png; ring_snapshots.npz adds the discriminator and the generator's gradient field on a
+grid at every snapshot). `jgen figures` draws charts 25 and 20 from these files. The computations are
 jgen.gan.toys; this script only validates the config, runs them and draws.
 """
 
@@ -35,6 +37,8 @@ def run_dstar(config, workdir: str) -> dict:
     curves = out.pop("curves")
     with open(os.path.join(workdir, "dstar.json"), "w") as f:
         json.dump(out, f, indent=2)
+    with open(os.path.join(workdir, "dstar_curves.json"), "w") as f:  # what chart 25 of `jgen figures` draws
+        json.dump({k: np.asarray(v, np.float64).tolist() for k, v in curves.items()}, f)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     x = curves["x"]
@@ -60,6 +64,10 @@ def run_ring(config, workdir: str) -> dict:
     rows = out["rows"]
     with open(os.path.join(workdir, "ring.json"), "w") as f:
         json.dump({"loss": cfg.loss, "num_modes": cfg.num_modes, "std": cfg.std, "rows": rows}, f, indent=2)
+    np.savez_compressed(os.path.join(workdir, "ring_snapshots.npz"),  # what chart 20 of `jgen figures` draws
+                        steps=np.array([r["step"] for r in rows]), samples=np.stack(out["snapshots"]),
+                        means=out["means"], grid_axis=out["grid_axis"], d_grid=np.stack(out["d_grid"]),
+                        push=np.stack(out["push"]))
     for r in rows:
         print(f"step {r['step']:6d}  modes covered {r['modes_covered']}/{cfg.num_modes}  "
               f"high quality {r['high_quality']:.3f}  d_loss {r['d_loss']:.3f}  g_loss {r['g_loss']:.3f}", flush=True)

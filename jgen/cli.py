@@ -7,6 +7,7 @@
            [--likelihood_images 64]
   compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000] [--likelihood_images 64]
   compare  --workdirs runs/ldm --guidance_scales 0,1,2,4,8 --out sweep/
+  figures  --runs runs --out figures [--only 12,21]
 
 Exit codes (for batch schedulers): 0 finished; 2 bad input (a config value, a flag, a run directory: the message
 says what to change); 3 diverged (a non-finite loss or gradient; the last good checkpoint is kept); 74 a checkpoint
@@ -31,6 +32,7 @@ from absl import logging as absl_logging
 from jgen import run as run_lib
 from jgen.compare import compare_workdirs, guidance_sweep
 from jgen.config import InputError
+from jgen.figures import draw_charts, parse_only
 from jgen.pipeline import Pipeline
 from jgen.train import distributed
 from jgen.train.checkpoint import CheckpointWriteError
@@ -58,7 +60,11 @@ flags.DEFINE_integer("likelihood_images", 0, "eval/compare: bits/dim of a diffus
                      "ODE on this many test images (about 100 network evaluations each; 0: off).", flag_values=FLAGS)
 flags.DEFINE_string("feature_net", None, "feature network (mnist_classifier, inception); default: the run's "
                     "config.eval.feature_net. Another net writes eval_<name>.json.", flag_values=FLAGS)
-flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "sample: output PNG; compare, figures: output directory.", flag_values=FLAGS)
+flags.DEFINE_string("runs", "runs", "figures: the folder holding the run directories (gan_mnist, ddpm_mnist, ...).",
+                    flag_values=FLAGS)
+flags.DEFINE_list("only", [], "figures: draw only these charts, e.g. 12,21 (default: every chart whose runs exist).",
+                  flag_values=FLAGS)
 flags.DEFINE_string("prompt", None, "sample, for a language model: the text to continue.", flag_values=FLAGS)
 flags.DEFINE_integer("num_tokens", 200, "sample, for a language model: tokens to generate.", flag_values=FLAGS)
 flags.DEFINE_float("temperature", None, "autoregressive sampling temperature (0: greedy); default: the run's.",
@@ -172,9 +178,29 @@ def cmd_compare(overrides: list[str]) -> None:
         print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images))
 
 
+def cmd_figures(overrides: list[str]) -> int:
+    """Draw every chart whose runs exist; exit 1 if a chart failed, 2 if a chart named by --only was skipped."""
+    ids = parse_only(FLAGS.only)
+    out = FLAGS.out or "figures"
+    outcomes = draw_charts(FLAGS.runs, out, ids)
+    drawn = [o.chart for o in outcomes if o.status == "drawn"]
+    skipped = [o.chart for o in outcomes if o.status == "skipped"]
+    failed = [o.chart for o in outcomes if o.status == "failed"]
+    print(f"drew {len(drawn)} of {len(outcomes)} charts into {out}/: {drawn}"
+          + (f"; skipped {skipped} (their runs are missing: the commands above make them)" if skipped else "")
+          + (f"; FAILED {failed}" if failed else ""))
+    if failed:
+        return EXIT_ERROR
+    if FLAGS.only and skipped:
+        print(f"jgen figures: error: chart(s) {skipped} named by --only could not be drawn (see above)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
-    run: Callable[[list[str]], None]
+    run: Callable[[list[str]], int | None]   # returns an exit code, or None for EXIT_OK
     help: str
     flags: tuple[str, ...]
     takes_config_overrides: bool = False
@@ -194,6 +220,8 @@ COMMANDS: dict[str, Command] = {
     "compare": Command(cmd_compare, "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep",
                        ("workdirs", "num_samples", "seed", "out", "guidance_scales", "sampler", "steps",
                         "likelihood_images")),
+    "figures": Command(cmd_figures, "draw the course's charts from the runs under --runs (those whose runs exist; "
+                       "the others are listed with the commands that make their runs)", ("runs", "out", "only")),
 }
 
 
@@ -248,7 +276,7 @@ def run_command(argv: list[str]) -> int:
     if stray:
         return error(f"--{stray[0]} does not apply to {name}; its flags are {['--' + f for f in command.flags]}")
     try:
-        command.run(overrides)
+        code = command.run(overrides)
     except (InputError, FileNotFoundError, NotADirectoryError) as e:  # the message says what to change
         return error(str(e))
     except TrainingDiverged as e:
@@ -260,7 +288,7 @@ def run_command(argv: list[str]) -> int:
     except TrainingInterrupted as e:
         print(f"jgen {name}: interrupted: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_OK
+    return EXIT_OK if code is None else code
 
 
 _OUR_FLAGS = frozenset(FLAGS)

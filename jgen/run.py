@@ -214,6 +214,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                       feature_net=lambda: get_feature_net(config.eval.feature_net))
 
 
+def run_progress(workdir: str) -> tuple[int | None, int]:
+    """(step of the newest checkpoint, or None without one; config.train.steps) of a run directory, without loading
+    it or writing anything (FileNotFoundError if `workdir` is not a run directory). Finished when the two agree."""
+    config = read_config(workdir)
+    if not os.path.isdir(ckpt.checkpoint_dir(workdir)):
+        return None, config.train.steps
+    manager = ckpt.make_manager(workdir)
+    latest = manager.latest_step()
+    manager.close()
+    return latest, config.train.steps
+
+
 def load_run(workdir: str, step: int | None = None) -> Run:
     """A run directory's config and its latest (or given) checkpoint, ready to generate and evaluate."""
     config = read_config(workdir)

@@ -1,6 +1,6 @@
 """The optimal discriminator, measured: D trained against a FIXED generator on 1-D densities we know.
 
-    python experiments/gan_toys.py --config experiments/configs/gan_dstar.py --workdir runs/dstar
+    python experiments/gan_toys.py --config experiments/configs/gan_dstar.py --workdir runs/gan_dstar
 
 p_data = 0.5 N(-2, 0.5^2) + 0.5 N(2, 0.5^2), p_g = N(0, 1.5^2). Writes dstar.json (max and mean |D - D*| where
 the densities have mass; with p_g = p_data, max |D - 1/2| and the final loss next to 2 log 2) and dstar.png.

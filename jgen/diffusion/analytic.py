@@ -145,3 +145,34 @@ def mixture_flow_map_1d(z: np.ndarray, alpha: float, sigma: float, weights, mean
         below = np.log(np.sum(w * ndtr((mid[:, None] - m) / s), axis=1) + 1e-300) < log_u
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     return 0.5 * (lo + hi)
+
+
+def mixture_marginal_1d(alpha: float, sigma: float, weights, means, stds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The forward marginal q(x_t) of 1-D mixture data sum_k w_k N(m_k, s_k^2): the mixture
+    sum_k w_k N(alpha m_k, alpha^2 s_k^2 + sigma^2), as (weights [K], means [K], stds [K])."""
+    w, m, s = (np.asarray(a, np.float64).ravel() for a in (weights, means, stds))
+    return w / w.sum(), alpha * m, np.sqrt(alpha ** 2 * s ** 2 + sigma ** 2)
+
+
+def mixture_density_1d(x: np.ndarray, weights, means, stds) -> np.ndarray:
+    """The density of sum_k w_k N(m_k, s_k^2) at the points x (any shape), float64."""
+    w, m, s = (np.asarray(a, np.float64).ravel() for a in (weights, means, stds))
+    x = np.asarray(x, np.float64)
+    z = (x[..., None] - m) / s
+    return np.sum(w / w.sum() * np.exp(-0.5 * z ** 2) / (s * np.sqrt(2 * np.pi)), axis=-1)
+
+
+def pf_ode_path_1d(z: np.ndarray, alpha: float, sigma: float, alphas, sigmas, weights, means, stds) -> np.ndarray:
+    """Exact probability-flow ODE trajectories of 1-D mixture data: the points z [n] at time t (alpha, sigma) carried
+    to each earlier time s (alphas [S], sigmas [S]; alpha_s >= alpha): [S, n] (float64).
+
+    In one dimension the flow is the monotone transport x_s = F_s^-1(F_t(z)) between the marginals. The marginal at
+    t is the marginal at s pushed through the forward kernel q(x_t | x_s) = N(a x_s, sigma^2 - a^2 sigma_s^2) with
+    a = alpha / alpha_s, so each row is `mixture_flow_map_1d` with the marginal at s as the "data".
+    """
+    rows = []
+    for a_s, s_s in zip(np.asarray(alphas, np.float64).ravel(), np.asarray(sigmas, np.float64).ravel()):
+        w_s, m_s, sd_s = mixture_marginal_1d(a_s, s_s, weights, means, stds)
+        a = alpha / a_s
+        rows.append(mixture_flow_map_1d(z, a, np.sqrt(max(sigma ** 2 - a ** 2 * s_s ** 2, 0.0)), w_s, m_s, sd_s))
+    return np.stack(rows)

@@ -22,9 +22,12 @@ import numpy as np
 import optax
 
 from jgen.config import fail, require_choice, require_int
-from jgen.gan.losses import LOSSES, discriminator_loss
+from jgen.gan.losses import LOSSES, discriminator_loss, generator_loss
 from jgen.gan.step import Players, adversarial_update
 from jgen.nn.mlp import MLPDecoder
+
+
+FIELD_POINTS = 25  # grid points per axis where the ring experiment records D and the generator's gradient field
 
 
 # -- densities -----------------------------------------------------------------------------------------------
@@ -167,7 +170,7 @@ def dstar_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
         "optimal_loss": optimal_loss,
         "curves": {"x": np.asarray(grid[:, 0]), "d": np.asarray(d_hat), "d_star": np.asarray(d_star),
                    "d_equal": np.asarray(d_hat_eq), "p_data": np.exp(np.asarray(log_pd)),
-                   "p_g": np.exp(np.asarray(log_pg))},
+                   "p_g": np.exp(np.asarray(log_pg)), "loss": np.asarray(losses), "loss_equal": np.asarray(losses_eq)},
     }
 
 
@@ -184,7 +187,9 @@ def check_ring_config(cfg: ml_collections.ConfigDict) -> None:
 
 
 def ring_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
-    """Train an MLP GAN on the ring; returns coverage per snapshot and the snapshot samples."""
+    """Train an MLP GAN on the ring; returns per snapshot: the coverage row, the samples of the same latents, the
+    discriminator's D(x) on a FIELD_POINTS x FIELD_POINTS grid over [-1.6 r, 1.6 r]^2 ("grid_axis") and the
+    generator's gradient field there ("push": -d g_loss(D(x)) / dx, the direction a sample at x is moved)."""
     check_ring_config(cfg)
     means = ring_means(cfg.num_modes, cfg.radius)
     g_net, d_net = MLPDecoder(out_shape=(2,), features=tuple(cfg.hidden)), _mlp(cfg.hidden)
@@ -209,16 +214,31 @@ def ring_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
         params, opt, metrics = adversarial_update(players, params, opt, real, k_s)
         return (params, opt), metrics
 
+    lim = cfg.radius * 1.6
+    axis = jnp.linspace(-lim, lim, FIELD_POINTS)
+    grid = jnp.stack(jnp.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)  # [P*P, 2], row-major in y
+
+    def fields(d_params):
+        """D(x) on the grid and -d g_loss / dx: where the generator's loss pushes a sample at x."""
+        d_of = lambda x: players.discriminate(d_params, x)  # noqa: E731
+        push = -jax.grad(lambda x: jnp.sum(generator_loss(cfg.loss, d_of(x))))(grid)
+        shape = (FIELD_POINTS, FIELD_POINTS)
+        return jax.nn.sigmoid(d_of(grid)).reshape(shape), push.reshape(*shape, 2)
+
     @jax.jit
     def chunk(params, opt, keys):
         (params, opt), metrics = jax.lax.scan(one_step, (params, opt), keys)
-        return params, opt, jax.tree.map(jnp.mean, metrics), players.generate(params["generator"], z_eval)
+        return (params, opt, jax.tree.map(jnp.mean, metrics), players.generate(params["generator"], z_eval),
+                fields(params["discriminator"]))
 
-    snapshots, rows = [], []
+    snapshots, d_grids, pushes, rows = [], [], [], []
     for i, keys in enumerate(jax.random.split(k_train, cfg.steps).reshape(-1, cfg.snapshot_every, 2)):
-        params, opt, metrics, samples = chunk(params, opt, keys)
+        params, opt, metrics, samples, (d_grid, push) = chunk(params, opt, keys)
         samples = np.asarray(samples)
         cov = mode_coverage(samples, np.asarray(means), cfg.std)
         rows.append({"step": (i + 1) * cfg.snapshot_every, **{k: float(v) for k, v in metrics.items()}, **cov})
         snapshots.append(samples)
-    return {"rows": rows, "snapshots": snapshots, "means": np.asarray(means)}
+        d_grids.append(np.asarray(d_grid))
+        pushes.append(np.asarray(push))
+    return {"rows": rows, "snapshots": snapshots, "means": np.asarray(means), "grid_axis": np.asarray(axis),
+            "d_grid": d_grids, "push": pushes}

@@ -93,11 +93,14 @@ class Autoencoder(Method):
         err = (self.reconstruct(params, batch["image"]) - batch["image"]) ** 2
         return {"mse": jnp.mean(err, axis=(1, 2, 3))}  # [B]: per-image mean over pixels
 
+    def sample_codes(self, model_state, key, num: int) -> jax.Array:
+        """`num` draws [num, D] from the Gaussian fitted to the training codes (what `generate` decodes)."""
+        mean, chol = code_gaussian(model_state["prior"])
+        return mean + jax.random.normal(key, (num, mean.shape[0])) @ chol.T
+
     def generate(self, params, model_state, key, num, labels=None, **options):
         """Decode `num` draws from the Gaussian fitted to the training codes: [num, H, W, C] in [0, 1]."""
-        mean, chol = code_gaussian(model_state["prior"])
-        z = mean + jax.random.normal(key, (num, mean.shape[0])) @ chol.T  # [num, D]
-        return self.decode(params, z), 1
+        return self.decode(params, self.sample_codes(model_state, key, num)), 1
 
     def visualize(self, state, batch, key):
         x = batch["image"][:16]

@@ -39,6 +39,16 @@ Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] float32 in [0, 1], "label
 CAPABILITIES = frozenset({"sample", "interpolate", "text", "likelihood"})
 
 
+def slerp(z0: jax.Array, z1: jax.Array, num: int) -> jax.Array:
+    """`num` points from z0 to z1 (same shape) on the great circle through them, ends included: [num, *z0.shape].
+    Gaussian latents keep their typical norm along it, where a straight line passes through low-norm codes."""
+    a, b = z0.ravel(), z1.ravel()
+    theta = jnp.arccos(jnp.clip(jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)), -1.0, 1.0))
+    w = jnp.linspace(0.0, 1.0, num)[:, None]
+    sin = jnp.maximum(jnp.sin(theta), 1e-6)
+    return ((jnp.sin((1 - w) * theta) * a + jnp.sin(w * theta) * b) / sin).reshape(num, *z0.shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class Resources:
     """What the run layer hands a method beyond its config and data shape.

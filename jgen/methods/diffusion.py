@@ -28,7 +28,7 @@ from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sample
 from jgen.diffusion.schedules import SCHEDULES, alpha_sigma, log_snr, make_schedule, step_to_time
 from jgen.diffusion.timegrid import SPACINGS
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
-from jgen.methods.base import Batch, Method
+from jgen.methods.base import Batch, Method, slerp
 from jgen.methods.registry import register
 from jgen.metrics.likelihood import dequantized_bits_per_dim, uniform_dequantize
 from jgen.nn.unet import init_params, make_unet
@@ -249,12 +249,7 @@ class Diffusion(Method):
 
         def run(params, a, b):
             z = self.encode(params, jnp.stack([a, b]), steps, label)
-            z0, z1 = z[0].ravel(), z[1].ravel()
-            theta = jnp.arccos(jnp.clip(jnp.dot(z0, z1) / (jnp.linalg.norm(z0) * jnp.linalg.norm(z1)), -1.0, 1.0))
-            w = jnp.linspace(0.0, 1.0, num)[:, None]
-            sin = jnp.maximum(jnp.sin(theta), 1e-6)
-            zs = (jnp.sin((1 - w) * theta) * z0 + jnp.sin(w * theta) * z1) / sin  # slerp, [num, D]
-            return self.decode(params, zs.reshape(num, *z.shape[1:]), steps, label)
+            return self.decode(params, slerp(z[0], z[1], num), steps, label)
         return self.jitted(f"interpolate_{num}_{label}_{steps}", run)(params, jnp.asarray(a), jnp.asarray(b))
 
     def visualize(self, state, batch, key):

@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 
 import jax
 import numpy as np
 
 from jgen.viz import save_png
+
+
+def grid_path(workdir: str, name: str, step: int) -> str:
+    """Where the loop writes the image grid `name` of `step`: <workdir>/samples/<name>_step_XXXXXXX.png."""
+    return os.path.join(workdir, "samples", f"{name}_step_{int(step):07d}.png")
 
 
 class MetricWriter:
@@ -51,7 +57,7 @@ class MetricWriter:
         if not self.active:
             return paths
         for name, img in images.items():
-            path = os.path.join(self.workdir, "samples", f"{name}_step_{int(step):07d}.png")
+            path = grid_path(self.workdir, name, step)
             save_png(path, img)
             paths.append(path)
             self._tb.add_image(name, img if img.ndim == 3 else img[..., None], int(step), dataformats="HWC")
@@ -100,6 +106,16 @@ def repair_metrics(workdir: str, resume_step: int) -> int:
         f.writelines(json.dumps(r) + "\n" for r in keep)
     os.replace(tmp, path)
     return len(rows) - len(keep)
+
+
+def sample_grids(workdir: str, name: str = "samples") -> dict[int, str]:
+    """step -> path of each <workdir>/samples/<name>_step_XXXXXXX.png grid `write_images` wrote, in step order."""
+    folder = os.path.join(workdir, "samples")
+    if not os.path.isdir(folder):
+        return {}
+    pattern = re.compile(re.escape(name) + r"_step_(\d+)\.png")
+    found = {int(m.group(1)): os.path.join(folder, f) for f in os.listdir(folder) if (m := pattern.fullmatch(f))}
+    return dict(sorted(found.items()))
 
 
 def read_metrics(workdir: str, split: str | None = None) -> list[dict]:

@@ -1,0 +1,225 @@
+"""Evaluation and the landscape of approaches, charts that set families side by side: 17 (GAN and diffusion), 23 (latent
+interpolation in the VAE, the GAN and diffusion), 26 (quality metrics throughout training, every image family) and
+28 (every family on quality, diversity, speed and likelihood, measured by `jgen.run.evaluate_run`).
+
+Sample-quality rows are what the loop writes every `eval.sample_metrics_every` steps (split "sample_quality":
+FID, IS, precision, recall of EMA samples under the run's `eval.feature_net`, keys `<metric>_<net>`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import numpy as np
+
+from jgen.data import from_model_range
+from jgen.figures.common import MissingData, draw_table, metric_rows, new_figure, pick_test_images, save, show_images
+from jgen.methods.base import slerp
+from jgen.pipeline import Pipeline
+from jgen.metrics.feature_nets import get_feature_net
+from jgen.run import evaluate_run, load_run, read_config
+from jgen.sampling import balanced_labels, generate
+from jgen.train.writer import read_metrics
+
+QUALITY_METRICS = (("fid", "FID (lower is better)"), ("is", "Inception Score (higher is better)"),
+                   ("precision", "precision: samples on the data manifold"),
+                   ("recall", "recall: data covered by the samples"))
+
+
+# -- 26: quality metrics throughout training ---------------------------------------------------------------------
+def quality_curves_data(runs: Mapping[str, str]) -> dict:
+    """Chart 26's data: for each run with sample-quality rows, {"net": its feature net, "step": [R], and per
+    metric of QUALITY_METRICS an array [R] (nan where a row lacks it, e.g. IS under a net without classes)}; and
+    "without": the runs that log none. MissingData when no run logs any."""
+    curves, without = {}, []
+    for name, workdir in runs.items():
+        net = read_config(workdir).eval.feature_net
+        rows = [r for r in read_metrics(workdir, "sample_quality") if f"fid_{net}" in r]
+        if not rows:
+            without.append(name)
+            continue
+        curves[name] = {"net": net, "step": np.array([r["step"] for r in rows]),
+                        **{m: np.array([np.nan if r.get(f"{m}_{net}") is None else r[f"{m}_{net}"] for r in rows])
+                           for m, _ in QUALITY_METRICS}}
+    if not curves:
+        raise MissingData(f"none of the runs {sorted(runs)} logs sample quality during training: train them with "
+                          "--config.eval.sample_metrics_every=<steps> (e.g. 500; needs the MNIST classifier)")
+    return {"curves": curves, "without": without}
+
+
+def draw_quality_curves(data: dict, path: str) -> None:
+    curves = data["curves"]
+    plt, fig = new_figure(11, 7.5)
+    axes = fig.subplots(2, 2).ravel()
+    nets = sorted({c["net"] for c in curves.values()})
+    for ax, (metric, title) in zip(axes, QUALITY_METRICS):
+        for name, c in curves.items():
+            if np.any(np.isfinite(c[metric])):
+                ax.plot(c["step"], c[metric], "o-", ms=3, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training step")
+        if metric == "fid":
+            ax.set_yscale("log")
+        if metric in ("precision", "recall"):
+            ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+    note = f"; no sample-quality rows in {', '.join(data['without'])}" if data["without"] else ""
+    fig.suptitle(f"26 Quality metrics throughout training (features: {', '.join(nets)}{note})", fontsize=11)
+    fig.tight_layout()
+    save(fig, path)
+
+
+# -- 23: latent interpolation --------------------------------------------------------------------------------------
+def interpolation_data(runs: Mapping[str, str], vae: str = "vae_mnist", gan: str = "gan_mnist",
+                       diffusion: str = "ddpm_mnist", num: int = 10, steps: int = 50, seed: int = 0) -> dict:
+    """Chart 23's data, for whichever of the three runs exist: the two test digits a, b ([H, W, C]; the first and
+    last class of `pick_test_images(..., one_per_class=True)`) and strips {run: images [num, H, W, C]}:
+    the VAE's posterior means interpolated linearly (`Pipeline.interpolate`), diffusion's DDIM codes (`steps` steps)
+    interpolated spherically (`Pipeline.interpolate`, unconditional), and the GAN's generator on the great circle
+    between two random latents (`slerp`; a GAN has no encoder, so its ends are not a and b).
+    ends_error: {run: mean |pixel error| of the strip's ends against a and b} for the strips that start and end
+    at the digits."""
+    present = [n for n in (vae, diffusion, gan) if n in runs]
+    if not present:
+        raise MissingData(f"chart 23 needs one of the runs {vae}, {gan}, {diffusion}")
+    first = load_run(runs[present[0]])
+    images, _ = pick_test_images(first, 20, one_per_class=True)
+    a, b = images[0], images[-1]
+    strips, kinds, ends = {}, {}, {}
+    for name, kind in ((vae, "VAE: linear between posterior means"),
+                       (diffusion, f"diffusion: DDIM inversion ({steps} steps) + slerp")):
+        if name in runs:
+            pipe = Pipeline(first if name == present[0] else load_run(runs[name]))
+            kw = {"steps": steps} if name == diffusion else {}
+            strips[name] = pipe.interpolate(a, b, num, **kw).astype(np.float32) / 255.0
+            kinds[name] = kind
+            ends[name] = float((np.abs(strips[name][0] - a).mean() + np.abs(strips[name][-1] - b).mean()) / 2)
+    if gan in runs:
+        g = first if gan == present[0] else load_run(runs[gan])
+        z = g.method.latents(jax.random.PRNGKey(seed), 2)
+        x = g.method.generate_model_range(g.state.ema_params["generator"], slerp(z[0], z[1], num))
+        strips[gan] = np.asarray(from_model_range(x))
+        kinds[gan] = "GAN: slerp between two random latents (no encoder)"
+    return {"a": a, "b": b, "strips": strips, "kinds": kinds, "ends_error": ends}
+
+
+def draw_interpolation(data: dict, path: str) -> None:
+    strips = data["strips"]
+    plt, fig = new_figure(1.0 * len(next(iter(strips.values()))) + 2.6, 1.45 * len(strips) + 0.9)
+    gs = fig.add_gridspec(len(strips), 2, width_ratios=[1.2, len(next(iter(strips.values())))])
+    show_images(fig.add_subplot(gs[:, 0]), np.stack([data["a"], data["b"]]), ncol=1, title="a (top), b")
+    for i, (name, images) in enumerate(strips.items()):
+        ax = fig.add_subplot(gs[i, 1])
+        end = f"; ends: mean pixel error {data['ends_error'][name]:.3f}" if name in data["ends_error"] else ""
+        show_images(ax, images, ncol=len(images), title=f"{name}: {data['kinds'][name]}{end}")
+    fig.suptitle("23 Latent interpolation between the same two test digits")
+    save(fig, path)
+
+
+# -- 17: two approaches ----------------------------------------------------------------------------------------
+def _training_seconds(rows: list[dict]) -> float:
+    """Wall time of the logged training steps: each row's steps over its steps/s (compilation excluded)."""
+    prev, total = 0, 0.0
+    for r in rows:
+        total += (r["step"] - prev) / r["steps_per_sec"]
+        prev = r["step"]
+    return total
+
+
+def two_approaches_data(runs: Mapping[str, str], gan: str = "gan_mnist", diffusion: str = "ddpm_mnist",
+                        num: int = 20, timing_num: int = 64, seed: int = 0) -> dict:
+    """Chart 17's data, GAN beside diffusion: for each, samples [num, H, W, C] with class-balanced labels where the
+    model is conditional (labels [num] or None), its train-loss curves {metric: (steps [R], values [R])}, and its
+    cost: NFE per image and images/s (`generate(..., timed=True)` of `timing_num` images, compilation excluded),
+    training seconds (from the logged steps/s) and steps."""
+    out = {}
+    for name, keys in ((gan, ("d_loss", "g_loss")), (diffusion, ("loss",))):
+        r = load_run(runs[name])
+        m = r.method
+        labels = balanced_labels(num, m.num_classes)
+        images, _ = generate(m, r.state.ema_params, r.state.model_state, num, seed=seed, labels=labels)
+        _, cost = generate(m, r.state.ema_params, r.state.model_state, timing_num, seed=seed + 1,
+                           labels=balanced_labels(timing_num, m.num_classes), timed=True)
+        rows = metric_rows(r.workdir, "train", keys)
+        out[name] = {"method": m.name, "images": images, "labels": labels,
+                     "curves": {k: (np.array([row["step"] for row in rows]), np.array([row[k] for row in rows]))
+                                for k in keys},
+                     "nfe": cost.nfe_per_image, "images_per_sec": cost.images_per_sec,
+                     "train_seconds": _training_seconds(metric_rows(r.workdir, "train", ("steps_per_sec",))),
+                     "steps": r.step}
+    return out
+
+
+def draw_two_approaches(data: dict, path: str) -> None:
+    names = list(data)
+    plt, fig = new_figure(12, 9)
+    gs = fig.add_gridspec(3, len(names), height_ratios=[1, 1.4, 0.5])
+    for j, name in enumerate(names):
+        d = data[name]
+        labels = "unconditional" if d["labels"] is None else "labels 0..9 by column"
+        show_images(fig.add_subplot(gs[0, j]), d["images"], ncol=10, title=f"{name} ({d['method']}): {labels}")
+        ax = fig.add_subplot(gs[1, j])
+        for k, (steps, values) in d["curves"].items():
+            ax.plot(steps, values, label=k)
+        ax.set_xlabel("training step")
+        ax.set_title(f"{name}: training losses", fontsize=9)
+        ax.legend(fontsize=8)
+        if d["method"] != "gan":
+            ax.set_yscale("log")
+    rows = [[n, data[n]["nfe"], data[n]["images_per_sec"], data[n]["steps"], data[n]["train_seconds"] / 60]
+            for n in names]
+    draw_table(fig.add_subplot(gs[2, :]), ["run", "network calls / image", "images / s (sampling)", "train steps",
+                                           "train minutes (as logged)"], rows)
+    fig.suptitle("17 Two approaches: one network call (GAN) against many (diffusion)")
+    fig.tight_layout()
+    save(fig, path)
+
+
+# -- 28: the landscape of approaches -------------------------------------------------------------------------------
+def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int = 0,
+                   feature_net: str | None = None) -> dict:
+    """Chart 28's data: one `evaluate_run` row per run (FID, precision, recall, IS, images/s after compilation,
+    NFE, bits/dim and whether it is exact or a bound), all under one feature net (default: the first run's
+    config.eval.feature_net) against the same test images."""
+    names = list(runs)
+    if not names:
+        raise MissingData("chart 28 needs at least one image family's run")
+    net_name = feature_net or read_config(runs[names[0]]).eval.feature_net
+    net = get_feature_net(net_name)
+    rows = []
+    for name in names:
+        row = evaluate_run(load_run(runs[name]), num_samples, seed, net, timed=True)
+        rows.append({"run": name, "method": row["method"], "fid": row[f"fid_{net_name}"],
+                     "precision": row[f"precision_{net_name}"], "recall": row[f"recall_{net_name}"],
+                     "is": row.get(f"is_{net_name}"), "images_per_sec": row["images_per_sec"], "nfe": row["nfe"],
+                     "bits_per_dim": row.get("bits_per_dim"), "bits_per_dim_kind": row.get("bits_per_dim_kind")})
+    return {"net": net_name, "num_samples": num_samples, "rows": rows}
+
+
+def draw_landscape(data: dict, path: str) -> None:
+    rows = data["rows"]
+    plt, fig = new_figure(10, 6.2 + 0.3 * len(rows))
+    gs = fig.add_gridspec(2, 1, height_ratios=[5, 0.8 + 0.3 * len(rows)])
+    ax = fig.add_subplot(gs[0])
+    speed = np.array([r["images_per_sec"] for r in rows])
+    sizes = 40 + 260 * np.log10(speed / speed.min() + 1) / np.log10(speed.max() / speed.min() + 1)
+    for r, size in zip(rows, sizes):
+        ax.scatter(r["recall"], r["fid"], s=size, alpha=0.7)
+        bpd = "" if r["bits_per_dim"] is None else f"\n{r['bits_per_dim']:.3g} bits/dim ({r['bits_per_dim_kind']})"
+        ax.annotate(f"{r['run']}{bpd}", (r["recall"], r["fid"]), textcoords="offset points", xytext=(8, 4),
+                    fontsize=8)
+    ax.set_xlabel("recall (diversity: share of test digits near a sample) →")
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_yscale("log")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_title(f"quality against diversity; marker area grows with images/s ({data['net']} features, "
+                 f"{data['num_samples']} samples)", fontsize=9)
+    header = ["run", "FID", "precision", "recall", "IS", "images/s", "NFE", "bits/dim"]
+    cells = [[r["run"], r["fid"], r["precision"], r["recall"], r["is"], r["images_per_sec"], r["nfe"],
+              None if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.3g} ({r['bits_per_dim_kind']})"]
+             for r in rows]
+    draw_table(fig.add_subplot(gs[1]), header, cells)
+    fig.suptitle("28 The landscape of approaches: every family on quality, diversity, speed and likelihood")
+    fig.tight_layout()
+    save(fig, path)

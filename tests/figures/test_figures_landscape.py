@@ -1,0 +1,114 @@
+"""Chart 26 (and the other cross-family charts) on tiny runs: PNGs written, data equal to the runs' files."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jgen.figures import CHARTS, MissingData, draw_charts
+from jgen.figures.ethics import copying_z, draw_memorisation, memorisation_data, nearest
+from jgen.figures.landscape import (draw_interpolation, draw_landscape, draw_two_approaches, interpolation_data,
+                                    landscape_data, quality_curves_data, two_approaches_data)
+from jgen.run import evaluate_run, load_run
+from jgen.sampling import generate
+from jgen.train.writer import read_metrics
+from tests.figures.tiny_runs import PIXEL_NET
+
+
+def test_chart26_curves_are_the_sample_quality_rows(gan_runs, tmp_path):
+    workdir = gan_runs / "gan_mnist"
+    rows = [r for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+            if r["split"] == "sample_quality"]
+    data = quality_curves_data({"gan_mnist": str(workdir)})
+    c = data["curves"]["gan_mnist"]
+    assert c["net"] == PIXEL_NET and data["without"] == []
+    np.testing.assert_array_equal(c["step"], [8, 16, 24])
+    for m in ("fid", "is", "precision", "recall"):
+        np.testing.assert_array_equal(c[m], [r[f"{m}_{PIXEL_NET}"] for r in rows])
+    out = draw_charts(str(gan_runs), str(tmp_path), [26], log=lambda _: None)[0]
+    assert out.status == "drawn" and "ar_mnist" in out.message  # drawn from what exists, the rest named
+    assert (tmp_path / CHARTS[26].filename).stat().st_size > 20_000
+
+
+def test_chart26_without_quality_rows_says_how_to_log_them(tmp_path):
+    (tmp_path / "gan_mnist").mkdir()
+    (tmp_path / "gan_mnist" / "config.json").write_text(json.dumps({"method": {"name": "gan"}}))
+    with pytest.raises(MissingData, match="sample_metrics_every"):
+        quality_curves_data({"gan_mnist": str(tmp_path / "gan_mnist")})
+
+
+@pytest.mark.slow  # DDIM inversion, GAN and VAE programs of their own: about 20 s on 2 cores
+def test_chart23_strips_run_between_two_test_digits(gan_runs, diffusion_runs, ae_runs, tmp_path):
+    runs = {n: str(gan_runs / n) for n in ("vae_mnist", "gan_mnist", "ddpm_mnist")}
+    d = interpolation_data(runs, num=5, steps=4)
+    vae = load_run(runs["vae_mnist"])
+    tests = np.stack([vae.test_source[i]["image"] for i in range(len(vae.test_source))])
+    assert any(np.array_equal(d["a"], x) for x in tests) and any(np.array_equal(d["b"], x) for x in tests)
+    assert {k: v.shape for k, v in d["strips"].items()} == {n: (5, 8, 8, 1) for n in runs}
+    # the VAE strip's ends are its reconstructions of a and b (decoded posterior means)
+    mean, _ = vae.method.encode(vae.state.ema_params, jnp.stack([d["a"], d["b"]]))
+    ends = np.asarray(vae.method.decode(vae.state.ema_params, mean))
+    np.testing.assert_allclose(d["strips"]["vae_mnist"][[0, -1]], ends, atol=1 / 255 + 1e-6)  # uint8 rounding
+    assert set(d["ends_error"]) == {"vae_mnist", "ddpm_mnist"}  # the GAN's strip does not start at a digit
+    draw_interpolation(d, str(tmp_path / "23.png"))
+    assert (tmp_path / "23.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # timed generation of two families: about 15 s on 2 cores
+def test_chart17_samples_curves_and_costs(gan_runs, diffusion_runs, tmp_path):
+    runs = {n: str(gan_runs / n) for n in ("gan_mnist", "ddpm_mnist")}
+    d = two_approaches_data(runs, num=10, timing_num=10)
+    for name in runs:
+        run = load_run(runs[name])
+        images, info = generate(run.method, run.state.ema_params, run.state.model_state, 10, seed=0,
+                                labels=d[name]["labels"])
+        np.testing.assert_array_equal(d[name]["images"], images)
+        assert d[name]["nfe"] == info.nfe_per_image and d[name]["images_per_sec"] > 0
+        rows = read_metrics(runs[name], "train")
+        key = "g_loss" if name == "gan_mnist" else "loss"
+        np.testing.assert_array_equal(d[name]["curves"][key][1], [r[key] for r in rows])
+        assert d[name]["train_seconds"] > 0 and d[name]["steps"] == rows[-1]["step"]
+    assert d["gan_mnist"]["nfe"] == 1 and d["ddpm_mnist"]["nfe"] == 8
+    draw_two_approaches(d, str(tmp_path / "17.png"))
+    assert (tmp_path / "17.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # two evaluations of the run (timed sampling, every metric): about 10 s on 2 cores
+def test_chart28_rows_are_evaluate_run_rows(gan_runs, tmp_path):
+    workdir = str(gan_runs / "gan_mnist")
+    d = landscape_data({"gan_mnist": workdir}, num_samples=40, feature_net=PIXEL_NET)
+    row = evaluate_run(load_run(workdir), 40, 0, PIXEL_NET)
+    (r,) = d["rows"]
+    assert (r["fid"], r["precision"], r["recall"], r["is"], r["nfe"]) == (
+        row[f"fid_{PIXEL_NET}"], row[f"precision_{PIXEL_NET}"], row[f"recall_{PIXEL_NET}"], row[f"is_{PIXEL_NET}"],
+        row["nfe"])
+    assert r["images_per_sec"] > 0 and r["bits_per_dim"] is None  # a GAN has no likelihood
+    draw_landscape(d, str(tmp_path / "28.png"))
+    assert (tmp_path / "28.png").stat().st_size > 10_000
+
+
+def test_chart31_nearest_neighbours_and_copying_statistic(gan_runs, tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(7, 5)), rng.normal(size=(30, 5))
+    dist, idx = nearest(a, b)
+    brute = np.linalg.norm(a[:, None] - b[None], axis=-1)
+    np.testing.assert_array_equal(idx, brute.argmin(1))
+    np.testing.assert_allclose(dist, brute.min(1), rtol=1e-9)
+    near, far = rng.uniform(0, 1, 200), rng.uniform(0.5, 1.5, 300)
+    assert copying_z(near, far) < -5 < 5 < copying_z(far, near) and abs(copying_z(far, far)) < 1e-9
+
+    workdir = str(gan_runs / "gan_mnist")
+    d = memorisation_data({"gan_mnist": workdir}, num_samples=40, num_shown=3, feature_net=PIXEL_NET)
+    run = load_run(workdir)
+    train = np.stack([run.train_source[i]["image"] for i in range(len(run.train_source))])
+    f = d["families"]["gan_mnist"]
+    samples, _ = generate(run.method, run.state.ema_params, run.state.model_state, 40, seed=0)
+    np.testing.assert_array_equal(f["samples"], samples[:3])
+    for k in range(3):  # the nearest training image in pixels, and its distance
+        np.testing.assert_allclose(np.linalg.norm(samples[k] - f["pixel_nn"][k]), f["pixel_dist"][k], rtol=1e-5)
+        to_train = np.sqrt(((samples[k] - train) ** 2).sum(axis=(1, 2, 3)))
+        assert to_train.min() == pytest.approx(f["pixel_dist"][k], rel=1e-5)
+    assert len(d["data"]["test_pixel"]) == len(run.test_source) and f["class_freq"].sum() == pytest.approx(1)
+    draw_memorisation(d, str(tmp_path / "31.png"))
+    assert (tmp_path / "31.png").stat().st_size > 20_000
