@@ -6,9 +6,11 @@ down to s, with m = (t + s) / 2 and (x0_hat, eps_hat) = denoise(x, t):
     x_m = alpha_m x0_hat(x_t) + sigma_m eps_hat(x_t)                         (the DDIM map to m)
     x_s = x_t + (alpha_s - alpha_t) x0_hat(x_m) + (sigma_s - sigma_t) eps_hat(x_m)
 On the rectified-flow path this is x_m = x_t + (m - t) u_hat(x_t, t), x_s = x_t + (s - t) u_hat(x_m, m): the
-midpoint method for dx/dt = u. On a smooth variance-preserving path the increments alpha_s - alpha_t and
-sigma_s - sigma_t equal (s - t) alpha'(m) and (s - t) sigma'(m) up to O((s - t)^3), so it is second order there
-too. Nothing divides by alpha, so it starts at t = 1 of the rectified-flow path (alpha = 0) like `ddim`.
+midpoint method for dx/dt = u. Elsewhere the increments alpha_s - alpha_t and sigma_s - sigma_t equal
+(s - t) alpha'(m) and (s - t) sigma'(m) up to O((s - t)^3) where alpha and sigma are smooth in t, so it is second
+order on any path on a grid that resolves them: not the DDPM schedules on a time_uniform grid, whose
+sigma ~ sqrt(t) near the data makes it order 1.35-1.57 there (time_quadratic or logsnr_uniform restore 2).
+Nothing divides by alpha, so it starts at t = 1 of the rectified-flow path (alpha = 0) like `ddim`.
 The last grid time's update is the data prediction, as in every sampler: N grid times cost 2N - 1 evaluations.
 """
 

@@ -91,10 +91,9 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
     Pure and traceable: wrap the call in `jax.jit` (everything but key/labels/noise static) to compile the
     whole loop. `steps` None and `spacing` None take the sampler's defaults (see the module docstring).
     The start is x_T ~ N(0, I) times `schedules.start_std` (1 except at the first time of the noise-level grids on
-    the rectified-flow path); `noise` replaces it, as the state itself (e.g. from `ddim_invert`); `labels` [B] with
-    `null_label` enable
-    classifier-free guidance with scale `guidance` (0: unconditional, 1: conditional). `eta` is DDIM's noise,
-    `order` UniPC's, `rho` the karras spacing's exponent, `s_*` EDM's churn (euler, heun).
+    the rectified-flow path); `noise` replaces it, as the state itself (e.g. from `ddim_invert`). `labels` [B]
+    with `null_label` enable classifier-free guidance with scale `guidance` (0: unconditional, 1: conditional).
+    `eta` is DDIM's noise, `order` UniPC's, `rho` the karras spacing's exponent, `s_*` EDM's churn (euler, heun).
     """
     steps, opts = sampler_options(sampler, steps, spacing=spacing, eta=eta, rho=rho, order=order,
                                   lower_order_final=lower_order_final, s_churn=s_churn, s_tmin=s_tmin,
@@ -121,5 +120,5 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
     return SamplerOutput(x, nfe, rec.result(buf))
 
 
-__all__ = ["sample", "sampler_options", "check_start", "SamplerOutput", "SamplerOptions", "SAMPLERS", "DEFAULT_STEPS",
-           "DEFAULT_SPACING", "register_sampler", "sampler_names"]
+__all__ = ["sample", "sampler_options", "check_start", "SamplerOutput", "SamplerOptions", "SAMPLERS",
+           "DEFAULT_STEPS", "DEFAULT_SPACING", "register_sampler", "sampler_names"]

@@ -16,7 +16,8 @@ step is first order. `trailing` ends at t = 1/N and exists to reproduce the DDIM
 
 The noise-level spacings (logsnr_uniform, karras) start at the largest noise level s_max = min(s(t_max),
 `max_noise`): EDM's cap s <= 80 keeps the cosine schedule (s(1) ~ 2e4) from spending a third of a small step
-budget where the data have no influence (alpha < 0.0125). The time spacings always start at t_max = 1.
+budget where the data have no influence (alpha < 0.0125). The time spacings always start at t_max = 1, which on
+the rectified-flow path is pure noise (alpha = 0, s infinite: `starts_at_infinite_noise`).
 """
 
 from __future__ import annotations
