@@ -12,7 +12,7 @@ spacing, guidance, clip (0/1: clip the x0 prediction to [-1, 1]), eta, order, s_
   --plan gap   the suspects for the deterministic samplers' gap to DDPM-1000 (issue 15), one change per row:
                the old terminal grid (DDIM 'trailing' spacing), x0 clipping, the spacing, guidance, and
                stochastic against deterministic sampling at the same NFE
-  --plan nfe   every sampler at NFE 5, 10, 20, 50 (Heun at the level counts closest below) and DDPM-1000;
+  --plan nfe   every sampler at NFE 5, 10, 20, 50 (the multi-stage ones at the grids closest below) and DDPM-1000;
                with --out a Markdown table and a PNG of FID against NFE
 """
 
@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jgen.diffusion.samplers import steps_for_nfe  # noqa: E402
 from jgen.sampling import balanced_labels, generate  # noqa: E402
 
 GAP_PLAN = [
@@ -49,7 +50,8 @@ GAP_PLAN = [
     "dpm_solver:20:clip=0,guidance=1.5",
     "dpm_solver:20:clip=0,guidance=2",
 ]
-NFE_SAMPLERS = ("ddim", "dpm_solver", "dpm_solver_3m", "unipc", "euler", "heun", "dpm_solver_sde", "ddpm")
+NFE_SAMPLERS = ("ddim", "dpm_solver", "dpm_solver_3m", "dpm_solver_2s", "dpm_solver_3s", "unipc", "euler", "heun",
+                "dpm_solver_sde", "ddpm")
 NFE_BUDGETS = (5, 10, 20, 50)
 FLOATS = ("guidance", "eta", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -79,7 +81,7 @@ def nfe_plan() -> list[str]:
     rows = ["ddpm:1000:clip=0"]
     for name in NFE_SAMPLERS:
         for nfe in NFE_BUDGETS:
-            steps = max(1, (nfe + 1) // 2) if name == "heun" else nfe
+            steps = steps_for_nfe(name, nfe)
             rows.append(f"{name}:{steps}:clip=0")
     return rows
 

@@ -32,9 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jgen.diffusion.analytic import (mixture_draw, mixture_flow_map_1d, mixture_model_fn, mode_stats,  # noqa: E402
                                      wasserstein1)
-from jgen.diffusion.samplers import DEFAULT_SPACING, sample, sampler_names  # noqa: E402
+from jgen.diffusion.samplers import DEFAULT_SPACING, check_start, sample, sampler_names, steps_for_nfe  # noqa: E402
 from jgen.diffusion.schedules import RECTIFIED_FLOW, alpha_sigma, make_schedule, start_std  # noqa: E402
-from jgen.diffusion.timegrid import SPACINGS, starts_at_infinite_noise, time_grid  # noqa: E402
+from jgen.diffusion.timegrid import SPACINGS, time_grid  # noqa: E402
 
 MIXTURES = {
     "1d": (np.array([0.3, 0.7]), np.array([[-2.0], [1.5]]), np.array([[[0.01]], [[0.09]]])),
@@ -42,13 +42,7 @@ MIXTURES = {
            np.array([0.0025 * np.eye(2), [[0.25, 0.05], [0.05, 0.16]]])),
 }
 STOCHASTIC = ("ddpm", "dpm_solver_sde")
-TWO_PER_STEP = ("heun", "midpoint")  # 2N - 1 evaluations for N grid times
 FLOOR_PAIRS = 8
-
-
-def steps_for_nfe(sampler: str, nfe: int) -> int:
-    """The step count that spends at most `nfe` evaluations (Heun, midpoint: 2N - 1 per N grid times)."""
-    return max(1, (nfe + 1) // 2) if sampler in TWO_PER_STEP else nfe
 
 
 def mixture_errors(x: np.ndarray, exact: np.ndarray, data) -> dict[str, float]:
@@ -82,7 +76,9 @@ def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: 
                     continue
                 for nfe in nfes:
                     steps = steps_for_nfe(name, nfe)
-                    if name in ("euler", "heun") and starts_at_infinite_noise(spacing, steps, s):
+                    try:
+                        check_start(name, spacing, steps, s)
+                    except ValueError:
                         continue  # EDM's samplers cannot start at t = 1 of the rectified-flow path
                     x_T = start_std(s, time_grid(s, steps, spacing)[0]) * z  # what sample() would draw
                     f = jax.jit(lambda k, z, name=name, steps=steps, spacing=spacing: sample(

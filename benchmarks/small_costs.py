@@ -8,8 +8,9 @@ against the same with the scipy-backed metric modules (jgen.metrics.fid, jgen.me
 which is what every training run paid while `jgen.metrics` imported them eagerly. Runs alternate.
 
 ddim_noise: jgen's DDIM sampler (`method.generate`, ddpm_mnist UNet, 20 steps, batch 64, eta = 0) against
-a scan of the 20 standard-normal draws its step makes whatever eta is (the same shapes and keys), both
-jit-compiled: the share of a sampler call that drawing unused noise costs.
+a scan of the 20 standard-normal draws its step used to make whatever eta was (the same shapes and keys),
+both jit-compiled: the share of a sampler call that drawing unused noise cost (the step no longer draws them
+at eta = 0).
 """
 
 from __future__ import annotations

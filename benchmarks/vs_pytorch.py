@@ -144,8 +144,10 @@ class JgenBench:
     def setup_unet(self):
         jax, np = self.jax, self.np
         import jax.numpy as jnp
-        from jgen.diffusion.samplers import sample
-        from jgen.diffusion.schedules import alpha_sigma, sampling_times, step_to_time
+        from jgen.diffusion.sampler_core import grid_alpha_sigma
+        from jgen.diffusion.samplers import DEFAULT_SPACING, sample
+        from jgen.diffusion.schedules import alpha_sigma, step_to_time
+        from jgen.diffusion.timegrid import time_grid
 
         cfg, method, batch = self._method("ddpm_mnist")
         m = cfg.method
@@ -188,11 +190,10 @@ class JgenBench:
                           labels=labels, guidance=m.guidance, null_label=method.null_label,
                           parameterization=m.parameterization, eta=0.0, clip_denoised=m.clip_denoised,
                           noise=noise).samples
-        times = sampling_times(sched, 20)
-        ga, gs = alpha_sigma(sched, times)
+        times = time_grid(sched, 20, DEFAULT_SPACING["ddim"])  # the grid `sample` uses for ddim, 20 steps
+        ga, gs = grid_alpha_sigma(sched, times)
         arrays.update(ddim_noise=np.asarray(noise), ddim_times=np.asarray(times),
-                      ddim_alphas=np.append(np.asarray(ga), 1.0).astype(np.float32),
-                      ddim_sigmas=np.append(np.asarray(gs), 0.0).astype(np.float32))
+                      ddim_alphas=np.asarray(ga), ddim_sigmas=np.asarray(gs))
         if "unet_ddim20" in self.wanted:  # the sampler's reference costs a compilation: only when timed
             arrays["ddim_out"] = np.asarray(jax.jit(ddim_from)(params, noise, flab))
         if m.guidance not in (0.0, 1.0):

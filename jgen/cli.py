@@ -3,8 +3,9 @@
   train    --config experiments/configs/vae_mnist.py --workdir runs/vae [--config.train.steps=2000 ...]
            [--coordinator_address=host0:1234 --num_processes=2 --process_id=0 | --distributed=auto]
   sample   --workdir runs/ddpm --sampler dpm_solver --steps 20 --guidance 2.0 --labels 0,1,2 --out samples.png
-  eval     --workdir runs/X --num_samples 1000
-  compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000]
+  eval     --workdir runs/X --num_samples 1000 [--ref_stats stats.npz | --ref_split train] [--ref_stats_out out.npz]
+           [--likelihood_images 64]
+  compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000] [--likelihood_images 64]
   compare  --workdirs runs/ldm --guidance_scales 0,1,2,4,8 --out sweep/
 
 Exit codes (for batch schedulers): 0 finished; 2 bad input (a config value, a flag, a run directory: the message
@@ -53,6 +54,8 @@ flags.DEFINE_list("labels", [], "class labels, e.g. 0,1,2 (one row of samples pe
 flags.DEFINE_integer("num_samples", None, "sample: images, per label with --labels (default 64, or 8 per label); "
                      "eval/compare: samples for the metrics (default 1000).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "random seed of the samples.", flag_values=FLAGS)
+flags.DEFINE_integer("likelihood_images", 0, "eval/compare: bits/dim of a diffusion run by its probability-flow "
+                     "ODE on this many test images (about 100 network evaluations each; 0: off).", flag_values=FLAGS)
 flags.DEFINE_string("feature_net", None, "feature network (mnist_classifier, inception); default: the run's "
                     "config.eval.feature_net. Another net writes eval_<name>.json.", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.", flag_values=FLAGS)
@@ -72,6 +75,12 @@ flags.DEFINE_integer("process_id", None, "train, multi-process: this process's i
 flags.DEFINE_enum("distributed", "off", ["off", "auto"], "train: 'auto' starts jax.distributed with JAX's own "
                   "cluster detection (TPU pod, SLURM, Open MPI); 'off' starts it only when the three flags above "
                   "(or their JGEN_* variables) are given.", flag_values=FLAGS)
+flags.DEFINE_string("ref_stats", None, "eval: FID reference statistics, a .npz of mu [D] and sigma [D, D] (pytorch-fid "
+                    "and TTUR format); default: computed from --ref_split and cached.", flag_values=FLAGS)
+flags.DEFINE_enum("ref_split", "test", ["test", "train"], "eval: the split whose images are the reference (train: the "
+                  "DDPM paper's CIFAR-10 FID protocol).", flag_values=FLAGS)
+flags.DEFINE_string("ref_stats_out", None, "eval: also write the reference statistics to this .npz.",
+                    flag_values=FLAGS)
 flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one run, e.g. 0,1,2,4,8.",
                   flag_values=FLAGS)
 
@@ -134,7 +143,9 @@ def cmd_sample(overrides: list[str]) -> None:
 def cmd_eval(overrides: list[str]) -> None:
     _require("workdir", "runs/vae_mnist")
     run = run_lib.load_run(FLAGS.workdir)
-    result = run_lib.evaluate_run(run, _num_samples(1000), FLAGS.seed, FLAGS.feature_net)
+    result = run_lib.evaluate_run(run, _num_samples(1000), FLAGS.seed, FLAGS.feature_net, ref_stats=FLAGS.ref_stats,
+                                  ref_split=FLAGS.ref_split, ref_stats_out=FLAGS.ref_stats_out,
+                                  likelihood_images=FLAGS.likelihood_images)
     name = "eval.json" if FLAGS.feature_net is None else f"eval_{FLAGS.feature_net}.json"
     with open(os.path.join(FLAGS.workdir, name), "w") as f:
         json.dump(result, f, indent=2)
@@ -148,6 +159,9 @@ def cmd_compare(overrides: list[str]) -> None:
     if FLAGS.guidance_scales:
         if len(FLAGS.workdirs) != 1:
             raise InputError(f"--guidance_scales sweeps one run; got --workdirs with {len(FLAGS.workdirs)} runs")
+        if FLAGS.likelihood_images:
+            raise InputError("--likelihood_images applies to the comparison table, not to a guidance sweep (the "
+                             "likelihood does not depend on the guidance scale)")
         try:
             scales = [float(s) for s in FLAGS.guidance_scales]
         except ValueError:
@@ -155,7 +169,7 @@ def cmd_compare(overrides: list[str]) -> None:
                              "0,1,2,4,8") from None
         print(guidance_sweep(FLAGS.workdirs[0], scales, out, num, FLAGS.seed, FLAGS.sampler, FLAGS.steps))
     else:
-        print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed))
+        print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,9 +189,11 @@ COMMANDS: dict[str, Command] = {
                       ("workdir", "labels", "num_samples", "sampler", "steps", "guidance", "eta", "seed", "out",
                        "prompt", "num_tokens", "temperature", "top_k", "top_p")),
     "eval": Command(cmd_eval, "FID/IS/precision/recall of a trained run -> <workdir>/eval.json",
-                    ("workdir", "num_samples", "seed", "feature_net")),
+                    ("workdir", "num_samples", "seed", "feature_net", "ref_stats", "ref_split", "ref_stats_out",
+                     "likelihood_images")),
     "compare": Command(cmd_compare, "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep",
-                       ("workdirs", "num_samples", "seed", "out", "guidance_scales", "sampler", "steps")),
+                       ("workdirs", "num_samples", "seed", "out", "guidance_scales", "sampler", "steps",
+                        "likelihood_images")),
 }
 
 

@@ -3,7 +3,9 @@
 For each run directory: generate `num_samples` images with its EMA parameters (class-balanced labels for
 conditional models), measure FID, precision/recall and density/coverage against the test split with the MNIST
 classifier's features, the Inception Score from its softmax, bits/dim where the model defines a likelihood
-(the run's last evaluation), and sampling speed (images/s after compilation, network evaluations per image).
+(the run's last evaluation; with `likelihood_images`, diffusion's probability-flow ODE on that many test images,
+marked "exact (ODE)" against the VAE's "bound"), and sampling speed (images/s after compilation, network
+evaluations per image).
 Writes compare.json, compare.md and compare.png to the output directory. `guidance_sweep` does the same for
 one conditional diffusion run at several guidance scales.
 """
@@ -63,8 +65,11 @@ def _write(out_dir: str, name: str, rows: list[dict], columns: list[str], x: str
     return md
 
 
-def _row(run, num_samples: int, seed: int, net, real, **options) -> dict:
-    row = evaluate_run(run, num_samples, seed, net, real, timed=True, **options)
+def _row(run, num_samples: int, seed: int, net, real, likelihood_images: int = 0, **options) -> dict:
+    if "likelihood" not in run.method.capabilities:  # the others report their evaluations' bits/dim
+        likelihood_images = 0
+    row = evaluate_run(run, num_samples, seed, net, real, timed=True, likelihood_images=likelihood_images,
+                       **options)
     row.pop("workdir")
     return row
 
@@ -90,20 +95,25 @@ def text_row(run, seed: int = 0) -> dict:
             "tokens_per_sec": TEXT_SAMPLES * tokens / seconds}
 
 
-def compare_workdirs(workdirs: list[str], out_dir: str, num_samples: int = 1000, seed: int = 0) -> str:
+def compare_workdirs(workdirs: list[str], out_dir: str, num_samples: int = 1000, seed: int = 0,
+                     likelihood_images: int = 0) -> str:
     """Evaluate every run: image models on the same test features (compare.{json,md,png}), language models on
-    their test perplexity and speed (compare_text.{json,md,png}). Returns the Markdown table(s)."""
+    their test perplexity and speed (compare_text.{json,md,png}). Returns the Markdown table(s).
+    `likelihood_images` > 0: runs with an on-demand likelihood (diffusion) report bits/dim on that many test images."""
     runs = [load_run(w) for w in workdirs]
     image_runs = [r for r in runs if "sample" in r.method.capabilities]
     text_runs = [r for r in runs if "text" in r.method.capabilities]
     other = [r.workdir for r in runs if r not in image_runs and r not in text_runs]
     if other:
         raise InputError(f"{other} hold runs that generate nothing (e.g. the classifier); leave them out")
+    if likelihood_images and not any("likelihood" in r.method.capabilities for r in image_runs):
+        raise InputError(f"likelihood_images={likelihood_images}: none of these runs has an on-demand likelihood "
+                         "(diffusion's ODE is one); leave it out")
     tables = []
     if image_runs:
         net = load_mnist_classifier()
         real = real_images(image_runs[0].test_source, num_samples)
-        rows = [_row(run, num_samples, seed, net, real) for run in image_runs]
+        rows = [_row(run, num_samples, seed, net, real, likelihood_images) for run in image_runs]
         fid = f"fid_{MNIST_CLASSIFIER}"
         columns = ["run", "method", "num_samples", fid, f"is_{MNIST_CLASSIFIER}", f"precision_{MNIST_CLASSIFIER}",
                    f"recall_{MNIST_CLASSIFIER}", f"coverage_{MNIST_CLASSIFIER}", "bits_per_dim", "bits_per_dim_kind",

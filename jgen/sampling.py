@@ -3,7 +3,8 @@
     images, info = generate(method, state.ema_params, state.model_state, num=1000, seed=0,
                             labels=balanced_labels(1000, method.num_classes), sampler="ddim", steps=50)
 
-Training-time sample metrics, `jgen eval`, `jgen compare`, `jgen sample` and `Pipeline` all call `generate`. The
+Training-time sample metrics, `jgen eval`, `jgen compare`, `jgen sample` and `Pipeline` all call `generate`
+(`jgen eval` at scale through `generate_batches`, the same images one batch at a time). The
 compiled program is cached on the method per static setting (batch size, conditional or not, sampling options), so
 repeated calls (every sample-metrics interval of a run) compile once. User arguments are checked once, here, by
 `check_request`, with messages that name the value and the fix.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -82,16 +83,15 @@ def _batch_program(method, batch: int, conditional: bool, options: dict):
     return method.jitted(("generate", batch, conditional, static), generate_batch)
 
 
-def generate(method, params, model_state, num: int, seed: int | None = None, key: jax.Array | None = None,
-             labels: Sequence[int] | np.ndarray | None = None, batch_size: int = DEFAULT_BATCH,
-             timed: bool = False, **options) -> tuple[np.ndarray, Generated]:
-    """`num` images float32 [num, H, W, C] in [0, 1] from `method.generate`, and what it cost.
+def generate_batches(method, params, model_state, num: int, seed: int | None = None, key: jax.Array | None = None,
+                     labels: Sequence[int] | np.ndarray | None = None, batch_size: int = DEFAULT_BATCH,
+                     timed: bool = False, **options) -> Iterator[tuple[np.ndarray, int, float]]:
+    """`generate`, one batch at a time: yields (images float32 [b, H, W, C] in [0, 1], NFE per image, seconds) for
+    consecutive batches whose images, laid end to end, are exactly `generate`'s (the last batch is trimmed to `num`).
+    A caller that embeds each batch and drops it (50,000-sample FID) holds one batch of images at a time.
 
-    Batch i (of `min(batch_size, num)` images; the last one padded) draws with `fold_in(key, i)`, `key` being
-    `PRNGKey(seed)` when only a seed is given: the same seed gives the same images. `labels` ([num] ints) condition a
-    conditional method; `options` are the method's sampling options (None: its configured value). With `timed`, one
-    extra batch runs first so that `seconds` counts sampling, not compilation.
-    """
+    Arguments as for `generate`; they are checked before the first batch. `seconds` is the batch's time from
+    dispatch to its images on the host; with `timed`, one extra batch is compiled and run before the first."""
     options = {k: v for k, v in options.items() if v is not None}
     labels = check_request(method, num, labels, **options)
     if (seed is None) == (key is None):
@@ -106,11 +106,32 @@ def generate(method, params, model_state, num: int, seed: int | None = None, key
 
     def batch_labels(i):
         return None if padded is None else jnp.asarray(padded[i * bs:(i + 1) * bs])
-    if timed:  # compile (and warm up) outside the timed region
-        jax.block_until_ready(program(params, model_state, jax.random.fold_in(key, num_batches), batch_labels(0)))
-    out, nfe, t0 = [], 1, time.perf_counter()
-    for i in range(num_batches):
-        images, nfe = program(params, model_state, jax.random.fold_in(key, i), batch_labels(i))
-        out.append(np.asarray(jax.device_get(images)))
-    seconds = time.perf_counter() - t0
-    return np.concatenate(out)[:num], Generated(num, int(nfe), seconds)
+
+    def batches():
+        if timed:  # compile (and warm up) outside the timed region
+            jax.block_until_ready(program(params, model_state, jax.random.fold_in(key, num_batches), batch_labels(0)))
+        for i in range(num_batches):
+            t0 = time.perf_counter()
+            images, nfe = program(params, model_state, jax.random.fold_in(key, i), batch_labels(i))
+            images = np.asarray(jax.device_get(images))[:num - i * bs]
+            yield images, int(nfe), time.perf_counter() - t0
+    return batches()  # a generator made here, so that the checks above run at the call, not at the first next()
+
+
+def generate(method, params, model_state, num: int, seed: int | None = None, key: jax.Array | None = None,
+             labels: Sequence[int] | np.ndarray | None = None, batch_size: int = DEFAULT_BATCH,
+             timed: bool = False, **options) -> tuple[np.ndarray, Generated]:
+    """`num` images float32 [num, H, W, C] in [0, 1] from `method.generate`, and what it cost.
+
+    Batch i (of `min(batch_size, num)` images; the last one padded) draws with `fold_in(key, i)`, `key` being
+    `PRNGKey(seed)` when only a seed is given: the same seed gives the same images. `labels` ([num] ints) condition a
+    conditional method; `options` are the method's sampling options (None: its configured value). With `timed`, one
+    extra batch runs first so that `seconds` counts sampling, not compilation. `generate_batches` yields the same
+    images batch by batch.
+    """
+    out, nfe, seconds = [], 1, 0.0
+    for images, nfe, dt in generate_batches(method, params, model_state, num, seed, key, labels, batch_size, timed,
+                                            **options):
+        out.append(images)
+        seconds += dt
+    return np.concatenate(out), Generated(num, nfe, seconds)

@@ -87,9 +87,14 @@ CLI_CASES = [  # (arguments, fragment of the error)
     (["eval"], "--workdir is required"),
     (["eval", "--workdir", "{runs}/vae", "--feature_net", "vgg"], "feature_net='vgg' is not known"),
     (["eval", "--workdir", "{runs}/vae", "--num_samples", "1"], "num_samples=1: must be an integer >= 2"),
+    (["eval", "--workdir", "{runs}/vae", "--likelihood_images", "8"], "a 'vae' run has no on-demand likelihood"),
+    (["eval", "--workdir", "{runs}/diffusion", "--likelihood_images", "1"], "likelihood_images=1: must be an integer"),
     (["compare"], "--workdirs is required"),
     (["compare", "--workdirs", "{runs}/vae,{runs}/diffusion", "--guidance_scales", "1,2"], "sweeps one run"),
     (["compare", "--workdirs", "{runs}/diffusion", "--guidance_scales", "x"], "--guidance_scales='x': must be numbers"),
+    (["compare", "--workdirs", "{runs}/diffusion", "--guidance_scales", "0,1", "--likelihood_images", "8"],
+     "not to a guidance sweep"),
+    (["compare", "--workdirs", "{runs}/vae", "--likelihood_images", "8"], "none of these runs has an on-demand"),
 ]
 
 

@@ -89,29 +89,27 @@ def test_interrupted_runs_resume_to_the_same_parameters_and_metrics(tmp_path):
     """SIGTERM (saves, exit 75) and kill -9 (loses the steps since the last checkpoint) both resume to parameters
     bitwise equal to an uninterrupted run's, and to the same metrics.jsonl (timing fields aside)."""
     steps, extra = 400, ["--config.train.log_every=7"]  # 7 divides neither the checkpoint interval nor the cut
-    full = _cli_train(tmp_path / "full", steps, extra)
+    # the three first runs overlap (process start-up and compilation are mostly single-threaded)
+    full, term, kill = (_cli_train(tmp_path / name, steps, extra) for name in ("full", "term", "kill"))
+
+    assert _wait_for_rows(term, tmp_path / "term" / "metrics.jsonl", 3), "the run ended before it could be cut"
+    term.send_signal(signal.SIGTERM)
+    assert _wait_for_rows(kill, tmp_path / "kill" / "metrics.jsonl", 20), "the run ended before it could be killed"
+    kill.kill()  # SIGKILL: no chance to save; rows past the last checkpoint (step 100 or later) are in the file
+    kill.communicate(timeout=60)
+    out, _ = term.communicate(timeout=300)
+    assert term.returncode == 75, out
+    assert "interrupted: received signal 15: saved a checkpoint" in out and "Traceback" not in out
     out, _ = full.communicate(timeout=300)
     assert full.returncode == 0, out
-
-    run = _cli_train(tmp_path / "term", steps, extra)
-    assert _wait_for_rows(run, tmp_path / "term" / "metrics.jsonl", 3), "the run ended before it could be cut"
-    run.send_signal(signal.SIGTERM)
-    out, _ = run.communicate(timeout=300)
-    assert run.returncode == 75, out
-    assert "interrupted: received signal 15: saved a checkpoint" in out and "Traceback" not in out
     cut_state = load_run(str(tmp_path / "term")).state
     assert 21 <= int(cut_state.step) < steps, "the run was not interrupted mid-way"
-
-    run = _cli_train(tmp_path / "kill", steps, extra)
-    assert _wait_for_rows(run, tmp_path / "kill" / "metrics.jsonl", 20), "the run ended before it could be killed"
-    run.kill()  # SIGKILL: no chance to save; rows past the last checkpoint (step 100 or later) are in the file
-    run.communicate(timeout=60)
     assert max(r["step"] for r in read_metrics(str(tmp_path / "kill"))) > 100
 
-    for name in ("term", "kill"):
-        resumed = _cli_train(tmp_path / name, steps, extra)
-        out, _ = resumed.communicate(timeout=300)
-        assert resumed.returncode == 0, out
+    resumed = {name: _cli_train(tmp_path / name, steps, extra) for name in ("term", "kill")}
+    for name, run in resumed.items():
+        out, _ = run.communicate(timeout=300)
+        assert run.returncode == 0, out
         a, b = _params(tmp_path / "full"), _params(tmp_path / name)
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             np.testing.assert_array_equal(x, y)

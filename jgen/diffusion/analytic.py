@@ -45,6 +45,13 @@ def mixture_posterior_mean(x: jax.Array, alpha, sigma, weights: jax.Array, means
     return jnp.einsum("kb,kbd->bd", resp, post)
 
 
+def mixture_log_prob(x: jax.Array, alpha, sigma, weights: jax.Array, means: jax.Array,
+                     covs: jax.Array) -> jax.Array:
+    """log q_t(x) of x_t = alpha x0 + sigma eps for x0 ~ sum_k weights_k N(means_k, covs_k): x [B, d] -> [B]."""
+    logp = jax.vmap(lambda m, s: _component_terms(x, alpha, sigma, m, s)[1])(means, covs)  # [K, B]
+    return jax.nn.logsumexp(logp + jnp.log(weights)[:, None], axis=0)
+
+
 def mixture_model_fn(schedule: Schedule, weights: jax.Array, means: jax.Array, covs: jax.Array,
                      parameterization: str = "x0") -> ModelFn:
     """An exact, class-conditional 'network' for mixture data, predicting in `parameterization`: E[x0 | x_t]

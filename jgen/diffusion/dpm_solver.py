@@ -1,4 +1,5 @@
-"""DPM-Solver++ multistep samplers (Lu et al. 2022), data prediction: 2M, 3M and the stochastic 2M SDE variant.
+"""DPM-Solver samplers (Lu et al. 2022), data prediction: multistep 2M, 3M and the stochastic 2M SDE variant, and
+single-step DPM-Solver-2 and -3.
 
 With lambda = log(alpha / sigma), the probability-flow ODE in data prediction integrates exactly as
     x_s = (sigma_s / sigma_t) x_t + sigma_s int_{lambda_t}^{lambda_s} e^lambda x0_hat(lambda) dlambda,
@@ -16,6 +17,19 @@ and returns m0, the data prediction at t_min.
 The SDE variant (DPM-Solver++(2M) SDE, midpoint form) discretises the reverse SDE instead:
     x_s = (sigma_s / sigma_t) e^-h x_t + alpha_s (1 - e^-2h) (m0 + 0.5 D1) + sigma_s sqrt(1 - e^-2h) z;
 its first-order step is the DDPM posterior (ancestral sampling).
+
+The single-step solvers (DPM-Solver, Algorithms 1 and 2, in the data-prediction form of DPM-Solver++) spend
+`order` evaluations on each step from t to s: m0 at t and predictions at intermediate points lambda_t + r h. They
+keep no history (no warm-up, no lower-order steps near the end). With phi_1 = expm1(-h), phi_2 = phi_1 / h + 1,
+    base = (sigma_s / sigma_t) x_t - alpha_s phi_1 m0                                  (the DDIM step)
+    order 2, r1 = 1/2:  u1 = DDIM step to lambda_t + r1 h,  m1 = x0_hat(u1)
+                        x_s = base - (1 / (2 r1)) alpha_s phi_1 (m1 - m0)               (with r1 = 1/2: midpoint)
+    order 3, r1 = 1/3, r2 = 2/3:  u1, m1 as above;
+                        u2 = DDIM step to lambda_t + r2 h + (r2 / r1) alpha_u2 phi_22 (m1 - m0),  m2 = x0_hat(u2)
+                        (phi_22 = expm1(-r2 h) / (r2 h) + 1: r2 h phi_22 weighs the linear term exactly)
+                        x_s = base + (1 / r2) alpha_s phi_2 (m2 - m0)
+The grid's N times bound N - 1 such steps; the last evaluation, at t_min, is the data prediction that ends
+sampling: NFE = order (N - 1) + 1 (2N - 1 and 3N - 2), `steps` counting grid times as for Heun.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ import jax.numpy as jnp
 
 from jgen.diffusion.sampler_core import (SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler,
                                          step_orders)
+from jgen.diffusion.schedules import alpha_sigma_from_log_snr, time_from_log_snr
 
 
 def _multistep(denoise, schedule, x, key, times, order: int, lower_order_final: bool, rec, sde: bool = False):
@@ -83,3 +98,58 @@ def dpm_solver_3m(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
 def dpm_solver_sde(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
     """DPM-Solver++(2M) SDE: the stochastic second-order multistep sampler (fresh noise every step)."""
     return _multistep(denoise, schedule, x, key, times, 2, opts.lower_order_final, rec, sde=True)
+
+
+def _singlestep(denoise, schedule, x, times, order: int, rec):
+    """Single-step DPM-Solver-`order` (2 or 3) over the grid: `order` evaluations per step, then the data
+    prediction at t_min (see the module docstring)."""
+    steps = times.shape[0]
+    alphas, sigmas = grid_alpha_sigma(schedule, times)
+    lams = grid_log_snr(alphas, sigmas)  # [N]
+
+    def predict_at(x_u, lam_u):  # the data prediction at half log-SNR lam_u, off the grid
+        a_u, s_u = alpha_sigma_from_log_snr(2.0 * lam_u)
+        return denoise(x_u, time_from_log_snr(schedule, 2.0 * lam_u), a_u, s_u)[0]
+
+    def ddim_to(x, m0, s_t, lam_t, r, h):  # the first-order step from t to lambda_t + r h, and that lambda
+        lam_u = lam_t + r * h
+        a_u, s_u = alpha_sigma_from_log_snr(2.0 * lam_u)
+        return (s_u / s_t) * x - a_u * jnp.expm1(-r * h) * m0, lam_u, a_u
+
+    def body(carry, i):
+        x, buf = carry
+        a_t, s_t, a_s, s_s = alphas[i], sigmas[i], alphas[i + 1], sigmas[i + 1]
+        lam_t, h = lams[i], lams[i + 1] - lams[i]
+        m0, _ = denoise(x, times[i], a_t, s_t)
+        phi_1 = jnp.expm1(-h)
+        base = (s_s / s_t) * x - a_s * phi_1 * m0
+        if order == 2:
+            r1 = 0.5
+            u1, lam_1, _ = ddim_to(x, m0, s_t, lam_t, r1, h)
+            x = base - (0.5 / r1) * a_s * phi_1 * (predict_at(u1, lam_1) - m0)
+        else:
+            r1, r2 = 1.0 / 3.0, 2.0 / 3.0
+            u1, lam_1, _ = ddim_to(x, m0, s_t, lam_t, r1, h)
+            m1 = predict_at(u1, lam_1)
+            u2, lam_2, a_2 = ddim_to(x, m0, s_t, lam_t, r2, h)
+            phi_22 = jnp.expm1(-r2 * h) / (r2 * h) + 1.0
+            u2 = u2 + (r2 / r1) * a_2 * phi_22 * (m1 - m0)
+            phi_2 = phi_1 / h + 1.0
+            x = base + (1.0 / r2) * a_s * phi_2 * (predict_at(u2, lam_2) - m0)
+        return (x, rec.write(buf, i + 1, x)), None
+
+    (x, buf), _ = jax.lax.scan(body, (x, rec.init(x)), jnp.arange(steps - 1))
+    x0, _ = denoise(x, times[-1], alphas[steps - 1], sigmas[steps - 1])  # the data prediction at t_min
+    return x0, rec.write(buf, steps, x0), order * (steps - 1) + 1
+
+
+@register_sampler("dpm_solver_2s", steps=10, spacing="logsnr_uniform", stages=2)
+def dpm_solver_2s(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+    """Single-step DPM-Solver-2 (midpoint, r1 = 1/2): second order, 2N - 1 evaluations for N grid times."""
+    return _singlestep(denoise, schedule, x, times, 2, rec)
+
+
+@register_sampler("dpm_solver_3s", steps=7, spacing="logsnr_uniform", stages=3)
+def dpm_solver_3s(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+    """Single-step DPM-Solver-3 (r1 = 1/3, r2 = 2/3): third order, 3N - 2 evaluations for N grid times."""
+    return _singlestep(denoise, schedule, x, times, 3, rec)

@@ -80,7 +80,7 @@ def euler(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
     return _edm(denoise, schedule, x, key, times, opts, rec, heun=False)
 
 
-@register_sampler("heun", steps=18, spacing="karras", noise_level=True)
+@register_sampler("heun", steps=18, spacing="karras", stages=2, noise_level=True)
 def heun(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
     """EDM Heun: second order, 2N - 1 evaluations; deterministic unless S_churn > 0 (EDM's stochastic sampler)."""
     return _edm(denoise, schedule, x, key, times, opts, rec, heun=True)

@@ -23,7 +23,7 @@ from jgen.diffusion.sampler_core import SamplerOptions, grid_alpha_sigma, regist
 from jgen.diffusion.schedules import alpha_sigma
 
 
-@register_sampler("midpoint", steps=10, spacing="time_uniform")
+@register_sampler("midpoint", steps=10, spacing="time_uniform", stages=2)
 def midpoint(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
     """Explicit midpoint rule in t: two network evaluations per step, 2N - 1 for N grid times."""
     steps = times.shape[0]

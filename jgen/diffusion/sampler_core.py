@@ -5,6 +5,8 @@ A sampler is a pure function
 with `denoise(x, t, alpha, sigma) -> (x0_hat, eps_hat)` (guidance.py), the starting noise x [B, ...] float32,
 `times` float32 [N] the evaluation grid (timegrid.py) and `opts` a `SamplerOptions`. It runs one `lax.scan`
 over the grid, keeps its state in float32 and ends with the data prediction at the last time of the grid.
+A sampler registered with `stages` S evaluates the network S times on each of the N - 1 steps between grid
+times and once more at t_min: NFE = S (N - 1) + 1 (N for the one-stage samplers, 2N - 1 for Heun).
 """
 
 from __future__ import annotations
@@ -68,17 +70,19 @@ SamplerFn = Callable[..., tuple[jax.Array, jax.Array, int]]
 SAMPLERS: dict[str, SamplerFn] = {}
 DEFAULT_STEPS: dict[str, int] = {}
 DEFAULT_SPACING: dict[str, str] = {}
+STAGES: dict[str, int] = {}
 NOISE_LEVEL_SAMPLERS: set[str] = set()  # samplers whose state is x / alpha: they need alpha > 0 where they start
 
 
-def register_sampler(name: str, steps: int, spacing: str, noise_level: bool = False
+def register_sampler(name: str, steps: int, spacing: str, stages: int = 1, noise_level: bool = False
                      ) -> Callable[[SamplerFn], SamplerFn]:
-    """Register `fn` under `name` with its default step count and the spacing its paper recommends.
-    `noise_level`: the sampler works in s = sigma / alpha and cannot start where alpha = 0."""
+    """Register `fn` under `name` with its default step count, the spacing its paper recommends and its network
+    evaluations per step (see the module docstring). `noise_level`: the sampler works in s = sigma / alpha and
+    cannot start where alpha = 0."""
     def deco(fn: SamplerFn) -> SamplerFn:
         if name in SAMPLERS:
             raise ValueError(f"sampler {name!r} is registered twice")
-        SAMPLERS[name], DEFAULT_STEPS[name], DEFAULT_SPACING[name] = fn, steps, spacing
+        SAMPLERS[name], DEFAULT_STEPS[name], DEFAULT_SPACING[name], STAGES[name] = fn, steps, spacing, stages
         if noise_level:
             NOISE_LEVEL_SAMPLERS.add(name)
         return fn
@@ -87,6 +91,16 @@ def register_sampler(name: str, steps: int, spacing: str, noise_level: bool = Fa
 
 def sampler_names() -> list[str]:
     return sorted(SAMPLERS)
+
+
+def sampler_nfe(name: str, steps: int) -> int:
+    """Network evaluations per sample of `name` on a grid of `steps` times: S (steps - 1) + 1."""
+    return STAGES[name] * (steps - 1) + 1
+
+
+def steps_for_nfe(name: str, nfe: int) -> int:
+    """The largest grid (>= 1 time) on which `name` spends at most `nfe` evaluations."""
+    return max(1, (nfe - 1) // STAGES[name] + 1)
 
 
 def grid_alpha_sigma(schedule: Schedule, times: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -10,12 +10,16 @@ keeps its state in float32 whatever the network computes in, and ends with the d
   dpm_solver      N       logsnr_uniform    DPM-Solver++(2M), data prediction, multistep
   dpm_solver_3m   N       logsnr_uniform    DPM-Solver++(3M)
   dpm_solver_sde  N       logsnr_uniform    DPM-Solver++(2M) SDE (stochastic)
+  dpm_solver_2s   2N - 1  logsnr_uniform    single-step DPM-Solver-2 (r1 = 1/2), data prediction
+  dpm_solver_3s   3N - 2  logsnr_uniform    single-step DPM-Solver-3 (r1 = 1/3, r2 = 2/3), data prediction
   unipc           N       logsnr_uniform    UniPC-p bh2 predictor-corrector (p = order, default 3)
   euler           N       karras            EDM Euler (first order; = DDIM on the same grid), optional churn
   heun            2N - 1  karras            EDM Heun (second order), optional churn
   midpoint        2N - 1  time_uniform      explicit midpoint rule in t (second order)
 
-NFE counts network evaluations per sample; a guided call on a doubled batch counts once.
+NFE counts network evaluations per sample (`sampler_nfe(name, N)`; `steps_for_nfe` inverts it); a guided call on
+a doubled batch counts once. The multi-stage samplers' N counts grid times, between which each step spends its
+stages; the last evaluation, at t_min, is the data prediction.
 `trajectory_steps` picks states to keep: 0 is x_T, k the state after k steps, N the final sample.
 All of them work on every path of schedules.py, variance-preserving or rectified flow (`check_start` names the
 one combination that cannot: euler/heun from t = 1 of the rectified-flow path, where s = sigma / alpha is
@@ -37,7 +41,8 @@ from jgen.diffusion import midpoint as _midpoint  # noqa: F401 (registers "midpo
 from jgen.diffusion.guidance import ModelFn, make_denoiser
 from jgen.diffusion.parameterization import check_path
 from jgen.diffusion.sampler_core import (DEFAULT_SPACING, DEFAULT_STEPS, NOISE_LEVEL_SAMPLERS, SAMPLERS, Recorder,
-                                         SamplerOptions, SamplerOutput, register_sampler, sampler_names)
+                                         SamplerOptions, SamplerOutput, register_sampler, sampler_names, sampler_nfe,
+                                         steps_for_nfe)
 from jgen.diffusion.schedules import Schedule, start_std
 from jgen.diffusion.timegrid import SPACINGS, check_spacing, starts_at_infinite_noise, time_grid
 
@@ -121,4 +126,4 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
 
 
 __all__ = ["sample", "sampler_options", "check_start", "SamplerOutput", "SamplerOptions", "SAMPLERS",
-           "DEFAULT_STEPS", "DEFAULT_SPACING", "register_sampler", "sampler_names"]
+           "DEFAULT_STEPS", "DEFAULT_SPACING", "register_sampler", "sampler_names", "sampler_nfe", "steps_for_nfe"]

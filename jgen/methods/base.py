@@ -34,7 +34,9 @@ Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] float32 in [0, 1], "label
 #   "sample"       generate(params, model_state, key, num, labels=None, **options) draws new images
 #   "interpolate"  interpolate(params, a, b, num, **kwargs) walks between two images through a latent space
 #   "text"         generate_text(params, key, prompt, ...) continues a prompt (a language model)
-CAPABILITIES = frozenset({"sample", "interpolate", "text"})
+#   "likelihood"   likelihood_step(params, model_state, batch, key) computes the likelihood_metric() on demand: a
+#                  likelihood too costly for every evaluation (diffusion's probability-flow ODE)
+CAPABILITIES = frozenset({"sample", "interpolate", "text", "likelihood"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +136,14 @@ class Method(abc.ABC):
         return 0
 
     def likelihood_metric(self) -> tuple[str, str] | None:
-        """(eval metric holding bits/dim, "exact" | "bound") for methods with a likelihood; None otherwise."""
+        """(eval metric holding bits/dim, its kind: "exact", "bound", "exact (ODE)") for methods with a likelihood;
+        None otherwise."""
         return None
+
+    def likelihood_step(self, params, model_state, batch: Batch, key: jax.Array) -> dict[str, jax.Array]:
+        """Per-example values [B] including the `likelihood_metric()` one, for a method with the "likelihood"
+        capability: `jgen.run.evaluate_likelihood` runs it on test images when asked, never every evaluation."""
+        raise NotImplementedError(f"{type(self).__name__} declares no 'likelihood' capability")
 
     def check_generate_options(self, **options) -> None:
         """Raise ValueError naming any option value this method cannot generate with (called once, at the door)."""

@@ -26,6 +26,7 @@ from jgen.config import InputError, fail, require_choice, require_int, require_i
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
+from jgen.diffusion.likelihood import ode_likelihood
 from jgen.diffusion.samplers import SamplerOutput, check_start, sample as run_sampler, sampler_names, sampler_options
 from jgen.diffusion.schedules import (SCHEDULES, TIME_SAMPLINGS, alpha_sigma, log_snr, make_schedule, sample_times,
                                       schedule_path)
@@ -33,13 +34,14 @@ from jgen.diffusion.timegrid import SPACINGS
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
+from jgen.metrics.likelihood import dequantized_bits_per_dim, uniform_dequantize
 from jgen.nn.unet import init_params, make_unet
 from jgen.viz import image_grid
 
 
 @register("diffusion")
 class Diffusion(Method):
-    capabilities = frozenset({"sample", "interpolate"})
+    capabilities = frozenset({"sample", "interpolate", "likelihood"})
     generate_options = ("sampler", "steps", "guidance", "eta", "spacing", "clip_denoised", "rho", "order",
                         "lower_order_final", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -186,6 +188,22 @@ class Diffusion(Method):
 
     def eval_step(self, params, model_state, batch: Batch, key):
         return self.per_example_losses(params, batch, key, train=False)
+
+    # -- likelihood, on demand (jgen.run.evaluate_likelihood): ~100 network evaluations per image ---------------
+    def likelihood_metric(self):
+        return "bpd_ode", "exact (ODE)"
+
+    def likelihood_step(self, params, model_state, batch: Batch, key, **ode_options):
+        """Per-example NLL (nats) and bits/dim [B] of images under the probability-flow ODE of the unconditional
+        model (jgen/diffusion/likelihood.py; `ode_options`: steps, solver, divergence, num_probes). Pixels are
+        dequantised as the VAE's, y = (k + u) / 256, and modelled as x = 2 y - 1: bits/dim = (-log p(x) +
+        D log 128) / (D log 2), an upper bound on the discrete model's, comparable with the VAE's."""
+        k_data, k_ode = jax.random.split(key)
+        x = to_model_range(uniform_dequantize(batch["image"], k_data))
+        out = ode_likelihood(self.model_fn(params), self.schedule, x, k_ode, null_label=self.null_label,
+                             parameterization=self.config.method.parameterization, **ode_options)
+        nll = -out.log_likelihood
+        return {"nll_ode": nll, "bpd_ode": dequantized_bits_per_dim(nll, math.prod(x.shape[1:]), data_width=2.0)}
 
     # -- sampling -------------------------------------------------------------------------------------------
     def _sampler_setting(self, sampler: str | None, steps: int | None, spacing: str | None):

@@ -31,7 +31,7 @@ import numpy as np
 from jgen.config import fail
 from jgen.methods.registry import register
 from jgen.methods.base import Batch, Method
-from jgen.metrics.likelihood import dequantized_bits_per_dim
+from jgen.metrics.likelihood import dequantized_bits_per_dim, uniform_dequantize
 from jgen.train.state import TrainState
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
@@ -200,8 +200,7 @@ def sample_gmm(key: jax.Array, params: Params, num: int, cov_type: str) -> tuple
 
 def dequantize(images: jax.Array, key: jax.Array) -> jax.Array:
     """Images [B, H, W, C] in [0, 1] (8-bit values) -> (k + u) / 256 flattened to [B, D], u ~ U[0, 1)."""
-    k = jnp.round(images * 255.0)
-    x = (k + jax.random.uniform(key, images.shape, images.dtype)) / 256.0
+    x = uniform_dequantize(images, key)
     return x.reshape(x.shape[0], -1)
 
 

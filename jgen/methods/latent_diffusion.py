@@ -28,6 +28,8 @@ SCALE_IMAGES = 2000  # training images whose latents set the scale when method.l
 
 @register("latent_diffusion")
 class LatentDiffusion(Diffusion):
+    capabilities = frozenset({"sample", "interpolate"})  # no pixel likelihood: the ODE's would be of the latents
+
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
         d = super().defaults()
@@ -77,6 +79,9 @@ class LatentDiffusion(Diffusion):
         """Images [B, H, W, C] in [0, 1] -> scaled latents [B, h, w, c] (posterior means; the first stage is frozen)."""
         mean, _ = self.first_stage.encode(self.first_stage_params, images)
         return jax.lax.stop_gradient(mean) * self.scale
+
+    def likelihood_metric(self):
+        return None
 
     def decode_x0(self, x: jax.Array) -> jax.Array:
         """Scaled latents [B, h, w, c] -> images [B, H, W, C] in [0, 1] through the first stage's decoder."""

@@ -26,7 +26,7 @@ import numpy as np
 from jgen.config import require_choice, require_int, require_number
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
-from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound
+from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound, uniform_dequantize
 from jgen.nn.autoencoder import check_encoder_decoder, latent_shape, make_encoder_decoder
 from jgen.viz import image_grid
 
@@ -112,8 +112,7 @@ class VAE(Method):
     def _target(self, images: jax.Array, key: jax.Array) -> jax.Array:
         """The random variable the likelihood is over: dequantised pixels or binarised pixels."""
         if self.config.method.likelihood != "bernoulli":
-            pixels = jnp.round(images * 255.0)
-            return (pixels + jax.random.uniform(key, images.shape)) / 256.0
+            return uniform_dequantize(images, key)
         return jax.random.bernoulli(key, images).astype(images.dtype)
 
     def _log_likelihood(self, params, x: jax.Array, z: jax.Array) -> jax.Array:

@@ -13,20 +13,21 @@ import importlib
 # numpy/jax only: imported eagerly. `kid` must be: the function shares its module's name, and importing the
 # submodule later would bind the module, not the function, to `jgen.metrics.kid`.
 from jgen.metrics.kid import kid
-from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound, perplexity
+from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound, perplexity, uniform_dequantize
 from jgen.metrics.manifold import density_coverage, precision_recall
 
 _LAZY = {  # scipy-backed: imported on first use
     "jgen.metrics.fid": ("FeatureStats", "feature_stats", "finalize_stats", "frechet_distance", "init_stats",
-                         "merge_stats", "update_stats"),
+                         "load_stats", "merge_stats", "save_stats", "update_stats"),
     "jgen.metrics.isc": ("inception_score",),
     "jgen.metrics.sample_metrics": ("compute_sample_metrics",),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = ["FeatureStats", "feature_stats", "finalize_stats", "frechet_distance", "init_stats", "merge_stats",
-           "update_stats", "inception_score", "kid", "bits_per_dim", "dequantized_bits_per_dim", "iwae_bound",
-           "perplexity", "density_coverage", "precision_recall", "compute_sample_metrics"]
+__all__ = ["FeatureStats", "feature_stats", "finalize_stats", "frechet_distance", "init_stats", "load_stats",
+           "merge_stats", "save_stats", "update_stats", "inception_score", "kid", "bits_per_dim",
+           "dequantized_bits_per_dim", "iwae_bound", "perplexity", "uniform_dequantize", "density_coverage",
+           "precision_recall", "compute_sample_metrics"]
 
 
 def __getattr__(name: str):

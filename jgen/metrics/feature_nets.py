@@ -14,6 +14,7 @@ and "inception" (the FID InceptionV3, jgen.metrics.inception). Other networks ad
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Callable
 
@@ -54,13 +55,14 @@ class FeatureNet:
                              "jgen.data.from_model_range first)")
         return x
 
-    def features_and_probs(self, images) -> tuple[np.ndarray, np.ndarray]:
-        """(features [N, D], probs [N, K]) as float32 numpy arrays; one compiled batch shape for all calls."""
+    def features_and_probs(self, images, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(features [N, D], probs [N, K]) as float32 numpy arrays; one compiled batch shape for all calls. Long
+        work shows a progress bar on a terminal unless `progress` is off (a caller showing its own)."""
         x = self._check(images)
         n, bs = x.shape[0], self.batch_size
         feats, probs = [], []
         starts = range(0, n, bs)
-        if len(starts) > 4:  # long work (e.g. Inception on the CPU) shows progress on a terminal
+        if progress and len(starts) > 4:  # long work (e.g. Inception on the CPU) shows progress on a terminal
             starts = tqdm(starts, desc=f"{self.name} features", unit="batch", leave=False, disable=None)
         for start in starts:
             chunk = x[start:start + bs]
@@ -76,6 +78,13 @@ class FeatureNet:
 
     def features(self, images) -> np.ndarray:
         return self.features_and_probs(images)[0]
+
+    def fingerprint(self, shape: tuple[int, int, int]) -> str:
+        """12 hex digits that change with the network's weights: a hash of its features of 2 fixed pseudo-random
+        images [2, *shape] (one compiled batch). Part of the key of cached reference statistics."""
+        probe = np.random.default_rng(0).uniform(size=(2, *shape)).astype(np.float32)
+        feats = np.ascontiguousarray(self.features_and_probs(probe, progress=False)[0])
+        return hashlib.sha256(feats.tobytes()).hexdigest()[:12]
 
     def probs(self, images) -> np.ndarray:
         return self.features_and_probs(images)[1]

@@ -11,16 +11,21 @@ matrix), so 50,000 samples are never held in memory at once:
     for feats in batches:            # [B, D]
         acc = update_stats(acc, feats)
     mu, sigma = finalize_stats(acc)  # sigma: unbiased (ddof=1), like np.cov(feats, rowvar=False)
+
+Reference statistics travel as `.npz` files of `mu` and `sigma` (`save_stats` / `load_stats`), the format
+pytorch-fid and the TTUR code publish.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
 
+from jgen.config import InputError
 from jgen.metrics.inputs import finite_array
 
 
@@ -115,3 +120,47 @@ def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
     if x.ndim != 2:
         raise ValueError(f"features must be [N, D]; got shape {x.shape}")
     return finalize_stats(update_stats(init_stats(x.shape[1]), x))
+
+
+# -- reference statistics files -------------------------------------------------------------------------------
+def save_stats(path: str, mu: np.ndarray, sigma: np.ndarray, **extra) -> None:
+    """Write `mu` [D] and `sigma` [D, D] to `path` as pytorch-fid and the TTUR code do (`np.savez(path, mu=...,
+    sigma=...)`; those tools read these two keys and ignore others), atomically (a temporary file, then a rename).
+    `extra` arrays (e.g. num_images) are stored next to them."""
+    mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(f"statistics must be mu [D] and sigma [D, D]; got {mu.shape} and {sigma.shape}")
+    if not path.endswith(".npz"):
+        raise ValueError(f"{path!r}: a statistics file must end in .npz (np.savez would add it)")
+    tmp = f"{path[:-4]}.tmp{os.getpid()}.npz"
+    np.savez(tmp, mu=mu, sigma=sigma, **extra)
+    os.replace(tmp, path)
+
+
+def load_stats(path: str, dim: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(mu [D], sigma [D, D], other arrays of the file) from a `.npz` of `mu` and `sigma` (pytorch-fid's
+    `--save-stats` output, the TTUR code's published fid_stats_*.npz, or `save_stats`). With `dim`, D must equal it
+    (the feature network's dimension, 2048 for Inception pool3). Raises InputError naming the file and the fix."""
+    fix = ("write one with pytorch-fid (`python -m pytorch_fid --save-stats <images dir> out.npz`) or let "
+           "`jgen eval` compute and cache them from a split (leave --ref_stats out)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise InputError(f"reference statistics {path!r} do not exist; {fix}") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"reference statistics {path!r} are not a readable .npz file ({e}); {fix}") from None
+    missing = [k for k in ("mu", "sigma") if k not in arrays]
+    if missing:
+        raise InputError(f"reference statistics {path!r} lack {missing}: the file holds {sorted(arrays)}, and FID "
+                         f"needs the keys 'mu' [D] and 'sigma' [D, D]; {fix}")
+    mu, sigma = arrays.pop("mu"), arrays.pop("sigma")
+    d = mu.shape[0] if mu.ndim == 1 else None
+    if d is None or sigma.shape != (d, d):
+        raise InputError(f"reference statistics {path!r}: mu must be [D] and sigma [D, D]; got mu {mu.shape} and "
+                         f"sigma {sigma.shape}")
+    if dim is not None and d != dim:
+        raise InputError(f"reference statistics {path!r} are of {d}-dimensional features, but the feature network "
+                         f"gives {dim}: use statistics of the same network (Inception pool3: 2048), or choose the "
+                         "network that made them with --feature_net")
+    return finite_array(f"{path} mu", mu), finite_array(f"{path} sigma", sigma), arrays

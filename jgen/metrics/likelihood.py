@@ -12,6 +12,8 @@ Conventions (all negative log-likelihoods are in nats):
   `num_levels` pixel levels is a bin of width data_width / num_levels, so -log P(bin) ~ -log p(x) -
   D log(data_width / num_levels); with uniform dequantisation the result is an upper bound on the discrete
   model's bits/dim. Example: data in [0, 1], bpd = (nll + D log 256) / (D log 2) = nll / (D log 2) + 8.
+- `uniform_dequantize(images, key)`: 8-bit images in [0, 1] (k / 255) -> y = (k + u) / 256, u ~ U[0, 1): the
+  continuous variable those densities are over (data_width 1; a model of [-1, 1] data takes 2 y - 1, width 2).
 - `perplexity(token_nll)` = exp(mean NLL per token), the NLL in nats of each token.
 - `iwae_bound(log_weights [K, B])` = logsumexp_k log w_k - log K, a lower bound on log p(x) that tightens
   as K grows (Burda et al. 2016); log w_k = log p(x, z_k) - log q(z_k | x) with z_k ~ q(z | x).
@@ -49,6 +51,11 @@ def dequantized_bits_per_dim(nll_nats_per_example, num_dims: int, data_width: fl
         raise ValueError(f"num_levels={num_levels!r}: must be an integer >= 2 (256 for 8-bit images)")
     offset = num_dims * math.log(num_levels / data_width)
     return (nll_nats_per_example + offset) / (num_dims * math.log(2.0))
+
+
+def uniform_dequantize(images: jax.Array, key: jax.Array) -> jax.Array:
+    """Images [B, ...] in [0, 1] holding 8-bit values k / 255 -> (k + u) / 256 in [0, 1), u ~ U[0, 1) per entry."""
+    return (jnp.round(images * 255.0) + jax.random.uniform(key, images.shape, images.dtype)) / 256.0
 
 
 def perplexity(token_nll, mask=None) -> float:

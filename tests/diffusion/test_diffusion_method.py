@@ -8,7 +8,8 @@ import pytest
 import jgen.methods.diffusion  # noqa: F401  (registers "diffusion")
 from jgen.config import ConfigError
 from jgen.methods import get_method
-from jgen.run import load_run, validate
+from jgen.metrics.quality import real_images
+from jgen.run import evaluate_likelihood, load_run, validate
 from jgen.sampling import generate
 from jgen.run import train_and_evaluate
 from jgen.train.writer import read_metrics
@@ -57,6 +58,14 @@ def test_trains_evaluates_and_samples_in_the_loop(tmp_path):
     with pytest.raises(ValueError, match="labels must be 3 integers"):
         generate(method, state.ema_params, state.model_state, 3, key=key, labels=[3, 1], sampler="ddim", steps=2,
                  guidance=1.0)
+    # bits/dim by the probability-flow ODE (RK4, 25 steps, one Hutchinson probe) on test images, on demand
+    lik = evaluate_likelihood(run, 5, batch_size=4)  # two batches, the second padded
+    assert lik["bits_per_dim_kind"] == "exact (ODE)" and lik["likelihood_images"] == 5
+    assert 0 < lik["bits_per_dim"] < 16 and lik["bits_per_dim_se"] > 0, lik
+    step = method.jitted(("likelihood_step", 4), method.likelihood_step)  # the program evaluate_likelihood compiled
+    out = step(state.ema_params, state.model_state, {"image": real_images(run.test_source, 4)}, key)
+    np.testing.assert_allclose(np.asarray(out["bpd_ode"]),  # D = 64 dequantised pixels in [-1, 1]: + D log 128
+                               (np.asarray(out["nll_ode"]) + 64 * np.log(128)) / (64 * np.log(2)), rtol=1e-5)
 
 
 def test_eval_step_is_per_example_and_config_errors():

@@ -9,7 +9,7 @@ import pytest
 from jgen.diffusion import parameterization as P
 from jgen.diffusion.analytic import mixture_model_fn, mode_stats
 from jgen.diffusion.inversion import ddim_invert
-from jgen.diffusion.samplers import sample, sampler_names
+from jgen.diffusion.samplers import sample, sampler_names, sampler_nfe
 from jgen.diffusion.schedules import alpha_sigma, cosine_schedule, linear_schedule
 
 MEAN = jnp.array([0.5, -0.3, 0.1])
@@ -18,7 +18,7 @@ COV = _A @ _A.T
 # Steps at which each sampler's discretisation error (see test_diffusion_mixture.py's convergence tests) is
 # below the Monte Carlo error of 4000 samples: this low-variance data needs more steps than images do.
 STEPS = {"ddpm": 1000, "ddim": 200, "dpm_solver": 50, "dpm_solver_3m": 50, "dpm_solver_sde": 200, "unipc": 50,
-         "euler": 200, "heun": 40}
+         "euler": 200, "heun": 40, "dpm_solver_2s": 30, "dpm_solver_3s": 15}
 
 
 def gaussian_fn(schedule):
@@ -42,7 +42,7 @@ def test_sampler_reproduces_gaussian_mean_and_covariance(name):
     # Monte Carlo std of the mean is sqrt(diag(COV) / 4000) <= 0.011; of the covariance ~ 3% relative
     np.testing.assert_allclose(x.mean(0), np.asarray(MEAN), atol=0.04)
     assert rel_cov_error(x, COV) < 0.08
-    assert out.nfe == (2 * STEPS[name] - 1 if name == "heun" else STEPS[name])
+    assert out.nfe == sampler_nfe(name, STEPS[name])
 
 
 def test_mixture_of_gaussians_weights_and_moments():
@@ -84,7 +84,8 @@ def test_shapes_nfe_determinism_and_trajectory(name):
     f = jax.jit(lambda k: sample(fn, s, k, shape, sampler=name, steps=5, trajectory_steps=(0, 2, 5)))
     a, b = f(key), f(key)
     assert a.samples.shape == shape and np.all(np.isfinite(np.asarray(a.samples)))
-    assert a.nfe == (9 if name in ("heun", "midpoint") else 5)  # two evaluations per step but the last
+    assert a.nfe == sampler_nfe(name, 5) == {"heun": 9, "midpoint": 9, "dpm_solver_2s": 9,
+                                             "dpm_solver_3s": 13}.get(name, 5)
     np.testing.assert_array_equal(np.asarray(a.samples), np.asarray(b.samples))  # same key, same samples
     assert a.trajectory.shape == (3, *shape)
     np.testing.assert_array_equal(np.asarray(a.trajectory[-1]), np.asarray(a.samples))
@@ -160,6 +161,10 @@ def test_guidance_batches_cond_and_uncond_in_one_call():
         sample(fn, s, jax.random.PRNGKey(0), (3, 4), sampler="ddim", steps=4, labels=labels, guidance=g,
                null_label=10)
         assert calls == [expect], (g, calls)  # traced once inside the scan: one network call per step
+    calls.clear()  # a multi-stage step guides each stage: three in the traced step, one at t_min
+    sample(fn, s, jax.random.PRNGKey(0), (3, 4), sampler="dpm_solver_3s", steps=4, labels=labels, guidance=2.5,
+           null_label=10)
+    assert calls == [(6, 6)] * 4, calls
     with pytest.raises(ValueError, match="guidance=-1.0"):
         sample(fn, s, jax.random.PRNGKey(0), (3, 4), labels=labels, guidance=-1.0, null_label=10)
 
