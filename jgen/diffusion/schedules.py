@@ -135,6 +135,15 @@ def alpha_sigma_from_log_snr(lam: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
 
 
+def alpha_sigma_at_log_snr(schedule: Schedule, lam: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(alpha, sigma) of the schedule's path where log SNR = lam, off the time grid: the variance-preserving pair
+    (`alpha_sigma_from_log_snr`), or on the rectified-flow path alpha = sigmoid(lam / 2), sigma = sigmoid(-lam / 2)
+    (alpha / sigma = e^(lam / 2), alpha + sigma = 1; alpha = 0 at lam = -inf)."""
+    if schedule.path == RECTIFIED_FLOW:
+        return jax.nn.sigmoid(0.5 * lam), jax.nn.sigmoid(-0.5 * lam)
+    return alpha_sigma_from_log_snr(lam)
+
+
 def alpha_sigma(schedule: Schedule, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(alpha_t, sigma_t) at continuous time t (any shape, clamped to [1/T, 1])."""
     if schedule.path == RECTIFIED_FLOW:

@@ -164,15 +164,20 @@ def test_convergence_order_on_gaussian_data(name, order):
 
 # The midpoint rule in t is second order where alpha(t), sigma(t) are smooth: on the flow path on any grid, on a DDPM
 # schedule only on a grid that resolves sigma ~ sqrt(t) near the data (time_uniform there: order 1.35-1.57).
+# DPM-Solver-2 on time_uniform starts at t = 1 (lambda = -inf): its first step is the midpoint rule in alpha / sigma.
 FLOW_ORDERS = ([("rectified_flow", n, o, None) for n, o in ORDERS + [("midpoint", 2)]]
-               + [("cosine", "midpoint", 2, "time_quadratic"), ("linear", "midpoint", 2, "logsnr_uniform")])
+               + [("cosine", "midpoint", 2, "time_quadratic"), ("linear", "midpoint", 2, "logsnr_uniform"),
+                  ("rectified_flow", "dpm_solver_2s", 2, "time_uniform")])
+# The flow path's log-SNR grid spans 11.3 (s = 80 down to t_min = 1/1000) against the cosine schedule's 8.6, so at
+# 20 steps DPM-Solver-3 is not yet in its asymptotic range there (the error falls 5.6x, then 7.8x: order 2.7).
+FLOW_STEPS = {"dpm_solver_3s": (40, 80, 160)}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("schedule_name,name,order,spacing", FLOW_ORDERS)
 def test_convergence_order_on_the_flow_path(schedule_name, name, order, spacing):
     """The same orders on the rectified-flow path, driven by the exact velocity (and the midpoint rule's on both)."""
-    steps = np.array([20, 40, 80])
+    steps = np.array(FLOW_STEPS.get(name, (20, 40, 80)))
     errs = np.array([affine_map_error(name, int(k), schedule_name, spacing) for k in steps])
     fitted = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
     assert fitted > order - 0.15, (fitted, errs)

@@ -96,6 +96,33 @@ def test_ddim_is_euler_and_midpoint_is_the_midpoint_rule_in_t():
     np.testing.assert_allclose(np.asarray(out.trajectory[0]), np.asarray(start_std(FLOW, t0) * z), rtol=1e-6)
 
 
+def test_single_step_dpm_solvers_start_at_t_1_in_alpha_over_sigma():
+    """From t = 1 (lambda = -inf: the step in lambda is infinite) DPM-Solver-2 and -3 take their first step in
+    rho = alpha / sigma, in which x / sigma moves by the integral of x0_hat: the midpoint rule and Heun's third-order
+    rule there (it was NaN). On a grid of two times that step is all, then the data prediction at t_min."""
+    flow = make_schedule("rectified_flow", 10)  # t_min = 0.1: rho_s = 9
+    z = jax.random.normal(jax.random.split(jax.random.PRNGKey(3))[0], (32, 2))
+    rho_s = 9.0
+
+    def x0(x, rho):  # the data prediction at rho, where t = sigma = 1 / (1 + rho)
+        t = 1.0 / (1.0 + rho)
+        return x - t * velocity(x, jnp.full((x.shape[0],), t), None)
+
+    def state(rho, y):  # x = sigma (x / sigma)
+        return y / (1.0 + rho)
+
+    m0 = x0(z, 0.0)
+    m1 = x0(state(rho_s / 2, z + rho_s / 2 * m0), rho_s / 2)
+    mid = x0(state(rho_s, z + rho_s * m1), rho_s)
+    k2 = x0(state(rho_s / 3, z + rho_s / 3 * m0), rho_s / 3)
+    k3 = x0(state(2 * rho_s / 3, z + 2 * rho_s / 3 * k2), 2 * rho_s / 3)
+    heun3 = x0(state(rho_s, z + rho_s * (0.25 * m0 + 0.75 * k3)), rho_s)
+    for name, expect in (("dpm_solver_2s", mid), ("dpm_solver_3s", heun3)):
+        out = sample(velocity, flow, jax.random.PRNGKey(3), z.shape, sampler=name, steps=2, spacing="time_uniform",
+                     parameterization="flow")
+        np.testing.assert_allclose(np.asarray(out.samples), np.asarray(expect), atol=2e-5, err_msg=name)
+
+
 def test_inversion_on_the_flow_path_encodes_and_decodes():
     """The velocity form of DDIM inversion (x_t = x_s + (t - s) u(x_t)) runs up to t = 1, where the eps form
     degenerates; with fixed-point iterations decoding reproduces the data."""
