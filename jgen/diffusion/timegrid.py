@@ -30,6 +30,7 @@ import numpy as np
 from jgen.diffusion.schedules import RECTIFIED_FLOW, Schedule, log_snr, time_from_log_snr
 
 SPACINGS = ("time_uniform", "time_quadratic", "logsnr_uniform", "karras", "leading", "trailing")
+NOISE_LEVEL_SPACINGS = ("logsnr_uniform", "karras")  # those that start at the noise level s = max_noise
 MAX_NOISE = 80.0  # EDM's sigma_max, in s = sigma / alpha
 
 

@@ -58,7 +58,8 @@ def test_trains_evaluates_and_samples_in_the_loop(tmp_path):
     with pytest.raises(ValueError, match="labels must be 3 integers"):
         generate(method, state.ema_params, state.model_state, 3, key=key, labels=[3, 1], sampler="ddim", steps=2,
                  guidance=1.0)
-    # bits/dim by the probability-flow ODE (RK4, 25 steps, one Hutchinson probe) on test images, on demand
+    # bits/dim by the probability-flow ODE (RK4, 25 steps, one Hutchinson probe) on test images, on demand: on this
+    # flow model the ODE runs in t with the learned velocity up to t = 1
     lik = evaluate_likelihood(run, 5, batch_size=4)  # two batches, the second padded
     assert lik["bits_per_dim_kind"] == "exact (ODE)" and lik["likelihood_images"] == 5
     assert 0 < lik["bits_per_dim"] < 16 and lik["bits_per_dim_se"] > 0, lik
