@@ -6,7 +6,8 @@
 
 Part 1: the 1-D mixture 0.3 N(-2, 0.1^2) + 0.7 N(1.5, 0.3^2) (mode widths 3x apart, the narrow one light) or,
 with --data 2d, 0.3 N((1, 0), 0.05^2 I) + 0.7 N((-1, 0.5), [[0.25, 0.05], [0.05, 0.16]]) (widths 8-10x apart).
-The samplers get the exact x0 prediction E[x0 | x_t] (jgen.diffusion.analytic). For every schedule, sampler,
+The samplers get the exact x0 prediction E[x0 | x_t] (jgen.diffusion.analytic), on `--schedules rectified_flow`
+the exact velocity (x_t - E[x0 | x_t]) / t. For every schedule, sampler,
 spacing and NFE the table gives the W1 distance to as many exact draws (sliced W1 in 2-D) next to the Monte
 Carlo floor (W1 between two exact samples), the largest mode-weight error and the relative std errors of the
 narrow and the broad mode (per axis, the worst). Printed as Markdown; with --out also written there as
@@ -31,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jgen.diffusion.analytic import (mixture_draw, mixture_flow_map_1d, mixture_model_fn, mode_stats,  # noqa: E402
                                      wasserstein1)
-from jgen.diffusion.samplers import DEFAULT_SPACING, sample, sampler_names, steps_for_nfe  # noqa: E402
-from jgen.diffusion.schedules import alpha_sigma, make_schedule  # noqa: E402
+from jgen.diffusion.samplers import DEFAULT_SPACING, check_start, sample, sampler_names, steps_for_nfe  # noqa: E402
+from jgen.diffusion.schedules import RECTIFIED_FLOW, alpha_sigma, make_schedule, start_std  # noqa: E402
 from jgen.diffusion.timegrid import SPACINGS, time_grid  # noqa: E402
 
 MIXTURES = {
@@ -67,18 +68,24 @@ def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: 
     z = jax.random.normal(jax.random.PRNGKey(seed), (num, d), jnp.float32)
     for sched_name in schedules:
         s = make_schedule(sched_name)
-        fn = mixture_model_fn(s, jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs))
+        param = "flow" if s.path == RECTIFIED_FLOW else "x0"
+        fn = mixture_model_fn(s, jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs), param)
         for name in samplers:
             for spacing in (SPACINGS if spacings == "all" else (DEFAULT_SPACING[name],)):
                 if spacing == "trailing" and name not in ("ddim", "ddpm"):
                     continue
                 for nfe in nfes:
                     steps = steps_for_nfe(name, nfe)
+                    try:
+                        check_start(name, spacing, steps, s)
+                    except ValueError:
+                        continue  # EDM's samplers cannot start at t = 1 of the rectified-flow path
+                    x_T = start_std(s, time_grid(s, steps, spacing)[0]) * z  # what sample() would draw
                     f = jax.jit(lambda k, z, name=name, steps=steps, spacing=spacing: sample(
-                        fn, s, k, z.shape, sampler=name, steps=steps, spacing=spacing, parameterization="x0",
+                        fn, s, k, z.shape, sampler=name, steps=steps, spacing=spacing, parameterization=param,
                         noise=z))
                     t0 = time.perf_counter()
-                    out = f(jax.random.PRNGKey(seed + 1), z)
+                    out = f(jax.random.PRNGKey(seed + 1), x_T)
                     x = np.asarray(jax.block_until_ready(out.samples), np.float64)
                     secs = time.perf_counter() - t0
                     errs = mixture_errors(x, exact, data) if np.all(np.isfinite(x)) else {
@@ -86,7 +93,7 @@ def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: 
                     errs["path_err"] = np.nan  # mean |x - exact ODE map(z)|: deterministic samplers in 1-D
                     if d == 1 and name not in STOCHASTIC:
                         a0, s0 = alpha_sigma(s, time_grid(s, steps, spacing)[0])
-                        ref = mixture_flow_map_1d(np.asarray(z[:, 0]), float(a0), float(s0), weights, means,
+                        ref = mixture_flow_map_1d(np.asarray(x_T[:, 0]), float(a0), float(s0), weights, means,
                                                   np.sqrt(covs[:, 0, 0]))
                         errs["path_err"] = float(np.mean(np.abs(x[:, 0] - ref)))
                     yield {"schedule": sched_name, "sampler": name, "spacing": spacing, "nfe": out.nfe,

@@ -1,3 +1,7 @@
+import glob
+import importlib.util
+import os
+
 import pytest
 
 from jgen.config import ConfigError, base_config, identity_mismatches
@@ -69,3 +73,20 @@ def test_load_config_applies_overrides_like_the_command_line():
     assert c.train.steps == 7 and c.method.likelihood == "gaussian" and tuple(c.model.features) == (4, 8)
     with pytest.raises(ConfigError, match="field=value"):
         load_config(f"{ROOT}/experiments/configs/vae_mnist.py", ["train.steps"])
+
+
+def test_every_experiment_config_file_loads_and_validates():
+    """Each file in experiments/configs builds its config, and every one that trains through `jgen train` (it
+    names a method; the GAN toys run from experiments/gan_toys.py) validates as it is."""
+    paths = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py")))
+    validated = []
+    for path in paths:
+        if os.path.basename(path) == "__init__.py":
+            continue
+        spec = importlib.util.spec_from_file_location("experiment_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if "method" in module.get_config():
+            validate(load_config(path), num_devices=1)
+            validated.append(os.path.basename(path))
+    assert {"ddpm_mnist.py", "flow_mnist.py", "vae_mnist.py"} <= set(validated) and len(validated) >= 12, validated

@@ -2,11 +2,14 @@
 
 One step from t down to s (Song et al. 2021, eq. 12) with (x0_hat, eps_hat) = denoise(x_t):
     x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
-    c = eta (sigma_s / sigma_t) sqrt(1 - alpha_t^2 / alpha_s^2),   z ~ N(0, I).
+    c = eta (sigma_s / sigma_t) sqrt(sigma_t^2 - (alpha_t sigma_s / alpha_s)^2),   z ~ N(0, I),
+where c at eta = 1 is the std of the DDPM posterior q(x_s | x_t, x_0) of any Gaussian path (on
+variance-preserving paths the familiar (sigma_s / sigma_t) sqrt(1 - alpha_t^2 / alpha_s^2)).
 eta = 0 is the deterministic DDIM map (Euler's method for the probability-flow ODE in the variables
-x / sigma against alpha / sigma); eta = 1 draws from the DDPM posterior q(x_s | x_t, x0_hat) (ancestral
-sampling, Ho et al. 2020). The last step goes to the clean end point (alpha = 1, sigma = 0), where c = 0
-and x_0 = x0_hat(x_{t_min}).
+x / sigma against alpha / sigma); on the rectified-flow path (alpha = 1 - t, sigma = t) the same map is
+x_s = x_t + (s - t) u_hat with u_hat = eps_hat - x0_hat: Euler's method in t for dx/dt = u, the usual
+rectified-flow sampler. eta = 1 draws from the DDPM posterior (ancestral sampling, Ho et al. 2020).
+The last step goes to the clean end point (alpha = 1, sigma = 0), where c = 0 and x_0 = x0_hat(x_{t_min}).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array,
         x0, eps = denoise(x, times[i], a_t, s_t)
         x = a_s * x0
         if stochastic:
-            c = eta * (s_s / s_t) * jnp.sqrt(jnp.maximum(1.0 - (a_t / a_s) ** 2, 0.0))
+            c = eta * (s_s / s_t) * jnp.sqrt(jnp.maximum(s_t ** 2 - (a_t * s_s / a_s) ** 2, 0.0))
             z = jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32)
             x = x + jnp.sqrt(jnp.maximum(s_s ** 2 - c ** 2, 0.0)) * eps + c * z
         else:

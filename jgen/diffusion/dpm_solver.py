@@ -30,6 +30,13 @@ keep no history (no warm-up, no lower-order steps near the end). With phi_1 = ex
                         x_s = base + (1 / r2) alpha_s phi_2 (m2 - m0)
 The grid's N times bound N - 1 such steps; the last evaluation, at t_min, is the data prediction that ends
 sampling: NFE = order (N - 1) + 1 (2N - 1 and 3N - 2), `steps` counting grid times as for Heun.
+The stage points are states of the schedule's own path (alpha, sigma at lambda from `alpha_sigma_at_log_snr`).
+A grid that starts at t = 1 of the rectified-flow path (alpha = 0, lambda = -inf: the time spacings) leaves the
+first step's h and lambda_t + r h undefined, and x0_hat there is no polynomial in lambda (it tends to E[x0] like
+e^lambda). That step integrates in rho = alpha / sigma = e^lambda instead, where the exact solution reads
+x_s / sigma_s = x_t / sigma_t + int_0^{rho_s} x0_hat drho: the stage points sit at rho = r rho_s (lambda_s +
+log r), phi_1 = -1 (the DDIM step from pure noise, x_s = sigma_s x_t + alpha_s m0) and phi_2 = phi_22 = 1/2 weigh
+the linear term exactly, so order 2 is the midpoint rule and order 3 Heun's third-order rule in (x / sigma, rho).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import jax.numpy as jnp
 
 from jgen.diffusion.sampler_core import (SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler,
                                          step_orders)
-from jgen.diffusion.schedules import alpha_sigma_from_log_snr, time_from_log_snr
+from jgen.diffusion.schedules import alpha_sigma_at_log_snr, time_from_log_snr
 
 
 def _multistep(denoise, schedule, x, key, times, order: int, lower_order_final: bool, rec, sde: bool = False):
@@ -107,35 +114,37 @@ def _singlestep(denoise, schedule, x, times, order: int, rec):
     alphas, sigmas = grid_alpha_sigma(schedule, times)
     lams = grid_log_snr(alphas, sigmas)  # [N]
 
-    def predict_at(x_u, lam_u):  # the data prediction at half log-SNR lam_u, off the grid
-        a_u, s_u = alpha_sigma_from_log_snr(2.0 * lam_u)
+    def predict_at(x_u, lam_u, a_u, s_u):  # the data prediction at half log-SNR lam_u, off the grid
         return denoise(x_u, time_from_log_snr(schedule, 2.0 * lam_u), a_u, s_u)[0]
-
-    def ddim_to(x, m0, s_t, lam_t, r, h):  # the first-order step from t to lambda_t + r h, and that lambda
-        lam_u = lam_t + r * h
-        a_u, s_u = alpha_sigma_from_log_snr(2.0 * lam_u)
-        return (s_u / s_t) * x - a_u * jnp.expm1(-r * h) * m0, lam_u, a_u
 
     def body(carry, i):
         x, buf = carry
         a_t, s_t, a_s, s_s = alphas[i], sigmas[i], alphas[i + 1], sigmas[i + 1]
-        lam_t, h = lams[i], lams[i + 1] - lams[i]
+        lam_t, lam_s = lams[i], lams[i + 1]
+        h = lam_s - lam_t
+        pure_noise = jnp.isneginf(lam_t)  # t = 1 of the rectified-flow path: alpha_t = 0, h infinite
         m0, _ = denoise(x, times[i], a_t, s_t)
         phi_1 = jnp.expm1(-h)
         base = (s_s / s_t) * x - a_s * phi_1 * m0
+
+        def ddim_to(r):  # the first-order step from t to the stage point r: (state, lambda, alpha, sigma)
+            lam_u = jnp.where(pure_noise, lam_s + jnp.log(r), lam_t + r * h)
+            a_u, s_u = alpha_sigma_at_log_snr(schedule, 2.0 * lam_u)
+            return (s_u / s_t) * x - a_u * jnp.expm1(-jnp.where(pure_noise, jnp.inf, r * h)) * m0, lam_u, a_u, s_u
+
         if order == 2:
             r1 = 0.5
-            u1, lam_1, _ = ddim_to(x, m0, s_t, lam_t, r1, h)
-            x = base - (0.5 / r1) * a_s * phi_1 * (predict_at(u1, lam_1) - m0)
+            u1, lam_1, a_1, s_1 = ddim_to(r1)
+            x = base - (0.5 / r1) * a_s * phi_1 * (predict_at(u1, lam_1, a_1, s_1) - m0)
         else:
             r1, r2 = 1.0 / 3.0, 2.0 / 3.0
-            u1, lam_1, _ = ddim_to(x, m0, s_t, lam_t, r1, h)
-            m1 = predict_at(u1, lam_1)
-            u2, lam_2, a_2 = ddim_to(x, m0, s_t, lam_t, r2, h)
-            phi_22 = jnp.expm1(-r2 * h) / (r2 * h) + 1.0
+            u1, lam_1, a_1, s_1 = ddim_to(r1)
+            m1 = predict_at(u1, lam_1, a_1, s_1)
+            u2, lam_2, a_2, s_2 = ddim_to(r2)
+            phi_22 = jnp.where(pure_noise, 0.5, jnp.expm1(-r2 * h) / (r2 * h) + 1.0)
             u2 = u2 + (r2 / r1) * a_2 * phi_22 * (m1 - m0)
-            phi_2 = phi_1 / h + 1.0
-            x = base + (1.0 / r2) * a_s * phi_2 * (predict_at(u2, lam_2) - m0)
+            phi_2 = jnp.where(pure_noise, 0.5, phi_1 / h + 1.0)
+            x = base + (1.0 / r2) * a_s * phi_2 * (predict_at(u2, lam_2, a_2, s_2) - m0)
         return (x, rec.write(buf, i + 1, x)), None
 
     (x, buf), _ = jax.lax.scan(body, (x, rec.init(x)), jnp.arange(steps - 1))

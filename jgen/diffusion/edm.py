@@ -8,6 +8,10 @@ with D the data prediction. For each grid level s_i (s_N = 0):
     Heun:   + d' = (y' - D(y'; s_{i+1})) / s_{i+1},  y' = y_hat + (s_{i+1} - s_hat) (d + d') / 2   (not into s = 0)
 Euler costs N evaluations and equals DDIM on the same grid when there is no churn; Heun costs 2N - 1.
 `steps` counts the noise levels N, EDM's convention (18 levels = 35 evaluations for Heun).
+Any path works (y and s are EDM's variables for every alpha, sigma), but s must be finite at the grid's first
+time: not at t = 1 of the rectified-flow path (alpha = 0), where the time grids start (samplers.check_start).
+On that path Euler in (y, s) is Euler in t (the DDIM map); Heun in (y, s) is a second-order method, but not
+Heun's in (x, t) (the `midpoint` sampler is the explicit midpoint rule in t).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jgen.diffusion.sampler_core import SamplerOptions, register_sampler
-from jgen.diffusion.schedules import alpha_sigma, time_from_log_snr
+from jgen.diffusion.schedules import alpha_sigma, alpha_sigma_at_level, time_from_log_snr
 
 
 def _edm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, heun: bool):
@@ -28,8 +32,8 @@ def _edm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, heun: bool
     gamma_max = min(float(opts.s_churn) / steps, math.sqrt(2.0) - 1.0)
 
     def data_pred(y, s, t):  # D(y; s): the denoiser at x = alpha y
-        a = jax.lax.rsqrt(1.0 + s ** 2)
-        return denoise(a * y, t, a, s * a)[0]
+        a, sigma = alpha_sigma_at_level(schedule, s)
+        return denoise(a * y, t, a, sigma)[0]
 
     def churn(y, i):
         s_i = levels[i]
@@ -70,13 +74,13 @@ def _edm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, heun: bool
     return y, buf, steps
 
 
-@register_sampler("euler", steps=50, spacing="karras")
+@register_sampler("euler", steps=50, spacing="karras", noise_level=True)
 def euler(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
     """EDM Euler: first order, N evaluations; with S_churn > 0 the stochastic EDM sampler's Euler form."""
     return _edm(denoise, schedule, x, key, times, opts, rec, heun=False)
 
 
-@register_sampler("heun", steps=18, spacing="karras", stages=2)
+@register_sampler("heun", steps=18, spacing="karras", stages=2, noise_level=True)
 def heun(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
     """EDM Heun: second order, 2N - 1 evaluations; deterministic unless S_churn > 0 (EDM's stochastic sampler)."""
     return _edm(denoise, schedule, x, key, times, opts, rec, heun=True)

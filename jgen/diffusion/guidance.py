@@ -6,8 +6,8 @@ Convention (Ho & Salimans 2022, written so that the scale reads as a dial):
   w = 1: plain conditional sampling (the labels only; one network pass)
   w > 1: extrapolated past the conditional model (stronger class adherence, less diversity)
 For 0 < w != 1 the conditional and unconditional predictions come from ONE network call on a doubled batch.
-The combination is the same in eps, x0 or v space, because at fixed (x_t, t) each is affine in the other
-and the weights (1 - w, w) sum to one.
+The combination is the same in eps, x0, v or flow-velocity space, because at fixed (x_t, t) each is affine in
+the other and the weights (1 - w, w) sum to one.
 """
 
 from __future__ import annotations

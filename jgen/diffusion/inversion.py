@@ -7,6 +7,10 @@ so its inverse solves x_t = (alpha_t / alpha_s)(x_s - sigma_s eps) + sigma_t eps
 The usual inversion takes eps = eps_hat(x_s, t) (first order in the step size); `fixed_point_iters` more
 evaluations per step iterate the equation towards its exact solution, so that decoding reproduces x_0
 to the solver's precision rather than to O(step).
+On the rectified-flow path the same inverse is written in the velocity u = eps - x0, which is what varies
+slowly there: x_t = x_s + (t - s) u_hat(x_t, t), i.e. x_s + (alpha_t - alpha_s) x0_hat + (sigma_t - sigma_s)
+eps_hat (Euler's step in t run backwards). The eps form degenerates on the last step into t = 1, where
+alpha_t = 0 and it no longer involves x_s. Both forms have the DDIM step's exact inverse as their fixed point.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from jgen.diffusion.guidance import ModelFn, make_denoiser
-from jgen.diffusion.schedules import Schedule, alpha_sigma
+from jgen.diffusion.parameterization import check_path
+from jgen.diffusion.schedules import RECTIFIED_FLOW, Schedule, alpha_sigma
 from jgen.diffusion.timegrid import time_grid
 
 
@@ -27,7 +32,9 @@ def ddim_invert(model_fn: ModelFn, schedule: Schedule, x0: jax.Array, *, steps: 
     `spacing` (decode with the same steps and spacing; time_uniform is DDIM's default)."""
     if fixed_point_iters < 0:
         raise ValueError(f"fixed_point_iters={fixed_point_iters}: must be >= 0")
+    check_path(parameterization, schedule.path)
     denoise = make_denoiser(model_fn, parameterization, labels, guidance, null_label, clip_denoised)
+    velocity_form = schedule.path == RECTIFIED_FLOW
     times = time_grid(schedule, steps, spacing)[::-1]  # increasing: t_min .. t_max = 1
     alphas, sigmas = alpha_sigma(schedule, times)
     prev_a = jnp.concatenate([jnp.ones((1,)), alphas[:-1]])  # the clean start has alpha = 1, sigma = 0
@@ -37,7 +44,9 @@ def ddim_invert(model_fn: ModelFn, schedule: Schedule, x0: jax.Array, *, steps: 
         a_t, s_t, a_s, s_s = alphas[j], sigmas[j], prev_a[j], prev_s[j]
 
         def solve(x_t):
-            eps = denoise(x_t, times[j], a_t, s_t)[1]
+            x0, eps = denoise(x_t, times[j], a_t, s_t)
+            if velocity_form:
+                return x_s + (a_t - a_s) * x0 + (s_t - s_s) * eps
             return (a_t / a_s) * (x_s - s_s * eps) + s_t * eps
 
         x_t = solve(x_s)

@@ -71,15 +71,20 @@ SAMPLERS: dict[str, SamplerFn] = {}
 DEFAULT_STEPS: dict[str, int] = {}
 DEFAULT_SPACING: dict[str, str] = {}
 STAGES: dict[str, int] = {}
+NOISE_LEVEL_SAMPLERS: set[str] = set()  # samplers whose state is x / alpha: they need alpha > 0 where they start
 
 
-def register_sampler(name: str, steps: int, spacing: str, stages: int = 1) -> Callable[[SamplerFn], SamplerFn]:
+def register_sampler(name: str, steps: int, spacing: str, stages: int = 1, noise_level: bool = False
+                     ) -> Callable[[SamplerFn], SamplerFn]:
     """Register `fn` under `name` with its default step count, the spacing its paper recommends and its network
-    evaluations per step (see the module docstring)."""
+    evaluations per step (see the module docstring). `noise_level`: the sampler works in s = sigma / alpha and
+    cannot start where alpha = 0."""
     def deco(fn: SamplerFn) -> SamplerFn:
         if name in SAMPLERS:
             raise ValueError(f"sampler {name!r} is registered twice")
         SAMPLERS[name], DEFAULT_STEPS[name], DEFAULT_SPACING[name], STAGES[name] = fn, steps, spacing, stages
+        if noise_level:
+            NOISE_LEVEL_SAMPLERS.add(name)
         return fn
     return deco
 
@@ -109,13 +114,15 @@ def grid_log_snr(alphas: jax.Array, sigmas: jax.Array) -> jax.Array:
     return jnp.log(alphas[:-1]) - jnp.log(sigmas[:-1])
 
 
-def step_orders(steps: int, order: int, lower_order_final: bool) -> jax.Array:
+def step_orders(steps: int, order: int, lower_order_final: bool, infinite_start: bool = False) -> jax.Array:
     """Order of each of the N steps of a multistep solver, int32 [N]: step i uses the i + 1 predictions it has
     (warm-up), the last step (into sigma = 0) is the data prediction itself (order 1), and with
     `lower_order_final` step i is at most N - i, so the step into t_min is at most second order (the
-    reference implementation's rule for few steps)."""
+    reference implementation's rule for few steps). With `infinite_start` (the grid starts at log SNR = -inf,
+    timegrid.starts_at_infinite_noise) the first prediction is no point to extrapolate from: step i >= 1 uses
+    at most i."""
     i = np.arange(steps)
-    orders = np.minimum(order, i + 1)
+    orders = np.minimum(order, np.maximum(i, 1) if infinite_start else i + 1)
     if lower_order_final:
         orders = np.minimum(orders, steps - i)
     orders[-1] = 1

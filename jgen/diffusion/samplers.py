@@ -15,11 +15,16 @@ keeps its state in float32 whatever the network computes in, and ends with the d
   unipc           N       logsnr_uniform    UniPC-p bh2 predictor-corrector (p = order, default 3)
   euler           N       karras            EDM Euler (first order; = DDIM on the same grid), optional churn
   heun            2N - 1  karras            EDM Heun (second order), optional churn
+  midpoint        2N - 1  time_uniform      explicit midpoint rule in t (second order)
 
 NFE counts network evaluations per sample (`sampler_nfe(name, N)`; `steps_for_nfe` inverts it); a guided call on
 a doubled batch counts once. The multi-stage samplers' N counts grid times, between which each step spends its
 stages; the last evaluation, at t_min, is the data prediction.
 `trajectory_steps` picks states to keep: 0 is x_T, k the state after k steps, N the final sample.
+All of them work on every path of schedules.py, variance-preserving or rectified flow (`check_start` names the
+one combination that cannot: euler/heun from t = 1 of the rectified-flow path, where s = sigma / alpha is
+infinite). On the rectified-flow path `ddim` is Euler's method in t for dx/dt = u and `midpoint` the midpoint
+rule in t, the two textbook flow-matching samplers.
 """
 
 from __future__ import annotations
@@ -32,11 +37,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen.diffusion import ddim as _ddim, dpm_solver as _dpm, edm as _edm, unipc as _unipc  # noqa: F401 (register)
+from jgen.diffusion import midpoint as _midpoint  # noqa: F401 (registers "midpoint")
 from jgen.diffusion.guidance import ModelFn, make_denoiser
-from jgen.diffusion.sampler_core import (DEFAULT_SPACING, DEFAULT_STEPS, SAMPLERS, Recorder, SamplerOptions,
-                                         SamplerOutput, register_sampler, sampler_names, sampler_nfe, steps_for_nfe)
-from jgen.diffusion.schedules import Schedule
-from jgen.diffusion.timegrid import SPACINGS, check_spacing, time_grid
+from jgen.diffusion.parameterization import check_path
+from jgen.diffusion.sampler_core import (DEFAULT_SPACING, DEFAULT_STEPS, NOISE_LEVEL_SAMPLERS, SAMPLERS, Recorder,
+                                         SamplerOptions, SamplerOutput, register_sampler, sampler_names, sampler_nfe,
+                                         steps_for_nfe)
+from jgen.diffusion.schedules import Schedule, start_std
+from jgen.diffusion.timegrid import SPACINGS, check_spacing, starts_at_infinite_noise, time_grid
 
 
 def sampler_options(sampler: str, steps: int | None = None, *, spacing: str | None = None, eta: float = 0.0,
@@ -66,6 +74,16 @@ def sampler_options(sampler: str, steps: int | None = None, *, spacing: str | No
                                       s_tmin=float(s_tmin), s_tmax=float(s_tmax), s_noise=float(s_noise))
 
 
+def check_start(sampler: str, spacing: str, steps: int, schedule: Schedule) -> None:
+    """Raise ValueError for a sampler that works in s = sigma / alpha (euler, heun) on a grid that starts at t = 1
+    of the rectified-flow path, where alpha = 0 and s is infinite."""
+    if sampler in NOISE_LEVEL_SAMPLERS and starts_at_infinite_noise(spacing, steps, schedule):
+        raise ValueError(f"sampler {sampler!r} works in the noise level s = sigma / alpha, which is infinite at t = 1 "
+                         f"of the rectified_flow path, where the {spacing!r} grid starts; use it with spacing "
+                         f"'karras' (its default) or 'logsnr_uniform', or sample on {spacing!r} with 'ddim' (Euler "
+                         f"in t) or 'midpoint'")
+
+
 def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequence[int], *,
            sampler: str = "dpm_solver", steps: int | None = None, spacing: str | None = None,
            labels: jax.Array | None = None, guidance: float = 1.0, null_label: int | None = None,
@@ -77,14 +95,17 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
 
     Pure and traceable: wrap the call in `jax.jit` (everything but key/labels/noise static) to compile the
     whole loop. `steps` None and `spacing` None take the sampler's defaults (see the module docstring).
-    `noise` replaces the N(0, I) start x_T (e.g. from `ddim_invert`); `labels` [B] with `null_label` enable
-    classifier-free guidance with scale `guidance` (0: unconditional, 1: conditional). `eta` is DDIM's noise,
-    `order` UniPC's, `rho` the karras spacing's exponent, `s_*` EDM's churn (euler, heun).
+    The start is x_T ~ N(0, I) times `schedules.start_std` (1 except at the first time of the noise-level grids on
+    the rectified-flow path); `noise` replaces it, as the state itself (e.g. from `ddim_invert`). `labels` [B]
+    with `null_label` enable classifier-free guidance with scale `guidance` (0: unconditional, 1: conditional).
+    `eta` is DDIM's noise, `order` UniPC's, `rho` the karras spacing's exponent, `s_*` EDM's churn (euler, heun).
     """
     steps, opts = sampler_options(sampler, steps, spacing=spacing, eta=eta, rho=rho, order=order,
                                   lower_order_final=lower_order_final, s_churn=s_churn, s_tmin=s_tmin,
                                   s_tmax=s_tmax, s_noise=s_noise)
     check_spacing(opts.spacing, steps, schedule)
+    check_start(sampler, opts.spacing, steps, schedule)
+    check_path(parameterization, schedule.path)
     if not (np.isfinite(float(guidance)) and float(guidance) >= 0):
         raise ValueError(f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, 1: conditional)")
     if labels is not None and not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
@@ -94,15 +115,15 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
         raise ValueError(f"labels have shape {labels.shape}; expected ({shape[0]},), one label per sample")
     denoise = make_denoiser(model_fn, parameterization, labels, guidance, null_label, clip_denoised)
     k_noise, k_loop = jax.random.split(key)
+    times = time_grid(schedule, steps, opts.spacing, rho=opts.rho)
     if noise is None:
-        noise = jax.random.normal(k_noise, shape, jnp.float32)
+        noise = start_std(schedule, times[0]) * jax.random.normal(k_noise, shape, jnp.float32)
     elif noise.shape != shape:
         raise ValueError(f"noise has shape {noise.shape}; expected {shape}")
-    times = time_grid(schedule, steps, opts.spacing, rho=opts.rho)
     rec = Recorder(trajectory_steps, steps + 1)
     x, buf, nfe = SAMPLERS[sampler](denoise, schedule, noise.astype(jnp.float32), k_loop, times, opts, rec)
     return SamplerOutput(x, nfe, rec.result(buf))
 
 
-__all__ = ["sample", "sampler_options", "SamplerOutput", "SamplerOptions", "SAMPLERS", "DEFAULT_STEPS",
-           "DEFAULT_SPACING", "register_sampler", "sampler_names", "sampler_nfe", "steps_for_nfe"]
+__all__ = ["sample", "sampler_options", "check_start", "SamplerOutput", "SamplerOptions", "SAMPLERS",
+           "DEFAULT_STEPS", "DEFAULT_SPACING", "register_sampler", "sampler_names", "sampler_nfe", "steps_for_nfe"]

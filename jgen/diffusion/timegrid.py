@@ -16,7 +16,8 @@ step is first order. `trailing` ends at t = 1/N and exists to reproduce the DDIM
 
 The noise-level spacings (logsnr_uniform, karras) start at the largest noise level s_max = min(s(t_max),
 `max_noise`): EDM's cap s <= 80 keeps the cosine schedule (s(1) ~ 2e4) from spending a third of a small step
-budget where the data have no influence (alpha < 0.0125). The time spacings always start at t_max = 1.
+budget where the data have no influence (alpha < 0.0125). The time spacings always start at t_max = 1, which on
+the rectified-flow path is pure noise (alpha = 0, s infinite: `starts_at_infinite_noise`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.diffusion.schedules import Schedule, log_snr, time_from_log_snr
+from jgen.diffusion.schedules import RECTIFIED_FLOW, Schedule, log_snr, time_from_log_snr
 
 SPACINGS = ("time_uniform", "time_quadratic", "logsnr_uniform", "karras", "leading", "trailing")
+NOISE_LEVEL_SPACINGS = ("logsnr_uniform", "karras")  # those that start at the noise level s = max_noise
 MAX_NOISE = 80.0  # EDM's sigma_max, in s = sigma / alpha
 
 
@@ -46,6 +48,18 @@ def check_spacing(spacing: str, steps: int, schedule: Schedule) -> None:
     if spacing in ("leading", "trailing") and steps > schedule.num_steps:
         raise ValueError(f"steps={steps}: the {spacing!r} spacing picks discrete steps, so at most the schedule's "
                          f"T={schedule.num_steps}")
+
+
+def starts_at_infinite_noise(spacing: str, steps: int, schedule: Schedule) -> bool:
+    """Whether the grid's first time is t = 1 of the rectified-flow path, where alpha = 0 (log SNR = -inf, noise
+    level s = sigma / alpha = inf): the time spacings start there; the noise-level spacings at s = `max_noise`."""
+    if schedule.path != RECTIFIED_FLOW:
+        return False
+    if spacing in ("time_uniform", "time_quadratic", "trailing"):
+        return True
+    if spacing == "leading":
+        return (steps - 1) * (schedule.num_steps // steps) + 1 == schedule.num_steps
+    return False
 
 
 def _ramp(steps: int) -> np.ndarray:

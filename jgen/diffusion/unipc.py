@@ -11,7 +11,9 @@ hh = -h, B = expm1(hh) and the phi recursion g_1 = expm1(hh) / hh - 1, g_{n+1} =
                 rho = R^-1 b (rho = 1/2 for p = 1), which raises the order by one at no extra evaluation.
 m_t (at the predicted, uncorrected point) is kept as the history for the next step, as in the reference.
 The grid's last evaluation (at t_min) is the data prediction that ends sampling, so the step into t_min
-is not corrected (that would need one more evaluation).
+is not corrected (that would need one more evaluation). A grid that starts at t = 1 of the rectified-flow path
+(lambda = -inf) makes the first step the exact first-order one and keeps its prediction out of the later
+steps' divided differences (`step_orders(..., infinite_start=True)`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 
 from jgen.diffusion.sampler_core import (SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler,
                                          step_orders)
+from jgen.diffusion.timegrid import starts_at_infinite_noise
 
 
 def _update(p: int, corrector: bool, x, ms, lams, lam_t, a_t, s_t, s_s0, m_t):
@@ -62,7 +65,7 @@ def unipc(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
     steps = times.shape[0]
     alphas, sigmas = grid_alpha_sigma(schedule, times)
     lams = grid_log_snr(alphas, sigmas)
-    orders = step_orders(steps, order, opts.lower_order_final)
+    orders = step_orders(steps, order, opts.lower_order_final, starts_at_infinite_noise(opts.spacing, steps, schedule))
     branches = [lambda args, p=p, c=c: _update(p, c, *args) for c in (False, True) for p in range(1, order + 1)]
 
     def body(carry, i):

@@ -1,8 +1,11 @@
-"""Denoising diffusion (DDPM) in pixel space, with eps / v / x0 prediction and classifier-free guidance.
+"""Diffusion (DDPM) and flow matching in pixel space: eps / v / x0 / flow prediction, classifier-free guidance.
 
-Training (Ho et al. 2020, "simple" loss): x0 = images in [-1, 1], a discrete step i ~ U{0..T-1} at time
-t = (i + 1) / T, x_t = alpha_t x0 + sigma_t eps, and the UNet regresses the target of
-`config.method.parameterization` (eps | v | x0) with squared error, optionally weighted by min-SNR-gamma.
+Training (Ho et al. 2020, "simple" loss): x0 = images in [-1, 1], a time t from `method.time_sampling` (a discrete
+step i ~ U{0..T-1} at t = (i + 1) / T on the DDPM schedules, t ~ U[1/T, 1] on `rectified_flow`),
+x_t = alpha_t x0 + sigma_t eps, and the UNet regresses the target of `config.method.parameterization`
+(eps | v | x0 | flow) with squared error, optionally weighted by min-SNR-gamma. Flow matching (Lipman et al. 2023,
+Liu et al. 2023) is schedule `rectified_flow` (x_t = (1 - t) x0 + t eps) with parameterization `flow` (the
+velocity u = eps - x0): the same network, loop and samplers.
 With `conditional`, labels are replaced by the null label (index num_classes) with probability
 `label_dropout`, which trains the unconditional model that classifier-free guidance needs.
 Sampling uses the sampler named in config.method.sampler (see jgen/diffusion/samplers.py) on the time grid
@@ -24,8 +27,9 @@ from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.likelihood import ode_likelihood
-from jgen.diffusion.samplers import SamplerOutput, sample as run_sampler, sampler_names, sampler_options
-from jgen.diffusion.schedules import SCHEDULES, alpha_sigma, log_snr, make_schedule, step_to_time
+from jgen.diffusion.samplers import SamplerOutput, check_start, sample as run_sampler, sampler_names, sampler_options
+from jgen.diffusion.schedules import (SCHEDULES, TIME_SAMPLINGS, alpha_sigma, log_snr, make_schedule, sample_times,
+                                      schedule_path)
 from jgen.diffusion.timegrid import SPACINGS
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods.base import Batch, Method, slerp
@@ -47,7 +51,8 @@ class Diffusion(Method):
             "method": {"schedule": "linear", "timesteps": 1000, "parameterization": "eps", "loss_weighting": "none",
                        "min_snr_gamma": 5.0, "conditional": True, "label_dropout": 0.1, "sampler": "dpm_solver",
                        "sample_steps": 20, "guidance": 1.0, "eta": 0.0, "clip_denoised": True,
-                       "spacing": "default"},  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
+                       "spacing": "default",  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
+                       "time_sampling": "uniform", "logit_mean": 0.0, "logit_std": 1.0},  # training times
             "model": {"channels": 16, "channel_mult": (1, 2, 2), "num_res_blocks": 1, "attention_resolutions": (7,),
                       "num_heads": 1, "dropout": 0.0}})
 
@@ -61,6 +66,15 @@ class Diffusion(Method):
         require_choice("method.schedule", m.schedule, SCHEDULES)
         require_int("method.timesteps", m.timesteps, 2)
         require_choice("method.parameterization", m.parameterization, param_lib.PARAMETERIZATIONS)
+        mismatch = param_lib.path_mismatch(m.parameterization, schedule_path(m.schedule))
+        if mismatch:
+            fix = ("--config.method.parameterization=flow (or x0)" if m.schedule == "rectified_flow" else
+                   "--config.method.schedule=rectified_flow (or a parameterization of eps, v, x0)")
+            fail("method.parameterization", m.parameterization,
+                 f"it cannot be used with method.schedule={m.schedule!r}: {mismatch}", fix)
+        require_choice("method.time_sampling", m.time_sampling, TIME_SAMPLINGS)
+        require_number("method.logit_mean", m.logit_mean)
+        require_number("method.logit_std", m.logit_std, 1e-6)
         require_choice("method.loss_weighting", m.loss_weighting, param_lib.LOSS_WEIGHTINGS)
         if not m.min_snr_gamma > 0:
             bad("min_snr_gamma", m.min_snr_gamma, "must be > 0")
@@ -83,6 +97,12 @@ class Diffusion(Method):
             bad("eta", m.eta, "must be in [0, 1]")
         if m.spacing != "default" and m.spacing not in SPACINGS:
             bad("spacing", m.spacing, f"choose 'default' (the sampler's own) or one of {SPACINGS}")
+        try:  # euler/heun cannot start at t = 1 of the rectified-flow path, where the time grids start
+            steps, opts = sampler_options(m.sampler, m.sample_steps, spacing=m.spacing)
+            check_start(m.sampler, opts.spacing, steps, make_schedule(m.schedule, m.timesteps))
+        except ValueError as e:
+            bad("sampler", m.sampler, f"with method.spacing={m.spacing!r} and method.schedule={m.schedule!r}: {e}",
+                "--config.method.spacing=karras (or --config.method.sampler=midpoint)")
 
     def check_generate_options(self, **options) -> None:
         super().check_generate_options(**options)
@@ -100,8 +120,10 @@ class Diffusion(Method):
         if eta is not None and not (isinstance(eta, (int, float, np.floating)) and 0.0 <= eta <= 1.0):
             raise InputError(f"eta={eta!r}: must be in [0, 1] (0: deterministic DDIM, 1: ancestral)")
         solver = {k: v for k, v in options.items() if k not in ("sampler", "steps", "guidance", "clip_denoised")}
-        try:  # the samplers' own host-side check of spacing, rho, order and churn
-            sampler_options(sampler or self.config.method.sampler, steps, **solver)
+        sampler, steps, solver["spacing"] = self._sampler_setting(sampler, steps, solver.get("spacing"))
+        try:  # the samplers' own host-side check of spacing, rho, order and churn, and of where they can start
+            steps, opts = sampler_options(sampler, steps, **solver)
+            check_start(sampler, opts.spacing, steps, self.schedule)
         except ValueError as e:
             raise InputError(str(e)) from None
 
@@ -142,7 +164,7 @@ class Diffusion(Method):
         x0 = self.encode_x0(batch["image"])  # [B, H, W, C] (latents [B, h, w, c] for latent diffusion)
         b = x0.shape[0]
         k_t, k_eps, k_drop, k_net = jax.random.split(key, 4)
-        t = step_to_time(self.schedule, jax.random.randint(k_t, (b,), 0, self.schedule.num_steps))  # [B]
+        t = sample_times(self.schedule, k_t, b, m.time_sampling, m.logit_mean, m.logit_std)  # [B]
         eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
         alpha, sigma = (a[:, None, None, None] for a in alpha_sigma(self.schedule, t))
         x_t = alpha * x0 + sigma * eps
@@ -184,6 +206,17 @@ class Diffusion(Method):
         return {"nll_ode": nll, "bpd_ode": dequantized_bits_per_dim(nll, math.prod(x.shape[1:]), data_width=2.0)}
 
     # -- sampling -------------------------------------------------------------------------------------------
+    def _sampler_setting(self, sampler: str | None, steps: int | None, spacing: str | None):
+        """(sampler, steps, spacing) of a request: None takes the config's for its own sampler, else the sampler's
+        own defaults (steps None, spacing 'default')."""
+        m = self.config.method
+        sampler = m.sampler if sampler is None else sampler
+        if steps is None and sampler == m.sampler:
+            steps = m.sample_steps
+        if spacing is None:
+            spacing = m.get("spacing", "default") if sampler == m.sampler else "default"
+        return sampler, steps, spacing
+
     def run_sampler(self, params, key, num: int, labels=None, sampler: str | None = None, steps: int | None = None,
                     guidance: float | None = None, eta: float | None = None,
                     trajectory_steps=(), spacing: str | None = None, clip_denoised: bool | None = None,
@@ -192,13 +225,9 @@ class Diffusion(Method):
         static). spacing/clip_denoised None take the config's; `options` go to `jgen.diffusion.sample`
         (rho, order, lower_order_final, s_churn, s_tmin, s_tmax, s_noise)."""
         m = self.config.method
-        sampler = m.sampler if sampler is None else sampler
-        if steps is None:
-            steps = m.sample_steps if sampler == m.sampler else None  # None: the sampler's own default
+        sampler, steps, spacing = self._sampler_setting(sampler, steps, spacing)
         if labels is not None and not self._num_classes:
             raise InputError("this diffusion model is unconditional (method.conditional=False); sample without labels")
-        if spacing is None:
-            spacing = m.get("spacing", "default") if sampler == m.sampler else "default"
         return run_sampler(self.model_fn(params), self.schedule, key, (num, *self.info.shape), sampler=sampler,
                            steps=steps, spacing=spacing, labels=labels,
                            guidance=m.guidance if guidance is None else guidance, null_label=self.null_label,

@@ -84,7 +84,8 @@ def test_shapes_nfe_determinism_and_trajectory(name):
     f = jax.jit(lambda k: sample(fn, s, k, shape, sampler=name, steps=5, trajectory_steps=(0, 2, 5)))
     a, b = f(key), f(key)
     assert a.samples.shape == shape and np.all(np.isfinite(np.asarray(a.samples)))
-    assert a.nfe == sampler_nfe(name, 5) == {"heun": 9, "dpm_solver_2s": 9, "dpm_solver_3s": 13}.get(name, 5)
+    assert a.nfe == sampler_nfe(name, 5) == {"heun": 9, "midpoint": 9, "dpm_solver_2s": 9,
+                                             "dpm_solver_3s": 13}.get(name, 5)
     np.testing.assert_array_equal(np.asarray(a.samples), np.asarray(b.samples))  # same key, same samples
     assert a.trajectory.shape == (3, *shape)
     np.testing.assert_array_equal(np.asarray(a.trajectory[-1]), np.asarray(a.samples))
