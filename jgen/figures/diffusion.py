@@ -98,11 +98,11 @@ def draw_diffusion_maths(data: dict, path: str) -> None:
     ax.set_title(f"forward marginals q(x_t) of a 1-D mixture ({data['schedule']} schedule; colour: sqrt density)",
                  fontsize=10)
     ax_a, ax_l = fig.add_subplot(gs[:, 1]), fig.add_subplot(gs[:, 2])
-    for (name, sc), style in zip(data["schedules"].items(), ("-", "--")):
+    for (name, sc), style in zip(data["schedules"].items(), ("-", "--", ":", "-.")):
         ax_a.plot(sc["t"], sc["alpha"], style, color="tab:blue", label=f"alpha_t, {name}")
         ax_a.plot(sc["t"], sc["sigma"], style, color="tab:red", label=f"sigma_t, {name}")
         ax_l.plot(sc["t"], sc["log_snr"], style, color="k", label=name)
-    ax_a.set_title("alpha_t and sigma_t (alpha² + sigma² = 1)", fontsize=10)
+    ax_a.set_title("alpha_t and sigma_t (alpha² + sigma² = 1; rectified flow: alpha + sigma = 1)", fontsize=9)
     ax_l.set_title("log SNR = log(alpha² / sigma²)", fontsize=10)
     for a in (ax_a, ax_l):
         a.set_xlabel("t")

@@ -34,8 +34,12 @@ def test_chart22_is_exact_and_its_ode_paths_are_what_a_fine_ddim_solve_gives(tmp
     np.testing.assert_allclose(d["ode"]["paths"][0], np.asarray(ddim), atol=0.03)
     assert np.all(np.diff(d["ode"]["paths"], axis=1) > 0)  # 1-D flows never cross
     assert d["sde"]["t"][0] == 1.0 and d["sde"]["t"][-1] == 0.0 and d["sde"]["paths"].shape[1] == 3
-    for sc in d["schedules"].values():
-        np.testing.assert_allclose(sc["alpha"] ** 2 + sc["sigma"] ** 2, 1.0, atol=1e-5)
+    for name, sc in d["schedules"].items():
+        if name == "rectified_flow":  # the straight path: alpha_t = 1 - t, sigma_t = t
+            np.testing.assert_allclose(sc["alpha"] + sc["sigma"], 1.0, atol=1e-5)
+            np.testing.assert_allclose(sc["sigma"], sc["t"], atol=1e-5)
+        else:  # variance-preserving
+            np.testing.assert_allclose(sc["alpha"] ** 2 + sc["sigma"] ** 2, 1.0, atol=1e-5)
     np.testing.assert_allclose(d["schedules"]["linear"]["alpha"] ** 2, sched.alpha_bars, rtol=1e-4)
     draw_diffusion_maths(d, str(tmp_path / CHARTS[22].filename))
     assert (tmp_path / CHARTS[22].filename).stat().st_size > 50_000
