@@ -203,13 +203,19 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 
 # Fields that define what a checkpoint contains: a run directory cannot be resumed with other values.
 IDENTITY_FIELDS = ("method", "model", "data.name", "data.tfds_name", "seed")
+# Fields inside those that only say how the network computes (its parameters stay the same float32 arrays): a run
+# may be resumed or evaluated with other values.
+COMPUTE_FIELDS = ("model.dtype", "model.remat")
 
 
 def identity_mismatches(saved: dict, new: dict) -> list[str]:
-    """'field: checkpoint has X, config has Y' for every leaf of the identity fields that differs."""
+    """'field: checkpoint has X, config has Y' for every leaf of the identity fields that differs (the
+    COMPUTE_FIELDS aside)."""
     out: list[str] = []
 
     def walk(path: str, a, b) -> None:
+        if path in COMPUTE_FIELDS:
+            return
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 walk(f"{path}.{k}", a.get(k), b.get(k))

@@ -29,6 +29,7 @@ from jgen.diffusion.timegrid import SPACINGS
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
+from jgen.nn.precision import check_precision, precision_defaults
 from jgen.nn.unet import init_params, make_unet
 from jgen.viz import image_grid
 
@@ -47,7 +48,7 @@ class Diffusion(Method):
                        "sample_steps": 20, "guidance": 1.0, "eta": 0.0, "clip_denoised": True,
                        "spacing": "default"},  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
             "model": {"channels": 16, "channel_mult": (1, 2, 2), "num_res_blocks": 1, "attention_resolutions": (7,),
-                      "num_heads": 1, "dropout": 0.0}})
+                      "num_heads": 1, "dropout": 0.0, "remat": False, **precision_defaults()}})
 
     @classmethod
     def check(cls, config) -> None:
@@ -71,6 +72,10 @@ class Diffusion(Method):
         require_int("model.num_res_blocks", md.num_res_blocks)
         require_int("model.num_heads", md.num_heads)
         require_number("model.dropout", md.dropout, 0.0, 0.99)
+        check_precision(md)
+        if not isinstance(md.remat, bool):
+            fail("model.remat", md.remat, "must be true or false (true: recompute block activations in the "
+                 "backward pass, for less memory)")
         if not isinstance(md.attention_resolutions, (tuple, list)):
             fail("model.attention_resolutions", md.attention_resolutions, "must be a tuple of resolutions, e.g. (7,)")
         if not isinstance(m.sample_steps, int) or not 1 <= m.sample_steps <= m.timesteps:
