@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
         eval_batch_size=250,
         num_eval_examples=0,    # 0: the whole test split
         progress=True))
+    c.parallel = ml_collections.ConfigDict(dict(
+        fsdp=1))                # devices each parameter, its optimizer state and EMA are sharded over (1: replicated);
+                                # the mesh is (devices / fsdp) "data" x fsdp "fsdp", the batch is split over both
     c.eval = ml_collections.ConfigDict(dict(
         sample_metrics_every=0,  # steps between FID/IS/precision/recall of EMA samples (0: off)
         num_samples=1000,        # samples (and test images) for those metrics
