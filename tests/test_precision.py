@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from jgen.config import ConfigError
-from jgen.data import DataInfo
-from jgen.run import build_method, load_run, train_and_evaluate, validate, with_defaults
-from jgen.train.writer import read_metrics
+from jgen.data import DataInfo, get_source, make_train_iterator
+from jgen.run import build_method, validate, with_defaults
+from jgen.train.loop import jitted_train_step
+from jgen.train.sharding import make_mesh
 from tests.conftest import tiny_config
 
 DIGITS = DataInfo("digits", (8, 8, 1), 10, 1000, 100)
@@ -71,28 +72,31 @@ def test_bfloat16_networks_keep_a_float32_state(name):
     assert "bf16[" in programs["bfloat16"] and "bf16[" not in programs["float32"]
 
 
-def test_bfloat16_vae_trains_like_float32_and_saves_float32(tmp_path):
-    """The tiny VAE (the suite's default run) trained 30 steps in each dtype from the same seed: the bfloat16
-    losses follow the float32 ones within 10% at every logged step (the first rows average the wild early steps of a
-    Gaussian likelihood, where 4.7% was seen) and within 3% at the last, falling to under a third of the first; its
-    checkpoint holds float32 parameters, optimizer state and EMA."""
+def test_bfloat16_vae_trains_like_float32():
+    """The tiny VAE (the suite's default model) trained 25 steps in each dtype from the same seed and batches, with
+    the loop's train step: the bfloat16 loss, averaged over windows of 5 steps, follows the float32 one within 10%
+    (the first window averages the wild early steps of a Gaussian likelihood, where 4.7% was seen) and within 3% at
+    the last, falling to under a third of the first."""
+    c = tiny_config("vae")
+    train, _, info = get_source(c.data)
+    it = make_train_iterator(train, c.seed, c.data.batch_size)
+    batches = [next(it) for _ in range(25)]
     losses = {}
     for dtype in ("float32", "bfloat16"):
-        c = tiny_config("vae", steps=30)
-        c.model.dtype, c.train.eval_every = dtype, -1
-        train_and_evaluate(c, str(tmp_path / dtype))
-        losses[dtype] = np.array([r["loss"] for r in read_metrics(str(tmp_path / dtype), "train")])
+        c.model.dtype = dtype
+        method = build_method(c, info, train)
+        state = jax.jit(method.init_state)(jax.random.PRNGKey(c.seed), batches[0])
+        step = jitted_train_step(method, make_mesh())
+        per_step = []
+        for b in batches:
+            state, metrics = step(state, b)
+            per_step.append(float(metrics["loss"]))
+        losses[dtype] = np.mean(np.reshape(per_step, (5, 5)), axis=1)
     f32, bf16 = losses["float32"], losses["bfloat16"]
-    assert len(f32) == len(bf16) == 6
     assert f32[-1] < f32[0] / 3 and bf16[-1] < bf16[0] / 3, (f32, bf16)
     np.testing.assert_allclose(bf16, f32, rtol=0.1)
     assert bf16[-1] == pytest.approx(f32[-1], rel=0.03)
     assert not np.array_equal(bf16, f32)  # bfloat16 really computed
-    run = load_run(str(tmp_path / "bfloat16"))
-    assert run.config.model.dtype == "bfloat16"
-    s = run.state
-    assert {np.asarray(x).dtype for x in jax.tree.leaves((s.params, s.opt_state, s.ema_params))} <= {
-        np.dtype(np.float32), np.dtype(np.int32)}  # int32: Adam's step count
 
 
 def _random_params(abstract, seed: int = 0):
