@@ -52,6 +52,13 @@ def test_precision_fields_are_checked(name):
         validate(c, num_devices=1)
 
 
+def test_remat_must_be_a_bool():
+    c = _config("diffusion")
+    c.model = type(c.model)({**c.model.to_dict(), "remat": "yes"})  # as a JSON or hand-built config may hold it
+    with pytest.raises(ConfigError, match=r"config.model.remat='yes' is invalid: must be true or false"):
+        validate(c, num_devices=1)
+
+
 @pytest.mark.parametrize("name", PRECISION_METHODS)
 def test_bfloat16_networks_keep_a_float32_state(name):
     """Traced, not compiled: with model.dtype=bfloat16 the train step computes in bfloat16 (bf16 values in its

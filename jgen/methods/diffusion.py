@@ -73,7 +73,7 @@ class Diffusion(Method):
         require_int("model.num_heads", md.num_heads)
         require_number("model.dropout", md.dropout, 0.0, 0.99)
         check_precision(md)
-        if not isinstance(md.remat, bool):
+        if not isinstance(md.get("remat", False), bool):
             fail("model.remat", md.remat, "must be true or false (true: recompute block activations in the "
                  "backward pass, for less memory)")
         if not isinstance(md.attention_resolutions, (tuple, list)):
