@@ -24,7 +24,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from jgen.data import get_source, make_train_iterator  # noqa: E402
 from jgen.run import build_method, load_config, validate  # noqa: E402
-from jgen.train.loop import batch_sharding, jitted_train_step  # noqa: E402
+from jgen.train.loop import jitted_train_step  # noqa: E402
+from jgen.train.sharding import batch_sharding  # noqa: E402
 
 
 def main() -> None:

@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
         eval_batch_size=250,
         num_eval_examples=0,    # 0: the whole test split
         progress=True))
+    c.parallel = ml_collections.ConfigDict(dict(
+        fsdp=1))                # devices each parameter, its optimizer state and EMA are sharded over (1: replicated);
+                                # the mesh is (devices / fsdp) "data" x fsdp "fsdp", the batch is split over both
     c.eval = ml_collections.ConfigDict(dict(
         sample_metrics_every=0,  # steps between FID/IS/precision/recall of EMA samples (0: off)
         num_samples=1000,        # samples (and test images) for those metrics
@@ -203,13 +206,19 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 
 # Fields that define what a checkpoint contains: a run directory cannot be resumed with other values.
 IDENTITY_FIELDS = ("method", "model", "data.name", "data.tfds_name", "seed")
+# Fields inside those that only say how the network computes (its parameters stay the same float32 arrays): a run
+# may be resumed or evaluated with other values.
+COMPUTE_FIELDS = ("model.dtype", "model.remat")
 
 
 def identity_mismatches(saved: dict, new: dict) -> list[str]:
-    """'field: checkpoint has X, config has Y' for every leaf of the identity fields that differs."""
+    """'field: checkpoint has X, config has Y' for every leaf of the identity fields that differs (the
+    COMPUTE_FIELDS aside)."""
     out: list[str] = []
 
     def walk(path: str, a, b) -> None:
+        if path in COMPUTE_FIELDS:
+            return
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 walk(f"{path}.{k}", a.get(k), b.get(k))

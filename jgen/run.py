@@ -93,6 +93,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     if bs % n:
         fail("data.batch_size", bs, f"must be divisible by the number of devices ({n})",
              f"--config.data.batch_size={max(n, (bs // n) * n)}")
+    fsdp = config.parallel.fsdp
+    require_int("parallel.fsdp", fsdp, 1, "--config.parallel.fsdp=1 (parameters replicated on every device)")
+    if n % fsdp:
+        fail("parallel.fsdp", fsdp, f"must divide the number of devices ({n}): the mesh is (devices / fsdp) x fsdp",
+             f"--config.parallel.fsdp={max(d for d in range(1, fsdp + 1) if n % d == 0)}")
     if not isinstance(config.data.random_flip, bool):
         fail("data.random_flip", config.data.random_flip, "must be true or false")
     cls = method_class(config)

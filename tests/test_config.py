@@ -62,6 +62,15 @@ def test_identity_mismatch_lists_differences():
     assert bad == ["model.features: checkpoint has (32,), config has (4, 4)"]
 
 
+def test_compute_fields_may_change_on_resume():
+    """model.dtype and model.remat change how the network computes, not the checkpoint: no identity mismatch."""
+    a, b = with_defaults(tiny_config("diffusion")).to_dict(), with_defaults(tiny_config("diffusion")).to_dict()
+    b["model"].update(dtype="bfloat16", remat=True)
+    assert identity_mismatches(a, b) == []
+    b["model"]["channels"] = 4
+    assert identity_mismatches(a, b) == ["model.channels: checkpoint has 16, config has 4"]
+
+
 def test_base_config_has_no_method():
     with pytest.raises(ConfigError, match="method.name"):
         validate(base_config(), num_devices=1)

@@ -141,6 +141,27 @@ def test_sigterm_to_one_process_stops_all_and_the_job_resumes_exactly(tmp_path):
     assert rows[0] == rows[1]
 
 
+@pytest.mark.slow  # two jobs of 2 processes
+def test_fsdp_across_processes_trains_like_one_process(tmp_path):
+    """parallel.fsdp=4 over 2 processes x 2 devices (each parameter split across both processes): the same losses
+    (1e-6 relative) and final parameters as 1 process x 4 devices with replicated parameters; evaluation and
+    sample grids gather the sharded parameters on every process."""
+    fsdp = _Launch(_train_args(tmp_path / "fsdp", 10, "--config.parallel.fsdp=4", "--config.train.sample_every=10"))
+    one = _one_process(tmp_path / "one", 10, 4)
+    out, _ = one.communicate(timeout=400)
+    assert one.returncode == 0, out
+    code, out = fsdp.result()
+    assert code == 0, out
+    assert "[0] " in out and "'fsdp': 4" in out
+    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "fsdp")
+    assert sorted(a) == sorted(b) == [5, 10]
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-6), step
+    assert len(os.listdir(tmp_path / "fsdp" / "samples")) == 3
+    for x, y in zip(_leaves(tmp_path / "one"), _leaves(tmp_path / "fsdp")):
+        np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-5)
+
+
 def test_distributed_spec_from_flags_and_environment():
     env = {"JGEN_COORDINATOR_ADDRESS": "h0:1234", "JGEN_NUM_PROCESSES": "4", "JGEN_PROCESS_ID": "3"}
     assert distributed.spec_from(environ=env).explicit == {"coordinator_address": "h0:1234", "num_processes": 4,

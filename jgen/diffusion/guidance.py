@@ -39,9 +39,9 @@ def make_denoiser(model_fn: ModelFn, parameterization: str = "eps", labels: jax.
     if labels is not None and null_label is None:
         raise ValueError("labels were given but the model has no null label: it is not class-conditional")
 
-    def call(x, t, lab):
+    def call(x, t, lab):  # a bfloat16 network's prediction is combined and solved with in float32
         tb = jnp.full((x.shape[0],), t, jnp.float32)
-        return model_fn(x, tb, lab)
+        return model_fn(x, tb, lab).astype(jnp.float32)
 
     def predict(x, t):
         if labels is None or guidance == 0.0:

@@ -18,6 +18,7 @@ from jgen.config import require_int
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
 from jgen.nn.autoencoder import check_encoder_decoder, make_encoder_decoder
+from jgen.nn.precision import precision_defaults
 from jgen.viz import image_grid
 
 PRIOR_DECAY = 0.99   # weight of the running code moments per step: about the last 100 batches count
@@ -51,7 +52,8 @@ class Autoencoder(Method):
     def defaults(cls) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict({
             "method": {},
-            "model": {"kind": "mlp", "features": (512, 256), "latent_dim": 128, "hidden": 256}})
+            "model": {"kind": "mlp", "features": (512, 256), "latent_dim": 128, "hidden": 256,
+                      **precision_defaults()}})
 
     @classmethod
     def check(cls, config) -> None:

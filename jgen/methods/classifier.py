@@ -15,12 +15,14 @@ from jgen.config import InputError, fail, require_int, require_int_tuple
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
 from jgen.nn.classifier import DigitClassifier, random_shift
+from jgen.nn.precision import check_precision, compute_dtype, param_dtype, precision_defaults
 
 
 def make_classifier(model_cfg, num_classes: int) -> DigitClassifier:
-    """The DigitClassifier described by `config.model` (features, feature_dim, dropout)."""
+    """The DigitClassifier described by `config.model` (features, feature_dim, dropout, dtype, param_dtype)."""
     return DigitClassifier(num_classes=num_classes, features=tuple(model_cfg.features),
-                           feature_dim=int(model_cfg.feature_dim), dropout=float(model_cfg.dropout))
+                           feature_dim=int(model_cfg.feature_dim), dropout=float(model_cfg.dropout),
+                           dtype=compute_dtype(model_cfg), param_dtype=param_dtype(model_cfg))
 
 
 @register("classifier")
@@ -31,7 +33,7 @@ class Classifier(Method):
     def defaults(cls) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict({
             "method": {"max_shift": 0},
-            "model": {"features": (32, 64), "feature_dim": 128, "dropout": 0.0}})
+            "model": {"features": (32, 64), "feature_dim": 128, "dropout": 0.0, **precision_defaults()}})
 
     @classmethod
     def check(cls, config) -> None:
@@ -42,6 +44,7 @@ class Classifier(Method):
         require_int("model.feature_dim", config.model.feature_dim)
         if not 0.0 <= config.model.dropout < 1.0:
             fail("model.dropout", config.model.dropout, "must be in [0, 1)")
+        check_precision(config.model)
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)

@@ -35,6 +35,7 @@ from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods.base import Batch, Method, slerp
 from jgen.methods.registry import register
 from jgen.metrics.likelihood import dequantized_bits_per_dim, uniform_dequantize
+from jgen.nn.precision import check_precision, precision_defaults
 from jgen.nn.unet import init_params, make_unet
 from jgen.viz import image_grid
 
@@ -54,7 +55,7 @@ class Diffusion(Method):
                        "spacing": "default",  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
                        "time_sampling": "uniform", "logit_mean": 0.0, "logit_std": 1.0},  # training times
             "model": {"channels": 16, "channel_mult": (1, 2, 2), "num_res_blocks": 1, "attention_resolutions": (7,),
-                      "num_heads": 1, "dropout": 0.0}})
+                      "num_heads": 1, "dropout": 0.0, "remat": False, **precision_defaults()}})
 
     @classmethod
     def check(cls, config) -> None:
@@ -87,6 +88,10 @@ class Diffusion(Method):
         require_int("model.num_res_blocks", md.num_res_blocks)
         require_int("model.num_heads", md.num_heads)
         require_number("model.dropout", md.dropout, 0.0, 0.99)
+        check_precision(md)
+        if not isinstance(md.get("remat", False), bool):
+            fail("model.remat", md.remat, "must be true or false (true: recompute block activations in the "
+                 "backward pass, for less memory)")
         if not isinstance(md.attention_resolutions, (tuple, list)):
             fail("model.attention_resolutions", md.attention_resolutions, "must be a tuple of resolutions, e.g. (7,)")
         if not isinstance(m.sample_steps, int) or not 1 <= m.sample_steps <= m.timesteps:

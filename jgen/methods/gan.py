@@ -28,6 +28,7 @@ from jgen.gan.step import Players, adversarial_update
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
 from jgen.nn.gan import Discriminator, Generator
+from jgen.nn.precision import check_precision, compute_dtype, param_dtype, precision_defaults
 from jgen.train.optim import check_optim, ema_update, make_optimizer
 from jgen.train.state import TrainState
 from jgen.viz import image_grid
@@ -45,7 +46,7 @@ class GAN(Method):
         return ml_collections.ConfigDict({
             "method": {"loss": "non_saturating", "n_critic": 1, "gp_weight": 10.0, "r1_gamma": 0.0,
                        "latent_dim": 64, "conditional": False},
-            "model": {"g_features": (32, 16), "d_features": (16, 32)},
+            "model": {"g_features": (32, 16), "d_features": (16, 32), **precision_defaults()},
             # one optimizer block per player replaces the shared one
             "optim": {p: optim_config(5e-4, b1=0.5, b2=0.999).to_dict() for p in PLAYERS}})
 
@@ -60,6 +61,7 @@ class GAN(Method):
         require_int("method.latent_dim", m.latent_dim, 1, "--config.method.latent_dim=64")
         require_int_tuple("model.g_features", config.model.g_features, 2)
         require_int_tuple("model.d_features", config.model.d_features, 1)
+        check_precision(config.model)
         missing = [p for p in PLAYERS if p not in config.optim]
         if missing:
             fail("optim", sorted(config.optim.keys()), "a GAN needs one optimizer block per player: "
@@ -71,9 +73,11 @@ class GAN(Method):
         super().__init__(config, info, resources)
         m = config.method
         self._num_classes = info.num_classes if m.conditional else 0
+        precision = dict(dtype=compute_dtype(config.model), param_dtype=param_dtype(config.model))
         self.generator = Generator(out_shape=info.shape, features=tuple(config.model.g_features),
-                                   num_classes=self._num_classes)
-        self.discriminator = Discriminator(features=tuple(config.model.d_features), num_classes=self._num_classes)
+                                   num_classes=self._num_classes, **precision)
+        self.discriminator = Discriminator(features=tuple(config.model.d_features), num_classes=self._num_classes,
+                                           **precision)
         # The discriminator takes n_critic optimizer steps per train step; its schedule counts them.
         self.tx_g = make_optimizer(config.optim.generator, config.train.steps)
         self.tx_d = make_optimizer(config.optim.discriminator, config.train.steps * m.n_critic)

@@ -28,6 +28,7 @@ from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
 from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae_bound, uniform_dequantize
 from jgen.nn.autoencoder import check_encoder_decoder, latent_shape, make_encoder_decoder
+from jgen.nn.precision import precision_defaults
 from jgen.viz import image_grid
 
 LIKELIHOODS = ("logistic", "gaussian", "bernoulli")
@@ -73,7 +74,7 @@ class VAE(Method):
     def defaults(cls) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict({
             "method": {"latent_dim": 16, "likelihood": "logistic", "beta": 1.0, "eval_iw_samples": 16},
-            "model": {"kind": "conv", "features": (16, 32), "hidden": 256}})
+            "model": {"kind": "conv", "features": (16, 32), "hidden": 256, **precision_defaults()}})
 
     @classmethod
     def check(cls, config) -> None:

@@ -1,6 +1,10 @@
-"""Convolutional encoder and decoder for small images (28x28 MNIST, 8x8 digits)."""
+"""Convolutional encoder and decoder for small images (28x28 MNIST, 8x8 digits).
 
-from typing import Sequence
+Each module computes in `dtype` from `param_dtype` parameters (see jgen/nn/precision.py) and returns `dtype`
+outputs; `jgen.nn.autoencoder.EncoderDecoder` casts them to float32.
+"""
+
+from typing import Any, Sequence
 
 import chex
 import flax.linen as nn
@@ -27,16 +31,19 @@ class ConvEncoder(nn.Module):
     out_dim: int
     features: Sequence[int] = (32, 64)
     hidden: int = 256
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         chex.assert_rank(x, 4)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         h = x
         for f in self.features:
-            h = nn.silu(nn.Conv(f, (3, 3), strides=(2, 2))(h))
+            h = nn.silu(nn.Conv(f, (3, 3), strides=(2, 2), **kw)(h))
         h = h.reshape(h.shape[0], -1)
-        h = nn.silu(nn.Dense(self.hidden)(h))
-        return nn.Dense(self.out_dim)(h)
+        h = nn.silu(nn.Dense(self.hidden, **kw)(h))
+        return nn.Dense(self.out_dim, **kw)(h)
 
 
 class ConvDecoder(nn.Module):
@@ -49,19 +56,22 @@ class ConvDecoder(nn.Module):
     out_shape: Sequence[int]  # (H, W, C)
     features: Sequence[int] = (32, 64)
     hidden: int = 256
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         chex.assert_rank(z, 2)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         height, width, channels = self.out_shape
         n = len(self.features)
         h0, w0 = height // 2 ** n, width // 2 ** n
-        h = nn.silu(nn.Dense(self.hidden)(z))
-        h = nn.silu(nn.Dense(h0 * w0 * self.features[-1])(h))
+        h = nn.silu(nn.Dense(self.hidden, **kw)(z))
+        h = nn.silu(nn.Dense(h0 * w0 * self.features[-1], **kw)(h))
         h = h.reshape(z.shape[0], h0, w0, self.features[-1])
         for f in reversed(self.features):
-            h = nn.silu(nn.Conv(f, (3, 3))(upsample2x(h)))
-        out = nn.Conv(channels, (3, 3))(h)
+            h = nn.silu(nn.Conv(f, (3, 3), **kw)(upsample2x(h)))
+        out = nn.Conv(channels, (3, 3), **kw)(h)
         chex.assert_shape(out, (z.shape[0], height, width, channels))
         return out
 
@@ -73,28 +83,34 @@ class SpatialEncoder(nn.Module):
     """
     out_channels: int
     features: Sequence[int] = (32, 64)
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         chex.assert_rank(x, 4)
-        h = nn.silu(nn.Conv(self.features[0], (3, 3))(x))
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        h = nn.silu(nn.Conv(self.features[0], (3, 3), **kw)(x))
         for f in self.features:
-            h = nn.silu(nn.Conv(f, (3, 3), strides=(2, 2))(h))
-        h = nn.silu(nn.Conv(self.features[-1], (3, 3))(h))
-        return nn.Conv(self.out_channels, (1, 1))(h)
+            h = nn.silu(nn.Conv(f, (3, 3), strides=(2, 2), **kw)(h))
+        h = nn.silu(nn.Conv(self.features[-1], (3, 3), **kw)(h))
+        return nn.Conv(self.out_channels, (1, 1), **kw)(h)
 
 
 class SpatialDecoder(nn.Module):
     """Latent map [B, h, w, c] -> logits [B, h*2^n, w*2^n, out_channels] by (upsample + conv) stages."""
     out_shape: Sequence[int]  # (H, W, C)
     features: Sequence[int] = (32, 64)
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         chex.assert_rank(z, 4)
-        h = nn.silu(nn.Conv(self.features[-1], (3, 3))(z))
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        h = nn.silu(nn.Conv(self.features[-1], (3, 3), **kw)(z))
         for f in reversed(self.features):
-            h = nn.silu(nn.Conv(f, (3, 3))(upsample2x(h)))
-        out = nn.Conv(self.out_shape[-1], (3, 3))(h)
+            h = nn.silu(nn.Conv(f, (3, 3), **kw)(upsample2x(h)))
+        out = nn.Conv(self.out_shape[-1], (3, 3), **kw)(h)
         chex.assert_shape(out, (z.shape[0], *self.out_shape))
         return out

@@ -2,12 +2,13 @@
 
 GroupNorm instead of BatchNorm keeps the networks free of batch statistics (no mutable state, the same output
 for an example whatever batch it sits in). Upsampling is nearest-neighbour x2 followed by a 3x3 convolution,
-which avoids the checkerboard artefacts of transposed convolutions.
+which avoids the checkerboard artefacts of transposed convolutions. Both compute in `dtype` from `param_dtype`
+parameters (see jgen/nn/precision.py) and return float32.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import chex
 import flax.linen as nn
@@ -36,10 +37,13 @@ class Generator(nn.Module):
     features: Sequence[int] = (128, 64)
     num_classes: int = 0
     embed_dim: int = 32
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         chex.assert_rank(z, 2)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         height, width, channels = self.out_shape
         n = len(self.features)
         if height % 2 ** n or width % 2 ** n:
@@ -48,13 +52,13 @@ class Generator(nn.Module):
         h = z
         if self.num_classes:
             chex.assert_shape(labels, (z.shape[0],))
-            h = jnp.concatenate([h, nn.Embed(self.num_classes, self.embed_dim)(labels)], axis=-1)
+            h = jnp.concatenate([h, nn.Embed(self.num_classes, self.embed_dim, **kw)(labels)], axis=-1)
         h0, w0 = height // 2 ** n, width // 2 ** n
-        h = nn.Dense(h0 * w0 * self.features[0])(h).reshape(z.shape[0], h0, w0, self.features[0])
-        h = nn.relu(GroupNorm(_groups(self.features[0]))(h))
+        h = nn.Dense(h0 * w0 * self.features[0], **kw)(h).reshape(z.shape[0], h0, w0, self.features[0])
+        h = nn.relu(GroupNorm(_groups(self.features[0]), **kw)(h))
         for f in self.features:
-            h = nn.relu(GroupNorm(_groups(f))(nn.Conv(f, (3, 3))(upsample2x(h))))
-        out = jnp.tanh(nn.Conv(channels, (3, 3))(h))
+            h = nn.relu(GroupNorm(_groups(f), **kw)(nn.Conv(f, (3, 3), **kw)(upsample2x(h))))
+        out = jnp.tanh(nn.Conv(channels, (3, 3), **kw)(h).astype(jnp.float32))
         chex.assert_shape(out, (z.shape[0], height, width, channels))
         return out
 
@@ -68,17 +72,20 @@ class Discriminator(nn.Module):
     """
     features: Sequence[int] = (64, 128)
     num_classes: int = 0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         chex.assert_rank(x, 4)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         h = x
         for f in self.features:
-            h = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2))(h), 0.2)
+            h = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2), **kw)(h), 0.2)
         phi = h.reshape(x.shape[0], -1)  # [B, D]
-        logits = nn.Dense(1)(phi)[:, 0]
+        logits = nn.Dense(1, **kw)(phi)[:, 0].astype(jnp.float32)
         if self.num_classes:
             chex.assert_shape(labels, (x.shape[0],))
-            embed = nn.Embed(self.num_classes, phi.shape[-1])(labels)  # [B, D]
-            logits = logits + jnp.sum(embed * phi, axis=-1)
-        return logits  # [B]
+            embed = nn.Embed(self.num_classes, phi.shape[-1], **kw)(labels)  # [B, D]
+            logits = logits + jnp.sum(embed.astype(jnp.float32) * phi.astype(jnp.float32), axis=-1)
+        return logits  # [B] float32

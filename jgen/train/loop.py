@@ -1,7 +1,8 @@
 """`train_loop`: the one training loop every method runs on (`jgen.run.train_and_evaluate` calls it).
 
-Data parallel over a 1-D `jax.sharding.Mesh` of all devices: the batch is sharded on the "data" axis,
-the TrainState is replicated, and the whole step is one jit-compiled function. The run directory gets
+A ("data", "fsdp") `jax.sharding.Mesh` of all devices (jgen/train/sharding.py, `config.parallel.fsdp`): the batch
+is sharded over every device; parameters, optimizer state and EMA are sharded over "fsdp" (replicated when
+fsdp = 1); the whole step is one jit-compiled function with these layouts. The run directory gets
 metrics.jsonl, TensorBoard events, samples/*.png and orbax checkpoints; a rerun with the same workdir resumes
 from the latest checkpoint, and SIGTERM/SIGINT save a checkpoint before exiting. The loop never asks which
 method it runs: it calls `method.init_state`, `method.train_step`, `method.eval_step` and `method.visualize`.
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
 from tqdm.auto import tqdm
 
 from jgen.config import ConfigError
@@ -30,6 +31,7 @@ from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
 from jgen.train.distributed import StopAgreement
+from jgen.train.sharding import batch_sharding, bytes_per_device, gather, make_mesh, replicated, state_sharding
 from jgen.train.writer import MetricWriter, repair_metrics
 
 log = logging.getLogger("jgen")
@@ -65,14 +67,16 @@ class _StopFlag:
 
 
 def evaluate(method, state, test_source, config, mesh) -> dict[str, float]:
-    """Average the method's per-example eval values over the test split (EMA parameters)."""
-    repl, data_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    """Average the method's per-example eval values over the test split (EMA parameters, gathered to every
+    device)."""
+    repl, data_sh = replicated(mesh), batch_sharding(mesh)
     p_eval = method.jitted("eval", method.eval_step, in_shardings=(repl, repl, data_sh, repl), out_shardings=repl)
     base = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_SALT)
     limit = config.train.num_eval_examples or None
+    params, model_state = gather((state.ema_params, state.model_state), mesh)
     sums, count = {}, 0
     for i, (batch, valid) in enumerate(eval_batches(test_source, config.train.eval_batch_size, limit)):
-        out = p_eval(state.ema_params, state.model_state, _to_global(batch, data_sh, is_global=True),
+        out = p_eval(params, model_state, _to_global(batch, data_sh, is_global=True),
                      jax.random.fold_in(base, i))
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v)[:valid], dtype=np.float64))
@@ -97,16 +101,19 @@ def _to_global(batch: dict, sharding: NamedSharding, is_global: bool = False) ->
     return jax.tree.map(put, batch)
 
 
-def _host_state(state):
-    """A host copy of the replicated state (safe to use outside jit on every process)."""
-    return jax.tree.map(np.asarray, state)
+def _host_state(state, mesh: Mesh):
+    """A host copy of the state without its optimizer state on process 0, None on the others. Every process must
+    call it: gathering sharded parameters is a collective."""
+    shown = gather(state.replace(opt_state=None), mesh)
+    return jax.tree.map(np.asarray, shown) if jax.process_index() == 0 else None
 
 
-def sample_quality(method, state, test_source, config, net: FeatureNet) -> dict[str, float]:
+def sample_quality(method, state, test_source, config, net: FeatureNet, mesh: Mesh) -> dict[str, float]:
     """FID/IS/precision/recall of `config.eval.num_samples` EMA samples (class-balanced labels for conditional
     methods) against as many test images (fewer if the split is smaller)."""
     num, seed = int(config.eval.num_samples), int(config.seed)
-    fake, _ = generate(method, state.ema_params, state.model_state, num, seed=seed,
+    params, model_state = gather((state.ema_params, state.model_state), mesh)
+    fake, _ = generate(method, params, model_state, num, seed=seed,
                        labels=balanced_labels(num, method.num_classes))
     return images_quality(real_images(test_source, num), fake, net, seed=seed)
 
@@ -153,15 +160,13 @@ def _with_finite_flag(train_step, skip_nonfinite: bool):
     return step
 
 
-def batch_sharding(mesh: Mesh, steps_per_call: int) -> NamedSharding:
-    """How a call's input batch is laid out: [B, ...] on "data", or [K, B, ...] with the K steps unsharded."""
-    return NamedSharding(mesh, P("data") if steps_per_call == 1 else P(None, "data"))
-
-
-def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinite: bool = False):
+def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinite: bool = False,
+                      state_shardings=None):
     """The jit-compiled train call: (state, batch) -> (state, metrics). One step, or K = `steps_per_call` steps in
     one call (a lax.scan over K batches stacked on a leading axis; metrics stacked [K]), which removes the host
-    round trip between steps. Step s uses the key fold_in(state.key, s) either way, so K does not change a bit."""
+    round trip between steps. Step s uses the key fold_in(state.key, s) either way, so K does not change a bit.
+    `state_shardings`: the TrainState's layout (`sharding.state_sharding`; None: replicated); the new state keeps
+    it."""
     step_with_flag = _with_finite_flag(method.train_step, skip_nonfinite)
 
     def step_fn(state, batch):
@@ -169,9 +174,10 @@ def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinit
 
     def multi_step(state, batches):
         return jax.lax.scan(step_fn, state, batches)
-    repl = NamedSharding(mesh, P())
+    repl = replicated(mesh)
+    state_sh = repl if state_shardings is None else state_shardings
     return jax.jit(step_fn if steps_per_call == 1 else multi_step,
-                   in_shardings=(repl, batch_sharding(mesh, steps_per_call)), out_shardings=(repl, repl),
+                   in_shardings=(state_sh, batch_sharding(mesh, steps_per_call)), out_shardings=(state_sh, repl),
                    donate_argnums=0)
 
 
@@ -232,15 +238,19 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
 
     Raises TrainingDiverged at a non-finite train metric (nothing of that state is saved) and TrainingInterrupted
     after SIGTERM/SIGINT (a checkpoint of the last step is saved first)."""
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-    repl, data_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    mesh = make_mesh(config.parallel.fsdp)
+    data_sh = batch_sharding(mesh)
     t = config.train
 
     it = make_train_iterator(train_src, config.seed, config.data.batch_size, random_flip=config.data.random_flip)
     start_data = it.get_state()
     example = _to_global(next(it), data_sh)  # the global first batch: init sees what a 1-process run sees
     it.set_state(start_data)
-    state = jax.jit(method.init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed), example)
+    key = jax.random.PRNGKey(config.seed)
+    state_sh = state_sharding(mesh, jax.eval_shape(method.init_state, key, example))
+    state = jax.jit(method.init_state, out_shardings=state_sh)(key, example)
+    log.info("mesh %s; per device: parameters %.2f MiB, optimizer state %.2f MiB, EMA %.2f MiB", dict(mesh.shape),
+             *(bytes_per_device(x) / 2 ** 20 for x in (state.params, state.opt_state, state.ema_params)))
 
     removed = ckpt.remove_stale_temporaries(workdir)
     if removed:
@@ -265,7 +275,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
         raise ConfigError(f"config.train.steps_per_call={k} is invalid: this run resumes from step {start}, which "
                           f"is not a multiple of it. Fix: resume with a train.steps_per_call that divides {start} "
                           "(e.g. --config.train.steps_per_call=1)")
-    p_step = jitted_train_step(method, mesh, k, t.skip_nonfinite_updates)
+    p_step = jitted_train_step(method, mesh, k, t.skip_nonfinite_updates, state_sh)
 
     writer = MetricWriter(workdir)
     total = t.steps
@@ -323,13 +333,14 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                 if _interval_hit(step, t.eval_every, final):
                     final_eval = evaluate(method, state, test_src, config, mesh)
                     writer.write(step, "eval", final_eval)
-                if _interval_hit(step, t.sample_every, final) and jax.process_index() == 0:
-                    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), VIS_SALT)
-                    images = method.visualize(_host_state(state), spread_batch(test_src, 64), key)
-                    writer.write_images(step, images)
+                if _interval_hit(step, t.sample_every, final):
+                    host = _host_state(state, mesh)
+                    if host is not None:
+                        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), VIS_SALT)
+                        writer.write_images(step, method.visualize(host, spread_batch(test_src, 64), key))
                 if config.eval.sample_metrics_every and _interval_hit(step, config.eval.sample_metrics_every, final):
                     net = net or feature_net()
-                    writer.write(step, "sample_quality", sample_quality(method, state, test_src, config, net))
+                    writer.write(step, "sample_quality", sample_quality(method, state, test_src, config, net, mesh))
                 if saving:
                     ckpt.save(manager, state, it.get_state(), window.state())
                     last_good = step
