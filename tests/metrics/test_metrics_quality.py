@@ -15,6 +15,7 @@ from jgen.metrics.feature_nets import classifier_feature_net
 from jgen.metrics.quality import real_images
 from jgen.sampling import generate
 from jgen.train.loop import sample_quality
+from jgen.train.sharding import make_mesh
 from classifier_test_config import tiny_classifier_config as _tiny_config
 
 
@@ -64,7 +65,8 @@ def test_sample_quality_returns_named_metrics():
     config = _tiny_config()
     config.eval.num_samples = 20
     state = types.SimpleNamespace(ema_params={"scale": jnp.float32(0.5)}, model_state={})
-    out = sample_quality(_NoiseGenerator(), state, test, config, net)
+    mesh = make_mesh()  # the loop gathers the EMA parameters on its mesh
+    out = sample_quality(_NoiseGenerator(), state, test, config, net, mesh)
     assert out["num_real"] == 20 and out["num_fake"] == 20
     assert {"fid_mnist_classifier", "is_mnist_classifier", "precision_mnist_classifier"} <= set(out)
     assert np.isfinite(out["fid_mnist_classifier"]) and out["fid_mnist_classifier"] > 0
