@@ -106,7 +106,7 @@ def _damage(step_dir, how):
                         fh.truncate(os.path.getsize(path) // 2)
 
 
-@pytest.mark.parametrize("how", ["truncated", "manifest"])
+@pytest.mark.parametrize("how", [pytest.param("truncated", marks=pytest.mark.slow), "manifest"])
 def test_damaged_latest_checkpoint_falls_back_and_is_moved_aside(tmp_path, how, caplog):
     full = _config(steps=25, keep=3)
     train_and_evaluate(full, str(tmp_path / "full"))

@@ -104,7 +104,8 @@ def test_upsample2x_is_nearest_resize_values_and_gradients(shape):
     np.testing.assert_allclose(g_new, g_ref, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape,groups", [((4, 7, 7, 32), 8), ((2, 5, 6, 12), 3), ((3, 16), 4)])
+@pytest.mark.parametrize("shape,groups", [((4, 7, 7, 32), 8), pytest.param((2, 5, 6, 12), 3, marks=pytest.mark.slow),
+                                          pytest.param((3, 16), 4, marks=pytest.mark.slow)])
 def test_group_norm_matches_flax(shape, groups):
     """jgen's two-stage GroupNorm has flax's parameters and computes the same values and gradients."""
     import flax.linen as nn

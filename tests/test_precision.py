@@ -59,7 +59,8 @@ def test_remat_must_be_a_bool():
         validate(c, num_devices=1)
 
 
-@pytest.mark.parametrize("name", PRECISION_METHODS)
+@pytest.mark.parametrize("name", [n if n in ("diffusion", "vae") else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in PRECISION_METHODS])  # the shared conv/MLP modules: make test-slow
 def test_bfloat16_networks_keep_a_float32_state(name):
     """Traced, not compiled: with model.dtype=bfloat16 the train step computes in bfloat16 (bf16 values in its
     program; none with float32), while parameters, optimizer state and EMA before and after the step, and every

@@ -116,6 +116,7 @@ def test_interrupted_runs_resume_to_the_same_parameters_and_metrics(tmp_path):
         assert _metrics_without_timing(tmp_path / name) == _metrics_without_timing(tmp_path / "full"), name
 
 
+@pytest.mark.slow  # ~20 s; the 8-device FSDP test and the 2-process test cover multi-device training in make test
 def test_one_and_eight_devices_agree(tmp_path):
     procs = {}
     for n in (1, 8):

@@ -81,7 +81,7 @@ CASES_1D = [("dpm_solver", 25, {}), ("unipc", 25, {}), ("dpm_solver_3m", 30, {})
             ("euler", 100, {}), ("ddim", 100, {"spacing": "logsnr_uniform"}), ("ddpm", 1000, {})]
 
 
-@pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
+@pytest.mark.parametrize("schedule_name", ["linear", pytest.param("cosine", marks=pytest.mark.slow)])  # cosine: make test-slow
 @pytest.mark.parametrize("name,steps,kw", CASES_1D, ids=[c[0] for c in CASES_1D])
 def test_1d_mixture_weights_widths_and_w1(schedule_name, name, steps, kw):
     x, _, _ = draw(MIX_1D, schedule_name, NUM_1D, sampler=name, steps=steps, **kw)
@@ -104,7 +104,7 @@ def test_the_terminal_grid_defect_is_gone():
     assert errs[0] > 3 * errs[1] > 9 * errs[2], errs  # second order: halving the step quarters the path error
 
 
-@pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
+@pytest.mark.parametrize("schedule_name", ["linear", pytest.param("cosine", marks=pytest.mark.slow)])  # cosine: make test-slow
 # In 2-D (mode widths 8-10x apart) UniPC meets the criteria at 20 NFE; DPM-Solver++(2M) is at the edge there
 # (narrow-mode std 3.2-5.6% off, depending on the schedule and the noise draw) and meets them at 25. The single-step
 # solvers, at N grid times: DPM-Solver-3 at 22 NFE (8 times; at 19 the narrow mode's std is 7.4% off on the linear
