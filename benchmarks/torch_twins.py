@@ -18,7 +18,6 @@ import json
 import math
 import os
 import sys
-import time
 
 import numpy as np
 import torch
@@ -544,47 +543,20 @@ class Bench:
         self.cases["vae_forward"] = fwd
         return sum(p.numel() for p in net.parameters())
 
-    def run(self, case: str, iters: int) -> list[float]:
-        fn, times = self.cases[case], []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return times
 
 
 def worker() -> None:
-    """JSON lines on stdin -> JSON lines on the original stdout (everything else printed goes to stderr)."""
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    bench = None
-    for line in sys.stdin:
-        msg = json.loads(line)
-        try:
-            if msg["cmd"] == "setup":
-                if msg.get("threads"):
-                    torch.set_num_threads(int(msg["threads"]))
-                torch.manual_seed(0)
-                bench = Bench(msg["dir"], msg.get("tolerance", 1e-5))
-                counts = {}
-                if any(c.startswith("unet") for c in msg["cases"]):
-                    counts["unet"] = bench.setup_unet()
-                if any(c.startswith("vae") for c in msg["cases"]):
-                    counts["vae"] = bench.setup_vae()
-                for c in msg["cases"]:  # warm-up: first calls allocate and pick kernels
-                    bench.run(c, 2)
-                reply = {"ok": True, "params": counts, "checks": bench.checks,
-                         "version": f"PyTorch {torch.__version__} (eager, {torch.get_num_threads()} threads)"}
-            elif msg["cmd"] == "run":
-                reply = {"ok": True, "times": bench.run(msg["case"], int(msg["iters"]))}
-            elif msg["cmd"] == "quit":
-                return
-            else:
-                reply = {"ok": False, "error": f"unknown command {msg['cmd']!r}"}
-        except Exception as e:  # reported to the driver, which stops the benchmark
-            import traceback
-            reply = {"ok": False, "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"}
-        proto.write(json.dumps(reply) + "\n")
+    """The PyTorch worker: vs_pytorch.py's protocol (`serve`) around `Bench`."""
+    from vs_pytorch import serve  # local: the driver's module, beside this file (its directory is on sys.path)
+
+    def make_bench(msg):
+        if msg.get("threads"):
+            torch.set_num_threads(int(msg["threads"]))
+        torch.manual_seed(0)
+        return Bench(msg["dir"], msg.get("tolerance", 1e-5))
+
+    serve(make_bench, lambda bench: {"checks": bench.checks, "version": f"PyTorch {torch.__version__} (eager, "
+                                                                         f"{torch.get_num_threads()} threads)"})
 
 
 if __name__ == "__main__":

@@ -140,6 +140,15 @@ class JgenBench:
             json.dump(meta, f)
         self.np.savez(os.path.join(self.out_dir, f"{name}.npz"), **arrays)
 
+    def _train_case(self, step, state, gbatch):
+        """One timed train step from the state of the previous call (the first from `state`)."""
+        holder = {"state": state}
+
+        def train():
+            holder["state"], metrics = step(holder["state"], gbatch)
+            self.jax.block_until_ready((holder["state"], metrics))
+        return train
+
     # -- the networks
     def setup_unet(self):
         jax, np = self.jax, self.np
@@ -202,15 +211,9 @@ class JgenBench:
         state = self._next_step(step, state, gbatch, meta, arrays)
         self._save("unet", meta, arrays)
 
-        holder = {"state": state}
-
-        def train():
-            holder["state"], metrics = step(holder["state"], gbatch)
-            jax.block_until_ready((holder["state"], metrics))
-
         gen = jax.jit(lambda p, k, lab: method.generate(p, None, k, b, lab, sampler="ddim", steps=20, eta=0.0)[0])
         keys = iter(jax.random.split(jax.random.PRNGKey(2), 100000))
-        self.cases["unet_train"] = train
+        self.cases["unet_train"] = self._train_case(step, state, gbatch)
         self.cases["unet_forward"] = lambda: jax.block_until_ready(fwd(params, fx, ft, flab))
         if "unet_ddim20" in self.wanted:
             self.cases["unet_ddim20"] = lambda: jax.block_until_ready(gen(params, next(keys), flab))
@@ -244,25 +247,26 @@ class JgenBench:
         state = self._next_step(step, state, gbatch, meta, arrays)
         self._save("vae", meta, arrays)
 
-        holder = {"state": state}
-
-        def train():
-            holder["state"], metrics = step(holder["state"], gbatch)
-            jax.block_until_ready((holder["state"], metrics))
-        self.cases["vae_train"] = train
+        self.cases["vae_train"] = self._train_case(step, state, gbatch)
         self.cases["vae_forward"] = lambda: jax.block_until_ready(fwd(params, images))
         return n_params
 
-    def run(self, case, iters):
-        fn, times = self.cases[case], []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return times
+
+def time_calls(fn, iters: int) -> list[float]:
+    """Wall seconds of each of `iters` calls of `fn`."""
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
-def jgen_worker() -> None:
+def serve(make_bench, describe) -> None:
+    """A framework's worker (jgen's here, PyTorch's in torch_twins.py): JSON lines on stdin -> JSON lines on the
+    original stdout; everything else printed goes to stderr. On "setup", `make_bench(msg)` builds an object whose
+    `setup_unet()`/`setup_vae()` fill its `cases` {name: fn} and return the parameter count; every case is called
+    twice before any timing (compilation, first-call allocation); `describe(bench)` adds fields to the reply."""
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library output must not mix with the protocol
     bench = None
@@ -270,28 +274,31 @@ def jgen_worker() -> None:
         msg = json.loads(line)
         try:
             if msg["cmd"] == "setup":
-                import jax
-                import jaxlib
-                bench = JgenBench(msg["dir"], msg["batch"], msg["cases"])
-                counts = {}
-                if any(c.startswith("unet") for c in msg["cases"]):
-                    counts["unet"] = bench.setup_unet()
-                if any(c.startswith("vae") for c in msg["cases"]):
-                    counts["vae"] = bench.setup_vae()
+                bench = make_bench(msg)
+                counts = {net: getattr(bench, f"setup_{net}")() for net in ("unet", "vae")
+                          if any(c.startswith(net) for c in msg["cases"])}
                 for c in msg["cases"]:
-                    bench.run(c, 2)  # compilation happens here, before any timing
-                reply = {"ok": True, "params": counts,
-                         "version": f"jax {jax.__version__} / jaxlib {jaxlib.__version__} ({jax.default_backend()}, {len(jax.devices())} device(s))"}
+                    time_calls(bench.cases[c], 2)
+                reply = {"ok": True, "params": counts, **describe(bench)}
             elif msg["cmd"] == "run":
-                reply = {"ok": True, "times": bench.run(msg["case"], int(msg["iters"]))}
+                reply = {"ok": True, "times": time_calls(bench.cases[msg["case"]], int(msg["iters"]))}
             elif msg["cmd"] == "quit":
                 return
             else:
                 reply = {"ok": False, "error": f"unknown command {msg['cmd']!r}"}
-        except Exception as e:
-            import traceback
+        except Exception as e:  # reported to the driver, which stops the benchmark
+            import traceback  # local: only on failure
             reply = {"ok": False, "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"}
         proto.write(json.dumps(reply) + "\n")
+
+
+def jgen_worker() -> None:
+    import jax  # local: the driver process never imports jax
+    import jaxlib  # local: as above
+
+    serve(lambda msg: JgenBench(msg["dir"], msg["batch"], msg["cases"]),
+          lambda bench: {"version": f"jax {jax.__version__} / jaxlib {jaxlib.__version__} "
+                                    f"({jax.default_backend()}, {len(jax.devices())} device(s))"})
 
 
 # -- the driver -----------------------------------------------------------------------------------------
