@@ -416,11 +416,12 @@ def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: 
     if timed:
         row["images_per_sec"] = num_samples / max(seconds, 1e-9)
     likelihood = run.method.likelihood_metric()
-    evals = read_metrics(run.workdir, "eval")
     if likelihood_images:
         row.update(evaluate_likelihood(run, likelihood_images, seed))
-    elif likelihood and evals and likelihood[0] in evals[-1]:
-        row["bits_per_dim"], row["bits_per_dim_kind"] = evals[-1][likelihood[0]], likelihood[1]
+    elif likelihood:  # the run's last evaluation (the metrics file is read only when it can answer)
+        evals = read_metrics(run.workdir, "eval")
+        if evals and likelihood[0] in evals[-1]:
+            row["bits_per_dim"], row["bits_per_dim_kind"] = evals[-1][likelihood[0]], likelihood[1]
     return row
 
 
