@@ -12,8 +12,12 @@ spacing, guidance, clip (0/1: clip the x0 prediction to [-1, 1]), eta, order, s_
   --plan gap   the suspects for the deterministic samplers' gap to DDPM-1000 (issue 15), one change per row:
                the old terminal grid (DDIM 'trailing' spacing), x0 clipping, the spacing, guidance, and
                stochastic against deterministic sampling at the same NFE
-  --plan nfe   every sampler at NFE 5, 10, 20, 50 (the multi-stage ones at the grids closest below) and DDPM-1000;
+  --plan nfe   DDPM-1000, then every sampler (--samplers) at each NFE budget (--budgets, in that order; the
+               multi-stage samplers at the grid closest below), each with the run's own clipping and guidance;
                with --out a Markdown table and a PNG of FID against NFE
+
+With --out, every finished row is appended to OUT/results.jsonl at once, and a rerun skips the rows already there
+(an interrupted sweep loses at most the row it was drawing); the table and the PNG cover all rows in the file.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ GAP_PLAN = [
 ]
 NFE_SAMPLERS = ("ddim", "dpm_solver", "dpm_solver_3m", "dpm_solver_2s", "dpm_solver_3s", "unipc", "euler", "heun",
                 "dpm_solver_sde", "ddpm")
-NFE_BUDGETS = (5, 10, 20, 50)
+NFE_BUDGETS = (5, 10, 15, 20, 50, 100)
 FLOATS = ("guidance", "eta", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
 
@@ -77,12 +81,14 @@ def parse_row(row: str) -> tuple[str, int, dict]:
     return parts[0], int(parts[1]), opts
 
 
-def nfe_plan() -> list[str]:
-    rows = ["ddpm:1000:clip=0"]
-    for name in NFE_SAMPLERS:
-        for nfe in NFE_BUDGETS:
-            steps = steps_for_nfe(name, nfe)
-            rows.append(f"{name}:{steps}:clip=0")
+def nfe_plan(samplers: tuple[str, ...] = NFE_SAMPLERS, budgets: tuple[int, ...] = NFE_BUDGETS) -> list[str]:
+    """DDPM-1000, then for each budget every sampler at the step count whose NFE is closest at or below it."""
+    rows = ["ddpm:1000"]
+    for nfe in budgets:
+        for name in samplers:
+            row = f"{name}:{steps_for_nfe(name, nfe)}"
+            if row not in rows:
+                rows.append(row)
     return rows
 
 
@@ -104,6 +110,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="directory for results.jsonl, table.md and (nfe plan) fid_vs_nfe.png")
+    p.add_argument("--samplers", default=",".join(NFE_SAMPLERS), help="nfe plan: comma-separated samplers")
+    p.add_argument("--budgets", default=",".join(map(str, NFE_BUDGETS)), help="nfe plan: NFE budgets, in run order")
     args = p.parse_args()
 
     import jgen.methods.diffusion  # noqa: F401  (registers the method)
@@ -111,8 +119,19 @@ def main() -> None:
     from jgen.metrics.quality import images_quality
     from jgen.run import load_mnist_classifier, load_run
 
-    rows = args.rows.split(";") if args.rows else (GAP_PLAN if args.plan == "gap" else nfe_plan())
+    if args.rows:
+        rows = args.rows.split(";")
+    elif args.plan == "gap":
+        rows = GAP_PLAN
+    elif args.plan == "nfe":
+        rows = nfe_plan(tuple(args.samplers.split(",")), tuple(int(b) for b in args.budgets.split(",")))
+    else:
+        p.error("give --plan or --rows")
     parsed = [parse_row(r) for r in rows]  # check every row before any compute
+    done: dict[str, dict] = {}
+    if args.out and os.path.exists(os.path.join(args.out, "results.jsonl")):
+        with open(os.path.join(args.out, "results.jsonl")) as f:
+            done = {r["row"]: r for r in map(json.loads, filter(str.strip, f))}
     run = load_run(args.workdir)
     config, method, state = run.config, run.method, run.state
     _, test, _ = get_source(config.data)
@@ -123,10 +142,13 @@ def main() -> None:
     real = np.stack([test[int(i)]["image"] for i in idx])
     print(f"run {args.workdir} step {int(state.step)}; {args.num} samples per row vs {len(real)} test images; "
           f"config guidance {config.method.guidance}, clip_denoised {config.method.clip_denoised}", flush=True)
-    results = []
+    results = list(done.values())
     if args.out:
         os.makedirs(args.out, exist_ok=True)
     for row, (sampler, steps, opts) in zip(rows, parsed):
+        if row in done:
+            print(f"| {row} | already in {args.out}/results.jsonl |", flush=True)
+            continue
         t0 = time.perf_counter()
         fake, nfe = generate_row(method, state, sampler, steps, opts, args.num, args.seed, args.batch)
         secs = time.perf_counter() - t0
@@ -148,6 +170,7 @@ def main() -> None:
         with open(os.path.join(args.out, "table.md"), "w") as f:
             f.write(table)
         if args.plan == "nfe":
+            results.sort(key=lambda r: (r["sampler"], r["nfe"]))
             plot_nfe(results, os.path.join(args.out, "fid_vs_nfe.png"))
 
 
@@ -156,7 +179,7 @@ def plot_nfe(results, path: str) -> None:
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for name in NFE_SAMPLERS:
+    for name in sorted({r["sampler"] for r in results}):
         pts = sorted((r["nfe"], r["fid"]) for r in results if r["sampler"] == name and r["steps"] != 1000)
         if pts:
             ax.plot(*zip(*pts), marker="o", label=name)
