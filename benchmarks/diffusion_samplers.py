@@ -170,7 +170,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="1d", choices=sorted(MIXTURES))
     p.add_argument("--samplers", default=",".join(n for n in sampler_names() if n not in STOCHASTIC),
-                   help="comma-separated sampler names")
+                   help="comma-separated sampler names, or 'all' (the stochastic ones too; default: the ODE samplers)")
     p.add_argument("--spacings", default="default", choices=("default", "all"),
                    help="each sampler's own spacing, or every spacing")
     p.add_argument("--nfe", default="5,10,15,20,50", help="comma-separated network-evaluation budgets")
@@ -185,7 +185,8 @@ def main() -> None:
     args = p.parse_args()
     if not args.skip_mixture:
         rows = []
-        for r in mixture_rows(args.data, args.samplers.split(","), args.spacings,
+        samplers = sampler_names() if args.samplers == "all" else args.samplers.split(",")
+        for r in mixture_rows(args.data, samplers, args.spacings,
                               [int(v) for v in args.nfe.split(",")], args.schedules.split(","), args.num, args.seed):
             rows.append(r)
             print(f"{r['schedule']:7} {r['sampler']:14} {r['spacing']:15} NFE {r['nfe']:3d} W1 {r['w1']:.4f} "
