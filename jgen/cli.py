@@ -46,8 +46,11 @@ flags.DEFINE_string("config", None, "train: experiment config file (a Python fil
 flags.DEFINE_string("workdir", None, "Run directory: config.json, metrics.jsonl, samples/, checkpoints/.",
                     flag_values=FLAGS)
 flags.DEFINE_list("workdirs", [], "compare: run directories to compare.", flag_values=FLAGS)
-flags.DEFINE_string("sampler", None, "sampler name (diffusion: ddpm, ddim, dpm_solver, heun); default: the run's.",
+flags.DEFINE_string("sampler", None, "diffusion sampler: ddpm, ddim, dpm_solver (DPM-Solver++ 2M), dpm_solver_3m, "
+                    "dpm_solver_2s, dpm_solver_3s, dpm_solver_sde, unipc, euler, heun, midpoint; default: the run's.",
                     flag_values=FLAGS)
+flags.DEFINE_string("spacing", None, "diffusion time grid: time_uniform, time_quadratic, logsnr_uniform, karras, "
+                    "leading, trailing; default: the sampler's own.", flag_values=FLAGS)
 flags.DEFINE_integer("steps", None, "number of sampler steps; default: the run's.", flag_values=FLAGS)
 flags.DEFINE_float("guidance", None, "classifier-free guidance scale (0: unconditional, 1: conditional, >1: guided).",
                    flag_values=FLAGS)
@@ -126,11 +129,11 @@ def _num_samples(default: int) -> int:
 def cmd_sample(overrides: list[str]) -> None:
     _require("workdir", "runs/vae_mnist")
     pipe = Pipeline.from_workdir(FLAGS.workdir)
-    ar = {k: FLAGS[k].value for k in ("temperature", "top_k", "top_p") if FLAGS[k].value is not None}
+    extra = {k: FLAGS[k].value for k in ("temperature", "top_k", "top_p", "spacing") if FLAGS[k].value is not None}
     if "text" in pipe.method.capabilities:
         if FLAGS.prompt is None:
             raise InputError("this run is a language model: pass --prompt='some text' to continue")
-        texts = pipe.text(FLAGS.prompt, _num_samples(1), FLAGS.num_tokens, FLAGS.seed, **ar)
+        texts = pipe.text(FLAGS.prompt, _num_samples(1), FLAGS.num_tokens, FLAGS.seed, **extra)
         print(json.dumps({"workdir": FLAGS.workdir, "prompt": FLAGS.prompt, "samples": texts}, indent=2))
         return
     if FLAGS.prompt is not None:
@@ -141,7 +144,7 @@ def cmd_sample(overrides: list[str]) -> None:
     num = _num_samples(8 if labels else 64)
     _, info = pipe(labels=labels, num_samples_per_label=num, sampler=FLAGS.sampler, steps=FLAGS.steps,
                    guidance_scale=FLAGS.guidance, eta=FLAGS.eta, seed=FLAGS.seed, save_to=out, return_info=True,
-                   **ar)
+                   **extra)
     print(json.dumps({"out": out, "workdir": FLAGS.workdir, "method": pipe.method.name, "sampler": FLAGS.sampler,
                       "steps": FLAGS.steps, "guidance": FLAGS.guidance, "labels": labels, **info}, indent=2))
 
@@ -212,8 +215,8 @@ COMMANDS: dict[str, Command] = {
                      "with --coordinator_address/--num_processes/--process_id or --distributed=auto",
                      ("config", "workdir", "coordinator_address", "num_processes", "process_id", "distributed"), True),
     "sample": Command(cmd_sample, "write a grid of samples from a trained run",
-                      ("workdir", "labels", "num_samples", "sampler", "steps", "guidance", "eta", "seed", "out",
-                       "prompt", "num_tokens", "temperature", "top_k", "top_p")),
+                      ("workdir", "labels", "num_samples", "sampler", "steps", "spacing", "guidance", "eta", "seed",
+                       "out", "prompt", "num_tokens", "temperature", "top_k", "top_p")),
     "eval": Command(cmd_eval, "FID/IS/precision/recall of a trained run -> <workdir>/eval.json",
                     ("workdir", "num_samples", "seed", "feature_net", "ref_stats", "ref_split", "ref_stats_out",
                      "likelihood_images")),

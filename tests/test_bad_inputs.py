@@ -83,6 +83,8 @@ CLI_CASES = [  # (arguments, fragment of the error)
     (["sample", "--workdir", "{runs}/diffusion", "--guidance", "inf"], "guidance=inf: must be a finite number >= 0"),
     (["sample", "--workdir", "{runs}/diffusion", "--sampler", "euler_magic"], "sampler='euler_magic' is unknown"),
     (["sample", "--workdir", "{runs}/diffusion", "--steps", "0"], "steps=0: must be an integer >= 1"),
+    (["sample", "--workdir", "{runs}/diffusion", "--spacing", "evenly"], "spacing 'evenly' is unknown; choose one of"),
+    (["sample", "--workdir", "{runs}/vae", "--spacing", "karras"], "does not take the sampling option(s) ['spacing']"),
     (["sample", "--workdir", "{runs}/diffusion", "--eta", "2"], "eta=2.0: must be in [0, 1]"),
     (["eval"], "--workdir is required"),
     (["eval", "--workdir", "{runs}/vae", "--feature_net", "vgg"], "feature_net='vgg' is not known"),
