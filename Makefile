@@ -1,10 +1,10 @@
-# Two commands: `make run` (the default experiment) and `make test` (the test suite).
+# `make run` (the default experiment), `make test` (the test suite), `make figures` (the course's charts).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow clean
+.PHONY: run figures test test-slow clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/python -m jgen train --config experiments/configs/vae_mnist.py --workdir runs/vae_mnist
+
+# Trains (or resumes) every run the charts need that is not finished, at the default settings, then draws them all.
+figures: $(STAMP)
+	$(BIN)/python -m jgen figures --runs runs --out figures --train_missing
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -3,11 +3,13 @@
 Modules by part of the course (autoencoders, gans, diffusion, landscape) hold each chart's two functions: a data
 extraction that reads runs only through the public API (`jgen.run`, `read_metrics`, `Pipeline`,
 `jgen.sampling.generate`, the metric functions) and returns plain arrays and tables, and a drawing function that
-writes the PNG. `registry.CHARTS` lists them by chart number with the runs each needs.
+writes the PNG. `registry.CHARTS` lists them by chart number with the runs each needs; `training.train_missing`
+trains the runs they need that are not finished (`jgen figures --train_missing`).
 """
 
 from jgen.figures.common import RUNS, MissingData, train_commands
-from jgen.figures.registry import CHARTS, Chart, Outcome, draw_chart, draw_charts, parse_only
+from jgen.figures.registry import CHARTS, Chart, Outcome, chart_inputs, draw_chart, draw_charts, parse_only
+from jgen.figures.training import PlannedRun, needed_runs, train_missing, training_plan
 
-__all__ = ["CHARTS", "Chart", "Outcome", "RUNS", "MissingData", "draw_chart", "draw_charts", "parse_only",
-           "train_commands"]
+__all__ = ["CHARTS", "Chart", "Outcome", "PlannedRun", "RUNS", "MissingData", "chart_inputs", "draw_chart",
+           "draw_charts", "needed_runs", "parse_only", "train_commands", "train_missing", "training_plan"]

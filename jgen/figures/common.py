@@ -64,14 +64,20 @@ RUNS: dict[str, RunSpec] = {
 IMAGE_FAMILIES = ("ae_mnist", "vae_mnist", "gmm_mnist", "gan_mnist", "ddpm_mnist", "ldm_mnist", "ar_mnist")
 
 
-def train_commands(name: str, runs_dir: str) -> list[str]:
-    """The commands that make run `name` under `runs_dir` (the runs it is built on first); rerunning one resumes."""
+def train_argv(name: str, runs_dir: str) -> list[str]:
+    """The arguments after `python` that make run `name` in `runs_dir/name` alone (the runs it is built on must exist
+    already: `train_commands` lists them first); rerunning them resumes an unfinished run."""
     spec = RUNS[name]
-    cmds = [c for _, dep in spec.built_on for c in train_commands(dep, runs_dir)]
-    workdir = os.path.join(runs_dir, name)
-    extra = "".join(f" --config.{field}={shlex.quote(os.path.join(runs_dir, dep))}" for field, dep in spec.built_on)
-    program = f"python {spec.script}" if spec.script else "python -m jgen train"
-    return cmds + [f"{program} --config {spec.config} --workdir {shlex.quote(workdir)}{extra}"]
+    program = [spec.script] if spec.script else ["-m", "jgen", "train"]
+    built_on = [f"--config.{field}={os.path.join(runs_dir, dep)}" for field, dep in spec.built_on]
+    return [*program, "--config", spec.config, "--workdir", os.path.join(runs_dir, name), *built_on]
+
+
+def train_commands(name: str, runs_dir: str) -> list[str]:
+    """The shell commands that make run `name` under `runs_dir` (the runs it is built on first); rerunning one
+    resumes."""
+    cmds = [c for _, dep in RUNS[name].built_on for c in train_commands(dep, runs_dir)]
+    return cmds + [shlex.join(["python", *train_argv(name, runs_dir)])]
 
 
 def run_missing(name: str, workdir: str) -> str | None:

@@ -121,13 +121,22 @@ def ready_runs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str, s
     return ready, missing
 
 
-def draw_chart(chart: Chart, runs_dir: str, out_dir: str) -> Outcome:
-    """Draw one chart into `out_dir` if its runs are ready; never raises for a chart's own failure."""
+def chart_inputs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str, str], Outcome | None]:
+    """(ready runs, missing runs, None) when the chart can be drawn from the runs under `runs_dir`; otherwise the
+    "skipped" Outcome that names the missing runs and the commands that make them in place of None."""
     ready, missing = ready_runs(chart, runs_dir)
     if (missing and not chart.any_of) or (chart.any_of and not ready):
         commands = tuple(c for name in missing for c in train_commands(name, runs_dir))
         why = "; ".join(f"{os.path.join(runs_dir, n)}: {w}" for n, w in missing.items())
-        return Outcome(chart.id, "skipped", message=f"missing runs: {why}", commands=commands)
+        return ready, missing, Outcome(chart.id, "skipped", message=f"missing runs: {why}", commands=commands)
+    return ready, missing, None
+
+
+def draw_chart(chart: Chart, runs_dir: str, out_dir: str) -> Outcome:
+    """Draw one chart into `out_dir` if its runs are ready; never raises for a chart's own failure."""
+    ready, missing, skipped = chart_inputs(chart, runs_dir)
+    if skipped:
+        return skipped
     t0 = time.perf_counter()
     path = os.path.join(out_dir, chart.filename)
     try:

@@ -13,10 +13,9 @@ from jgen.figures import CHARTS
 from jgen.figures.autoencoders import (ae_success_data, draw_ae_success, draw_generation_problem, draw_vae_plane,
                                        generation_problem_data, vae_plane_data)
 from jgen.figures.common import pick_test_images
-from jgen.run import load_run, train_and_evaluate
+from jgen.run import load_run
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
-from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -75,12 +74,8 @@ def test_autoencoder_charts_write_pngs(ae_charts, tmp_path):
         assert path.stat().st_size > 30_000
 
 
-def test_chart15_plane_and_elbo_terms(tmp_path):
-    c = tiny_config("vae", steps=10)
-    c.method.latent_dim = 2
-    c.train.eval_every = 5
-    workdir = str(tmp_path / "vae_2d_mnist")
-    train_and_evaluate(c, workdir)
+def test_chart15_plane_and_elbo_terms(vae_2d_runs, tmp_path):
+    workdir = str(vae_2d_runs / "vae_2d_mnist")
     d = vae_plane_data({"vae_2d_mnist": workdir}, num_codes=50, grid=3, extent=2.0)
     run = load_run(workdir)
     images, labels = pick_test_images(run, 50)

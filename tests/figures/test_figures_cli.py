@@ -1,7 +1,11 @@
-"""`python -m jgen figures`: draws what its runs allow, names the commands that make the others, exit codes."""
+"""`python -m jgen figures`: draws what its runs allow, names the commands that make the others, exit codes; with
+--train_missing, the plan of runs to train (which, in what order) and how it stops."""
 
-from jgen.cli import run_command
-from jgen.figures import CHARTS, RUNS, train_commands
+import shutil
+
+from jgen.cli import EXIT_INTERRUPTED, run_command
+from jgen.figures import CHARTS, RUNS, needed_runs, train_commands, train_missing, training, training_plan
+from jgen.figures.common import train_argv
 
 
 def test_every_chart_names_known_runs_and_its_png():
@@ -30,3 +34,53 @@ def test_figures_command_draws_skips_and_exits(gan_runs, tmp_path, capsys):
     assert run_command(["figures", f"--runs={gan_runs}", "--only=21,99"]) == 2
     assert "no chart [99]" in capsys.readouterr().err
     assert run_command(["figures", f"--runs={gan_runs}", "--workdir=x"]) == 2  # another command's flag
+
+
+def test_needed_runs_come_after_the_runs_they_are_built_on_once_each():
+    assert needed_runs([27]) == ["ldm_autoencoder", "ldm_mnist"]
+    assert needed_runs([21, 18, 17]) == ["gan_mnist", "ddpm_mnist"]
+    assert needed_runs([14, 22]) == []  # drawn from the data and from closed forms
+    every = needed_runs(list(CHARTS))
+    read = {r for c in CHARTS.values() for r in c.runs}
+    assert sorted(every) == sorted(set(every)) == sorted(read | {d for r in read for _, d in RUNS[r].built_on})
+    assert every.index("ldm_autoencoder") < every.index("ldm_mnist")
+
+
+def test_training_plan_skips_finished_runs_and_resumes_unfinished_ones(gan_runs, tmp_path):
+    assert training_plan([21, 16], str(gan_runs)) == []  # the tiny gan_mnist is finished
+    runs = tmp_path / "runs"
+    (runs / "gan_mnist").mkdir(parents=True)
+    shutil.copy(gan_runs / "gan_mnist" / "config.json", runs / "gan_mnist")  # a run that has not checkpointed yet
+    plan = training_plan([27, 21, 25], str(runs))
+    assert [(p.name, p.why) for p in plan] == [("ldm_autoencoder", "no run directory"),
+                                               ("ldm_mnist", "no run directory"),
+                                               ("gan_mnist", "no checkpoint yet"),
+                                               ("gan_dstar", "no dstar_curves.json")]
+    # each run's command is the one the skip messages print (the last of its train_commands)
+    assert [p.command for p in plan] == [train_commands(p.name, str(runs))[-1] for p in plan]
+    assert plan[1].argv[-1] == f"--config.method.first_stage_workdir={runs}/ldm_autoencoder"
+
+
+def test_train_missing_trains_in_order_and_stops_at_an_interrupted_run(tmp_path, capsys):
+    started = []
+
+    def child(argv):  # stands in for `python argv...`: the first run finishes, the second is interrupted
+        started.append(argv)
+        return 0 if len(started) == 1 else EXIT_INTERRUPTED
+
+    assert train_missing([27, 21], str(tmp_path), run=child) == EXIT_INTERRUPTED
+    assert [a[a.index("--workdir") + 1] for a in started] == [f"{tmp_path}/ldm_autoencoder", f"{tmp_path}/ldm_mnist"]
+    text = capsys.readouterr().out
+    assert "training 3 run(s) the charts need: ldm_autoencoder, ldm_mnist, gan_mnist" in text
+    assert "[train 1/3] ldm_autoencoder finished" in text
+    assert "[train 2/3] ldm_mnist stopped with exit code 75" in text and "rerun the same command" in text
+    assert train_missing([14], str(tmp_path), run=child) == 0 and len(started) == 2  # nothing to train
+
+
+def test_figures_command_trains_missing_runs_first(tmp_path, monkeypatch, capsys):
+    started = []
+    monkeypatch.setattr(training, "run_child", lambda argv: started.append(argv) or EXIT_INTERRUPTED)
+    assert run_command(["figures", f"--runs={tmp_path}", f"--out={tmp_path}/figs", "--only=21",
+                        "--train_missing"]) == EXIT_INTERRUPTED  # the training run's own code; nothing drawn
+    assert started == [tuple(train_argv("gan_mnist", str(tmp_path)))]
+    assert not (tmp_path / "figs").exists()

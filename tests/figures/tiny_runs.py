@@ -50,3 +50,11 @@ def tiny_autoencoder(steps: int = 40):
     c.train.ema_decay = 0.0
     c.train.eval_every = 10
     return c
+
+
+def tiny_vae_2d(steps: int = 10):
+    """The tiny VAE with a 2-D latent (chart 15), evaluated every 5 steps."""
+    c = tiny_config("vae", steps=steps)
+    c.method.latent_dim = 2
+    c.train.eval_every = 5
+    return c
