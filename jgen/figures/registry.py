@@ -65,7 +65,8 @@ _CHARTS = [
           ("ldm_mnist",), diffusion.guidance_data, diffusion.draw_guidance),
     Chart(28, "landscape", "The landscape of approaches: quality against diversity, speed, bits/dim", IMAGE_FAMILIES,
           landscape.landscape_data, landscape.draw_landscape, any_of=True),
-    Chart(30, "applications", "Applications: conditional generation, denoising, anomaly detection, text continuation",
+    Chart(30, "applications", "Applications: conditional generation, inpainting, denoising, anomaly detection, text "
+          "continuation",
           ("ddpm_mnist", "vae_mnist", "charlm"), applications.applications_data, applications.draw_applications,
           any_of=True),
     Chart(31, "memorisation_and_representation", "Ethics: memorisation (nearest training images, data-copying "
