@@ -234,7 +234,7 @@ def _mean(values) -> float | None:
 
 
 def tradeoffs_data(runs: Mapping[str, str], families=tuple(SEED_STEPS), seeds=SEEDS, num_samples: int = 500,
-                   seed: int = 0, feature_net: str | None = None) -> dict:
+                   seed: int = 0, feature_net: str | None = None, likelihood_images: int = 64) -> dict:
     """Chart 29's data from the seed runs `runs[seed_run(family, s)]` of each family:
 
     per_run: one row per seed run: `evaluate_run(run, num_samples, seed, net, timed=True)`'s FID, recall, bits/dim
@@ -242,7 +242,9 @@ def tradeoffs_data(runs: Mapping[str, str], families=tuple(SEED_STEPS), seeds=SE
       excluded) and steps.
     families: one row per family: the means over its seeds of those values, and the FID's spread over the seeds:
       fid_std (sample std, ddof = 1) and fid_range (max - min) -- the training-stability column.
-    All under one feature net (default: the first run's config.eval.feature_net) against the same test images."""
+    All under one feature net (default: the first run's config.eval.feature_net) against the same test images; a
+    method whose likelihood is computed on demand (diffusion's probability-flow ODE) gets it on `likelihood_images`
+    test images, the others report the bits/dim of their last evaluation."""
     names = [seed_run(f, s) for f in families for s in seeds]
     missing = [n for n in names if n not in runs]
     if missing:
@@ -255,7 +257,8 @@ def tradeoffs_data(runs: Mapping[str, str], families=tuple(SEED_STEPS), seeds=SE
         for s in seeds:
             workdir = runs[seed_run(family, s)]
             run = load_run(workdir)
-            ev = evaluate_run(run, num_samples, seed, net, timed=True)
+            on_demand = likelihood_images if "likelihood" in run.method.capabilities else 0
+            ev = evaluate_run(run, num_samples, seed, net, timed=True, likelihood_images=on_demand)
             rows.append({"run": seed_run(family, s), "family": family, "seed": s, "method": ev["method"],
                          "fid": ev[f"fid_{net_name}"], "recall": ev[f"recall_{net_name}"],
                          "bits_per_dim": ev.get("bits_per_dim"), "bits_per_dim_kind": ev.get("bits_per_dim_kind"),
@@ -288,12 +291,14 @@ def draw_tradeoffs(data: dict, path: str) -> None:
     ax.set_ylabel("FID (lower is better)")
     ax.set_title(f"FID of each seed run (dots) and mean ± std over seeds: the spread is training stability "
                  f"({data['net']} features, {data['num_samples']} samples)", fontsize=9)
-    header = ["family", "train steps", "FID (quality)", "FID std / range over seeds (stability)", "recall (diversity)",
-              "bits/dim (likelihood)", "images/s (sampling)", "NFE", "train minutes"]
-    cells = [[f["family"], f["steps"], f["fid"], f"{f['fid_std']:.3g} / {f['fid_range']:.3g} ({f['seeds']} seeds)",
+    header = ["family", "train steps", "FID", "FID std / range", "recall", "bits/dim", "images/s", "NFE",
+              "train minutes"]
+    cells = [[f["family"], f["steps"], f["fid"], f"{f['fid_std']:.3g} / {f['fid_range']:.3g} (n={f['seeds']})",
               f["recall"], None if f["bits_per_dim"] is None else f"{f['bits_per_dim']:.3g} ({f['bits_per_dim_kind']})",
               f["images_per_sec"], f["nfe"], f["train_seconds"] / 60] for f in fams]
-    draw_table(fig.add_subplot(gs[1]), header, cells)
+    draw_table(fig.add_subplot(gs[1]), header, cells, title="quality (FID, mean over seeds), stability (its spread over "
+               "seeds), diversity (recall), likelihood (bits/dim, exact or bound), sampling speed (images/s after "
+               "compilation, NFE), training time (logged steps/s)")
     fig.suptitle("29 Trade-offs (no free lunch): quality, diversity, likelihood, speed, training time and stability, "
                  "measured")
     fig.tight_layout()
