@@ -56,6 +56,8 @@ def base_config() -> ml_collections.ConfigDict:
         steps_per_call=1,       # K optimizer steps per compiled call (lax.scan over K batches); the step count and
                                 # every interval below must be multiples of K
         log_every=50,           # steps between metrics.jsonl / TensorBoard rows
+        log_steps=(),           # extra steps that also end a train row, e.g. (1, 10, 100, 1000) for the early steps
+                                # a log_every grid misses (each row is still the mean since the previous row)
         eval_every=500,         # steps between evaluations on the test split (0: only at the end, -1: never)
         sample_every=500,       # steps between sample grids (0: only at the end, -1: never)
         checkpoint_every=500,   # steps between checkpoints (a final one is always written)

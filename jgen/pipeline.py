@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen.config import InputError
+from jgen.diffusion.inpaint import check_inpaint_sampler, check_mask
 from jgen.run import Run, load_run
-from jgen.sampling import generate
+from jgen.sampling import check_request, generate
 from jgen.viz import image_grid, save_png
 
 
@@ -88,6 +89,39 @@ class Pipeline:
             fix = ": divide 8-bit images by 255" if x.max() > 1.0 and x.max() <= 255.0 and x.min() >= 0 else ""
             raise InputError(f"{name} has values in [{x.min():.4g}, {x.max():.4g}]; images must be in [0, 1]{fix}")
         return x
+
+    def inpaint(self, images: np.ndarray, mask: np.ndarray, labels: list[int] | None = None, seed: int = 0,
+                sampler: str | None = None, steps: int | None = None, guidance_scale: float | None = None,
+                eta: float | None = None, **options) -> np.ndarray:
+        """Fill in `images` ([B, H, W, C] in [0, 1]) where `mask` (same shape, or [B, H, W]) is 0, keeping them where
+        it is 1: uint8 [B, H, W, C]. A diffusion model's sampler runs with the known pixels, noised to the current
+        level, put back after every step (jgen/diffusion/inpaint.py; samplers ddpm, ddim, dpm_solver*).
+        `labels` ([B]) condition a class-conditional model; the other arguments are as for a call."""
+        if "inpaint" not in self.method.capabilities:
+            raise InputError(f"method {self.method.name!r} cannot inpaint: inpainting replaces pixels inside a "
+                             "pixel-space diffusion model's sampler (train method diffusion)")
+        x = np.asarray(images, np.float32)
+        if x.ndim != 4:
+            raise InputError(f"images has shape {x.shape}; expected a batch [B, H, W, C] of this model's "
+                             f"{list(self.info.shape)} images")
+        x = np.stack([self._check_image(f"images[{i}]", im) for i, im in enumerate(x)])
+        m = np.asarray(mask, np.float32)
+        m = m[..., None] if m.shape == x.shape[:3] else m
+        options = {k: v for k, v in {"sampler": sampler, "steps": steps, "guidance": guidance_scale, "eta": eta,
+                                     **options}.items() if v is not None}
+        flat = check_request(self.method, len(x), labels, **options)
+        try:
+            check_mask(m, x.shape)
+            check_inpaint_sampler(options.get("sampler", self.config.method.sampler))
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        static = tuple(sorted(options.items()))
+        run = self.method.jitted(("inpaint", x.shape, flat is None, static),
+                                 lambda params, key, x, m, labels: self.method.inpaint(params, key, x, m, labels,
+                                                                                       **options)[0])
+        out = run(self.state.ema_params, jax.random.PRNGKey(seed), jnp.asarray(x), jnp.asarray(m),
+                  None if flat is None else jnp.asarray(flat))
+        return to_uint8(np.asarray(out))
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, num: int = 10, **kwargs) -> np.ndarray:
         """A uint8 strip [num, H, W, C] from image a to image b ([H, W, C] in [0, 1]) through the model's latent space."""

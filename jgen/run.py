@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jgen.config import (ConfigError, InputError, apply_overrides, base_config, fail, from_json, identity_mismatches,
-                         merge_defaults, require_int, to_json)
+                         merge_defaults, require_int, require_int_tuple, to_json)
 from jgen.data import SOURCES, get_source
 from jgen.methods import Method, Resources, get_method, method_names
 from jgen.metrics import inception
@@ -112,6 +112,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
     k = t.steps_per_call
     require_int("train.steps_per_call", k, 1, "--config.train.steps_per_call=1")
+    require_int_tuple("train.log_steps", t.log_steps, 0, "--config.train.log_steps='(1, 10, 100)' (or () for none)")
+    off_grid = [s for s in t.log_steps if s % k]
+    if off_grid:
+        fail("train.log_steps", t.log_steps, f"steps {off_grid} are not multiples of train.steps_per_call={k} (the "
+             f"loop logs between calls of {k} steps)", f"--config.train.steps_per_call=1")
     intervals = {f"train.{f}": t[f] for f in ("steps", "log_every", "checkpoint_every", "eval_every", "sample_every")}
     intervals["eval.sample_metrics_every"] = config.eval.sample_metrics_every
     for field, every in intervals.items():

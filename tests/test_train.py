@@ -88,11 +88,13 @@ def _wait_for_rows(run, metrics, rows, timeout=240):
 def test_interrupted_runs_resume_to_the_same_parameters_and_metrics(tmp_path):
     """SIGTERM (saves, exit 75) and kill -9 (loses the steps since the last checkpoint) both resume to parameters
     bitwise equal to an uninterrupted run's, and to the same metrics.jsonl (timing fields aside)."""
-    steps, extra = 400, ["--config.train.log_every=7"]  # 7 divides neither the checkpoint interval nor the cut
+    # 7 divides neither the checkpoint interval nor the cut; the extra log steps fall before and after the cuts
+    steps, extra = 400, ["--config.train.log_every=7", "--config.train.log_steps=(1,10,100,250)"]
     # the three first runs overlap (process start-up and compilation are mostly single-threaded)
     full, term, kill = (_cli_train(tmp_path / name, steps, extra) for name in ("full", "term", "kill"))
 
-    assert _wait_for_rows(term, tmp_path / "term" / "metrics.jsonl", 3), "the run ended before it could be cut"
+    # rows at 1, 7, 10, 14, 21: the fifth row is past step 20
+    assert _wait_for_rows(term, tmp_path / "term" / "metrics.jsonl", 5), "the run ended before it could be cut"
     term.send_signal(signal.SIGTERM)
     assert _wait_for_rows(kill, tmp_path / "kill" / "metrics.jsonl", 20), "the run ended before it could be killed"
     kill.kill()  # SIGKILL: no chance to save; rows past the last checkpoint (step 100 or later) are in the file
@@ -114,6 +116,31 @@ def test_interrupted_runs_resume_to_the_same_parameters_and_metrics(tmp_path):
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             np.testing.assert_array_equal(x, y)
         assert _metrics_without_timing(tmp_path / name) == _metrics_without_timing(tmp_path / "full"), name
+
+
+@pytest.mark.slow  # two tiny runs, ~9 s; make test covers log_steps through the resume test and chart 21's
+def test_log_steps_add_rows_and_leave_the_trajectory_alone(tmp_path):
+    """train.log_steps end extra train rows (each the mean since the previous row) and change no parameter."""
+    finals = {}
+    for name, log_steps in (("plain", ()), ("extra", (1, 2, 9))):
+        c = tiny_config("autoencoder", steps=12)
+        c.train.log_every, c.train.log_steps, c.train.eval_every = 6, log_steps, -1
+        train_and_evaluate(c, str(tmp_path / name))
+        finals[name] = load_run(str(tmp_path / name)).state.params
+    for x, y in zip(jax.tree.leaves(finals["plain"]), jax.tree.leaves(finals["extra"])):
+        np.testing.assert_array_equal(x, y)
+    plain, extra = (read_metrics(str(tmp_path / n), "train") for n in ("plain", "extra"))
+    assert [r["step"] for r in plain] == [6, 12] and [r["step"] for r in extra] == [1, 2, 6, 9, 12]
+    # the row at 12 averages steps 10-12 in one run and 7-12 in the other; the row at 6 covers 3-6 against 1-6
+    assert extra[0]["loss"] != extra[1]["loss"]
+
+
+def test_log_steps_must_be_multiples_of_steps_per_call(tmp_path):
+    c = tiny_config("vae", steps=8)
+    c.train.steps_per_call, c.train.log_every, c.train.log_steps = 2, 4, (1, 4)
+    with pytest.raises(ConfigError, match=r"config.train.log_steps=\(1, 4\) is invalid: steps \[1\] are not "
+                                          r"multiples of train.steps_per_call=2"):
+        train_and_evaluate(c, str(tmp_path))
 
 
 @pytest.mark.slow  # ~20 s; the 8-device FSDP test and the 2-process test cover multi-device training in make test

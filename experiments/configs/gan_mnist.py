@@ -33,6 +33,7 @@ def get_config():
         "discriminator": optim_config(5e-4, b1=0.5, b2=0.999)}
     c.train.steps = 4000
     c.train.log_every = 50
+    c.train.log_steps = (1, 10, 100, 1000)  # rows of their own for chart 21's early steps (1 also answers step 0)
     c.train.eval_every = 1000
     c.train.sample_every = 500
     c.train.checkpoint_every = 1000

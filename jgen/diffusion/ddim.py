@@ -20,10 +20,13 @@ import jax.numpy as jnp
 from jgen.diffusion.sampler_core import Recorder, SamplerOptions, grid_alpha_sigma, register_sampler
 
 
-def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array, eta, rec: Recorder):
-    """The DDIM/DDPM loop over the N grid times: x [B, ...] -> (x0 [B, ...], trajectory buffer, NFE = N)."""
+def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array, eta, rec: Recorder, project=None):
+    """The DDIM/DDPM loop over the N grid times: x [B, ...] -> (x0 [B, ...], trajectory buffer, NFE = N).
+    `project(x, k, alpha_k, sigma_k)` (inpaint.py), if given, is applied to the start and after every step."""
     steps = times.shape[0]
     alphas, sigmas = grid_alpha_sigma(schedule, times)
+    if project is not None:
+        x = project(x, 0, alphas[0], sigmas[0])
     # eta is a Python number here: at eta = 0 the map is deterministic and no noise is drawn at all.
     stochastic = not (isinstance(eta, (int, float)) and eta == 0)
 
@@ -38,20 +41,22 @@ def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array,
             x = x + jnp.sqrt(jnp.maximum(s_s ** 2 - c ** 2, 0.0)) * eps + c * z
         else:
             x = x + s_s * eps
+        if project is not None:
+            x = project(x, i + 1, a_s, s_s)
         return (x, rec.write(buf, i + 1, x)), None
 
     (x, buf), _ = jax.lax.scan(body, (x, rec.init(x)), jnp.arange(steps))
     return x, buf, steps
 
 
-@register_sampler("ddpm", steps=1000, spacing="time_uniform")
-def ddpm(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+@register_sampler("ddpm", steps=1000, spacing="time_uniform", inpaint=True)
+def ddpm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
     """Ancestral sampling, x_s ~ q(x_s | x_t, x0_hat): all T steps of the schedule by default (the original
     DDPM), or any coarser grid."""
-    return ddim_loop(denoise, schedule, x, key, times, 1.0, rec)
+    return ddim_loop(denoise, schedule, x, key, times, 1.0, rec, project)
 
 
-@register_sampler("ddim", steps=50, spacing="time_uniform")
-def ddim(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+@register_sampler("ddim", steps=50, spacing="time_uniform", inpaint=True)
+def ddim(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
     """DDIM: deterministic for eta = 0 (the default); eta interpolates towards ancestral sampling (eta = 1)."""
-    return ddim_loop(denoise, schedule, x, key, times, float(opts.eta), rec)
+    return ddim_loop(denoise, schedule, x, key, times, float(opts.eta), rec, project)

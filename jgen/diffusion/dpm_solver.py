@@ -49,9 +49,12 @@ from jgen.diffusion.sampler_core import (SamplerOptions, grid_alpha_sigma, grid_
 from jgen.diffusion.schedules import alpha_sigma_at_log_snr, time_from_log_snr
 
 
-def _multistep(denoise, schedule, x, key, times, order: int, lower_order_final: bool, rec, sde: bool = False):
+def _multistep(denoise, schedule, x, key, times, order: int, lower_order_final: bool, rec, sde: bool = False,
+               project=None):
     steps = times.shape[0]
     alphas, sigmas = grid_alpha_sigma(schedule, times)
+    if project is not None:  # inpainting (inpaint.py): the known region put back at every state
+        x = project(x, 0, alphas[0], sigmas[0])
     lams = grid_log_snr(alphas, sigmas)  # [N]
     orders = step_orders(steps, order, lower_order_final)
 
@@ -81,6 +84,8 @@ def _multistep(denoise, schedule, x, key, times, order: int, lower_order_final: 
             x3 = base + a_s * phi_2 * d1 + a_s * (1.0 - 2.0 * phi_2 / h) * d2
         k = orders[i]
         x = jnp.where(last, m0, jnp.where(k == 1, base, jnp.where(k == 2, x2, x3)))
+        if project is not None:
+            x = project(x, i + 1, a_s, s_s)
         return (x, m0, m1, lam0, lam1, rec.write(buf, i + 1, x)), None
 
     lam_init = lams[0]
@@ -89,22 +94,22 @@ def _multistep(denoise, schedule, x, key, times, order: int, lower_order_final: 
     return x, buf, steps
 
 
-@register_sampler("dpm_solver", steps=20, spacing="logsnr_uniform")
-def dpm_solver(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+@register_sampler("dpm_solver", steps=20, spacing="logsnr_uniform", inpaint=True)
+def dpm_solver(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
     """DPM-Solver++(2M): second-order multistep, one network evaluation per step."""
-    return _multistep(denoise, schedule, x, key, times, 2, opts.lower_order_final, rec)
+    return _multistep(denoise, schedule, x, key, times, 2, opts.lower_order_final, rec, project=project)
 
 
-@register_sampler("dpm_solver_3m", steps=20, spacing="logsnr_uniform")
-def dpm_solver_3m(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+@register_sampler("dpm_solver_3m", steps=20, spacing="logsnr_uniform", inpaint=True)
+def dpm_solver_3m(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
     """DPM-Solver++(3M): third-order multistep, one network evaluation per step."""
-    return _multistep(denoise, schedule, x, key, times, 3, opts.lower_order_final, rec)
+    return _multistep(denoise, schedule, x, key, times, 3, opts.lower_order_final, rec, project=project)
 
 
-@register_sampler("dpm_solver_sde", steps=20, spacing="logsnr_uniform")
-def dpm_solver_sde(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+@register_sampler("dpm_solver_sde", steps=20, spacing="logsnr_uniform", inpaint=True)
+def dpm_solver_sde(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
     """DPM-Solver++(2M) SDE: the stochastic second-order multistep sampler (fresh noise every step)."""
-    return _multistep(denoise, schedule, x, key, times, 2, opts.lower_order_final, rec, sde=True)
+    return _multistep(denoise, schedule, x, key, times, 2, opts.lower_order_final, rec, sde=True, project=project)
 
 
 def _singlestep(denoise, schedule, x, times, order: int, rec):

@@ -72,19 +72,23 @@ DEFAULT_STEPS: dict[str, int] = {}
 DEFAULT_SPACING: dict[str, str] = {}
 STAGES: dict[str, int] = {}
 NOISE_LEVEL_SAMPLERS: set[str] = set()  # samplers whose state is x / alpha: they need alpha > 0 where they start
+INPAINT_SAMPLERS: set[str] = set()  # samplers that take `project=` (inpaint.py): their state between steps is x_t
 
 
-def register_sampler(name: str, steps: int, spacing: str, stages: int = 1, noise_level: bool = False
-                     ) -> Callable[[SamplerFn], SamplerFn]:
+def register_sampler(name: str, steps: int, spacing: str, stages: int = 1, noise_level: bool = False,
+                     inpaint: bool = False) -> Callable[[SamplerFn], SamplerFn]:
     """Register `fn` under `name` with its default step count, the spacing its paper recommends and its network
     evaluations per step (see the module docstring). `noise_level`: the sampler works in s = sigma / alpha and
-    cannot start where alpha = 0."""
+    cannot start where alpha = 0. `inpaint`: `fn` takes a keyword `project(x, k, alpha_k, sigma_k) -> x` that it
+    applies to the start (k = 0) and to the state after each step k (inpaint.py), the final sample included."""
     def deco(fn: SamplerFn) -> SamplerFn:
         if name in SAMPLERS:
             raise ValueError(f"sampler {name!r} is registered twice")
         SAMPLERS[name], DEFAULT_STEPS[name], DEFAULT_SPACING[name], STAGES[name] = fn, steps, spacing, stages
         if noise_level:
             NOISE_LEVEL_SAMPLERS.add(name)
+        if inpaint:
+            INPAINT_SAMPLERS.add(name)
         return fn
     return deco
 

@@ -39,8 +39,10 @@ import numpy as np
 from jgen.diffusion import ddim as _ddim, dpm_solver as _dpm, edm as _edm, unipc as _unipc  # noqa: F401 (register)
 from jgen.diffusion import midpoint as _midpoint  # noqa: F401 (registers "midpoint")
 from jgen.diffusion.guidance import ModelFn, make_denoiser
+from jgen.diffusion.inpaint import check_inpaint_sampler, make_projector
 from jgen.diffusion.parameterization import check_path
-from jgen.diffusion.sampler_core import (DEFAULT_SPACING, DEFAULT_STEPS, NOISE_LEVEL_SAMPLERS, SAMPLERS, Recorder,
+from jgen.diffusion.sampler_core import (DEFAULT_SPACING, DEFAULT_STEPS, INPAINT_SAMPLERS, NOISE_LEVEL_SAMPLERS,
+                                         SAMPLERS, Recorder,
                                          SamplerOptions, SamplerOutput, register_sampler, sampler_names, sampler_nfe,
                                          steps_for_nfe)
 from jgen.diffusion.schedules import Schedule, start_std
@@ -90,7 +92,7 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
            parameterization: str = "eps", eta: float = 0.0, clip_denoised: bool = False,
            noise: jax.Array | None = None, trajectory_steps: Sequence[int] = (), rho: float = 7.0, order: int = 3,
            lower_order_final: bool = True, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
-           s_noise: float = 1.0) -> SamplerOutput:
+           s_noise: float = 1.0, inpaint: tuple[jax.Array, jax.Array] | None = None) -> SamplerOutput:
     """Draw samples [shape] (float32) by running `sampler` on the network `model_fn(x, t, labels) -> prediction`.
 
     Pure and traceable: wrap the call in `jax.jit` (everything but key/labels/noise static) to compile the
@@ -99,6 +101,9 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
     the rectified-flow path); `noise` replaces it, as the state itself (e.g. from `ddim_invert`). `labels` [B]
     with `null_label` enable classifier-free guidance with scale `guidance` (0: unconditional, 1: conditional).
     `eta` is DDIM's noise, `order` UniPC's, `rho` the karras spacing's exponent, `s_*` EDM's churn (euler, heun).
+    `inpaint` = (x_known [shape], mask [shape], 1 = known) fills in the unknown region: after every step the known
+    region is replaced by x_known noised to the current level (inpaint.py; ddpm, ddim and the multistep
+    DPM-Solvers), and the result holds x_known exactly there.
     """
     steps, opts = sampler_options(sampler, steps, spacing=spacing, eta=eta, rho=rho, order=order,
                                   lower_order_final=lower_order_final, s_churn=s_churn, s_tmin=s_tmin,
@@ -106,6 +111,8 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
     check_spacing(opts.spacing, steps, schedule)
     check_start(sampler, opts.spacing, steps, schedule)
     check_path(parameterization, schedule.path)
+    if inpaint is not None:
+        check_inpaint_sampler(sampler)
     if not (np.isfinite(float(guidance)) and float(guidance) >= 0):
         raise ValueError(f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, 1: conditional)")
     if labels is not None and not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
@@ -121,9 +128,18 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
     elif noise.shape != shape:
         raise ValueError(f"noise has shape {noise.shape}; expected {shape}")
     rec = Recorder(trajectory_steps, steps + 1)
-    x, buf, nfe = SAMPLERS[sampler](denoise, schedule, noise.astype(jnp.float32), k_loop, times, opts, rec)
+    extra = {}
+    if inpaint is not None:
+        known, mask = inpaint
+        if known.shape != shape or mask.shape != shape:
+            raise ValueError(f"inpaint: known {known.shape} and mask {mask.shape} must both have the samples' shape "
+                             f"{shape}")
+        k_loop, k_fill = jax.random.split(k_loop)  # only here: plain sampling keeps its keys
+        extra["project"] = make_projector(known, mask, k_fill)
+    x, buf, nfe = SAMPLERS[sampler](denoise, schedule, noise.astype(jnp.float32), k_loop, times, opts, rec, **extra)
     return SamplerOutput(x, nfe, rec.result(buf))
 
 
 __all__ = ["sample", "sampler_options", "check_start", "SamplerOutput", "SamplerOptions", "SAMPLERS",
-           "DEFAULT_STEPS", "DEFAULT_SPACING", "register_sampler", "sampler_names", "sampler_nfe", "steps_for_nfe"]
+           "DEFAULT_STEPS", "DEFAULT_SPACING", "register_sampler", "sampler_names", "sampler_nfe", "steps_for_nfe",
+           "INPAINT_SAMPLERS"]

@@ -7,7 +7,9 @@ continuation), for whichever of its runs exist.
 - Anomaly detection: the likelihood model's per-image bits/dim (its `eval_step`, the value `jgen eval` averages) on
   test digits against out-of-distribution inputs (scikit-learn's 8x8 digits upsampled, test digits rotated by 180
   degrees, uniform noise); AUROC = P(an OOD input scores more bits/dim than a test digit).
-- Inpainting (known pixels replaced at every step) is not drawn: jgen's samplers have no such mode yet.
+- Inpainting: test digits whose lower half is unknown, completed by the diffusion model's sampler with the known
+  upper half, noised to the current level, put back after every step (`Pipeline.inpaint`, jgen/diffusion/inpaint.py;
+  DDPM, the sampler whose completions came closest to the exact conditional in that module's test).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from jgen.run import Run, load_run
 from jgen.sampling import generate
 
 NOISE_LEVELS = (0.05, 0.1, 0.2, 0.4, 0.8)
+INPAINT_SAMPLER, INPAINT_STEPS, INPAINT_DRAWS = "ddpm", 250, 3
 
 
 def psnr(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -62,6 +65,24 @@ def _denoising(r: Run, num: int, levels, seed: int) -> dict:
             "psnr_denoised": np.stack([psnr(d, clean) for d in denoised])}
 
 
+def lower_half_mask(shape) -> np.ndarray:
+    """A mask [H, W, C]: 1 (known) on the upper half of the rows, 0 (to fill in) on the lower half."""
+    mask = np.zeros(shape, np.float32)
+    mask[: shape[0] // 2] = 1.0
+    return mask
+
+
+def _inpainting(r: Run, num: int, draws: int, sampler: str, steps: int, seed: int) -> dict:
+    """`draws` completions of `num` test digits (one per class) whose lower half is masked, by `Pipeline.inpaint`."""
+    originals, _ = pick_test_images(r, num, one_per_class=True)
+    mask = lower_half_mask(originals.shape[1:])
+    batch = np.tile(originals, (draws, 1, 1, 1))  # draw-major: [draws * n, H, W, C]
+    filled = Pipeline(r).inpaint(batch, np.broadcast_to(mask, batch.shape), seed=seed, sampler=sampler, steps=steps)
+    completions = filled.astype(np.float32).reshape(draws, len(originals), *originals.shape[1:]) / 255.0
+    return {"originals": originals, "mask": mask, "masked": np.where(mask > 0, originals, 0.5),
+            "completions": completions, "sampler": sampler, "steps": steps}
+
+
 def _ood_inputs(r: Run, num: int, seed: int) -> dict[str, np.ndarray]:
     """Out-of-distribution images shaped like the run's: upsampled 8x8 digits, rotated test digits, noise."""
     h, w, c = r.info.shape
@@ -85,14 +106,17 @@ def _bits_per_dim(r: Run, images: np.ndarray, key: jax.Array, metric: str) -> np
 
 def applications_data(runs: Mapping[str, str], diffusion: str = "ddpm_mnist", likelihood: str = "vae_mnist",
                       text: str = "charlm", num: int = 200, levels=NOISE_LEVELS, prompt: str = "The ",
-                      num_tokens: int = 160, seed: int = 0) -> dict:
+                      num_tokens: int = 160, seed: int = 0, inpaint_sampler: str = INPAINT_SAMPLER,
+                      inpaint_steps: int = INPAINT_STEPS, inpaint_draws: int = INPAINT_DRAWS) -> dict:
     """Chart 30's data, each part present when its run is:
 
     conditional: {"labels" [10], "images" [10 * 4, H, W, C]} class-conditional samples of `diffusion` (4 per label);
     denoising: {"levels" [L], "clean" [num, ...], "noisy", "denoised" [L, num, ...], "psnr_noisy", "psnr_denoised"
-      [L, num] dB}; anomaly: {"metric", "kind", "scores": {"MNIST test digits" | OOD name: bits/dim [n]},
+      [L, num] dB}; inpainting: {"originals" [n, H, W, C] one test digit per class, "mask" [H, W, C] (1: known, the
+      upper half), "masked" [n, ...] (unknown pixels grey), "completions" [draws, n, ...] from `Pipeline.inpaint`
+      (uint8 levels / 255), "sampler", "steps"}; anomaly: {"metric", "kind", "scores": {"MNIST test digits" | OOD name: bits/dim [n]},
       "auroc": {OOD name: float}}; text: {"prompt", "samples": [3 continuations]}."""
-    out: dict = {"conditional": None, "denoising": None, "anomaly": None, "text": None}
+    out: dict = {"conditional": None, "denoising": None, "inpainting": None, "anomaly": None, "text": None}
     if diffusion in runs:
         r = load_run(runs[diffusion])
         if r.method.num_classes:
@@ -101,6 +125,9 @@ def applications_data(runs: Mapping[str, str], diffusion: str = "ddpm_mnist", li
                                  labels=labels)
             out["conditional"] = {"labels": labels, "images": images, "run": diffusion}
         out["denoising"] = {"run": diffusion, **_denoising(r, min(num, 64), levels, seed)}
+        if "inpaint" in r.method.capabilities:
+            out["inpainting"] = {"run": diffusion, **_inpainting(r, max(r.method.num_classes, 8), inpaint_draws,
+                                                                 inpaint_sampler, inpaint_steps, seed)}
     if likelihood in runs:
         r = load_run(runs[likelihood])
         metric = r.method.likelihood_metric()
@@ -124,8 +151,8 @@ def applications_data(runs: Mapping[str, str], diffusion: str = "ddpm_mnist", li
 
 
 def draw_applications(data: dict, path: str) -> None:
-    plt, fig = new_figure(16, 9)
-    gs = fig.add_gridspec(2, 3, height_ratios=[1, 1])
+    plt, fig = new_figure(16, 13)
+    gs = fig.add_gridspec(3, 3, height_ratios=[1, 1, 0.8])
     if data["conditional"] is not None:
         c = data["conditional"]
         k = len(np.unique(c["labels"]))
@@ -147,6 +174,12 @@ def draw_applications(data: dict, path: str) -> None:
         ax.set_ylabel("PSNR (dB), mean over test digits")
         ax.legend(fontsize=8)
         ax.set_title("denoising with a diffusion model's x_0 prediction", fontsize=9)
+    if data["inpainting"] is not None:
+        p = data["inpainting"]
+        rows = np.concatenate([p["originals"], p["masked"], *p["completions"]])
+        show_images(fig.add_subplot(gs[2, :]), rows, ncol=len(p["originals"]),
+                    title=f"inpainting ({p['run']}, {p['sampler']} {p['steps']} steps, known pixels replaced at every "
+                          f"step): originals; lower half masked; {len(p['completions'])} completions")
     if data["anomaly"] is not None:
         a = data["anomaly"]
         ax = fig.add_subplot(gs[1, 0:2])
@@ -168,6 +201,6 @@ def draw_applications(data: dict, path: str) -> None:
                              for i, s in enumerate(t["samples"]))
         ax.text(0, 1, body, va="top", ha="left", fontsize=7, family="monospace", transform=ax.transAxes)
         ax.set_title(f"text continuation ({t['run']}), prompt {t['prompt']!r}", fontsize=9)
-    fig.suptitle("30 Applications (inpainting not drawn: jgen's samplers have no inpainting mode yet)")
+    fig.suptitle("30 Applications")
     fig.tight_layout()
     save(fig, path)

@@ -3,7 +3,8 @@ training step by step), each from a GAN run's metrics.jsonl and the sample grids
 geometric dynamics) and 25 (the optimal discriminator) from the files of the toy experiments of
 `experiments/gan_toys.py` (configs gan_ring and gan_dstar).
 
-The loop logs the mean of each train metric over the steps since the previous row (train.log_every steps) and
+The loop logs the mean of each train metric over the steps since the previous row (every train.log_every steps and at
+the extra steps train.log_steps: gan_mnist's config asks for 1, 10, 100 and 1000, chart 21's rows) and
 draws the same latents at every sample interval (a fixed key), so a grid at step s shows the generator at s.
 """
 

@@ -1,6 +1,7 @@
 """Evaluation and the landscape of approaches, charts that set families side by side: 17 (GAN and diffusion), 23 (latent
-interpolation in the VAE, the GAN and diffusion), 26 (quality metrics throughout training, every image family) and
-28 (every family on quality, diversity, speed and likelihood, measured by `jgen.run.evaluate_run`).
+interpolation in the VAE, the GAN and diffusion), 26 (quality metrics throughout training, every image family),
+28 (every family on quality, diversity, speed and likelihood, measured by `jgen.run.evaluate_run`) and 29 (the
+trade-offs table, with training stability as the spread of FID over the seed runs of `common.SEED_STEPS`).
 
 Sample-quality rows are what the loop writes every `eval.sample_metrics_every` steps (split "sample_quality":
 FID, IS, precision, recall of EMA samples under the run's `eval.feature_net`, keys `<metric>_<net>`).
@@ -14,7 +15,8 @@ import jax
 import numpy as np
 
 from jgen.data import from_model_range
-from jgen.figures.common import MissingData, draw_table, metric_rows, new_figure, pick_test_images, save, show_images
+from jgen.figures.common import (SEED_STEPS, SEEDS, MissingData, draw_table, metric_rows, new_figure, pick_test_images,
+                                 save, seed_run, show_images)
 from jgen.methods.base import slerp
 from jgen.pipeline import Pipeline
 from jgen.metrics.feature_nets import get_feature_net
@@ -221,5 +223,83 @@ def draw_landscape(data: dict, path: str) -> None:
              for r in rows]
     draw_table(fig.add_subplot(gs[1]), header, cells)
     fig.suptitle("28 The landscape of approaches: every family on quality, diversity, speed and likelihood")
+    fig.tight_layout()
+    save(fig, path)
+
+
+# -- 29: trade-offs ("no free lunch") --------------------------------------------------------------------------------
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def tradeoffs_data(runs: Mapping[str, str], families=tuple(SEED_STEPS), seeds=SEEDS, num_samples: int = 500,
+                   seed: int = 0, feature_net: str | None = None, likelihood_images: int = 64) -> dict:
+    """Chart 29's data from the seed runs `runs[seed_run(family, s)]` of each family:
+
+    per_run: one row per seed run: `evaluate_run(run, num_samples, seed, net, timed=True)`'s FID, recall, bits/dim
+      (and kind), images/s, NFE, plus the run's training seconds (its logged steps over steps/s, compilation
+      excluded) and steps.
+    families: one row per family: the means over its seeds of those values, and the FID's spread over the seeds:
+      fid_std (sample std, ddof = 1) and fid_range (max - min) -- the training-stability column.
+    All under one feature net (default: the first run's config.eval.feature_net) against the same test images; a
+    method whose likelihood is computed on demand (diffusion's probability-flow ODE) gets it on `likelihood_images`
+    test images, the others report the bits/dim of their last evaluation."""
+    names = [seed_run(f, s) for f in families for s in seeds]
+    missing = [n for n in names if n not in runs]
+    if missing:
+        raise MissingData(f"chart 29 needs the seed runs {missing}")
+    net_name = feature_net or read_config(runs[names[0]]).eval.feature_net
+    net = get_feature_net(net_name)
+    per_run, summary = [], []
+    for family in families:
+        rows = []
+        for s in seeds:
+            workdir = runs[seed_run(family, s)]
+            run = load_run(workdir)
+            on_demand = likelihood_images if "likelihood" in run.method.capabilities else 0
+            ev = evaluate_run(run, num_samples, seed, net, timed=True, likelihood_images=on_demand)
+            rows.append({"run": seed_run(family, s), "family": family, "seed": s, "method": ev["method"],
+                         "fid": ev[f"fid_{net_name}"], "recall": ev[f"recall_{net_name}"],
+                         "bits_per_dim": ev.get("bits_per_dim"), "bits_per_dim_kind": ev.get("bits_per_dim_kind"),
+                         "images_per_sec": ev["images_per_sec"], "nfe": ev["nfe"], "steps": run.step,
+                         "train_seconds": _training_seconds(metric_rows(workdir, "train", ("steps_per_sec",)))})
+        per_run += rows
+        fids = np.array([r["fid"] for r in rows])
+        summary.append({"family": family, "method": rows[0]["method"], "seeds": len(rows), "steps": rows[0]["steps"],
+                        "fid": float(fids.mean()), "fid_std": float(fids.std(ddof=1)),
+                        "fid_range": float(fids.max() - fids.min()),
+                        "recall": _mean(r["recall"] for r in rows),
+                        "bits_per_dim": _mean(r["bits_per_dim"] for r in rows),
+                        "bits_per_dim_kind": rows[0]["bits_per_dim_kind"],
+                        "images_per_sec": _mean(r["images_per_sec"] for r in rows), "nfe": rows[0]["nfe"],
+                        "train_seconds": _mean(r["train_seconds"] for r in rows)})
+    return {"net": net_name, "num_samples": num_samples, "families": summary, "per_run": per_run}
+
+
+def draw_tradeoffs(data: dict, path: str) -> None:
+    fams = data["families"]
+    plt, fig = new_figure(12, 5.5 + 0.35 * len(fams))
+    gs = fig.add_gridspec(2, 1, height_ratios=[3.2, 0.9 + 0.35 * len(fams)])
+    ax = fig.add_subplot(gs[0])
+    for i, f in enumerate(fams):
+        fids = [r["fid"] for r in data["per_run"] if r["family"] == f["family"]]
+        ax.plot([i] * len(fids), fids, "o", alpha=0.7)
+        ax.errorbar(i + 0.15, f["fid"], yerr=f["fid_std"], fmt="_", color="black", capsize=4)
+    ax.set_xticks(range(len(fams)), [f["family"] for f in fams])
+    ax.set_yscale("log")
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_title(f"FID of each seed run (dots) and mean ± std over seeds: the spread is training stability "
+                 f"({data['net']} features, {data['num_samples']} samples)", fontsize=9)
+    header = ["family", "train steps", "FID", "FID std / range", "recall", "bits/dim", "images/s", "NFE",
+              "train minutes"]
+    cells = [[f["family"], f["steps"], f["fid"], f"{f['fid_std']:.3g} / {f['fid_range']:.3g} (n={f['seeds']})",
+              f["recall"], None if f["bits_per_dim"] is None else f"{f['bits_per_dim']:.3g} ({f['bits_per_dim_kind']})",
+              f["images_per_sec"], f["nfe"], f["train_seconds"] / 60] for f in fams]
+    draw_table(fig.add_subplot(gs[1]), header, cells, title="quality (FID, mean over seeds), stability (its spread over "
+               "seeds), diversity (recall), likelihood (bits/dim, exact or bound), sampling speed (images/s after "
+               "compilation, NFE), training time (logged steps/s)")
+    fig.suptitle("29 Trade-offs (no free lunch): quality, diversity, likelihood, speed, training time and stability, "
+                 "measured")
     fig.tight_layout()
     save(fig, path)

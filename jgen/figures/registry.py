@@ -14,7 +14,8 @@ from typing import Callable, Mapping, Sequence
 
 from jgen.config import InputError
 from jgen.figures import applications, autoencoders, diffusion, ethics, gans, landscape
-from jgen.figures.common import IMAGE_FAMILIES, RUNS, MissingData, run_missing, train_commands
+from jgen.figures.common import (IMAGE_FAMILIES, RUNS, SEED_STEPS, SEEDS, MissingData, run_missing, seed_run,
+                                 train_commands)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,11 @@ _CHARTS = [
           ("ldm_mnist",), diffusion.guidance_data, diffusion.draw_guidance),
     Chart(28, "landscape", "The landscape of approaches: quality against diversity, speed, bits/dim", IMAGE_FAMILIES,
           landscape.landscape_data, landscape.draw_landscape, any_of=True),
-    Chart(30, "applications", "Applications: conditional generation, denoising, anomaly detection, text continuation",
+    Chart(29, "tradeoffs", "Trade-offs (no free lunch): quality, diversity, likelihood, speed, training time, "
+          "stability over seeds", tuple(seed_run(f, s) for f in SEED_STEPS for s in SEEDS), landscape.tradeoffs_data,
+          landscape.draw_tradeoffs),
+    Chart(30, "applications", "Applications: conditional generation, inpainting, denoising, anomaly detection, text "
+          "continuation",
           ("ddpm_mnist", "vae_mnist", "charlm"), applications.applications_data, applications.draw_applications,
           any_of=True),
     Chart(31, "memorisation_and_representation", "Ethics: memorisation (nearest training images, data-copying "

@@ -36,7 +36,9 @@ Batch = dict[str, jax.Array]  # {"image": [B, H, W, C] float32 in [0, 1], "label
 #   "text"         generate_text(params, key, prompt, ...) continues a prompt (a language model)
 #   "likelihood"   likelihood_step(params, model_state, batch, key) computes the likelihood_metric() on demand: a
 #                  likelihood too costly for every evaluation (diffusion's probability-flow ODE)
-CAPABILITIES = frozenset({"sample", "interpolate", "text", "likelihood"})
+#   "inpaint"      inpaint(params, key, images, mask, labels=None, **options) fills in images where mask = 0
+#                  (pixel-space diffusion: the known pixels replaced after every sampler step)
+CAPABILITIES = frozenset({"sample", "interpolate", "text", "likelihood", "inpaint"})
 
 
 def slerp(z0: jax.Array, z1: jax.Array, num: int) -> jax.Array:

@@ -42,7 +42,7 @@ from jgen.viz import image_grid
 
 @register("diffusion")
 class Diffusion(Method):
-    capabilities = frozenset({"sample", "interpolate", "likelihood"})
+    capabilities = frozenset({"sample", "interpolate", "likelihood", "inpaint"})
     generate_options = ("sampler", "steps", "guidance", "eta", "spacing", "clip_denoised", "rho", "order",
                         "lower_order_final", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -245,6 +245,14 @@ class Diffusion(Method):
         """(images [num, H, W, C] in [0, 1], NFE); `options` as in `run_sampler` (spacing, clip_denoised, ...)."""
         out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta, **options)
         return self.decode_x0(out.samples), out.nfe
+
+    def inpaint(self, params, key, images: jax.Array, mask: jax.Array, labels=None, **options) -> tuple[jax.Array, int]:
+        """Fill in images [B, H, W, C] in [0, 1] where mask [B, H, W, C] is 0, keeping them where it is 1: the
+        sampler runs with the known pixels replaced at every step (jgen/diffusion/inpaint.py). (images [B, H, W, C]
+        in [0, 1] equal to `images` where mask = 1, NFE). Pure; `options` as in `generate`."""
+        known = self.encode_x0(images)
+        out = self.run_sampler(params, key, images.shape[0], labels, inpaint=(known, mask), **options)
+        return jnp.where(mask.astype(bool), images, self.decode_x0(out.samples)), out.nfe  # exact, not 2x-1 rounded
 
     def _labels_and_guidance(self, label: int | None, num: int):
         """Inversion/decoding condition: `label` at guidance 1, or the unconditional model (null label, guidance 0)."""

@@ -284,6 +284,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
         bar = tqdm(total=total, initial=start, desc=config.name, unit="step", dynamic_ncols=True)
 
     window = _Window(t.skip_nonfinite_updates, window_rows)
+    log_steps = frozenset(int(s) for s in t.log_steps)  # extra row ends (train.log_steps) beside the log_every grid
     t_last, s_last = time.perf_counter(), start
     net = None
     final_eval: dict[str, float] = {}
@@ -314,7 +315,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                 stopping = agree(stop.signal is not None)
                 window.add(list(range(step - k + 1, step + 1)), metrics, stacked=k > 1)
                 final = step == total
-                if _interval_hit(step, t.log_every, final):
+                if _interval_hit(step, t.log_every, final) or step in log_steps:
                     window.check(last_good)
                     avg = window.row()
                     now = time.perf_counter()

@@ -9,6 +9,7 @@ import jgen.methods.diffusion  # noqa: F401  (registers "diffusion")
 from jgen.config import ConfigError
 from jgen.methods import get_method
 from jgen.metrics.quality import real_images
+from jgen.pipeline import Pipeline, to_uint8
 from jgen.run import evaluate_likelihood, load_run, validate
 from jgen.sampling import generate
 from jgen.run import train_and_evaluate
@@ -58,6 +59,16 @@ def test_trains_evaluates_and_samples_in_the_loop(tmp_path):
     with pytest.raises(ValueError, match="labels must be 3 integers"):
         generate(method, state.ema_params, state.model_state, 3, key=key, labels=[3, 1], sampler="ddim", steps=2,
                  guidance=1.0)
+    # inpainting through the Pipeline: the known upper half comes back as given (to 8 bits), the rest is drawn
+    pipe, test = Pipeline(run), np.asarray(real_images(run.test_source, 3))
+    mask = np.zeros(test.shape, np.float32)
+    mask[:, :4] = 1.0
+    filled = pipe.inpaint(test, mask, sampler="ddim", steps=3, seed=0)
+    np.testing.assert_array_equal(filled[:, :4], to_uint8(test)[:, :4])
+    with pytest.raises(ValueError, match=r"sampler 'heun' cannot inpaint.*use one of \['ddim', 'ddpm'"):
+        pipe.inpaint(test, mask, sampler="heun")
+    with pytest.raises(ValueError, match=r"mask must hold only 0 \(to fill in\) and 1 \(known\)"):
+        pipe.inpaint(test, 0.5 * mask)
     # bits/dim by the probability-flow ODE (RK4, 25 steps, one Hutchinson probe) on test images, on demand: on this
     # flow model the ODE runs in t with the learned velocity up to t = 1
     lik = evaluate_likelihood(run, 5, batch_size=4)  # two batches, the second padded

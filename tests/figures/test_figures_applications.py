@@ -22,13 +22,18 @@ def test_psnr_and_auroc_by_hand():
 @pytest.mark.slow  # the tiny diffusion run and its denoiser: about 40 s of CPU on 2 cores
 def test_chart30_parts_from_tiny_runs(diffusion_runs, ae_runs, tmp_path):
     runs = {"ddpm_mnist": str(diffusion_runs / "ddpm_mnist"), "vae_mnist": str(ae_runs / "vae_mnist")}
-    d = applications_data(runs, num=20, levels=(0.1, 0.4))
+    d = applications_data(runs, num=20, levels=(0.1, 0.4), inpaint_steps=10, inpaint_draws=2)
     assert d["text"] is None  # no charlm run
     assert d["conditional"]["images"].shape == (40, 8, 8, 1) and list(d["conditional"]["labels"][:5]) == [0] * 4 + [1]
     dn = d["denoising"]
     assert dn["denoised"].shape == (2, 20, 8, 8, 1)
     np.testing.assert_allclose(dn["psnr_noisy"], [psnr(n, dn["clean"]) for n in dn["noisy"]])
     assert dn["psnr_noisy"][0].mean() > dn["psnr_noisy"][1].mean()  # more noise, lower PSNR
+    p = d["inpainting"]
+    assert p["completions"].shape == (2, 10, 8, 8, 1) and p["mask"][:4].all() and not p["mask"][4:].any()
+    for draw in p["completions"]:  # the known upper half is the original's (to the 8-bit level)
+        np.testing.assert_allclose(draw[:, :4], p["originals"][:, :4], atol=0.5 / 255 + 1e-6)
+    assert np.abs(p["completions"][0] - p["completions"][1])[:, 4:].max() > 0.05  # two draws differ below
     a = d["anomaly"]
     vae = load_run(runs["vae_mnist"])
     test, _ = pick_test_images(vae, 20)

@@ -29,11 +29,13 @@ def test_chart21_table_is_the_metrics_rows_at_the_requested_steps(gan_runs):
     data = gan_steps_data({"gan_mnist": str(workdir)})
     train = {r["step"]: r for r in _rows(workdir, "train")}
     last = max(train)
-    # logged every step: 0 and 1 are answered by the first row (D is measured before each update), then 10, the last
+    # train.log_every=8 with train.log_steps=(1, 10): rows at 1, 8, 10, 16, 24. Steps 0 and 1 are answered by the
+    # first row (D is measured before each update), 10 by its own row (the mean over steps 9-10), then the last
+    assert sorted(train) == [1, 8, 10, 16, 24]
     assert [r["steps"] for r in data["table"]] == [[0, 1], [10], [last]]
+    assert [r["window"] for r in data["table"]] == [(1, 1), (9, 10), (17, 24)]
     for row in data["table"]:
         logged = train[row["step"]]
-        assert row["window"] == (row["step"], row["step"])
         assert {k: row[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")} == \
             {k: logged[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")}
     np.testing.assert_array_equal(data["curve"]["step"], sorted(train))

@@ -8,12 +8,17 @@ import pytest
 
 from jgen.figures import CHARTS, MissingData, draw_charts
 from jgen.figures.ethics import copying_z, draw_memorisation, memorisation_data, nearest
-from jgen.figures.landscape import (draw_interpolation, draw_landscape, draw_two_approaches, interpolation_data,
-                                    landscape_data, quality_curves_data, two_approaches_data)
+from jgen.figures.common import SEED_STEPS, SEEDS, seed_run
+from jgen.figures.landscape import (draw_interpolation, draw_landscape, draw_tradeoffs, draw_two_approaches,
+                                    interpolation_data, landscape_data, quality_curves_data, tradeoffs_data,
+                                    two_approaches_data)
+from jgen.figures.registry import draw_chart
+from jgen.run import train_and_evaluate
 from jgen.run import evaluate_run, load_run
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
-from tests.figures.tiny_runs import PIXEL_NET
+from tests.conftest import tiny_config
+from tests.figures.tiny_runs import PIXEL_NET, tiny_autoencoder
 
 
 def test_chart26_curves_are_the_sample_quality_rows(gan_runs, tmp_path):
@@ -112,3 +117,39 @@ def test_chart31_nearest_neighbours_and_copying_statistic(gan_runs, tmp_path):
     assert len(d["data"]["test_pixel"]) == len(run.test_source) and f["class_freq"].sum() == pytest.approx(1)
     draw_memorisation(d, str(tmp_path / "31.png"))
     assert (tmp_path / "31.png").stat().st_size > 20_000
+
+
+def test_chart29_without_seed_runs_names_the_commands_that_make_them(tmp_path):
+    out = draw_chart(CHARTS[29], str(tmp_path), str(tmp_path / "figs"))
+    assert out.status == "skipped" and len(out.commands) == len(SEED_STEPS) * len(SEEDS) >= 3 * 6
+    assert f"python -m jgen train --config experiments/configs/gan_mnist.py --workdir {tmp_path}/seeds/gan_mnist_s2 " \
+        f"--config.seed=2 --config.train.steps={SEED_STEPS['gan_mnist']}" in out.commands
+
+
+@pytest.mark.slow  # six tiny trainings and six evaluations: about 25 s on 2 cores
+def test_chart29_table_is_the_seed_runs_evaluations(tmp_path):
+    families = ("ae_mnist", "vae_mnist")
+    runs = {}
+    for s in SEEDS:
+        for family, config in (("ae_mnist", tiny_autoencoder(10)), ("vae_mnist", tiny_config("vae", steps=10))):
+            config.seed = s
+            runs[seed_run(family, s)] = str(tmp_path / seed_run(family, s))
+            train_and_evaluate(config, runs[seed_run(family, s)])
+    d = tradeoffs_data(runs, families=families, num_samples=40, feature_net=PIXEL_NET)
+    assert [(r["family"], r["seed"]) for r in d["per_run"]] == [(f, s) for f in families for s in SEEDS]
+    for r in d["per_run"]:
+        row = evaluate_run(load_run(runs[r["run"]]), 40, 0, PIXEL_NET)
+        assert (r["fid"], r["recall"], r["bits_per_dim"], r["nfe"], r["steps"]) == (
+            row[f"fid_{PIXEL_NET}"], row[f"recall_{PIXEL_NET}"], row.get("bits_per_dim"), row["nfe"], 10)
+        train = read_metrics(runs[r["run"]], "train")  # logged every 5 steps: 5 steps over each row's steps/s
+        assert r["train_seconds"] == pytest.approx(sum(5 / t["steps_per_sec"] for t in train))
+    assert len({r["fid"] for r in d["per_run"]}) == 6  # the seeds give different models
+    for f in d["families"]:
+        fids = [r["fid"] for r in d["per_run"] if r["family"] == f["family"]]
+        assert f["fid"] == pytest.approx(np.mean(fids)) and f["fid_std"] == pytest.approx(np.std(fids, ddof=1))
+        assert f["fid_range"] == pytest.approx(max(fids) - min(fids)) and f["seeds"] == 3
+    ae, vae = d["families"]
+    assert ae["bits_per_dim"] is None and vae["bits_per_dim"] == pytest.approx(
+        np.mean([r["bits_per_dim"] for r in d["per_run"] if r["family"] == "vae_mnist"]))
+    draw_tradeoffs(d, str(tmp_path / "29.png"))
+    assert (tmp_path / "29.png").stat().st_size > 20_000

@@ -27,7 +27,8 @@ register_feature_net(PIXEL_NET, pixel_feature_net)
 
 def tiny_gan(steps: int = 24):
     c = gan_config(tiny_config, steps)
-    c.train.log_every = 1          # every step logged: the table's steps 0, 1 and 10 are rows of their own
+    c.train.log_every = 8
+    c.train.log_steps = (1, 10)    # the table's steps 0 and 1 (the first row) and 10 get rows of their own
     c.train.sample_every = 8
     c.eval.sample_metrics_every = 8
     c.eval.num_samples = 64
