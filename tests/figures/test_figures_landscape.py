@@ -8,7 +8,7 @@ import pytest
 
 from jgen.figures import CHARTS, MissingData, draw_charts
 from jgen.figures.ethics import copying_z, draw_memorisation, memorisation_data, nearest
-from jgen.figures.common import SEED_STEPS, SEEDS, seed_run
+from jgen.figures.common import RUNS, SEED_STEPS, SEEDS, seed_run
 from jgen.figures.landscape import (draw_interpolation, draw_landscape, draw_tradeoffs, draw_two_approaches,
                                     interpolation_data, landscape_data, quality_curves_data, tradeoffs_data,
                                     two_approaches_data)
@@ -31,9 +31,19 @@ def test_chart26_curves_are_the_sample_quality_rows(gan_runs, tmp_path):
     np.testing.assert_array_equal(c["step"], [8, 16, 24])
     for m in ("fid", "is", "precision", "recall"):
         np.testing.assert_array_equal(c[m], [r[f"{m}_{PIXEL_NET}"] for r in rows])
-    out = draw_charts(str(gan_runs), str(tmp_path), [26], log=lambda _: None)[0]
-    assert out.status == "drawn" and "ar_mnist" in out.message  # drawn from what exists, the rest named
+    # the chart reads the seed-0 runs (they log sample quality): a runs folder with only the GAN's
+    (tmp_path / "runs" / "seeds").mkdir(parents=True)
+    (tmp_path / "runs" / seed_run("gan_mnist", 0)).symlink_to(workdir)
+    out = draw_charts(str(tmp_path / "runs"), str(tmp_path), [26], log=lambda _: None)[0]
+    assert out.status == "drawn" and seed_run("ar_mnist", 0) in out.message  # drawn from what exists, the rest named
     assert (tmp_path / CHARTS[26].filename).stat().st_size > 20_000
+
+
+def test_seed0_runs_log_sample_quality_and_the_others_do_not():
+    for family, steps in SEED_STEPS.items():
+        zero = dict(RUNS[seed_run(family, 0)].overrides)
+        assert zero["train.steps"] == steps and 1 <= zero["eval.sample_metrics_every"] <= steps
+        assert "eval.sample_metrics_every" not in dict(RUNS[seed_run(family, 1)].overrides)
 
 
 def test_chart26_without_quality_rows_says_how_to_log_them(tmp_path):
