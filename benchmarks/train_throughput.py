@@ -8,9 +8,10 @@ pipeline's images/s; on 1 and N devices.
 
 Each device count runs in a fresh process (on the CPU with XLA_FLAGS=--xla_force_host_platform_device_count=N).
 For each it prints:
-- input img/s: the grain iterator alone (`jgen.data.make_train_iterator` with the config's source, batch size and
-  flips): `next(it)` for --input_batches batches, timed from the first batch, when grain's read-ahead buffer
-  (16 reader threads, up to 500 batches) is still empty, so the figure is the rate at which it produces batches.
+- input img/s: the grain iterator alone (`jgen.data.make_train_iterator` with the config's source, batch size,
+  flips and data.read_ahead), once per worker count of --input_workers (default 0 and 2: read in the process, and
+  by 2 grain worker processes): `next(it)` for --input_batches batches, timed from the first batch (after the
+  workers' start-up), so the figure is the rate at which the pipeline produces batches, next to the step's.
 - step: the training loop's own compiled call (`jgen.train.loop.jitted_train_step`, K = --steps_per_call steps per
   call) fed the config's real batches already on the device, so the figure is the step alone; the median over
   --trials of --steps timed steps, after a compiling call. images/s = global batch / step time.
@@ -84,14 +85,18 @@ def worker(a) -> dict:
         train, _, info = get_source(config.data)
         method = build_method(config, info, train)
 
-        def iterator():
-            return make_train_iterator(train, config.seed, bs, random_flip=config.data.random_flip)
-        it = iterator()
-        next(it)  # grain's start-up
-        t0 = time.perf_counter()
-        for _ in range(a.input_batches):
-            next(it)
-        input_rate = a.input_batches * bs / (time.perf_counter() - t0)
+        def iterator(workers: int = 0):
+            d = config.data
+            return make_train_iterator(train, config.seed, bs, random_flip=d.random_flip, worker_count=workers,
+                                       worker_buffer_size=d.worker_buffer_size, read_ahead=d.read_ahead)
+        input_rate = {}
+        for workers in a.input_workers:
+            with iterator(workers) as it:
+                next(it)  # grain's (and the workers') start-up
+                t0 = time.perf_counter()
+                for _ in range(a.input_batches):
+                    next(it)
+                input_rate[workers] = a.input_batches * bs / (time.perf_counter() - t0)
         if a.input_only:
             return {"config": config.name, "batch": bs, "input_images_per_sec": input_rate,
                     "load_avg_1min": os.getloadavg()[0]}
@@ -141,6 +146,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--steps_per_call", type=int, default=1)
     p.add_argument("--input_batches", type=int, default=300, help="batches timed for the input pipeline's rate")
+    p.add_argument("--input_workers", default="0,2", help="data.worker_count values whose input images/s are "
+                   "timed, e.g. 0,2")
     p.add_argument("--input_only", action="store_true", help="only the input pipeline's images/s")
     p.add_argument("--mock_tfds", type=int, default=0, help="run on tfds.testing.mock_data with this many examples")
     p.add_argument("--peak_tflops", type=float, default=0.0, help="peak of all devices together (default: measured "
@@ -150,12 +157,14 @@ def main() -> None:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="config overrides field=value, e.g. data.batch_size=8")
     a = p.parse_args()
+    a.input_workers = [int(w) for w in a.input_workers.split(",")]
     if a.steps % a.steps_per_call:
         sys.exit(f"--steps={a.steps} must be a multiple of --steps_per_call={a.steps_per_call}")
     if a.worker:
         print(json.dumps(worker(a)))
         return
-    head = (f"{'devices':>7} {'batch':>5} {'K':>3} {'step ms':>9} {'img/s':>8} {'input img/s':>11} "
+    inputs = " ".join(f"{f'input w={w} img/s':>17}" for w in a.input_workers)
+    head = (f"{'devices':>7} {'batch':>5} {'K':>3} {'step ms':>9} {'img/s':>8} {inputs} "
             f"{'GFLOP/step':>10} {'TFLOP/s':>8} {'peak TFLOP/s':>12} {'MFU':>7} {'compile s':>9}"
             + (f" {'loop steps/s':>12}" if a.loop else ""))
     print(f"{a.config} {' '.join(a.overrides)}" + ("" if a.input_only else f"\n{head}"), flush=True)
@@ -167,14 +176,16 @@ def main() -> None:
         if r.returncode:
             sys.exit(f"{n} devices: the worker failed:\n{r.stderr[-3000:]}")
         f = json.loads(r.stdout.strip().splitlines()[-1])
+        rates = [f["input_images_per_sec"][str(w)] for w in a.input_workers]  # JSON keys are strings
         if a.input_only:
-            print(f"{n:>7} {f['batch']:>5} input {f['input_images_per_sec']:.0f} images/s (load average "
-                  f"{f['load_avg_1min']:.1f})", flush=True)
+            shown = ", ".join(f"{r:.0f} images/s with {w} workers" for w, r in zip(a.input_workers, rates))
+            print(f"{n:>7} {f['batch']:>5} input {shown} (load average {f['load_avg_1min']:.1f})", flush=True)
             continue
         mfu = "—" if f["mfu"] is None else f"{100 * f['mfu']:.2f}%"
         peak = "—" if f["peak_flops"] is None else f"{f['peak_flops'] / 1e12:.3f}"
         line = (f"{f['devices']:>7} {f['batch']:>5} {f['steps_per_call']:>3} {1e3 * f['step_s']:>9.1f} "
-                f"{f['images_per_sec']:>8.1f} {f['input_images_per_sec']:>11.0f} {f['flops_per_step'] / 1e9:>10.2f} "
+                f"{f['images_per_sec']:>8.1f} {' '.join(f'{r:>17.0f}' for r in rates)} "
+                f"{f['flops_per_step'] / 1e9:>10.2f} "
                 f"{f['flops_per_sec'] / 1e12:>8.4f} {peak:>12} {mfu:>7} {f['compile_s']:>9.1f}")
         if a.loop:
             line += f" {loop_steps_per_sec(a.config, n, a.loop_steps, 50, a.overrides):>12.2f}"

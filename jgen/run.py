@@ -100,6 +100,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
              f"--config.parallel.fsdp={max(d for d in range(1, fsdp + 1) if n % d == 0)}")
     if not isinstance(config.data.random_flip, bool):
         fail("data.random_flip", config.data.random_flip, "must be true or false")
+    require_int("data.worker_count", config.data.worker_count, 0,
+                "--config.data.worker_count=0 (read in the training process) or the number of worker processes")
+    require_int("data.worker_buffer_size", config.data.worker_buffer_size, 1, "--config.data.worker_buffer_size=1")
+    require_int("data.read_ahead", config.data.read_ahead, 0,
+                "--config.data.read_ahead=16 (batches in flight per reading process; 0 reads on demand)")
     cls = method_class(config)
     t = config.train
     if not isinstance(t.steps, int) or t.steps <= 0:

@@ -37,6 +37,9 @@ def test_latent_diffusion_needs_its_first_stage():
     ("optim.schedule", "linear", "choose one of"),
     ("method.likelihood", "poisson", "choose one of"),
     ("eval.feature_net", "vgg", "choose one of"),
+    ("data.worker_count", -1, "worker_count=-1 is invalid: must be an integer >= 0. Fix: --config.data.worker_count=0"),
+    ("data.worker_buffer_size", 0, "must be an integer >= 1. Fix: --config.data.worker_buffer_size=1"),
+    ("data.read_ahead", -3, "data.read_ahead=-3 is invalid: must be an integer >= 0"),
 ])
 def test_validation_names_field_value_and_allowed(field, value, needle):
     c = tiny_config()

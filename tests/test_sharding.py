@@ -1,5 +1,6 @@
-"""FSDP (config.parallel.fsdp): the layout rule, the config check, and on 8 fake CPU devices a data=2 x fsdp=4 run
-next to a data=8 one, checkpoints restored under other fsdp sizes, and a run resumed under another fsdp size."""
+"""FSDP (config.parallel.fsdp): the layout rule, the config check, and on 8 fake CPU devices data=2 x fsdp=4 and
+1 x fsdp=8 runs next to a data=8 one, checkpoints restored under other fsdp sizes, and a run resumed under another
+fsdp size."""
 
 import json
 import os
@@ -43,16 +44,21 @@ def test_fsdp_must_divide_the_device_count():
     validate(c, num_devices=8)
 
 
+def _fsdp_check(workdir, fsdp: int, steps: int) -> dict:
+    """tests/fsdp_check.py's JSON for `steps` steps at data=8 and at (8 / fsdp) x fsdp, in a process of 8 devices."""
+    proc = subprocess.run([sys.executable, "-m", "tests.fsdp_check", str(workdir), str(fsdp), str(steps)], cwd=ROOT,
+                          env=EIGHT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_fsdp_on_eight_devices_trains_like_data_parallel(tmp_path):
     """tests/fsdp_check.py in a process with 8 CPU devices: the same 4 steps on data=8 (replicated) and on
     data=2 x fsdp=4 give the same losses (1e-6 relative; they agree bitwise here), every parameter array of the tiny
     VAE is split, so each device holds 1/4 of the parameter and EMA bytes (26,912 -> 6,728) and about 1/4 of the
     optimizer state's (Adam's step count is replicated); the fsdp=4 checkpoint restores into fsdp=2 and fsdp=1
     layouts with equal values."""
-    proc = subprocess.run([sys.executable, "-m", "tests.fsdp_check", str(tmp_path)], cwd=ROOT, env=EIGHT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _fsdp_check(tmp_path, 4, 4)
     rep, fsdp = out["fsdp1"], out["fsdp4"]
     assert out["devices"] == 8 and rep["mesh"] == {"data": 8, "fsdp": 1} and fsdp["mesh"] == {"data": 2, "fsdp": 4}
     np.testing.assert_allclose(fsdp["losses"], rep["losses"], rtol=1e-6)
@@ -64,6 +70,30 @@ def test_fsdp_on_eight_devices_trains_like_data_parallel(tmp_path):
         r = out[f"restored_fsdp{n}"]
         assert r["equal"] and r["sharding_as_asked"], (n, r)
     assert out["restored_fsdp2"]["param_bytes"] * 2 == out["restored_fsdp1"]["param_bytes"] == rep["bytes"]["params"]
+
+
+@pytest.mark.slow  # ~11 s: a second 8-device process, 20 steps on each mesh
+def test_fsdp_over_all_eight_devices_trains_like_data_parallel(tmp_path):
+    """fsdp=8 (a 1 x 8 mesh: the batch and every divisible array split 8 ways) against data=8 over 20 steps: losses to
+    1e-5 relative; each parameter and optimizer array with an axis divisible by 8 holds 1/8 of its bytes per device,
+    the others (Adam's step count) all of them; the checkpoint restores into fsdp=4 and fsdp=1 layouts."""
+    out = _fsdp_check(tmp_path, 8, 20)
+    rep, fsdp = out["fsdp1"], out["fsdp8"]
+    assert rep["mesh"] == {"data": 8, "fsdp": 1} and fsdp["mesh"] == {"data": 1, "fsdp": 8}
+    assert len(fsdp["losses"]) == 20
+    np.testing.assert_allclose(fsdp["losses"], rep["losses"], rtol=1e-5)
+    divisible = 0
+    for (shape, nbytes, full), (shape8, nbytes8, part) in zip(rep["arrays"], fsdp["arrays"]):
+        assert shape == shape8 and full == nbytes == nbytes8
+        splits = any(d % 8 == 0 for d in shape)
+        divisible += splits
+        assert part * (8 if splits else 1) == nbytes, (shape, nbytes, part)
+    assert divisible == fsdp["sharded_leaves"] * 3  # each parameter, its Adam mu and nu
+    for k in ("params", "ema_params"):
+        assert fsdp["bytes"][k] * 8 == rep["bytes"][k]
+    for n in (4, 1):
+        r = out[f"restored_fsdp{n}"]
+        assert r["equal"] and r["sharding_as_asked"], (n, r)
 
 
 def _cli_train(workdir, steps, fsdp, *extra):

@@ -8,7 +8,7 @@ one place where that happens.
 import jax.numpy as jnp
 
 from jgen.config import InputError
-from jgen.data.pipeline import eval_batches, make_train_iterator, spread_batch, train_batches
+from jgen.data.pipeline import TrainIterator, eval_batches, make_train_iterator, spread_batch, train_batches
 from jgen.data.sources import IMAGE_SOURCES, ArraySource, DataInfo
 from jgen.data.text import TextInfo, load_pydoc_text, load_tfds_text
 
@@ -33,5 +33,6 @@ def from_model_range(x):
     return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
 
 
-__all__ = ["DataInfo", "TextInfo", "ArraySource", "get_source", "SOURCES", "make_train_iterator", "train_batches",
+__all__ = ["DataInfo", "TextInfo", "ArraySource", "get_source", "SOURCES", "TrainIterator", "make_train_iterator",
+           "train_batches",
            "eval_batches", "spread_batch", "to_model_range", "from_model_range"]

@@ -7,6 +7,11 @@ locally. Laid side by side in process order (`jax.make_array_from_process_local_
 1-process global batch, row for row, so the data seen by the model does not depend on the process count.
 The iterator's state (a small dict: the number of batches read) is the same on every process and for every
 process count, so a checkpoint's data position resumes on any topology.
+
+Reading: `TrainIterator` reads the batches in this process (grain reader threads keep `read_ahead` batches in
+flight) or, with `worker_count` > 0, in grain worker processes that each read every worker_count-th batch and keep
+`worker_buffer_size` finished batches ready; the stream is interleaved back in order, so the batches are bitwise
+the same for every worker count, and so is the iterator state.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from typing import Iterator
 import grain
 import jax
 import numpy as np
+from absl import flags
+
+# Reader threads per reading process; grain's own default (16) and the most `read_ahead` can keep busy.
+MAX_READ_THREADS = 16
 
 
 class _ProcessRows(grain.MapDataset):
@@ -67,15 +76,88 @@ def train_batches(source, seed: int, global_batch_size: int, process_index: int 
     return ds.batch(local, drop_remainder=True)
 
 
-def make_train_iterator(source, seed: int, global_batch_size: int, process_index: int | None = None,
-                        process_count: int | None = None, random_flip: bool = False):
-    """A checkpointable grain iterator of `train_batches` (this process's share of each global batch).
+class TrainIterator:
+    """This process's batches of `train_batches`, read from position `get_state()["next_index"]` on.
 
-    Yields {"image": [B_local, H, W, C] float32, "label": [B_local] int32}.
+    worker_count: 0 reads in this process; N > 0 starts N grain worker processes (spawned: each imports jgen and
+        unpickles the source, seconds of start-up) when the first batch is asked for; worker w reads batches
+        w, w + N, ... and the iterator interleaves them back in order.
+    worker_buffer_size: finished batches each worker keeps ready (>= 1).
+    read_ahead: batches each reading process (this one, or each worker) keeps in flight on its reader threads
+        (min(read_ahead, MAX_READ_THREADS) threads; 0: read on demand, no threads). Host memory for input is about
+        (read_ahead + worker_buffer_size) x max(1, worker_count) batches.
+
+    The state is {"next_index": batches read}, whatever the worker count: `set_state` closes the workers and the
+    next batch reopens the stream at that position. `dataset` is the random-access grain dataset (element b is
+    batch b), for reading a batch without moving the iterator. Close it (or use it as a context manager) to stop
+    the workers.
+    """
+
+    def __init__(self, dataset: grain.MapDataset, worker_count: int = 0, worker_buffer_size: int = 1,
+                 read_ahead: int = 16):
+        if worker_count < 0 or worker_buffer_size < 1 or read_ahead < 0:
+            raise ValueError(f"TrainIterator wants worker_count >= 0, worker_buffer_size >= 1 and read_ahead >= 0; "
+                             f"got {worker_count}, {worker_buffer_size}, {read_ahead}")
+        self.dataset = dataset
+        self._workers, self._buffer, self._read_ahead = worker_count, worker_buffer_size, read_ahead
+        self._next = 0
+        self._it = None
+
+    def _open(self):
+        ds = self.dataset[self._next:]  # batch `next_index` on: a fresh start and a resume are one path
+        threads = min(self._read_ahead, MAX_READ_THREADS)
+        ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=self._read_ahead))
+        if self._workers:
+            if not flags.FLAGS.is_parsed():  # grain reads its absl flags when it starts workers; jgen parses none
+                flags.FLAGS.mark_as_parsed()
+            ds = ds.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(
+                num_workers=self._workers, per_worker_buffer_size=self._buffer))
+        return iter(ds)
+
+    def __iter__(self) -> "TrainIterator":
+        return self
+
+    def __next__(self) -> dict:
+        if self._it is None:
+            self._it = self._open()
+        batch = next(self._it)
+        self._next += 1
+        return batch
+
+    def get_state(self) -> dict:
+        return {"next_index": self._next}
+
+    def set_state(self, state: dict) -> None:
+        n = state.get("next_index") if isinstance(state, dict) else None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"a data iterator state is {{'next_index': batches read >= 0}}; got {state!r}")
+        if n != self._next:
+            self.close()
+        self._next = n
+
+    def close(self) -> None:
+        """Stop the reader threads and worker processes (the next batch starts them again)."""
+        if self._it is not None:
+            self._it.close()
+            self._it = None
+
+    def __enter__(self) -> "TrainIterator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_train_iterator(source, seed: int, global_batch_size: int, process_index: int | None = None,
+                        process_count: int | None = None, random_flip: bool = False, worker_count: int = 0,
+                        worker_buffer_size: int = 1, read_ahead: int = 16) -> TrainIterator:
+    """A checkpointable `TrainIterator` over `train_batches` (this process's share of each global batch).
+
+    Yields {"image": [B_local, H, W, C] float32, "label": [B_local] int32} (text sources: {"tokens": ...}).
     `it.get_state()` / `it.set_state(state)` save and restore its position.
     """
-    return iter(train_batches(source, seed, global_batch_size, process_index, process_count,
-                              random_flip).to_iter_dataset())
+    return TrainIterator(train_batches(source, seed, global_batch_size, process_index, process_count, random_flip),
+                         worker_count, worker_buffer_size, read_ahead)
 
 
 def eval_batches(source, batch_size: int, max_examples: int | None = None) -> Iterator[tuple[dict, int]]:

@@ -36,6 +36,7 @@ from jgen.config import InputError, fail, optim_config
 from jgen.data.text import TextInfo, decode as decode_text, encode as encode_text
 from jgen.methods.registry import register
 from jgen.methods.base import Batch, Method
+from jgen.nn.precision import check_precision, compute_dtype, param_dtype, precision_defaults
 from jgen.nn.transformer import POSITIONS, Transformer
 from jgen.viz import image_grid
 
@@ -137,7 +138,7 @@ class Autoregressive(Method):
                         top_p=1.0),            # sampling: nucleus mass (1 = all)
             model=dict(d_model=64, num_layers=2, num_heads=4, mlp_ratio=4, dropout=0.0,
                        positions="rope",       # rope | learned
-                       tie_embeddings=False),
+                       tie_embeddings=False, **precision_defaults()),
             optim=optim_config(1e-3, name="adamw", weight_decay=0.01, schedule="cosine", warmup_steps=100,
                                grad_clip=1.0)))
 
@@ -166,6 +167,7 @@ class Autoregressive(Method):
             fail("model.positions", net.positions, f"choose one of {POSITIONS}")
         if not isinstance(net.tie_embeddings, bool):
             fail("model.tie_embeddings", net.tie_embeddings, "must be true or false")
+        check_precision(net)
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)
@@ -184,7 +186,8 @@ class Autoregressive(Method):
             vocab, outputs, max_len = m.levels + max(self.prefix_classes, 1), m.levels, self.num_dims
         self.net = Transformer(vocab_size=vocab, num_outputs=outputs, max_len=max_len, d_model=net.d_model,
                                num_layers=net.num_layers, num_heads=net.num_heads, mlp_ratio=net.mlp_ratio,
-                               dropout=net.dropout, positions=net.positions, tie_embeddings=net.tie_embeddings)
+                               dropout=net.dropout, positions=net.positions, tie_embeddings=net.tie_embeddings,
+                               dtype=compute_dtype(net), param_dtype=param_dtype(net))
 
     @property
     def num_classes(self) -> int:

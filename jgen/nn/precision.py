@@ -8,7 +8,7 @@ softmaxes are computed in float32, and every network returns float32 outputs, so
 samplers' solver states never see bfloat16.
 
 Families whose model section has these fields: diffusion and latent diffusion (UNet), VAE and autoencoder
-(`jgen.nn.autoencoder`), GAN, classifier.
+(`jgen.nn.autoencoder`), GAN, classifier, autoregressive (`jgen.nn.transformer`: its logits are float32).
 """
 
 from __future__ import annotations

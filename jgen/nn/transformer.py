@@ -9,9 +9,16 @@ treats `tokens` [B, T] as positions index .. index + T - 1. Without a cache the 
 themselves (a causal mask over T); with a cache (`init_cache`) the new keys/values are written into it at
 `index` and the queries attend to every cached position <= their own. Decoding one token at a time with
 the cache gives the logits of the full forward pass (tested to 1e-5).
+
+Precision (`dtype`, see jgen/nn/precision.py): embeddings, attention and the MLPs compute in `dtype` (float32 or
+bfloat16; the residual stream and the cache are in `dtype`) from `param_dtype` (float32) parameters; LayerNorm
+statistics and the attention softmax are float32, and the output head runs in float32 on the final LayerNorm's
+float32 output, so the logits, and the losses and samplers that read them, are float32.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import chex
 import flax.linen as nn
@@ -36,13 +43,16 @@ class CausalSelfAttention(nn.Module):
     num_heads: int
     dropout: float = 0.0
     rope: bool = True
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, positions: jax.Array, cache: dict | None, index: jax.Array,
                  train: bool) -> tuple[jax.Array, dict | None]:
         b, t, d = x.shape
         h = self.num_heads
-        qkv = nn.DenseGeneral((3, h, d // h), name="qkv")(x)                       # [B, T, 3, H, Dh]
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        qkv = nn.DenseGeneral((3, h, d // h), name="qkv", **kw)(x)                 # [B, T, 3, H, Dh]
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.rope:
             q, k = rotary(q, positions), rotary(k, positions)
@@ -59,7 +69,7 @@ class CausalSelfAttention(nn.Module):
         weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(x.dtype)
         weights = nn.Dropout(self.dropout)(weights, deterministic=not train)
         out = jnp.einsum("bhts,bshd->bthd", weights, values)
-        return nn.DenseGeneral(d, axis=(-2, -1), name="out")(out), cache
+        return nn.DenseGeneral(d, axis=(-2, -1), name="out", **kw)(out), cache
 
 
 class Block(nn.Module):
@@ -67,14 +77,17 @@ class Block(nn.Module):
     mlp_ratio: int = 4
     dropout: float = 0.0
     rope: bool = True
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, positions, cache, index, train):
-        attn, cache = CausalSelfAttention(self.num_heads, self.dropout, self.rope)(
-            nn.LayerNorm()(x), positions, cache, index, train)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        attn, cache = CausalSelfAttention(self.num_heads, self.dropout, self.rope, **kw)(
+            nn.LayerNorm(**kw)(x), positions, cache, index, train)
         x = x + nn.Dropout(self.dropout)(attn, deterministic=not train)
-        y = nn.Dense(self.mlp_ratio * x.shape[-1])(nn.LayerNorm()(x))
-        y = nn.Dense(x.shape[-1])(nn.gelu(y))
+        y = nn.Dense(self.mlp_ratio * x.shape[-1], **kw)(nn.LayerNorm(**kw)(x))
+        y = nn.Dense(x.shape[-1], **kw)(nn.gelu(y))
         return x + nn.Dropout(self.dropout)(y, deterministic=not train), cache
 
 
@@ -83,7 +96,7 @@ class Transformer(nn.Module):
 
     `num_outputs` <= `vocab_size`: the predicted tokens are the first `num_outputs` ids (the pixel model has
     extra class-prefix ids that are inputs only). With `tie_embeddings` the output layer reuses those rows of
-    the input embedding.
+    the input embedding. `dtype` is the compute dtype (the logits are float32 either way).
     """
     vocab_size: int
     num_outputs: int
@@ -95,6 +108,8 @@ class Transformer(nn.Module):
     dropout: float = 0.0
     positions: str = "rope"
     tie_embeddings: bool = False
+    dtype: Any = jnp.float32        # compute dtype (float32 | bfloat16)
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, tokens: jax.Array, cache: Cache | None = None, index: jax.Array | int = 0,
@@ -107,26 +122,32 @@ class Transformer(nn.Module):
         t = tokens.shape[1]
         index = jnp.asarray(index, jnp.int32)
         positions = index + jnp.arange(t)
-        embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=nn.initializers.normal(0.02), name="embed")
-        x = embed(tokens)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=nn.initializers.normal(0.02), name="embed",
+                         **kw)
+        x = embed(tokens)                                                          # [B, T, D] in dtype
         if self.positions == "learned":
-            table = self.param("pos_embed", nn.initializers.normal(0.02), (self.max_len, self.d_model))
-            x = x + jnp.take(table, positions, axis=0)[None]
+            table = self.param("pos_embed", nn.initializers.normal(0.02), (self.max_len, self.d_model),
+                               self.param_dtype)
+            x = x + jnp.take(table, positions, axis=0)[None].astype(self.dtype)
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
         new_cache = [] if cache is not None else None
         for i in range(self.num_layers):
-            x, c = Block(self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rope", name=f"block{i}")(
-                x, positions, None if cache is None else cache[i], index, train)
+            x, c = Block(self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rope", name=f"block{i}",
+                         **kw)(x, positions, None if cache is None else cache[i], index, train)
             if cache is not None:
                 new_cache.append(c)
-        x = nn.LayerNorm(name="final_norm")(x)
+        x = nn.LayerNorm(name="final_norm", dtype=jnp.float32, param_dtype=self.param_dtype)(x)  # float32
         if self.tie_embeddings:
-            logits = x @ embed.embedding[: self.num_outputs].T
+            logits = x @ embed.embedding[: self.num_outputs].T.astype(jnp.float32)
         else:
-            logits = nn.Dense(self.num_outputs, name="head")(x)
+            logits = nn.Dense(self.num_outputs, name="head", dtype=jnp.float32, param_dtype=self.param_dtype)(x)
+        chex.assert_type(logits, jnp.float32)
         return logits, new_cache
 
-    def init_cache(self, batch_size: int, dtype=jnp.float32) -> Cache:
-        """An empty cache for `batch_size` sequences of up to `max_len` tokens."""
+    def init_cache(self, batch_size: int, dtype: Any = None) -> Cache:
+        """An empty cache for `batch_size` sequences of up to `max_len` tokens, in `dtype` (default: the compute
+        dtype, the keys' and values' own)."""
+        dtype = self.dtype if dtype is None else dtype
         shape = (batch_size, self.max_len, self.num_heads, self.d_model // self.num_heads)
         return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(self.num_layers)]

@@ -242,10 +242,11 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
     data_sh = batch_sharding(mesh)
     t = config.train
 
-    it = make_train_iterator(train_src, config.seed, config.data.batch_size, random_flip=config.data.random_flip)
-    start_data = it.get_state()
-    example = _to_global(next(it), data_sh)  # the global first batch: init sees what a 1-process run sees
-    it.set_state(start_data)
+    d = config.data
+    it = make_train_iterator(train_src, config.seed, d.batch_size, random_flip=d.random_flip,
+                             worker_count=d.worker_count, worker_buffer_size=d.worker_buffer_size,
+                             read_ahead=d.read_ahead)
+    example = _to_global(it.dataset[0], data_sh)  # the global first batch: init sees what a 1-process run sees
     key = jax.random.PRNGKey(config.seed)
     state_sh = state_sharding(mesh, jax.eval_shape(method.init_state, key, example))
     state = jax.jit(method.init_state, out_shardings=state_sh)(key, example)
@@ -355,6 +356,7 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
     finally:
         if bar is not None:
             bar.close()
+        it.close()
         writer.close()
         manager.close()
     return final_eval
