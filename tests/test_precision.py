@@ -169,18 +169,19 @@ def test_bfloat16_transformer_gives_float32_logits_near_float32():
     assert {c.dtype for c in jax.tree.leaves(cache)} == {jnp.dtype(jnp.bfloat16)}
 
 
-def _remat_nets():
-    return {r: build_method(_config("diffusion", remat=r), DIGITS, None) for r in (False, True)}
+def _remat_nets(name: str = "diffusion"):
+    return {r: build_method(_config(name, remat=r), DIGITS, None) for r in (False, True)}
 
 
 def _grad_fn(method, batch):
     return jax.grad(lambda p: method.loss_fn(p, {}, batch, jax.random.PRNGKey(3))[0])
 
 
-def test_remat_keeps_the_parameter_tree_and_recomputes_in_the_backward_pass():
+@pytest.mark.parametrize("name", ["diffusion", "autoregressive"])  # the UNet's blocks, the transformer's
+def test_remat_keeps_the_parameter_tree_and_recomputes_in_the_backward_pass(name):
     """Traced, not compiled: model.remat gives the same parameter tree (names included, so checkpoints load
-    either way) and a gradient program with checkpointed (recomputed) regions, which the plain UNet lacks."""
-    nets, batch = _remat_nets(), _batch()
+    either way) and a gradient program with checkpointed (recomputed) regions, which the plain network lacks."""
+    nets, batch = _remat_nets(name), _batch()
     params = {r: jax.eval_shape(m.init_variables, jax.random.PRNGKey(0), batch)[0] for r, m in nets.items()}
     assert jax.tree.structure(params[False]) == jax.tree.structure(params[True])
     assert jax.tree.map(lambda x: (x.shape, x.dtype), params[False]) == \

@@ -138,7 +138,9 @@ class Autoregressive(Method):
                         top_p=1.0),            # sampling: nucleus mass (1 = all)
             model=dict(d_model=64, num_layers=2, num_heads=4, mlp_ratio=4, dropout=0.0,
                        positions="rope",       # rope | learned
-                       tie_embeddings=False, **precision_defaults()),
+                       tie_embeddings=False,
+                       remat=False,            # recompute block activations in the backward pass (less memory)
+                       **precision_defaults()),
             optim=optim_config(1e-3, name="adamw", weight_decay=0.01, schedule="cosine", warmup_steps=100,
                                grad_clip=1.0)))
 
@@ -165,8 +167,9 @@ class Autoregressive(Method):
             fail("model.dropout", net.dropout, "must be in [0, 1)")
         if net.positions not in POSITIONS:
             fail("model.positions", net.positions, f"choose one of {POSITIONS}")
-        if not isinstance(net.tie_embeddings, bool):
-            fail("model.tie_embeddings", net.tie_embeddings, "must be true or false")
+        for k in ("tie_embeddings", "remat"):
+            if not isinstance(net.get(k, False), bool):
+                fail(f"model.{k}", net[k], "must be true or false")
         check_precision(net)
 
     def __init__(self, config, info, resources=None):
@@ -187,7 +190,8 @@ class Autoregressive(Method):
         self.net = Transformer(vocab_size=vocab, num_outputs=outputs, max_len=max_len, d_model=net.d_model,
                                num_layers=net.num_layers, num_heads=net.num_heads, mlp_ratio=net.mlp_ratio,
                                dropout=net.dropout, positions=net.positions, tie_embeddings=net.tie_embeddings,
-                               dtype=compute_dtype(net), param_dtype=param_dtype(net))
+                               dtype=compute_dtype(net), param_dtype=param_dtype(net),
+                               remat=bool(net.get("remat", False)))
 
     @property
     def num_classes(self) -> int:

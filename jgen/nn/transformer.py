@@ -110,6 +110,7 @@ class Transformer(nn.Module):
     tie_embeddings: bool = False
     dtype: Any = jnp.float32        # compute dtype (float32 | bfloat16)
     param_dtype: Any = jnp.float32
+    remat: bool = False             # recompute each block's activations in the backward pass
 
     @nn.compact
     def __call__(self, tokens: jax.Array, cache: Cache | None = None, index: jax.Array | int = 0,
@@ -132,8 +133,11 @@ class Transformer(nn.Module):
             x = x + jnp.take(table, positions, axis=0)[None].astype(self.dtype)
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
         new_cache = [] if cache is not None else None
+        # named block{i} either way, so parameters and checkpoints are the same with and without remat; `train`
+        # (argument 5, counting self) is static under remat
+        block_cls = nn.remat(Block, static_argnums=(5,)) if self.remat else Block
         for i in range(self.num_layers):
-            x, c = Block(self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rope", name=f"block{i}",
+            x, c = block_cls(self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rope", name=f"block{i}",
                          **kw)(x, positions, None if cache is None else cache[i], index, train)
             if cache is not None:
                 new_cache.append(c)
