@@ -81,9 +81,11 @@ def parse_row(row: str) -> tuple[str, int, dict]:
     return parts[0], int(parts[1]), opts
 
 
-def nfe_plan(samplers: tuple[str, ...] = NFE_SAMPLERS, budgets: tuple[int, ...] = NFE_BUDGETS) -> list[str]:
-    """DDPM-1000, then for each budget every sampler at the step count whose NFE is closest at or below it."""
-    rows = ["ddpm:1000"]
+def nfe_plan(samplers: tuple[str, ...] = NFE_SAMPLERS, budgets: tuple[int, ...] = NFE_BUDGETS,
+             reference: int = 1000) -> list[str]:
+    """DDPM-`reference` (none if 0), then for each budget every sampler at the step count whose NFE is closest at
+    or below it."""
+    rows = [f"ddpm:{reference}"] if reference else []
     for nfe in budgets:
         for name in samplers:
             row = f"{name}:{steps_for_nfe(name, nfe)}"
@@ -112,6 +114,8 @@ def main() -> None:
     p.add_argument("--out", default=None, help="directory for results.jsonl, table.md and (nfe plan) fid_vs_nfe.png")
     p.add_argument("--samplers", default=",".join(NFE_SAMPLERS), help="nfe plan: comma-separated samplers")
     p.add_argument("--budgets", default=",".join(map(str, NFE_BUDGETS)), help="nfe plan: NFE budgets, in run order")
+    p.add_argument("--reference", type=int, default=1000, help="nfe plan: steps of the ancestral DDPM reference row "
+                   "(0: none)")
     args = p.parse_args()
 
     import jgen.methods.diffusion  # noqa: F401  (registers the method)
@@ -124,7 +128,8 @@ def main() -> None:
     elif args.plan == "gap":
         rows = GAP_PLAN
     elif args.plan == "nfe":
-        rows = nfe_plan(tuple(args.samplers.split(",")), tuple(int(b) for b in args.budgets.split(",")))
+        rows = nfe_plan(tuple(args.samplers.split(",")), tuple(int(b) for b in args.budgets.split(",")),
+                        args.reference)
     else:
         p.error("give --plan or --rows")
     parsed = [parse_row(r) for r in rows]  # check every row before any compute
