@@ -68,6 +68,7 @@ def test_missing_first_stage_is_explained(tmp_path):
         train_and_evaluate(tiny_diffusion_config(first_stage=""), str(tmp_path))
 
 
+@pytest.mark.slow  # a DDIM inversion program of its own (about 4 s of CI time); chart 23 covers interpolation too
 def test_ddim_interpolation_strip(runs):
     pipe = Pipeline.from_workdir(str(runs / "ldm"))
     a, b = np.zeros((8, 8, 1), np.float32), np.ones((8, 8, 1), np.float32) * 0.5

@@ -96,6 +96,7 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tmp_pa
         np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # two more processes starting JAX (about 3 s of CI time); the 2-process equality test stays fast
 def test_processes_with_different_configs_are_refused(tmp_path):
     port = launch_local.free_port()
     env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
