@@ -177,6 +177,33 @@ def main() -> None:
         if args.plan == "nfe":
             results.sort(key=lambda r: (r["sampler"], r["nfe"]))
             plot_nfe(results, os.path.join(args.out, "fid_vs_nfe.png"))
+            pivot = nfe_pivot(results)
+            print("\n" + pivot)
+            with open(os.path.join(args.out, "fid_by_nfe.md"), "w") as f:
+                f.write(pivot)
+
+
+def _budget(nfe: int) -> int | None:
+    """The smallest NFE budget at or above `nfe` (a multi-stage sampler's grid lands at or below its budget)."""
+    return next((b for b in NFE_BUDGETS if b >= nfe), None)
+
+
+def nfe_pivot(results) -> str:
+    """Markdown: one row per sampler, one column per NFE budget, FID in each cell (the NFE actually spent in
+    brackets where the sampler's stages land below the budget); the ancestral reference rows first."""
+    results = [r for r in results if r["row"].count(":") == 1]  # default settings only (rows with options aside)
+    refs = [r for r in results if r["sampler"] == "ddpm" and r["steps"] >= 1000]
+    rows = [r for r in results if r not in refs and _budget(r["nfe"]) is not None]
+    budgets = sorted({_budget(r["nfe"]) for r in rows})
+    lines = ["| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    lines += [f"| ddpm, {r['steps']} steps (reference) | {r['fid']:.1f} at NFE {r['nfe']} |" + " |" * (len(budgets) - 1)
+              for r in refs]
+    for name in sorted({r["sampler"] for r in rows}):
+        cell = {_budget(r["nfe"]): r for r in rows if r["sampler"] == name}
+        lines.append(f"| {name} | " + " | ".join(
+            "" if b not in cell else f"{cell[b]['fid']:.1f}" + ("" if cell[b]["nfe"] == b else f" ({cell[b]['nfe']})")
+            for b in budgets) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_nfe(results, path: str) -> None:
