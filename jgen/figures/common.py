@@ -56,6 +56,7 @@ RUNS: dict[str, RunSpec] = {
     "gmm_mnist": _spec("gmm_mnist"),
     "gan_mnist": _spec("gan_mnist"),
     "ddpm_mnist": _spec("ddpm_mnist"),
+    "flow_mnist": _spec("flow_mnist"),
     "ldm_autoencoder": _spec("ldm_autoencoder"),
     "ldm_mnist": _spec("ldm_mnist", ("method.first_stage_workdir", "ldm_autoencoder")),
     "ar_mnist": _spec("ar_mnist"),
@@ -63,7 +64,8 @@ RUNS: dict[str, RunSpec] = {
     "gan_dstar": _toy("gan_dstar", "dstar_curves.json"),
     "gan_ring": _toy("gan_ring", "ring_snapshots.npz"),
 }
-IMAGE_FAMILIES = ("ae_mnist", "vae_mnist", "gmm_mnist", "gan_mnist", "ddpm_mnist", "ldm_mnist", "ar_mnist")
+IMAGE_FAMILIES = ("ae_mnist", "vae_mnist", "gmm_mnist", "gan_mnist", "ddpm_mnist", "flow_mnist", "ldm_mnist",
+                  "ar_mnist")
 
 # Chart 29's seed runs: each family's default config at a small step count, trained with seeds 0, 1 and 2 (FID's
 # spread over seeds measures training stability). About 31 minutes of 2-core CPU for all 18, estimated from the
