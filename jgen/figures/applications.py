@@ -106,7 +106,7 @@ def _bits_per_dim(r: Run, images: np.ndarray, key: jax.Array, metric: str) -> np
 
 def applications_data(runs: Mapping[str, str], diffusion: str = "ddpm_mnist", likelihood: str = "vae_mnist",
                       text: str = "charlm", num: int = 200, levels=NOISE_LEVELS, prompt: str = "The ",
-                      num_tokens: int = 160, seed: int = 0, inpaint_sampler: str = INPAINT_SAMPLER,
+                      num_tokens: int = 120, seed: int = 0, inpaint_sampler: str = INPAINT_SAMPLER,
                       inpaint_steps: int = INPAINT_STEPS, inpaint_draws: int = INPAINT_DRAWS) -> dict:
     """Chart 30's data, each part present when its run is:
 
