@@ -68,9 +68,9 @@ IMAGE_FAMILIES = ("ae_mnist", "vae_mnist", "gmm_mnist", "gan_mnist", "ddpm_mnist
                   "ar_mnist")
 
 # Chart 29's seed runs: each family's default config at a small step count, trained with seeds 0, 1 and 2 (FID's
-# spread over seeds measures training stability). About 31 minutes of 2-core CPU for all 18, estimated from the
-# configs' own runtimes: ae 1000 steps (~20 s), vae 1000 (~70 s), gmm 15 EM steps (~20 s), gan 1000 (~60 s),
-# ddpm 300 (~4 min), ar 100 (~3 min) per seed.
+# spread over seeds measures training stability). All 18 took 36 minutes of wall time on 2 shared CPU cores
+# (measured by `jgen figures --train_missing`; three seeds together: ae 2.0 min, vae 4.9, gmm 1.1, gan 5.2,
+# ddpm 12.1, ar 10.4, the seed-0 runs with their sample-quality rows the longest).
 SEED_STEPS = {"ae_mnist": 1000, "vae_mnist": 1000, "gmm_mnist": 15, "gan_mnist": 1000, "ddpm_mnist": 300,
               "ar_mnist": 100}
 SEEDS = (0, 1, 2)
