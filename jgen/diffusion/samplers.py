@@ -42,9 +42,8 @@ from jgen.diffusion.guidance import ModelFn, make_denoiser
 from jgen.diffusion.inpaint import check_inpaint_sampler, make_projector
 from jgen.diffusion.parameterization import check_path
 from jgen.diffusion.sampler_core import (DEFAULT_SPACING, DEFAULT_STEPS, INPAINT_SAMPLERS, NOISE_LEVEL_SAMPLERS,
-                                         SAMPLERS, Recorder,
-                                         SamplerOptions, SamplerOutput, register_sampler, sampler_names, sampler_nfe,
-                                         steps_for_nfe)
+                                         SAMPLERS, Recorder, SamplerOptions, SamplerOutput, register_sampler,
+                                         sampler_names, sampler_nfe, steps_for_nfe)
 from jgen.diffusion.schedules import Schedule, start_std
 from jgen.diffusion.timegrid import SPACINGS, check_spacing, starts_at_infinite_noise, time_grid
 
