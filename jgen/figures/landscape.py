@@ -180,10 +180,11 @@ def draw_two_approaches(data: dict, path: str) -> None:
 
 # -- 28: the landscape of approaches -------------------------------------------------------------------------------
 def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int = 0,
-                   feature_net: str | None = None) -> dict:
+                   feature_net: str | None = None, likelihood_images: int = 64) -> dict:
     """Chart 28's data: one `evaluate_run` row per run (FID, precision, recall, IS, images/s after compilation,
     NFE, bits/dim and whether it is exact or a bound), all under one feature net (default: the first run's
-    config.eval.feature_net) against the same test images."""
+    config.eval.feature_net) against the same test images; a method whose likelihood is computed on demand
+    (diffusion's and flow matching's probability-flow ODE) gets it on `likelihood_images` test images."""
     names = list(runs)
     if not names:
         raise MissingData("chart 28 needs at least one image family's run")
@@ -191,7 +192,9 @@ def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int =
     net = get_feature_net(net_name)
     rows = []
     for name in names:
-        row = evaluate_run(load_run(runs[name]), num_samples, seed, net, timed=True)
+        run = load_run(runs[name])
+        on_demand = likelihood_images if "likelihood" in run.method.capabilities else 0
+        row = evaluate_run(run, num_samples, seed, net, timed=True, likelihood_images=on_demand)
         rows.append({"run": name, "method": row["method"], "fid": row[f"fid_{net_name}"],
                      "precision": row[f"precision_{net_name}"], "recall": row[f"recall_{net_name}"],
                      "is": row.get(f"is_{net_name}"), "images_per_sec": row["images_per_sec"], "nfe": row["nfe"],

@@ -132,7 +132,7 @@ def chart_inputs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str,
     "skipped" Outcome that names the missing runs and the commands that make them in place of None."""
     ready, missing = ready_runs(chart, runs_dir)
     if (missing and not chart.any_of) or (chart.any_of and not ready):
-        commands = tuple(c for name in missing for c in train_commands(name, runs_dir))
+        commands = tuple(dict.fromkeys(c for name in missing for c in train_commands(name, runs_dir)))  # deps once
         why = "; ".join(f"{os.path.join(runs_dir, n)}: {w}" for n, w in missing.items())
         return ready, missing, Outcome(chart.id, "skipped", message=f"missing runs: {why}", commands=commands)
     return ready, missing, None

@@ -13,8 +13,7 @@ from jgen.figures.landscape import (draw_interpolation, draw_landscape, draw_tra
                                     interpolation_data, landscape_data, quality_curves_data, tradeoffs_data,
                                     two_approaches_data)
 from jgen.figures.registry import draw_chart
-from jgen.run import train_and_evaluate
-from jgen.run import evaluate_run, load_run
+from jgen.run import evaluate_likelihood, evaluate_run, load_run, train_and_evaluate
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
 from tests.conftest import tiny_config
@@ -89,16 +88,18 @@ def test_chart17_samples_curves_and_costs(gan_runs, diffusion_runs, tmp_path):
     assert (tmp_path / "17.png").stat().st_size > 10_000
 
 
-@pytest.mark.slow  # two evaluations of the run (timed sampling, every metric): about 10 s on 2 cores
-def test_chart28_rows_are_evaluate_run_rows(gan_runs, tmp_path):
-    workdir = str(gan_runs / "gan_mnist")
-    d = landscape_data({"gan_mnist": workdir}, num_samples=40, feature_net=PIXEL_NET)
-    row = evaluate_run(load_run(workdir), 40, 0, PIXEL_NET)
-    (r,) = d["rows"]
-    assert (r["fid"], r["precision"], r["recall"], r["is"], r["nfe"]) == (
+@pytest.mark.slow  # evaluations of two runs (timed sampling, every metric, an ODE likelihood): about 20 s on 2 cores
+def test_chart28_rows_are_evaluate_run_rows(gan_runs, diffusion_runs, tmp_path):
+    runs = {n: str(gan_runs / n) for n in ("gan_mnist", "ddpm_mnist")}
+    d = landscape_data(runs, num_samples=40, feature_net=PIXEL_NET, likelihood_images=4)
+    gan, ddpm = d["rows"]
+    row = evaluate_run(load_run(runs["gan_mnist"]), 40, 0, PIXEL_NET)
+    assert (gan["fid"], gan["precision"], gan["recall"], gan["is"], gan["nfe"]) == (
         row[f"fid_{PIXEL_NET}"], row[f"precision_{PIXEL_NET}"], row[f"recall_{PIXEL_NET}"], row[f"is_{PIXEL_NET}"],
         row["nfe"])
-    assert r["images_per_sec"] > 0 and r["bits_per_dim"] is None  # a GAN has no likelihood
+    assert gan["images_per_sec"] > 0 and gan["bits_per_dim"] is None  # a GAN has no likelihood
+    ode = evaluate_likelihood(load_run(runs["ddpm_mnist"]), 4)  # diffusion's is computed on demand, on 4 test images
+    assert ddpm["bits_per_dim"] == pytest.approx(ode["bits_per_dim"]) and ddpm["bits_per_dim_kind"] == ode["bits_per_dim_kind"]
     draw_landscape(d, str(tmp_path / "28.png"))
     assert (tmp_path / "28.png").stat().st_size > 10_000
 
@@ -131,7 +132,13 @@ def test_chart31_nearest_neighbours_and_copying_statistic(gan_runs, tmp_path):
 
 def test_chart29_without_seed_runs_names_the_commands_that_make_them(tmp_path):
     out = draw_chart(CHARTS[29], str(tmp_path), str(tmp_path / "figs"))
-    assert out.status == "skipped" and len(out.commands) == len(SEED_STEPS) * len(SEEDS) >= 3 * 6
+    seeds = [c for c in out.commands if "/seeds/" in c]
+    assert out.status == "skipped" and len(seeds) == len(SEED_STEPS) * len(SEEDS) >= 3 * 8
+    # the latent diffusion seeds share the default first stage: its command comes once, before theirs
+    (first_stage,) = [c for c in out.commands if c not in seeds]
+    assert f"--workdir {tmp_path}/ldm_autoencoder" in first_stage
+    assert out.commands.index(first_stage) < min(i for i, c in enumerate(out.commands) if "ldm_mnist_s" in c)
+    assert f"--config.method.first_stage_workdir={tmp_path}/ldm_autoencoder" in seeds[-4]  # ldm's s2, before ar's
     assert f"python -m jgen train --config experiments/configs/gan_mnist.py --workdir {tmp_path}/seeds/gan_mnist_s2 " \
         f"--config.seed=2 --config.train.steps={SEED_STEPS['gan_mnist']}" in out.commands
 
