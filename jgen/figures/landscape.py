@@ -179,6 +179,13 @@ def draw_two_approaches(data: dict, path: str) -> None:
 
 
 # -- 28: the landscape of approaches -------------------------------------------------------------------------------
+def _evaluate(run, num_samples: int, seed: int, net, likelihood_images: int) -> dict:
+    """Charts 28 and 29's row of one run: `evaluate_run` timed, with the likelihood of a method that computes it on
+    demand (the probability-flow ODE) on `likelihood_images` test images; the others keep their evaluations'."""
+    on_demand = likelihood_images if "likelihood" in run.method.capabilities else 0
+    return evaluate_run(run, num_samples, seed, net, timed=True, likelihood_images=on_demand)
+
+
 def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int = 0,
                    feature_net: str | None = None, likelihood_images: int = 64) -> dict:
     """Chart 28's data: one `evaluate_run` row per run (FID, precision, recall, IS, images/s after compilation,
@@ -192,9 +199,7 @@ def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int =
     net = get_feature_net(net_name)
     rows = []
     for name in names:
-        run = load_run(runs[name])
-        on_demand = likelihood_images if "likelihood" in run.method.capabilities else 0
-        row = evaluate_run(run, num_samples, seed, net, timed=True, likelihood_images=on_demand)
+        row = _evaluate(load_run(runs[name]), num_samples, seed, net, likelihood_images)
         rows.append({"run": name, "method": row["method"], "fid": row[f"fid_{net_name}"],
                      "precision": row[f"precision_{net_name}"], "recall": row[f"recall_{net_name}"],
                      "is": row.get(f"is_{net_name}"), "images_per_sec": row["images_per_sec"], "nfe": row["nfe"],
@@ -260,8 +265,7 @@ def tradeoffs_data(runs: Mapping[str, str], families=tuple(SEED_STEPS), seeds=SE
         for s in seeds:
             workdir = runs[seed_run(family, s)]
             run = load_run(workdir)
-            on_demand = likelihood_images if "likelihood" in run.method.capabilities else 0
-            ev = evaluate_run(run, num_samples, seed, net, timed=True, likelihood_images=on_demand)
+            ev = _evaluate(run, num_samples, seed, net, likelihood_images)
             rows.append({"run": seed_run(family, s), "family": family, "seed": s, "method": ev["method"],
                          "fid": ev[f"fid_{net_name}"], "recall": ev[f"recall_{net_name}"],
                          "bits_per_dim": ev.get("bits_per_dim"), "bits_per_dim_kind": ev.get("bits_per_dim_kind"),
