@@ -32,8 +32,8 @@ from jgen.config import (ConfigError, InputError, apply_overrides, base_config, 
 from jgen.data import SOURCES, get_source
 from jgen.methods import Method, Resources, get_method, method_names
 from jgen.metrics import inception
-from jgen.metrics.feature_nets import (FeatureNet, cache_dir, classifier_feature_net, feature_net_names,
-                                       get_feature_net, register_feature_net)
+from jgen.metrics.feature_nets import (MNIST_CLASSIFIER, FeatureNet, cache_dir, classifier_feature_net,
+                                       feature_net_names, get_feature_net, register_feature_net)
 from jgen.metrics.fid import finalize_stats, load_stats, save_stats
 from jgen.metrics.quality import real_image_batches, real_images, summarize
 from jgen.metrics.sample_metrics import (ALL_FEATURES_MAX_BYTES, ALL_FEATURES_METRICS, FeatureSummary,
@@ -44,7 +44,7 @@ from jgen.train.distributed import check_same_config
 from jgen.train.loop import evaluate, train_loop
 from jgen.train.writer import read_metrics
 
-MNIST_CLASSIFIER = "mnist_classifier"
+MNIST_CLASSIFIER_CONFIG = "experiments/configs/classifier_mnist.py"  # trains the feature network MNIST_CLASSIFIER
 log = logging.getLogger("jgen")
 
 
@@ -440,7 +440,7 @@ def load_mnist_classifier(workdir: str | None = None, batch_size: int = 500) -> 
     """The trained MNIST classifier of `workdir` (default: `cache_dir("mnist_classifier")`), EMA parameters."""
     workdir = workdir or cache_dir(MNIST_CLASSIFIER)
     how = (f"Train it first (about 7 minutes on 2 CPU cores): python -m jgen train "
-           f"--config experiments/configs/classifier_mnist.py --workdir {workdir}")
+           f"--config {MNIST_CLASSIFIER_CONFIG} --workdir {workdir}")
     if not os.path.exists(os.path.join(workdir, "config.json")):
         raise FileNotFoundError(f"no MNIST classifier in {workdir!r}. {how}")
     config = read_config(workdir)

@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from jgen.data import get_source
-from jgen.run import Run, read_config, run_progress
+from jgen.metrics.feature_nets import MNIST_CLASSIFIER, cache_dir
+from jgen.run import MNIST_CLASSIFIER_CONFIG, Run, read_config, run_progress
 from jgen.train.writer import read_metrics, sample_grids
 from jgen.viz import grid_cells, image_grid, pyplot, read_png
 
@@ -113,12 +114,8 @@ def train_commands(name: str, runs_dir: str) -> list[str]:
     return cmds + [shlex.join(["python", *train_argv(name, runs_dir)])]
 
 
-def run_missing(name: str, workdir: str) -> str | None:
-    """Why run `name` in `workdir` cannot be drawn from (no run directory, no checkpoint, unfinished), or None when
-    it is finished."""
-    spec = RUNS[name]
-    if spec.script:
-        return None if os.path.exists(os.path.join(workdir, spec.output)) else f"no {spec.output}"
+def unfinished(workdir: str) -> str | None:
+    """Why the training run in `workdir` is not finished (no run directory, no checkpoint, unfinished), or None."""
     try:
         latest, total = run_progress(workdir)
     except FileNotFoundError:
@@ -128,6 +125,34 @@ def run_missing(name: str, workdir: str) -> str | None:
     if latest < total:
         return f"unfinished (step {latest} of {total})"
     return None
+
+
+def run_missing(name: str, workdir: str) -> str | None:
+    """Why run `name` in `workdir` cannot be drawn from (no run directory, no checkpoint, unfinished), or None when
+    it is finished."""
+    spec = RUNS[name]
+    if spec.script:
+        return None if os.path.exists(os.path.join(workdir, spec.output)) else f"no {spec.output}"
+    return unfinished(workdir)
+
+
+# -- the feature network that scores samples -------------------------------------------------------------------
+# The MNIST runs score samples (FID, IS, precision/recall, class histograms) with the MNIST classifier, which lives
+# in the feature-network cache, not under --runs; the seed-0 runs need it while they train (their sample-quality
+# rows), charts 28, 29 and 31 while they draw.
+def logs_sample_quality(name: str) -> bool:
+    """Whether run `name` scores samples while it trains (and so needs the classifier before it starts)."""
+    return bool(dict(RUNS[name].overrides).get("eval.sample_metrics_every"))
+
+
+def classifier_argv() -> list[str]:
+    """The arguments after `python` that train (or resume) the MNIST classifier in its cache folder."""
+    return ["-m", "jgen", "train", "--config", MNIST_CLASSIFIER_CONFIG, "--workdir", cache_dir(MNIST_CLASSIFIER)]
+
+
+def classifier_missing() -> str | None:
+    """Why the MNIST classifier cannot score samples yet (see `unfinished`), or None when it is trained."""
+    return unfinished(cache_dir(MNIST_CLASSIFIER))
 
 
 # -- what the loop wrote ----------------------------------------------------------------------------------------

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import time
 import traceback
 from typing import Callable, Mapping, Sequence
 
 from jgen.config import InputError
 from jgen.figures import applications, autoencoders, diffusion, ethics, gans, landscape
-from jgen.figures.common import (IMAGE_FAMILIES, RUNS, SEED_STEPS, SEEDS, MissingData, run_missing, seed_run,
-                                 train_commands)
+from jgen.figures.common import (IMAGE_FAMILIES, RUNS, SEED_STEPS, SEEDS, MissingData, classifier_argv,
+                                 classifier_missing, logs_sample_quality, run_missing, seed_run, train_commands)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Chart:
     extract: Callable[[Mapping[str, str]], dict]   # {run name: workdir} -> plain data
     draw: Callable[[dict, str], None]              # (data, png path) -> None
     any_of: bool = False                           # True: drawn from whichever of `runs` are ready (at least one)
+    scores_samples: bool = False                   # True: its extraction scores samples with the MNIST classifier
 
     @property
     def filename(self) -> str:
@@ -65,17 +67,17 @@ _CHARTS = [
     Chart(27, "pipeline_guidance", "The Stable Diffusion API: the Pipeline call and guidance scales 0 to 8",
           ("ldm_mnist",), diffusion.guidance_data, diffusion.draw_guidance),
     Chart(28, "landscape", "The landscape of approaches: quality against diversity, speed, bits/dim", IMAGE_FAMILIES,
-          landscape.landscape_data, landscape.draw_landscape, any_of=True),
+          landscape.landscape_data, landscape.draw_landscape, any_of=True, scores_samples=True),
     Chart(29, "tradeoffs", "Trade-offs (no free lunch): quality, diversity, likelihood, speed, training time, "
           "stability over seeds", tuple(seed_run(f, s) for f in SEED_STEPS for s in SEEDS), landscape.tradeoffs_data,
-          landscape.draw_tradeoffs),
+          landscape.draw_tradeoffs, scores_samples=True),
     Chart(30, "applications", "Applications: conditional generation, inpainting, denoising, anomaly detection, text "
           "continuation",
           ("ddpm_mnist", "vae_mnist", "charlm"), applications.applications_data, applications.draw_applications,
           any_of=True),
     Chart(31, "memorisation_and_representation", "Ethics: memorisation (nearest training images, data-copying "
           "test) and representation (class histograms)", IMAGE_FAMILIES, ethics.memorisation_data,
-          ethics.draw_memorisation, any_of=True),
+          ethics.draw_memorisation, any_of=True, scores_samples=True),
     Chart(25, "optimal_discriminator", "Why adversarial training works: D against D*, the JSD, 2 log 2",
           ("gan_dstar",), gans.dstar_data, gans.draw_dstar),
     Chart(26, "quality_over_training", "Quality metrics throughout training (every image family)",
@@ -127,14 +129,24 @@ def ready_runs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str, s
     return ready, missing
 
 
+def classifier_command() -> str:
+    return shlex.join(["python", *classifier_argv()])
+
+
 def chart_inputs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str, str], Outcome | None]:
     """(ready runs, missing runs, None) when the chart can be drawn from the runs under `runs_dir`; otherwise the
-    "skipped" Outcome that names the missing runs and the commands that make them in place of None."""
+    "skipped" Outcome that names what is missing (runs, or the MNIST classifier that scores samples) and the
+    commands that make it in place of None."""
     ready, missing = ready_runs(chart, runs_dir)
+    classifier = classifier_missing()
     if (missing and not chart.any_of) or (chart.any_of and not ready):
-        commands = tuple(dict.fromkeys(c for name in missing for c in train_commands(name, runs_dir)))  # deps once
+        first = [classifier_command()] if classifier and any(logs_sample_quality(n) for n in missing) else []
+        commands = tuple(dict.fromkeys(first + [c for n in missing for c in train_commands(n, runs_dir)]))  # once
         why = "; ".join(f"{os.path.join(runs_dir, n)}: {w}" for n, w in missing.items())
         return ready, missing, Outcome(chart.id, "skipped", message=f"missing runs: {why}", commands=commands)
+    if chart.scores_samples and classifier:
+        return ready, missing, Outcome(chart.id, "skipped", message=f"the MNIST classifier that scores the samples: "
+                                       f"{classifier}", commands=(classifier_command(),))
     return ready, missing, None
 
 

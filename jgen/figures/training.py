@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from jgen.figures.common import RUNS, run_missing, train_argv
+from jgen.figures.common import (MNIST_CLASSIFIER, RUNS, classifier_argv, classifier_missing, logs_sample_quality,
+                                 run_missing, train_argv)
 from jgen.figures.registry import CHARTS
 
 
@@ -54,12 +55,17 @@ def needed_runs(ids: Sequence[int]) -> list[str]:
 
 
 def training_plan(ids: Sequence[int], runs_dir: str) -> list[PlannedRun]:
-    """The runs among `needed_runs(ids)` that are not finished under `runs_dir`, in the order they must train."""
+    """The runs among `needed_runs(ids)` that are not finished under `runs_dir`, in the order they must train; first
+    the MNIST classifier when it is not trained and a planned run or one of the charts scores samples with it."""
     plan = []
     for name in needed_runs(ids):
         why = run_missing(name, os.path.join(runs_dir, name))
         if why:
             plan.append(PlannedRun(name, why, tuple(train_argv(name, runs_dir))))
+    classifier = classifier_missing()
+    if classifier and (any(CHARTS[i].scores_samples for i in ids) or any(logs_sample_quality(p.name) for p in plan)):
+        plan.insert(0, PlannedRun(MNIST_CLASSIFIER, f"the feature network that scores samples: {classifier}",
+                                  tuple(classifier_argv())))
     return plan
 
 

@@ -6,6 +6,7 @@ import shutil
 from jgen.cli import EXIT_INTERRUPTED, run_command
 from jgen.figures import CHARTS, RUNS, needed_runs, train_commands, train_missing, training, training_plan
 from jgen.figures.common import train_argv
+from jgen.figures.registry import draw_chart
 
 
 def test_every_chart_names_known_runs_and_its_png():
@@ -59,6 +60,24 @@ def test_training_plan_skips_finished_runs_and_resumes_unfinished_ones(gan_runs,
     # each run's command is the one the skip messages print (the last of its train_commands)
     assert [p.command for p in plan] == [train_commands(p.name, str(runs))[-1] for p in plan]
     assert plan[1].argv[-1] == f"--config.method.first_stage_workdir={runs}/ldm_autoencoder"
+
+
+def test_the_classifier_trains_first_when_a_chart_or_a_run_scores_samples(gan_runs, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("JGEN_CACHE", str(cache))  # a fresh machine: no MNIST classifier yet
+    runs = str(tmp_path / "runs")
+    for ids in ([29], [26], [28, 12]):  # 29, 28 score samples; 26's seed-0 runs log sample quality as they train
+        first = training_plan(ids, runs)[0]
+        assert first.name == "mnist_classifier" and first.why.endswith("no run directory")
+        assert first.argv == ("-m", "jgen", "train", "--config", "experiments/configs/classifier_mnist.py",
+                              "--workdir", f"{cache}/mnist_classifier")
+    assert "mnist_classifier" not in [p.name for p in training_plan([12, 21, 27], runs)]  # nothing scored
+    out = draw_chart(CHARTS[28], str(gan_runs), str(tmp_path / "figs"))  # its run is ready, the classifier is not
+    assert out.status == "skipped" and "classifier" in out.message and out.commands == (
+        f"python -m jgen train --config experiments/configs/classifier_mnist.py --workdir {cache}/mnist_classifier",)
+    cache.mkdir()
+    (cache / "mnist_classifier").symlink_to(gan_runs / "gan_mnist")  # any finished run counts as trained here
+    assert "mnist_classifier" not in [p.name for p in training_plan([29], runs)]
 
 
 def test_train_missing_trains_in_order_and_stops_at_an_interrupted_run(tmp_path, capsys):
