@@ -114,5 +114,5 @@ def draw_memorisation(data: dict, path: str) -> None:
             ax.legend(fontsize=7)
     fig.suptitle(f"31 Ethics: memorisation (Z_U < 0: samples closer to the training set than test data) and "
                  f"representation ({data['net']} features and classes)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # the top 0.4 inch for the title
     save(fig, path)
