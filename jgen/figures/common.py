@@ -109,11 +109,16 @@ def train_argv(name: str, runs_dir: str) -> list[str]:
     return [*program, "--config", spec.config, "--workdir", os.path.join(runs_dir, name), *built_on, *overrides]
 
 
+def shell_command(argv: Sequence[str]) -> str:
+    """The shell command `python argv...` (what the skip messages print and --train_missing runs)."""
+    return shlex.join(["python", *argv])
+
+
 def train_commands(name: str, runs_dir: str) -> list[str]:
     """The shell commands that make run `name` under `runs_dir` (the runs it is built on first); rerunning one
     resumes."""
     cmds = [c for _, dep in RUNS[name].built_on for c in train_commands(dep, runs_dir)]
-    return cmds + [shlex.join(["python", *train_argv(name, runs_dir)])]
+    return cmds + [shell_command(train_argv(name, runs_dir))]
 
 
 def unfinished(workdir: str) -> str | None:

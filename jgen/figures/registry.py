@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import time
 import traceback
 from typing import Callable, Mapping, Sequence
@@ -16,7 +15,8 @@ from typing import Callable, Mapping, Sequence
 from jgen.config import InputError
 from jgen.figures import applications, autoencoders, diffusion, ethics, gans, landscape
 from jgen.figures.common import (IMAGE_FAMILIES, RUNS, SEED_STEPS, SEEDS, MissingData, classifier_argv,
-                                 classifier_missing, logs_sample_quality, run_missing, seed_run, train_commands)
+                                 classifier_missing, logs_sample_quality, run_missing, seed_run, shell_command,
+                                 train_commands)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +129,10 @@ def ready_runs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str, s
     return ready, missing
 
 
-def classifier_command() -> str:
-    return shlex.join(["python", *classifier_argv()])
+def needs_classifier(chart: Chart, to_train: Sequence[str]) -> bool:
+    """Whether `chart`, once the runs `to_train` are trained, needs the MNIST classifier: it scores samples, or one
+    of those runs logs sample quality while it trains."""
+    return chart.scores_samples or any(logs_sample_quality(n) for n in to_train)
 
 
 def chart_inputs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str, str], Outcome | None]:
@@ -138,15 +140,15 @@ def chart_inputs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str,
     "skipped" Outcome that names what is missing (runs, or the MNIST classifier that scores samples) and the
     commands that make it in place of None."""
     ready, missing = ready_runs(chart, runs_dir)
-    classifier = classifier_missing()
+    classifier = classifier_missing() if needs_classifier(chart, missing) else None  # its files read only then
+    first = [shell_command(classifier_argv())] if classifier else []
     if (missing and not chart.any_of) or (chart.any_of and not ready):
-        first = [classifier_command()] if classifier and any(logs_sample_quality(n) for n in missing) else []
         commands = tuple(dict.fromkeys(first + [c for n in missing for c in train_commands(n, runs_dir)]))  # once
         why = "; ".join(f"{os.path.join(runs_dir, n)}: {w}" for n, w in missing.items())
         return ready, missing, Outcome(chart.id, "skipped", message=f"missing runs: {why}", commands=commands)
     if chart.scores_samples and classifier:
         return ready, missing, Outcome(chart.id, "skipped", message=f"the MNIST classifier that scores the samples: "
-                                       f"{classifier}", commands=(classifier_command(),))
+                                       f"{classifier}", commands=tuple(first))
     return ready, missing, None
 
 

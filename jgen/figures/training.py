@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import subprocess
 import sys
 import time
 from typing import Callable, Sequence
 
-from jgen.figures.common import (MNIST_CLASSIFIER, RUNS, classifier_argv, classifier_missing, logs_sample_quality,
-                                 run_missing, train_argv)
-from jgen.figures.registry import CHARTS
+from jgen.figures.common import (MNIST_CLASSIFIER, RUNS, classifier_argv, classifier_missing, run_missing,
+                                 shell_command, train_argv)
+from jgen.figures.registry import CHARTS, needs_classifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +32,7 @@ class PlannedRun:
 
     @property
     def command(self) -> str:
-        return shlex.join(["python", *self.argv])
+        return shell_command(self.argv)
 
 
 def needed_runs(ids: Sequence[int]) -> list[str]:
@@ -62,9 +61,9 @@ def training_plan(ids: Sequence[int], runs_dir: str) -> list[PlannedRun]:
         why = run_missing(name, os.path.join(runs_dir, name))
         if why:
             plan.append(PlannedRun(name, why, tuple(train_argv(name, runs_dir))))
-    classifier = classifier_missing()
-    if classifier and (any(CHARTS[i].scores_samples for i in ids) or any(logs_sample_quality(p.name) for p in plan)):
-        plan.insert(0, PlannedRun(MNIST_CLASSIFIER, f"the feature network that scores samples: {classifier}",
+    planned = [p.name for p in plan]
+    if any(needs_classifier(CHARTS[i], planned) for i in ids) and (why := classifier_missing()):
+        plan.insert(0, PlannedRun(MNIST_CLASSIFIER, f"the feature network that scores samples: {why}",
                                   tuple(classifier_argv())))
     return plan
 
