@@ -63,15 +63,19 @@ def main() -> None:
     from jgen.data.text import encode
 
     prompt = jnp.asarray(encode(a.prompt, method.info), jnp.int32)
-    print(f"device: {jax.devices()[0].device_kind}; max_len {method.net.max_len}, prompt {len(prompt)} tokens, "
-          f"{a.tokens} new tokens")
+    print(
+        f"device: {jax.devices()[0].device_kind}; max_len {method.net.max_len}, prompt {len(prompt)} tokens, "
+        f"{a.tokens} new tokens"
+    )
     for b in (int(x) for x in a.batch.split(",")):
         c = tokens_per_second(method, params, b, prompt, a.tokens, True, a.repeats)
         u = tokens_per_second(method, params, b, prompt, a.tokens, False, a.repeats)
         print(f"batch {b:3d}: cached {c:9.1f} tokens/s   uncached {u:9.1f} tokens/s   speed-up {c / u:5.1f}x")
     text = method.generate_text(params, jax.random.PRNGKey(0), a.prompt, num_samples=1, num_tokens=a.tokens)[0]
-    print(f"sample (temperature {method.config.method.temperature}, top_p {method.config.method.top_p}):\n"
-          f"{a.prompt}{text}")
+    print(
+        f"sample (temperature {method.config.method.temperature}, top_p {method.config.method.top_p}):\n"
+        f"{a.prompt}{text}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ from jgen.sampling import balanced_labels, generate  # noqa: E402
 GAP_PLAN = [
     "ddpm:1000",
     "ddpm:1000:clip=0",
-    "dpm_solver:20:spacing=trailing",            # the pre-fix grid (ends at t = 1/20), clipping as configured
-    "dpm_solver:20",                              # grid to t_min, logsnr_uniform, clipping as configured
+    "dpm_solver:20:spacing=trailing",  # the pre-fix grid (ends at t = 1/20), clipping as configured
+    "dpm_solver:20",  # grid to t_min, logsnr_uniform, clipping as configured
     "dpm_solver:20:clip=0",
     "dpm_solver:20:spacing=time_uniform,clip=0",
     "dpm_solver:20:spacing=karras,clip=0",
@@ -54,8 +54,18 @@ GAP_PLAN = [
     "dpm_solver:20:clip=0,guidance=1.5",
     "dpm_solver:20:clip=0,guidance=2",
 ]
-NFE_SAMPLERS = ("ddim", "dpm_solver", "dpm_solver_3m", "dpm_solver_2s", "dpm_solver_3s", "unipc", "euler", "heun",
-                "dpm_solver_sde", "ddpm")
+NFE_SAMPLERS = (
+    "ddim",
+    "dpm_solver",
+    "dpm_solver_3m",
+    "dpm_solver_2s",
+    "dpm_solver_3s",
+    "unipc",
+    "euler",
+    "heun",
+    "dpm_solver_sde",
+    "ddpm",
+)
 NFE_BUDGETS = (5, 10, 15, 20, 50, 100)
 FLOATS = ("guidance", "eta", "s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -66,7 +76,7 @@ def parse_row(row: str) -> tuple[str, int, dict]:
     if len(parts) not in (2, 3):
         raise ValueError(f"row {row!r}: expected SAMPLER:STEPS[:key=value,...]")
     opts: dict = {}
-    for item in (parts[2].split(",") if len(parts) == 3 and parts[2] else []):
+    for item in parts[2].split(",") if len(parts) == 3 and parts[2] else []:
         key, _, value = item.partition("=")
         if key == "clip":
             opts["clip_denoised"] = bool(int(value))
@@ -81,8 +91,9 @@ def parse_row(row: str) -> tuple[str, int, dict]:
     return parts[0], int(parts[1]), opts
 
 
-def nfe_plan(samplers: tuple[str, ...] = NFE_SAMPLERS, budgets: tuple[int, ...] = NFE_BUDGETS,
-             reference: int = 1000) -> list[str]:
+def nfe_plan(
+    samplers: tuple[str, ...] = NFE_SAMPLERS, budgets: tuple[int, ...] = NFE_BUDGETS, reference: int = 1000
+) -> list[str]:
     """DDPM-`reference` (none if 0), then for each budget every sampler at the step count whose NFE is closest at
     or below it."""
     rows = [f"ddpm:{reference}"] if reference else []
@@ -97,9 +108,18 @@ def nfe_plan(samplers: tuple[str, ...] = NFE_SAMPLERS, budgets: tuple[int, ...] 
 def generate_row(method, state, sampler: str, steps: int, opts: dict, num: int, seed: int, batch: int):
     """(images [num, H, W, C] in [0, 1], NFE per image) through jgen's one generation path: class-balanced labels,
     the same keys for every row."""
-    images, info = generate(method, state.ema_params, state.model_state, num, seed=seed,
-                            labels=balanced_labels(num, method.num_classes), batch_size=batch, sampler=sampler,
-                            steps=steps, **opts)
+    images, info = generate(
+        method,
+        state.ema_params,
+        state.model_state,
+        num,
+        seed=seed,
+        labels=balanced_labels(num, method.num_classes),
+        batch_size=batch,
+        sampler=sampler,
+        steps=steps,
+        **opts,
+    )
     return images, info.nfe_per_image
 
 
@@ -114,8 +134,9 @@ def main() -> None:
     p.add_argument("--out", default=None, help="directory for results.jsonl, table.md and (nfe plan) fid_vs_nfe.png")
     p.add_argument("--samplers", default=",".join(NFE_SAMPLERS), help="nfe plan: comma-separated samplers")
     p.add_argument("--budgets", default=",".join(map(str, NFE_BUDGETS)), help="nfe plan: NFE budgets, in run order")
-    p.add_argument("--reference", type=int, default=1000, help="nfe plan: steps of the ancestral DDPM reference row "
-                   "(0: none)")
+    p.add_argument(
+        "--reference", type=int, default=1000, help="nfe plan: steps of the ancestral DDPM reference row (0: none)"
+    )
     args = p.parse_args()
 
     import jgen.methods.diffusion  # noqa: F401  (registers the method)
@@ -128,8 +149,7 @@ def main() -> None:
     elif args.plan == "gap":
         rows = GAP_PLAN
     elif args.plan == "nfe":
-        rows = nfe_plan(tuple(args.samplers.split(",")), tuple(int(b) for b in args.budgets.split(",")),
-                        args.reference)
+        rows = nfe_plan(tuple(args.samplers.split(",")), tuple(int(b) for b in args.budgets.split(",")), args.reference)
     else:
         p.error("give --plan or --rows")
     parsed = [parse_row(r) for r in rows]  # check every row before any compute
@@ -145,8 +165,11 @@ def main() -> None:
     # split's first 500 hold digits 0-4 only), which would score class-balanced samples against half the classes
     idx = np.unique(np.round(np.linspace(0, len(test) - 1, min(args.num, len(test)))).astype(int))
     real = np.stack([test[int(i)]["image"] for i in idx])
-    print(f"run {args.workdir} step {int(state.step)}; {args.num} samples per row vs {len(real)} test images; "
-          f"config guidance {config.method.guidance}, clip_denoised {config.method.clip_denoised}", flush=True)
+    print(
+        f"run {args.workdir} step {int(state.step)}; {args.num} samples per row vs {len(real)} test images; "
+        f"config guidance {config.method.guidance}, clip_denoised {config.method.clip_denoised}",
+        flush=True,
+    )
     results = list(done.values())
     if args.out:
         os.makedirs(args.out, exist_ok=True)
@@ -158,18 +181,28 @@ def main() -> None:
         fake, nfe = generate_row(method, state, sampler, steps, opts, args.num, args.seed, args.batch)
         secs = time.perf_counter() - t0
         q = images_quality(real, fake, net, seed=args.seed)
-        r = {"row": row, "sampler": sampler, "steps": steps, "nfe": nfe, "seconds": secs,
-             "fid": q["fid_mnist_classifier"], "precision": q["precision_mnist_classifier"],
-             "recall": q["recall_mnist_classifier"]}
+        r = {
+            "row": row,
+            "sampler": sampler,
+            "steps": steps,
+            "nfe": nfe,
+            "seconds": secs,
+            "fid": q["fid_mnist_classifier"],
+            "precision": q["precision_mnist_classifier"],
+            "recall": q["recall_mnist_classifier"],
+        }
         results.append(r)
-        print(f"| {row} | {nfe} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | {secs:.0f} s |",
-              flush=True)
+        print(
+            f"| {row} | {nfe} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | {secs:.0f} s |", flush=True
+        )
         if args.out:
             with open(os.path.join(args.out, "results.jsonl"), "a") as f:
                 f.write(json.dumps(r) + "\n")
     table = "| row | NFE | FID | precision | recall | time |\n|---|---|---|---|---|---|\n" + "".join(
         f"| {r['row']} | {r['nfe']} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-        f"{r['seconds']:.0f} s |\n" for r in results)
+        f"{r['seconds']:.0f} s |\n"
+        for r in results
+    )
     print("\n" + table)
     if args.out:
         with open(os.path.join(args.out, "table.md"), "w") as f:
@@ -196,13 +229,22 @@ def nfe_pivot(results) -> str:
     rows = [r for r in results if r not in refs and _budget(r["nfe"]) is not None]
     budgets = sorted({_budget(r["nfe"]) for r in rows})
     lines = ["| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
-    lines += [f"| ddpm, {r['steps']} steps (reference) | {r['fid']:.1f} at NFE {r['nfe']} |" + " |" * (len(budgets) - 1)
-              for r in refs]
+    lines += [
+        f"| ddpm, {r['steps']} steps (reference) | {r['fid']:.1f} at NFE {r['nfe']} |" + " |" * (len(budgets) - 1)
+        for r in refs
+    ]
     for name in sorted({r["sampler"] for r in rows}):
         cell = {_budget(r["nfe"]): r for r in rows if r["sampler"] == name}
-        lines.append(f"| {name} | " + " | ".join(
-            "" if b not in cell else f"{cell[b]['fid']:.1f}" + ("" if cell[b]["nfe"] == b else f" ({cell[b]['nfe']})")
-            for b in budgets) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(
+                ""
+                if b not in cell
+                else f"{cell[b]['fid']:.1f}" + ("" if cell[b]["nfe"] == b else f" ({cell[b]['nfe']})")
+                for b in budgets
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 

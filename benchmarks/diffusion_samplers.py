@@ -30,16 +30,24 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jgen.diffusion.analytic import (mixture_draw, mixture_flow_map_1d, mixture_model_fn, mode_stats,  # noqa: E402
-                                     wasserstein1)
+from jgen.diffusion.analytic import (
+    mixture_draw,
+    mixture_flow_map_1d,
+    mixture_model_fn,
+    mode_stats,  # noqa: E402
+    wasserstein1,
+)
 from jgen.diffusion.samplers import DEFAULT_SPACING, check_start, sample, sampler_names, steps_for_nfe  # noqa: E402
 from jgen.diffusion.schedules import RECTIFIED_FLOW, alpha_sigma, make_schedule, start_std  # noqa: E402
 from jgen.diffusion.timegrid import SPACINGS, time_grid  # noqa: E402
 
 MIXTURES = {
     "1d": (np.array([0.3, 0.7]), np.array([[-2.0], [1.5]]), np.array([[[0.01]], [[0.09]]])),
-    "2d": (np.array([0.3, 0.7]), np.array([[1.0, 0.0], [-1.0, 0.5]]),
-           np.array([0.0025 * np.eye(2), [[0.25, 0.05], [0.05, 0.16]]])),
+    "2d": (
+        np.array([0.3, 0.7]),
+        np.array([[1.0, 0.0], [-1.0, 0.5]]),
+        np.array([0.0025 * np.eye(2), [[0.25, 0.05], [0.05, 0.16]]]),
+    ),
 }
 STOCHASTIC = ("ddpm", "dpm_solver_sde")
 FLOOR_PAIRS = 8
@@ -52,8 +60,12 @@ def mixture_errors(x: np.ndarray, exact: np.ndarray, data) -> dict[str, float]:
     true_std = np.sqrt(np.stack([np.diag(c) for c in covs]))  # [K, d]
     rel = np.abs(std / true_std - 1.0).max(axis=1)  # [K]
     narrow = int(np.argmin(true_std.max(axis=1)))
-    return {"w1": wasserstein1(x, exact), "weight_err": float(np.abs(frac - weights).max()),
-            "narrow_std_err": float(rel[narrow]), "broad_std_err": float(rel[1 - narrow])}
+    return {
+        "w1": wasserstein1(x, exact),
+        "weight_err": float(np.abs(frac - weights).max()),
+        "narrow_std_err": float(rel[narrow]),
+        "broad_std_err": float(rel[1 - narrow]),
+    }
 
 
 def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: int, seed: int):
@@ -61,9 +73,17 @@ def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: 
     data = MIXTURES[data_name]
     weights, means, covs = data
     exact = mixture_draw(np.random.default_rng(seed), num, *data)
-    floor = float(np.mean([wasserstein1(mixture_draw(np.random.default_rng(seed + 1 + 2 * i), num, *data),
-                                        mixture_draw(np.random.default_rng(seed + 2 + 2 * i), num, *data))
-                           for i in range(FLOOR_PAIRS)]))
+    floor = float(
+        np.mean(
+            [
+                wasserstein1(
+                    mixture_draw(np.random.default_rng(seed + 1 + 2 * i), num, *data),
+                    mixture_draw(np.random.default_rng(seed + 2 + 2 * i), num, *data),
+                )
+                for i in range(FLOOR_PAIRS)
+            ]
+        )
+    )
     d = means.shape[1]
     z = jax.random.normal(jax.random.PRNGKey(seed), (num, d), jnp.float32)
     for sched_name in schedules:
@@ -71,7 +91,7 @@ def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: 
         param = "flow" if s.path == RECTIFIED_FLOW else "x0"
         fn = mixture_model_fn(s, jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs), param)
         for name in samplers:
-            for spacing in (SPACINGS if spacings == "all" else (DEFAULT_SPACING[name],)):
+            for spacing in SPACINGS if spacings == "all" else (DEFAULT_SPACING[name],):
                 if spacing == "trailing" and name not in ("ddim", "ddpm"):
                     continue
                 for nfe in nfes:
@@ -81,33 +101,57 @@ def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: 
                     except ValueError:
                         continue  # EDM's samplers cannot start at t = 1 of the rectified-flow path
                     x_T = start_std(s, time_grid(s, steps, spacing)[0]) * z  # what sample() would draw
-                    f = jax.jit(lambda k, z, name=name, steps=steps, spacing=spacing: sample(
-                        fn, s, k, z.shape, sampler=name, steps=steps, spacing=spacing, parameterization=param,
-                        noise=z))
+                    f = jax.jit(
+                        lambda k, z, name=name, steps=steps, spacing=spacing: sample(
+                            fn,
+                            s,
+                            k,
+                            z.shape,
+                            sampler=name,
+                            steps=steps,
+                            spacing=spacing,
+                            parameterization=param,
+                            noise=z,
+                        )
+                    )
                     t0 = time.perf_counter()
                     out = f(jax.random.PRNGKey(seed + 1), x_T)
                     x = np.asarray(jax.block_until_ready(out.samples), np.float64)
                     secs = time.perf_counter() - t0
-                    errs = mixture_errors(x, exact, data) if np.all(np.isfinite(x)) else {
-                        "w1": np.inf, "weight_err": np.inf, "narrow_std_err": np.inf, "broad_std_err": np.inf}
+                    errs = (
+                        mixture_errors(x, exact, data)
+                        if np.all(np.isfinite(x))
+                        else {"w1": np.inf, "weight_err": np.inf, "narrow_std_err": np.inf, "broad_std_err": np.inf}
+                    )
                     errs["path_err"] = np.nan  # mean |x - exact ODE map(z)|: deterministic samplers in 1-D
                     if d == 1 and name not in STOCHASTIC:
                         a0, s0 = alpha_sigma(s, time_grid(s, steps, spacing)[0])
-                        ref = mixture_flow_map_1d(np.asarray(x_T[:, 0]), float(a0), float(s0), weights, means,
-                                                  np.sqrt(covs[:, 0, 0]))
+                        ref = mixture_flow_map_1d(
+                            np.asarray(x_T[:, 0]), float(a0), float(s0), weights, means, np.sqrt(covs[:, 0, 0])
+                        )
                         errs["path_err"] = float(np.mean(np.abs(x[:, 0] - ref)))
-                    yield {"schedule": sched_name, "sampler": name, "spacing": spacing, "nfe": out.nfe,
-                           "floor": floor, "seconds": secs, **errs}
+                    yield {
+                        "schedule": sched_name,
+                        "sampler": name,
+                        "spacing": spacing,
+                        "nfe": out.nfe,
+                        "floor": floor,
+                        "seconds": secs,
+                        **errs,
+                    }
 
 
 def markdown(rows) -> str:
-    head = ("| schedule | sampler | spacing | NFE | W1 | W1 / floor | mode-weight err | narrow-std err | "
-            "broad-std err | ODE path err |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| schedule | sampler | spacing | NFE | W1 | W1 / floor | mode-weight err | narrow-std err | "
+        "broad-std err | ODE path err |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     return head + "".join(
         f"| {r['schedule']} | {r['sampler']} | {r['spacing']} | {r['nfe']} | {r['w1']:.4f} | "
         f"{r['w1'] / r['floor']:.1f} | {r['weight_err']:.3f} | {100 * r['narrow_std_err']:.1f}% | "
         f"{100 * r['broad_std_err']:.1f}% | {'' if np.isnan(r['path_err']) else format(r['path_err'], '.2e')} |\n"
-        for r in rows)
+        for r in rows
+    )
 
 
 def plot(rows, path: str) -> None:
@@ -120,8 +164,14 @@ def plot(rows, path: str) -> None:
     fig, axes = plt.subplots(1, len(schedules), figsize=(5.5 * len(schedules), 4.2), squeeze=False)
     for ax, sched in zip(axes[0], schedules):
         for name in sorted({r["sampler"] for r in rows}):
-            pts = sorted((r["nfe"], r[key]) for r in rows if r["schedule"] == sched and r["sampler"] == name
-                         and r["spacing"] == DEFAULT_SPACING[name] and np.isfinite(r[key]))
+            pts = sorted(
+                (r["nfe"], r[key])
+                for r in rows
+                if r["schedule"] == sched
+                and r["sampler"] == name
+                and r["spacing"] == DEFAULT_SPACING[name]
+                and np.isfinite(r[key])
+            )
             if pts:
                 ax.loglog(*zip(*pts), marker="o", label=name)
         if key == "w1":
@@ -143,8 +193,10 @@ def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64
     config, method, state, info = run.config, run.method, run.state, run.method.info
     labels = np.arange(num) % method.num_classes if method.num_classes else None
     g = config.method.guidance if guidance is None else guidance
-    print(f"\nrun {workdir}: step {int(state.step)}, image {info.shape}, guidance {g}, {num} images per batch, "
-          f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
+    print(
+        f"\nrun {workdir}: step {int(state.step)}, image {info.shape}, guidance {g}, {num} images per batch, "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s)"
+    )
     net = jax.jit(lambda p, x, t, lab: method.model_fn(p)(x, t, lab))
     x = jax.random.normal(jax.random.PRNGKey(seed), (num, *info.shape))
     t = jnp.full((num,), 0.5)
@@ -159,8 +211,19 @@ def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64
     for name in sampler_names():
         steps = steps_for_nfe(name, 20)
         key = jax.random.PRNGKey(seed)
-        _, info = generate(method, state.ema_params, state.model_state, num, key=key, labels=labels, sampler=name,
-                           steps=steps, guidance=g, batch_size=num, timed=True)  # timed: compilation excluded
+        _, info = generate(
+            method,
+            state.ema_params,
+            state.model_state,
+            num,
+            key=key,
+            labels=labels,
+            sampler=name,
+            steps=steps,
+            guidance=g,
+            batch_size=num,
+            timed=True,
+        )  # timed: compilation excluded
         nfe = info.nfe_per_image
         per = info.seconds / num
         print(f"| {name} | {nfe} | {1000 * per:.2f} | {100 * (per / (bare * nfe / 20) - 1):+.0f}% |")
@@ -169,15 +232,23 @@ def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="1d", choices=sorted(MIXTURES))
-    p.add_argument("--samplers", default=",".join(n for n in sampler_names() if n not in STOCHASTIC),
-                   help="comma-separated sampler names, or 'all' (the stochastic ones too; default: the ODE samplers)")
-    p.add_argument("--spacings", default="default", choices=("default", "all"),
-                   help="each sampler's own spacing, or every spacing")
+    p.add_argument(
+        "--samplers",
+        default=",".join(n for n in sampler_names() if n not in STOCHASTIC),
+        help="comma-separated sampler names, or 'all' (the stochastic ones too; default: the ODE samplers)",
+    )
+    p.add_argument(
+        "--spacings", default="default", choices=("default", "all"), help="each sampler's own spacing, or every spacing"
+    )
     p.add_argument("--nfe", default="5,10,15,20,50", help="comma-separated network-evaluation budgets")
     p.add_argument("--schedules", default="linear,cosine")
     p.add_argument("--num", type=int, default=20000, help="samples per measurement")
-    p.add_argument("--seed", type=int, default=5,
-                   help="noise key (5: a typical draw for the 1-D mixture; see tests/diffusion/test_diffusion_mixture.py)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=5,
+        help="noise key (5: a typical draw for the 1-D mixture; see tests/diffusion/test_diffusion_mixture.py)",
+    )
     p.add_argument("--out", default=None, help="directory for mixture.md and mixture.png")
     p.add_argument("--workdir", help="a trained diffusion run directory (for the timing table)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale for the timings (default: config)")
@@ -186,12 +257,22 @@ def main() -> None:
     if not args.skip_mixture:
         rows = []
         samplers = sampler_names() if args.samplers == "all" else args.samplers.split(",")
-        for r in mixture_rows(args.data, samplers, args.spacings,
-                              [int(v) for v in args.nfe.split(",")], args.schedules.split(","), args.num, args.seed):
+        for r in mixture_rows(
+            args.data,
+            samplers,
+            args.spacings,
+            [int(v) for v in args.nfe.split(",")],
+            args.schedules.split(","),
+            args.num,
+            args.seed,
+        ):
             rows.append(r)
-            print(f"{r['schedule']:7} {r['sampler']:14} {r['spacing']:15} NFE {r['nfe']:3d} W1 {r['w1']:.4f} "
-                  f"(floor {r['floor']:.4f}) weight {r['weight_err']:.3f} narrow {100 * r['narrow_std_err']:.1f}% "
-                  f"broad {100 * r['broad_std_err']:.1f}% path {r['path_err']:.2e}  {r['seconds']:.1f}s", flush=True)
+            print(
+                f"{r['schedule']:7} {r['sampler']:14} {r['spacing']:15} NFE {r['nfe']:3d} W1 {r['w1']:.4f} "
+                f"(floor {r['floor']:.4f}) weight {r['weight_err']:.3f} narrow {100 * r['narrow_std_err']:.1f}% "
+                f"broad {100 * r['broad_std_err']:.1f}% path {r['path_err']:.2e}  {r['seconds']:.1f}s",
+                flush=True,
+            )
         table = markdown(rows)
         print(f"\n{args.data} mixture, {args.num} samples, Monte Carlo floor W1 = {rows[0]['floor']:.4f}\n\n{table}")
         if args.out:

@@ -71,6 +71,7 @@ def model_with_state(state: dict, strict: bool = True):
 
 def _fc_placeholder():
     import torch
+
     return {"fc.weight": torch.zeros(1008, 2048), "fc.bias": torch.zeros(1008)}
 
 
@@ -80,7 +81,7 @@ def torch_blocks(model, images_nhwc: np.ndarray, batch: int = 25) -> list[np.nda
     outs = [[] for _ in range(4)]
     with torch.no_grad():
         for i in range(0, len(images_nhwc), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images_nhwc[i:i + batch].transpose(0, 3, 1, 2)))
+            x = torch.from_numpy(np.ascontiguousarray(images_nhwc[i : i + batch].transpose(0, 3, 1, 2)))
             if x.shape[1] == 1:
                 x = x.repeat(1, 3, 1, 1)
             for j, o in enumerate(model(x)):
@@ -97,7 +98,7 @@ def jgen_blocks(variables, images_nhwc: np.ndarray, batch: int = 25) -> list[np.
     fn = jax.jit(lambda x: block_features(variables, x))
     outs = [[] for _ in range(4)]
     for i in range(0, len(images_nhwc), batch):
-        for j, o in enumerate(fn(images_nhwc[i:i + batch])):
+        for j, o in enumerate(fn(images_nhwc[i : i + batch])):
             outs[j].append(np.asarray(o))
     return [np.concatenate(o) for o in outs]
 
@@ -126,8 +127,10 @@ def main() -> None:
     model, state = randomised_pytorch_fid_model(args.seed)
     variables = variables_from_state(state)
     names = ("block 0 [73,73,64]", "block 1 [35,35,192]", "block 2 [17,17,768]", "block 3 pool [2048]")
-    for label, x in (("299x299x3 inputs", rng.uniform(0, 1, (8, 299, 299, 3)).astype(np.float32)),
-                     ("28x28x1 inputs (resized)", rng.uniform(0, 1, (8, 28, 28, 1)).astype(np.float32))):
+    for label, x in (
+        ("299x299x3 inputs", rng.uniform(0, 1, (8, 299, 299, 3)).astype(np.float32)),
+        ("28x28x1 inputs (resized)", rng.uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)),
+    ):
         errs = relative_errors(jgen_blocks(variables, x), torch_blocks(model, x))
         print(f"random weights, {label}: " + ", ".join(f"{n} {e:.2e}" for n, e in zip(names, errs)), flush=True)
 
@@ -144,7 +147,7 @@ def main() -> None:
             name = tf_to_torchvision_name(k) if "layers." in k else k
             tv[name] = torch.from_numpy(v)
         for k in [k for k in tv if k.endswith(".bn.bias")]:  # TF batch norms have no scale
-            tv.setdefault(k[:-len("bias")] + "weight", torch.ones_like(tv[k]))
+            tv.setdefault(k[: -len("bias")] + "weight", torch.ones_like(tv[k]))
         has_fc = "fc.weight" in tv
         real_model = model_with_state(tv, strict=has_fc)
         real_vars = variables_from_state(tv)
@@ -157,10 +160,13 @@ def main() -> None:
         err = [relative_errors([x], [y])[0] for x, y in zip(tj, tt)]
         fid_j = frechet_distance(*feature_stats(tj[0]), *feature_stats(tj[1]))
         fid_t = frechet_distance(*feature_stats(tt[0]), *feature_stats(tt[1]))
-        line = (f"FID weights ({os.path.basename(args.weights)}), {args.num} MNIST test vs {args.num} train images: "
-                f"pool feature rel. error {max(err):.2e}; FID jgen {fid_j:.6f}, pytorch-fid features {fid_t:.6f}")
+        line = (
+            f"FID weights ({os.path.basename(args.weights)}), {args.num} MNIST test vs {args.num} train images: "
+            f"pool feature rel. error {max(err):.2e}; FID jgen {fid_j:.6f}, pytorch-fid features {fid_t:.6f}"
+        )
         try:
             from pytorch_fid.fid_score import calculate_frechet_distance
+
             fid_ref = calculate_frechet_distance(*feature_stats(tt[0]), *feature_stats(tt[1]))
             line += f", pytorch-fid calculate_frechet_distance {fid_ref:.6f}"
         except ImportError:

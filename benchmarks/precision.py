@@ -39,8 +39,10 @@ def main() -> None:
     train, _, info = get_source(base.data)
     it = make_train_iterator(train, base.seed, base.data.batch_size, random_flip=base.data.random_flip)
     host = [next(it) for _ in range(a.steps)]
-    print(f"{base.name}: batch {base.data.batch_size}, {a.steps} steps, {jax.device_count()} "
-          f"{jax.devices()[0].platform} device(s), fsdp {base.parallel.fsdp}")
+    print(
+        f"{base.name}: batch {base.data.batch_size}, {a.steps} steps, {jax.device_count()} "
+        f"{jax.devices()[0].platform} device(s), fsdp {base.parallel.fsdp}"
+    )
     print(f"{'dtype':>9} {'compile s':>9} {'s/step':>8} {'loss first 10':>13} {'loss last 10':>12}")
     for dtype in a.dtypes.split(","):
         config = load_config(a.config, [*a.overrides, f"model.dtype={dtype}"])
@@ -60,8 +62,11 @@ def main() -> None:
             state, metrics = step(state, b)
             losses.append(float(metrics["loss"]))  # waits for the step
             times.append(time.perf_counter() - t0)
-        print(f"{dtype:>9} {compile_s:9.1f} {statistics.median(times):8.3f} {np.mean(losses[:10]):13.4f} "
-              f"{np.mean(losses[-10:]):12.4f}", flush=True)
+        print(
+            f"{dtype:>9} {compile_s:9.1f} {statistics.median(times):8.3f} {np.mean(losses[:10]):13.4f} "
+            f"{np.mean(losses[-10:]):12.4f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

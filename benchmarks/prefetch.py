@@ -32,6 +32,7 @@ def prefetched(it, put, depth: int = 1):
         for batch in it:
             q.put(put(batch))
         q.put(done)
+
     threading.Thread(target=work, daemon=True).start()
     while True:
         item = q.get()
@@ -64,6 +65,7 @@ def main() -> None:
 
     def step_fn(state, batch):
         return method.train_step(state, batch, jax.random.fold_in(state.key, state.step))
+
     p_step = jax.jit(step_fn, in_shardings=(repl, data_sh), out_shardings=(repl, repl), donate_argnums=0)
 
     def put(batch):  # what the loop's _to_global does on one process
@@ -92,15 +94,17 @@ def main() -> None:
 
     rates = {"inline": [], "prefetch": []}
     for r in range(a.rounds):
-        for variant in (["inline", "prefetch"] if r % 2 == 0 else ["prefetch", "inline"]):
+        for variant in ["inline", "prefetch"] if r % 2 == 0 else ["prefetch", "inline"]:
             state, rate = run(variant, state)
             rates[variant].append(rate)
             print(f"round {r} {variant:<8} {rate:7.2f} steps/s  load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     base = statistics.median(rates["inline"])
     print(f"{cfg.name}, batch {cfg.data.batch_size}, {a.steps} steps x {a.rounds} rounds per variant:")
     for k, v in rates.items():
-        print(f"  {k:<8} median {statistics.median(v):7.2f} steps/s ({statistics.median(v) / base:.3f}x inline)  "
-              f"all: {', '.join(f'{x:.2f}' for x in v)}")
+        print(
+            f"  {k:<8} median {statistics.median(v):7.2f} steps/s ({statistics.median(v) / base:.3f}x inline)  "
+            f"all: {', '.join(f'{x:.2f}' for x in v)}"
+        )
 
 
 if __name__ == "__main__":

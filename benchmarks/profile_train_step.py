@@ -55,7 +55,7 @@ def hlo_kinds(hlo_text: str) -> dict[str, str]:
             desc = f"custom-call:{target.group(1) if target else '?'}"
         kinds[name] = desc
     for key in [k for k in kinds if k.startswith("__calls__")]:
-        name, comp = key[len("__calls__"):], kinds.pop(key)
+        name, comp = key[len("__calls__") :], kinds.pop(key)
         ops = collections.Counter(bodies.get(comp, []))
         heavy = [o for o in ("convolution", "dot", "reduce", "reduce-window", "scatter", "gather") if ops[o]]
         kinds[name] += "[" + ",".join(heavy or [f"{len(bodies.get(comp, []))} elementwise ops"]) + "]"
@@ -90,6 +90,7 @@ def main() -> None:
 
     def step_fn(state, batch):
         return method.train_step(state, batch, jax.random.fold_in(state.key, state.step))
+
     step = jax.jit(step_fn, in_shardings=(repl, data_sh), out_shardings=(repl, repl), donate_argnums=0)
     state = jax.jit(method.init_state, out_shardings=repl)(jax.random.PRNGKey(cfg.seed), batch)
     gbatch = jax.device_put(batch, data_sh)
@@ -129,12 +130,16 @@ def main() -> None:
         family = re.sub(r"[.]\d+$", "", name)
         kind = re.sub(r"\[\d+ elementwise ops\]", "", kinds[name])
         by_kind[f"{family:<28} {kind}"] += t
-    print(f"{cfg.name}: batch {a.batch}, {a.steps} profiled steps, {wall:.4f} s/step wall (under the profiler), "
-          f"{busy:.4f} s/step summed over op events on {len({(e['pid'], e['tid']) for e in events if e['name'] in kinds})} threads; "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(
+        f"{cfg.name}: batch {a.batch}, {a.steps} profiled steps, {wall:.4f} s/step wall (under the profiler), "
+        f"{busy:.4f} s/step summed over op events on {len({(e['pid'], e['tid']) for e in events if e['name'] in kinds})} threads; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+    )
     print(f"\ntop {a.top} ops by time (s per step, share of the summed op time, calls per step):")
     for name, t in total.most_common(a.top):
-        print(f"  {t / a.steps:8.4f} s  {100 * t / a.steps / busy:5.1f}%  {count[name] / a.steps:5.1f}x  {name:<40} {kinds[name]}")
+        print(
+            f"  {t / a.steps:8.4f} s  {100 * t / a.steps / busy:5.1f}%  {count[name] / a.steps:5.1f}x  {name:<40} {kinds[name]}"
+        )
     print("\nby op family (name without its number, and kind):")
     for kind, t in by_kind.most_common(15):
         print(f"  {t / a.steps:8.4f} s  {100 * t / a.steps / busy:5.1f}%  {kind}")

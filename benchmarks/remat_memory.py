@@ -41,13 +41,16 @@ def step_memory(config, info: DataInfo, batch: int) -> dict[str, float]:
     """MiB figures of the compiled train step of `config` at `batch` examples on one device, the MiB its forward
     pass saves for the backward pass, and the compile seconds."""
     method = build_method(config, info, None)
-    abstract_batch = {"image": jax.ShapeDtypeStruct((batch, *info.shape), np.float32),
-                      "label": jax.ShapeDtypeStruct((batch,), np.int32)}
+    abstract_batch = {
+        "image": jax.ShapeDtypeStruct((batch, *info.shape), np.float32),
+        "label": jax.ShapeDtypeStruct((batch,), np.int32),
+    }
     key = jax.random.PRNGKey(0)
     state = jax.eval_shape(method.init_state, key, abstract_batch)
 
     def backward_closure(params, batch):
         return jax.vjp(lambda p: method.loss_fn(p, state.model_state, batch, key)[0], params)[1]
+
     saved = jax.eval_shape(backward_closure, state.params, abstract_batch)
     saved_bytes = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(saved))
     mesh = make_mesh(1, jax.devices()[:1])
@@ -55,9 +58,9 @@ def step_memory(config, info: DataInfo, batch: int) -> dict[str, float]:
     compiled = jitted_train_step(method, mesh).lower(state, abstract_batch).compile()
     seconds = time.perf_counter() - t0
     m = compiled.memory_analysis()
-    mib = {k: getattr(m, f"{k}_size_in_bytes") / 2 ** 20 for k in ("argument", "output", "alias", "temp")}
+    mib = {k: getattr(m, f"{k}_size_in_bytes") / 2**20 for k in ("argument", "output", "alias", "temp")}
     mib["peak"] = mib["argument"] + mib["output"] - mib["alias"] + mib["temp"]
-    mib["saved"] = saved_bytes / 2 ** 20
+    mib["saved"] = saved_bytes / 2**20
     mib["compile_s"] = seconds
     return mib
 
@@ -70,18 +73,26 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="config overrides field=value")
     a = p.parse_args()
     info = CIFAR10 if "cifar10" in os.path.basename(a.config) else MNIST
-    print(f"{a.config} at batch {a.batch} on one {jax.devices()[0].platform} device; MiB "
-          f"(peak = arguments + outputs - aliased + temp)")
-    print(f"{'dtype':>9} {'remat':>6} {'saved':>9} {'arguments':>10} {'outputs':>8} {'aliased':>8} {'temp':>9} "
-          f"{'peak':>9} {'compile s':>9}")
+    print(
+        f"{a.config} at batch {a.batch} on one {jax.devices()[0].platform} device; MiB "
+        f"(peak = arguments + outputs - aliased + temp)"
+    )
+    print(
+        f"{'dtype':>9} {'remat':>6} {'saved':>9} {'arguments':>10} {'outputs':>8} {'aliased':>8} {'temp':>9} "
+        f"{'peak':>9} {'compile s':>9}"
+    )
     for dtype in a.dtypes.split(","):
         for remat in (False, True):
-            config = load_config(a.config, [*a.overrides, f"model.dtype={dtype}", f"model.remat={remat}",
-                                            f"data.batch_size={a.batch}"])
+            config = load_config(
+                a.config, [*a.overrides, f"model.dtype={dtype}", f"model.remat={remat}", f"data.batch_size={a.batch}"]
+            )
             validate(config, num_devices=1)
             m = step_memory(config, info, a.batch)
-            print(f"{dtype:>9} {str(remat):>6} {m['saved']:9.1f} {m['argument']:10.1f} {m['output']:8.1f} "
-                  f"{m['alias']:8.1f} {m['temp']:9.1f} {m['peak']:9.1f} {m['compile_s']:9.0f}", flush=True)
+            print(
+                f"{dtype:>9} {str(remat):>6} {m['saved']:9.1f} {m['argument']:10.1f} {m['output']:8.1f} "
+                f"{m['alias']:8.1f} {m['temp']:9.1f} {m['peak']:9.1f} {m['compile_s']:9.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

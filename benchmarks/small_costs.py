@@ -28,21 +28,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def imports(runs: int) -> None:
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
-    variants = {"import jgen.methods": "import jgen.methods",
-                "... + jgen.metrics.fid, .isc (scipy)": "import jgen.methods, jgen.metrics.fid, jgen.metrics.isc"}
+    variants = {
+        "import jgen.methods": "import jgen.methods",
+        "... + jgen.metrics.fid, .isc (scipy)": "import jgen.methods, jgen.metrics.fid, jgen.metrics.isc",
+    }
     times = {k: [] for k in variants}
     cpu = {k: [] for k in variants}
     for r in range(runs):
-        for name in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+        for name in list(variants) if r % 2 == 0 else list(variants)[::-1]:
             c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", variants[name]], env=env, cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-c", variants[name]],
+                env=env,
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             times[name].append(time.perf_counter() - t0)
             c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu[name].append(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
-    print(f"fresh-process imports, median of {runs} alternating runs (load {os.getloadavg()[0]:.2f}); "
-          "CPU time is the robust figure on a busy machine:")
+    print(
+        f"fresh-process imports, median of {runs} alternating runs (load {os.getloadavg()[0]:.2f}); "
+        "CPU time is the robust figure on a busy machine:"
+    )
     for name in variants:
         print(f"  CPU {statistics.median(cpu[name]):6.3f} s  wall {statistics.median(times[name]):6.3f} s  {name}")
 
@@ -72,20 +82,26 @@ def ddim_noise(runs: int) -> None:
     def noise_only(key):  # the draws of _ddim_loop's body: normal(fold_in(key, i), x.shape) for each step
         def body(acc, i):
             return acc + jax.random.normal(jax.random.fold_in(key, i), shape, jnp.float32), None
+
         return jax.lax.scan(body, jnp.zeros(shape, jnp.float32), jnp.arange(steps))[0]
 
     key = jax.random.PRNGKey(1)
     jax.block_until_ready((sampler(params, key), noise_only(key)))
     t = {"sampler": [], "noise": []}
     for r in range(runs):
-        for name, fn in ((("sampler", lambda: sampler(params, key)), ("noise", lambda: noise_only(key)))
-                         if r % 2 == 0 else (("noise", lambda: noise_only(key)), ("sampler", lambda: sampler(params, key)))):
+        for name, fn in (
+            (("sampler", lambda: sampler(params, key)), ("noise", lambda: noise_only(key)))
+            if r % 2 == 0
+            else (("noise", lambda: noise_only(key)), ("sampler", lambda: sampler(params, key)))
+        ):
             t0 = time.perf_counter()
             jax.block_until_ready(fn())
             t[name].append(time.perf_counter() - t0)
     s, n = statistics.median(t["sampler"]), statistics.median(t["noise"])
-    print(f"DDIM {steps} steps, batch {b}, eta=0 (load {os.getloadavg()[0]:.2f}): sampler {s:.4f} s; its {steps} "
-          f"unused normal draws alone {n:.4f} s = {100 * n / s:.1f}% of the call (medians of {runs})")
+    print(
+        f"DDIM {steps} steps, batch {b}, eta=0 (load {os.getloadavg()[0]:.2f}): sampler {s:.4f} s; its {steps} "
+        f"unused normal draws alone {n:.4f} s = {100 * n / s:.1f}% of the call (medians of {runs})"
+    )
 
 
 def main() -> None:

@@ -49,9 +49,8 @@ def main() -> None:
     batches = {}
     for k in ks:  # the same `steps` batches for every K, as K-stacks on the device
         sh = batch_sharding(mesh, k)
-        stacks = [host[i:i + k] for i in range(0, a.steps, k)]
-        batches[k] = [jax.device_put(b[0] if k == 1 else jax.tree.map(lambda *x: np.stack(x), *b), sh)
-                      for b in stacks]
+        stacks = [host[i : i + k] for i in range(0, a.steps, k)]
+        batches[k] = [jax.device_put(b[0] if k == 1 else jax.tree.map(lambda *x: np.stack(x), *b), sh) for b in stacks]
     init = jax.jit(method.init_state, out_shardings=NamedSharding(mesh, P()))
     calls = {k: jitted_train_step(method, mesh, k, config.train.skip_nonfinite_updates) for k in ks}
     for k in ks:  # compile (and warm up) outside the timing
@@ -68,8 +67,10 @@ def main() -> None:
             jax.block_until_ready((state, metrics))
             rates[k].append(a.steps / (time.perf_counter() - t0))
     base = statistics.median(rates[ks[0]])
-    print(f"{config.name}: batch {config.data.batch_size}, {jax.device_count()} device(s), {a.steps} steps x "
-          f"{a.trials} interleaved trials")
+    print(
+        f"{config.name}: batch {config.data.batch_size}, {jax.device_count()} device(s), {a.steps} steps x "
+        f"{a.trials} interleaved trials"
+    )
     print(f"{'K':>4} {'steps/s':>9} {'min':>8} {'max':>8} {'vs K=' + str(ks[0]):>8}")
     for k in ks:
         m = statistics.median(rates[k])

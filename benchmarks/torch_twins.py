@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 # -- networks ---------------------------------------------------------------------------------------------
 
+
 def groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int:
     """jgen.nn.unet._groups: the largest group count <= 32 dividing `channels` with groups of >= 4 channels."""
     top = max(1, min(max_groups, channels // min_group_size))
@@ -77,6 +78,7 @@ class AttentionBlock(nn.Module):
 
         def heads(t):
             return t.view(b, hgt * wid, self.heads, c // self.heads).transpose(1, 2)
+
         a = F.scaled_dot_product_attention(heads(self.q(h)), heads(self.k(h)), heads(self.v(h)))
         a = self.out(a.transpose(1, 2).reshape(b, hgt * wid, c))
         return x + a.transpose(1, 2).view(b, c, hgt, wid)
@@ -86,8 +88,17 @@ class UNet(nn.Module):
     """jgen.nn.unet.UNet in NCHW. Modules are created in flax's order, so `convs[k]` is flax's Conv_k,
     `blocks[k]` ResBlock_k and `attns[k]` AttentionBlock_k."""
 
-    def __init__(self, in_channels: int, resolution: int, channels: int, channel_mult, num_res_blocks: int,
-                 attention_resolutions, num_heads: int, num_classes: int):
+    def __init__(
+        self,
+        in_channels: int,
+        resolution: int,
+        channels: int,
+        channel_mult,
+        num_res_blocks: int,
+        attention_resolutions,
+        num_heads: int,
+        num_classes: int,
+    ):
         super().__init__()
         self.channels, self.mult, self.nres = channels, tuple(channel_mult), num_res_blocks
         self.attn_res, self.num_classes = tuple(attention_resolutions), num_classes
@@ -162,7 +173,7 @@ class ConvVAE(nn.Module):
         super().__init__()
         height, width, cin = shape
         n = len(features)
-        self.h0, self.w0, self.f_last, self.latent_dim = height // 2 ** n, width // 2 ** n, features[-1], latent_dim
+        self.h0, self.w0, self.f_last, self.latent_dim = height // 2**n, width // 2**n, features[-1], latent_dim
         flat = self.h0 * self.w0 * features[-1]
         self.enc_convs = nn.ModuleList()
         c = cin
@@ -195,6 +206,7 @@ class ConvVAE(nn.Module):
 
 
 # -- loading jgen's weights --------------------------------------------------------------------------------
+
 
 def _t(a) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -260,14 +272,22 @@ def _vae_layers(net: ConvVAE, params: dict):
     enc, dec = params["net"]["encoder"], params["net"]["decoder"]
     c, h0, w0 = net.f_last, net.h0, net.w0
     k = enc["Dense_0"]["kernel"]  # [(h, w, c), hidden] -> rows in (c, h, w) order
-    enc_d0 = {"kernel": k.reshape(h0, w0, c, -1).transpose(2, 0, 1, 3).reshape(h0 * w0 * c, -1),
-              "bias": enc["Dense_0"]["bias"]}
+    enc_d0 = {
+        "kernel": k.reshape(h0, w0, c, -1).transpose(2, 0, 1, 3).reshape(h0 * w0 * c, -1),
+        "bias": enc["Dense_0"]["bias"],
+    }
     k = dec["Dense_1"]["kernel"]  # [hidden, (h, w, c)] -> columns in (c, h, w) order
-    dec_d1 = {"kernel": k.reshape(-1, h0, w0, c).transpose(0, 3, 1, 2).reshape(k.shape[0], -1),
-              "bias": dec["Dense_1"]["bias"].reshape(h0, w0, c).transpose(2, 0, 1).reshape(-1)}
+    dec_d1 = {
+        "kernel": k.reshape(-1, h0, w0, c).transpose(0, 3, 1, 2).reshape(k.shape[0], -1),
+        "bias": dec["Dense_1"]["bias"].reshape(h0, w0, c).transpose(2, 0, 1).reshape(-1),
+    }
     layers = [(m, _conv, enc[f"Conv_{i}"]) for i, m in enumerate(net.enc_convs)]
-    layers += [(net.enc_d0, _dense, enc_d0), (net.enc_d1, _dense, enc["Dense_1"]),
-               (net.dec_d0, _dense, dec["Dense_0"]), (net.dec_d1, _dense, dec_d1)]
+    layers += [
+        (net.enc_d0, _dense, enc_d0),
+        (net.enc_d1, _dense, enc["Dense_1"]),
+        (net.dec_d0, _dense, dec["Dense_0"]),
+        (net.dec_d1, _dense, dec_d1),
+    ]
     layers += [(m, _conv, dec[f"Conv_{i}"]) for i, m in enumerate(net.dec_convs)]
     return layers
 
@@ -297,12 +317,14 @@ def converted_like(net: nn.Module, loader, tree: dict) -> list[torch.Tensor]:
     """Any pytree shaped like jgen's params (Adam moments, EMA) in the twin's layout, in net.parameters() order:
     load it into a scratch copy of the net with the same loader."""
     import copy
+
     scratch = copy.deepcopy(net)
     loader(scratch, tree)
     return [p.detach().clone() for p in scratch.parameters()]
 
 
 # -- training, as a PyTorch user writes it ---------------------------------------------------------------
+
 
 def lr_schedule(step: int, lr: float, warmup: int, total: int, kind: str) -> float:
     """jgen.train.optim.make_schedule: linear warmup from 0, then constant or cosine decay to 0 at `total`."""
@@ -320,8 +342,9 @@ class Trainer:
     def __init__(self, net: nn.Module, optim: dict, ema_decay: float, total_steps: int):
         self.net, self.o, self.decay, self.total = net, optim, ema_decay, total_steps
         self.params = list(net.parameters())
-        self.opt = torch.optim.Adam(self.params, lr=optim["learning_rate"], betas=(optim["b1"], optim["b2"]),
-                                    eps=optim["eps"])
+        self.opt = torch.optim.Adam(
+            self.params, lr=optim["learning_rate"], betas=(optim["b1"], optim["b2"]), eps=optim["eps"]
+        )
         self.ema = [p.detach().clone() for p in self.params]
         self.step = 0
 
@@ -333,8 +356,9 @@ class Trainer:
 
     def train_step(self, loss_fn):
         for g in self.opt.param_groups:
-            g["lr"] = lr_schedule(self.step, self.o["learning_rate"], self.o["warmup_steps"], self.total,
-                                  self.o["schedule"])
+            g["lr"] = lr_schedule(
+                self.step, self.o["learning_rate"], self.o["warmup_steps"], self.total, self.o["schedule"]
+            )
         self.opt.zero_grad(set_to_none=True)
         loss, metrics = loss_fn()
         loss.backward()
@@ -377,7 +401,7 @@ def vae_loss(net: ConvVAE, images, beta: float, draws=None):
         u, eps = draws
     x = (torch.round(images * 255.0) + u) / 256.0
     code = net.encode(images)
-    mean, logvar = code[:, : net.latent_dim], code[:, net.latent_dim:]
+    mean, logvar = code[:, : net.latent_dim], code[:, net.latent_dim :]
     if eps is None:
         eps = torch.randn_like(mean)
     z = mean + torch.exp(0.5 * logvar) * eps
@@ -386,7 +410,7 @@ def vae_loss(net: ConvVAE, images, beta: float, draws=None):
     m, log_scale = torch.sigmoid(logits[:, :c]), torch.clamp_min(logits[:, c:], math.log(1e-3))
     u_ = (x - m) * torch.exp(-log_scale)
     rec = (-u_ - log_scale - 2.0 * F.softplus(-u_)).sum(dim=(1, 2, 3))
-    kl = (0.5 * (torch.exp(logvar) + mean ** 2 - 1.0 - logvar)).sum(dim=1)
+    kl = (0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar)).sum(dim=1)
     elbo = rec - kl
     return (-rec + beta * kl).mean(), {"elbo": elbo.detach().mean(), "kl": kl.detach().mean()}
 
@@ -403,13 +427,14 @@ def ddim(net: UNet, noise, labels, times, alphas, sigmas, clip: bool = True, eta
             x0 = x0.clamp(-1.0, 1.0)
             eps = (x - a_t * x0) / s_t
         c = eta * (s_s / s_t) * torch.sqrt(torch.clamp_min(1.0 - (a_t / a_s) ** 2, 0.0))
-        x = a_s * x0 + torch.sqrt(torch.clamp_min(s_s ** 2 - c ** 2, 0.0)) * eps
+        x = a_s * x0 + torch.sqrt(torch.clamp_min(s_s**2 - c**2, 0.0)) * eps
         if eta > 0:
             x = x + c * torch.randn_like(x)
     return x
 
 
 # -- the worker ------------------------------------------------------------------------------------------
+
 
 def nchw(a: np.ndarray) -> torch.Tensor:
     return _t(np.transpose(a, (0, 3, 1, 2)))
@@ -445,7 +470,7 @@ class Bench:
             if not k.startswith(prefix + "/"):
                 continue
             d = out
-            parts = k[len(prefix) + 1:].split("/")
+            parts = k[len(prefix) + 1 :].split("/")
             for p in parts[:-1]:
                 d = d.setdefault(p, {})
             d[parts[-1]] = v
@@ -460,9 +485,21 @@ class Bench:
     def _trainer(self, net, loader, meta, arrays):
         tr = Trainer(net, meta["optim"], meta["ema_decay"], meta["total_steps"])
         for s in (0, 50, meta["optim"]["warmup_steps"] + 7):  # the schedule matches jgen's at a few steps
-            self._check(f"lr schedule at step {s}", abs(lr_schedule(s, meta["optim"]["learning_rate"],
-                        meta["optim"]["warmup_steps"], meta["total_steps"], meta["optim"]["schedule"])
-                        - meta["lr_at"][str(s)]) / meta["optim"]["learning_rate"], 1e-6)
+            self._check(
+                f"lr schedule at step {s}",
+                abs(
+                    lr_schedule(
+                        s,
+                        meta["optim"]["learning_rate"],
+                        meta["optim"]["warmup_steps"],
+                        meta["total_steps"],
+                        meta["optim"]["schedule"],
+                    )
+                    - meta["lr_at"][str(s)]
+                )
+                / meta["optim"]["learning_rate"],
+                1e-6,
+            )
         mu = converted_like(net, loader, self._tree(arrays, "mu"))
         nu = converted_like(net, loader, self._tree(arrays, "nu"))
         ema = converted_like(net, loader, self._tree(arrays, "ema"))
@@ -486,8 +523,16 @@ class Bench:
     def setup_unet(self):
         meta, arr = self._load("unet")
         m = meta["model"]
-        net = UNet(m["in_channels"], m["resolution"], m["channels"], m["channel_mult"], m["num_res_blocks"],
-                   m["attention_resolutions"], m["num_heads"], m["num_classes"])
+        net = UNet(
+            m["in_channels"],
+            m["resolution"],
+            m["channels"],
+            m["channel_mult"],
+            m["num_res_blocks"],
+            m["attention_resolutions"],
+            m["num_heads"],
+            m["num_classes"],
+        )
         params = self._tree(arr, "params")
         load_unet(net, params)
         images, labels = nchw(arr["images"]), torch.from_numpy(arr["labels"]).long()
@@ -503,11 +548,20 @@ class Bench:
             self._check("UNet DDIM-20 samples", rel_l2(x.numpy().transpose(0, 2, 3, 1), arr["ddim_out"]), 1e-4)
         # one train step from jgen's state with jgen's random draws
         tr = self._trainer(net, load_unet, meta, arr)
-        draws = (torch.from_numpy(arr["draw_idx"]).long(), nchw(arr["draw_eps"]),
-                 torch.from_numpy(arr["draw_labels"]).long())
+        draws = (
+            torch.from_numpy(arr["draw_idx"]).long(),
+            nchw(arr["draw_eps"]),
+            torch.from_numpy(arr["draw_labels"]).long(),
+        )
         null = m["num_classes"]
-        self._check_step("UNet", tr, lambda: ddpm_loss(net, images, labels, alphas, sigmas, meta["label_dropout"],
-                                                        null, draws), meta, arr, load_unet)
+        self._check_step(
+            "UNet",
+            tr,
+            lambda: ddpm_loss(net, images, labels, alphas, sigmas, meta["label_dropout"], null, draws),
+            meta,
+            arr,
+            load_unet,
+        )
         dropout = meta["label_dropout"]
         fwd_x, fwd_t, fwd_l = nchw(arr["fwd_x"]), _t(arr["fwd_t"]), torch.from_numpy(arr["fwd_labels"]).long()
         noise = torch.randn(images.shape)
@@ -515,11 +569,14 @@ class Bench:
         def fwd():
             with torch.inference_mode():
                 net(fwd_x, fwd_t, fwd_l)
+
         self.cases["unet_train"] = lambda: tr.train_step(
-            lambda: ddpm_loss(net, images, labels, alphas, sigmas, dropout, null))
+            lambda: ddpm_loss(net, images, labels, alphas, sigmas, dropout, null)
+        )
         self.cases["unet_forward"] = fwd
-        self.cases["unet_ddim20"] = lambda: ddim(net, noise, labels, times, g_alpha, g_sigma,
-                                                 clip=meta["clip_denoised"])
+        self.cases["unet_ddim20"] = lambda: ddim(
+            net, noise, labels, times, g_alpha, g_sigma, clip=meta["clip_denoised"]
+        )
         return sum(p.numel() for p in net.parameters())
 
     def setup_vae(self):
@@ -539,10 +596,10 @@ class Bench:
         def fwd():
             with torch.inference_mode():
                 net(images)
+
         self.cases["vae_train"] = lambda: tr.train_step(lambda: vae_loss(net, images, beta))
         self.cases["vae_forward"] = fwd
         return sum(p.numel() for p in net.parameters())
-
 
 
 def worker() -> None:
@@ -555,8 +612,13 @@ def worker() -> None:
         torch.manual_seed(0)
         return Bench(msg["dir"], msg.get("tolerance", 1e-5))
 
-    serve(make_bench, lambda bench: {"checks": bench.checks, "version": f"PyTorch {torch.__version__} (eager, "
-                                                                         f"{torch.get_num_threads()} threads)"})
+    serve(
+        make_bench,
+        lambda bench: {
+            "checks": bench.checks,
+            "version": f"PyTorch {torch.__version__} (eager, {torch.get_num_threads()} threads)",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -43,13 +43,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def loop_steps_per_sec(config: str, devices: int, steps: int, log_every: int, overrides: list[str]) -> float:
     """Median steps/s of the real training loop in a subprocess on `devices` host devices."""
     with tempfile.TemporaryDirectory() as workdir:
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-               "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
-        cmd = [sys.executable, "-m", "jgen", "train", "--config", config, "--workdir", workdir,
-               f"--config.train.steps={steps}", f"--config.train.log_every={log_every}",
-               "--config.train.eval_every=0", "--config.train.sample_every=0",
-               f"--config.train.checkpoint_every={steps}", "--config.train.progress=False",
-               "--config.train.num_eval_examples=200", "--config.train.eval_batch_size=200"]
+        env = {
+            **os.environ,
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+            "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": ROOT,
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "jgen",
+            "train",
+            "--config",
+            config,
+            "--workdir",
+            workdir,
+            f"--config.train.steps={steps}",
+            f"--config.train.log_every={log_every}",
+            "--config.train.eval_every=0",
+            "--config.train.sample_every=0",
+            f"--config.train.checkpoint_every={steps}",
+            "--config.train.progress=False",
+            "--config.train.num_eval_examples=200",
+            "--config.train.eval_batch_size=200",
+        ]
         cmd += [f"--config.{o}" for o in overrides]
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if r.returncode:
@@ -79,6 +96,7 @@ def worker(a) -> dict:
     mock = contextlib.nullcontext()
     if a.mock_tfds:
         import tensorflow_datasets as tfds
+
         mock = tfds.testing.mock_data(num_examples=a.mock_tfds)
     k, bs = a.steps_per_call, config.data.batch_size
     with mock:
@@ -87,8 +105,16 @@ def worker(a) -> dict:
 
         def iterator(workers: int = 0):
             d = config.data
-            return make_train_iterator(train, config.seed, bs, random_flip=d.random_flip, worker_count=workers,
-                                       worker_buffer_size=d.worker_buffer_size, read_ahead=d.read_ahead)
+            return make_train_iterator(
+                train,
+                config.seed,
+                bs,
+                random_flip=d.random_flip,
+                worker_count=workers,
+                worker_buffer_size=d.worker_buffer_size,
+                read_ahead=d.read_ahead,
+            )
+
         input_rate = {}
         for workers in a.input_workers:
             with iterator(workers) as it:
@@ -98,14 +124,17 @@ def worker(a) -> dict:
                     next(it)
                 input_rate[workers] = a.input_batches * bs / (time.perf_counter() - t0)
         if a.input_only:
-            return {"config": config.name, "batch": bs, "input_images_per_sec": input_rate,
-                    "load_avg_1min": os.getloadavg()[0]}
+            return {
+                "config": config.name,
+                "batch": bs,
+                "input_images_per_sec": input_rate,
+                "load_avg_1min": os.getloadavg()[0],
+            }
         it = iterator()
         host = [next(it) for _ in range(a.steps)]
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    state = jax.jit(method.init_state, out_shardings=NamedSharding(mesh, P()))(jax.random.PRNGKey(config.seed),
-                                                                               host[0])
+    state = jax.jit(method.init_state, out_shardings=NamedSharding(mesh, P()))(jax.random.PRNGKey(config.seed), host[0])
     one = jax.device_put(host[0], batch_sharding(mesh, 1))
     t0 = time.perf_counter()
     compiled_one = jitted_train_step(method, mesh, 1).lower(state, one).compile()
@@ -115,7 +144,7 @@ def worker(a) -> dict:
         call, stacks = compiled_one, host
     else:
         call = jitted_train_step(method, mesh, k)
-        stacks = [jax.tree.map(lambda *x: np.stack(x), *host[i:i + k]) for i in range(0, a.steps, k)]
+        stacks = [jax.tree.map(lambda *x: np.stack(x), *host[i : i + k]) for i in range(0, a.steps, k)]
     batches = [jax.device_put(b, batch_sharding(mesh, k)) for b in stacks]
     state, metrics = call(state, batches[0])  # a compiling (k > 1) and warming call
     jax.block_until_ready((state, metrics))
@@ -130,12 +159,26 @@ def worker(a) -> dict:
     dtype = str(config.model.get("dtype", "float32"))
     peak, peak_how = (a.peak_tflops * 1e12, "--peak_tflops") if a.peak_tflops else peak_flops(jax.devices(), dtype)
     params = sum(x.size for x in jax.tree.leaves(state.params))
-    return {"config": config.name, "devices": jax.device_count(), "device_kind": jax.devices()[0].device_kind,
-            "batch": bs, "steps_per_call": k, "params": int(params), "dtype": dtype, "compile_s": compile_s,
-            "step_s": step_s, "step_s_all": times, "images_per_sec": bs / step_s, "flops_per_step": flops,
-            "flops_per_sec": flops / step_s, "peak_flops": peak, "peak": peak_how,
-            "mfu": None if peak is None else flops / step_s / peak, "input_images_per_sec": input_rate,
-            "load_avg_1min": os.getloadavg()[0]}
+    return {
+        "config": config.name,
+        "devices": jax.device_count(),
+        "device_kind": jax.devices()[0].device_kind,
+        "batch": bs,
+        "steps_per_call": k,
+        "params": int(params),
+        "dtype": dtype,
+        "compile_s": compile_s,
+        "step_s": step_s,
+        "step_s_all": times,
+        "images_per_sec": bs / step_s,
+        "flops_per_step": flops,
+        "flops_per_sec": flops / step_s,
+        "peak_flops": peak,
+        "peak": peak_how,
+        "mfu": None if peak is None else flops / step_s / peak,
+        "input_images_per_sec": input_rate,
+        "load_avg_1min": os.getloadavg()[0],
+    }
 
 
 def main() -> None:
@@ -146,12 +189,17 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--steps_per_call", type=int, default=1)
     p.add_argument("--input_batches", type=int, default=300, help="batches timed for the input pipeline's rate")
-    p.add_argument("--input_workers", default="0,2", help="data.worker_count values whose input images/s are "
-                   "timed, e.g. 0,2")
+    p.add_argument(
+        "--input_workers", default="0,2", help="data.worker_count values whose input images/s are timed, e.g. 0,2"
+    )
     p.add_argument("--input_only", action="store_true", help="only the input pipeline's images/s")
     p.add_argument("--mock_tfds", type=int, default=0, help="run on tfds.testing.mock_data with this many examples")
-    p.add_argument("--peak_tflops", type=float, default=0.0, help="peak of all devices together (default: measured "
-                   "on the CPU, the table on GPU/TPU)")
+    p.add_argument(
+        "--peak_tflops",
+        type=float,
+        default=0.0,
+        help="peak of all devices together (default: measured on the CPU, the table on GPU/TPU)",
+    )
     p.add_argument("--loop", action="store_true", help="also time the real training loop (--loop_steps steps)")
     p.add_argument("--loop_steps", type=int, default=400)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -164,15 +212,25 @@ def main() -> None:
         print(json.dumps(worker(a)))
         return
     inputs = " ".join(f"{f'input w={w} img/s':>17}" for w in a.input_workers)
-    head = (f"{'devices':>7} {'batch':>5} {'K':>3} {'step ms':>9} {'img/s':>8} {inputs} "
-            f"{'GFLOP/step':>10} {'TFLOP/s':>8} {'peak TFLOP/s':>12} {'MFU':>7} {'compile s':>9}"
-            + (f" {'loop steps/s':>12}" if a.loop else ""))
+    head = (
+        f"{'devices':>7} {'batch':>5} {'K':>3} {'step ms':>9} {'img/s':>8} {inputs} "
+        f"{'GFLOP/step':>10} {'TFLOP/s':>8} {'peak TFLOP/s':>12} {'MFU':>7} {'compile s':>9}"
+        + (f" {'loop steps/s':>12}" if a.loop else "")
+    )
     print(f"{a.config} {' '.join(a.overrides)}" + ("" if a.input_only else f"\n{head}"), flush=True)
     for n in [int(x) for x in a.devices.split(",")]:
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n} "
-               + os.environ.get("XLA_FLAGS", ""), "PYTHONPATH": ROOT}
-        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", *sys.argv[1:]], cwd=ROOT, env=env,
-                           capture_output=True, text=True)
+        env = {
+            **os.environ,
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n} " + os.environ.get("XLA_FLAGS", ""),
+            "PYTHONPATH": ROOT,
+        }
+        r = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--worker", *sys.argv[1:]],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if r.returncode:
             sys.exit(f"{n} devices: the worker failed:\n{r.stderr[-3000:]}")
         f = json.loads(r.stdout.strip().splitlines()[-1])
@@ -183,16 +241,21 @@ def main() -> None:
             continue
         mfu = "—" if f["mfu"] is None else f"{100 * f['mfu']:.2f}%"
         peak = "—" if f["peak_flops"] is None else f"{f['peak_flops'] / 1e12:.3f}"
-        line = (f"{f['devices']:>7} {f['batch']:>5} {f['steps_per_call']:>3} {1e3 * f['step_s']:>9.1f} "
-                f"{f['images_per_sec']:>8.1f} {' '.join(f'{r:>17.0f}' for r in rates)} "
-                f"{f['flops_per_step'] / 1e9:>10.2f} "
-                f"{f['flops_per_sec'] / 1e12:>8.4f} {peak:>12} {mfu:>7} {f['compile_s']:>9.1f}")
+        line = (
+            f"{f['devices']:>7} {f['batch']:>5} {f['steps_per_call']:>3} {1e3 * f['step_s']:>9.1f} "
+            f"{f['images_per_sec']:>8.1f} {' '.join(f'{r:>17.0f}' for r in rates)} "
+            f"{f['flops_per_step'] / 1e9:>10.2f} "
+            f"{f['flops_per_sec'] / 1e12:>8.4f} {peak:>12} {mfu:>7} {f['compile_s']:>9.1f}"
+        )
         if a.loop:
             line += f" {loop_steps_per_sec(a.config, n, a.loop_steps, 50, a.overrides):>12.2f}"
         print(line, flush=True)
-        print(f"        {f['device_kind']}, {f['params']:,} parameters, {f['dtype']}; peak: {f['peak']}; "
-              f"step ms per trial: {', '.join(f'{1e3 * t:.1f}' for t in f['step_s_all'])}; "
-              f"load average {f['load_avg_1min']:.1f}", flush=True)
+        print(
+            f"        {f['device_kind']}, {f['params']:,} parameters, {f['dtype']}; peak: {f['peak']}; "
+            f"step ms per trial: {', '.join(f'{1e3 * t:.1f}' for t in f['step_s_all'])}; "
+            f"load average {f['load_avg_1min']:.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

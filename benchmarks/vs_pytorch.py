@@ -49,6 +49,7 @@ WARM_STEPS = 10  # jgen train steps before the weights are handed to the twin (z
 
 # -- the jgen worker ------------------------------------------------------------------------------------
 
+
 def _load_config(name: str):
     from jgen.run import load_config
 
@@ -87,8 +88,10 @@ class JgenBench:
 
         def step_fn(state, batch):
             return method.train_step(state, batch, jax.random.fold_in(state.key, state.step))
-        step = jax.jit(step_fn, in_shardings=(self.repl, self.data_sh), out_shardings=(self.repl, self.repl),
-                       donate_argnums=0)
+
+        step = jax.jit(
+            step_fn, in_shardings=(self.repl, self.data_sh), out_shardings=(self.repl, self.repl), donate_argnums=0
+        )
         state = jax.jit(method.init_state, out_shardings=self.repl)(jax.random.PRNGKey(cfg.seed), batch)
         gbatch = jax.device_put(batch, self.data_sh)
         for _ in range(WARM_STEPS):
@@ -102,8 +105,12 @@ class JgenBench:
 
     def _adam(self, opt_state):
         import optax
-        found = [s for s in self.jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
-                 if isinstance(s, optax.ScaleByAdamState)]
+
+        found = [
+            s
+            for s in self.jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+            if isinstance(s, optax.ScaleByAdamState)
+        ]
         assert len(found) == 1, "expected one Adam state"
         return found[0]
 
@@ -127,13 +134,23 @@ class JgenBench:
 
     def _optim_meta(self, cfg):
         from jgen.train.optim import make_schedule
+
         o = cfg.optim
         sched = make_schedule(o, cfg.train.steps)
-        return {"optim": {"learning_rate": float(o.learning_rate), "b1": float(o.b1), "b2": float(o.b2),
-                          "eps": float(o.eps), "warmup_steps": int(o.warmup_steps), "schedule": o.schedule,
-                          "grad_clip": float(o.grad_clip)},
-                "lr_at": {str(s): float(sched(s)) for s in (0, 50, int(o.warmup_steps) + 7)},
-                "total_steps": int(cfg.train.steps), "ema_decay": float(cfg.train.ema_decay)}
+        return {
+            "optim": {
+                "learning_rate": float(o.learning_rate),
+                "b1": float(o.b1),
+                "b2": float(o.b2),
+                "eps": float(o.eps),
+                "warmup_steps": int(o.warmup_steps),
+                "schedule": o.schedule,
+                "grad_clip": float(o.grad_clip),
+            },
+            "lr_at": {str(s): float(sched(s)) for s in (0, 50, int(o.warmup_steps) + 7)},
+            "total_steps": int(cfg.train.steps),
+            "ema_decay": float(cfg.train.ema_decay),
+        }
 
     def _save(self, name, meta, arrays):
         with open(os.path.join(self.out_dir, f"{name}.json"), "w") as f:
@@ -147,6 +164,7 @@ class JgenBench:
         def train():
             holder["state"], metrics = step(holder["state"], gbatch)
             self.jax.block_until_ready((holder["state"], metrics))
+
         return train
 
     # -- the networks
@@ -162,13 +180,22 @@ class JgenBench:
         m = cfg.method
         step, state, gbatch = self._train(cfg, method, batch)
         n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-        meta = {"model": {"in_channels": int(batch["image"].shape[-1]), "resolution": int(batch["image"].shape[1]),
-                          "channels": int(cfg.model.channels), "channel_mult": list(cfg.model.channel_mult),
-                          "num_res_blocks": int(cfg.model.num_res_blocks),
-                          "attention_resolutions": list(cfg.model.attention_resolutions),
-                          "num_heads": int(cfg.model.num_heads), "num_classes": int(method.num_classes)},
-                "label_dropout": float(m.label_dropout), "clip_denoised": bool(m.clip_denoised),
-                "step": int(state.step), **self._optim_meta(cfg)}
+        meta = {
+            "model": {
+                "in_channels": int(batch["image"].shape[-1]),
+                "resolution": int(batch["image"].shape[1]),
+                "channels": int(cfg.model.channels),
+                "channel_mult": list(cfg.model.channel_mult),
+                "num_res_blocks": int(cfg.model.num_res_blocks),
+                "attention_resolutions": list(cfg.model.attention_resolutions),
+                "num_heads": int(cfg.model.num_heads),
+                "num_classes": int(method.num_classes),
+            },
+            "label_dropout": float(m.label_dropout),
+            "clip_denoised": bool(m.clip_denoised),
+            "step": int(state.step),
+            **self._optim_meta(cfg),
+        }
         arrays = {"images": np.asarray(batch["image"]), "labels": np.asarray(batch["label"])}
         self._state_arrays(state, arrays)
         sched = method.schedule
@@ -189,20 +216,40 @@ class JgenBench:
         fx = jax.random.normal(kx, shape)
         ft = jax.random.uniform(kt, (b,))
         flab = jnp.asarray(batch["label"], jnp.int32)
-        arrays.update(fwd_x=np.asarray(fx), fwd_t=np.asarray(ft), fwd_labels=np.asarray(flab),
-                      fwd_out=np.asarray(fwd(params, fx, ft, flab)))
+        arrays.update(
+            fwd_x=np.asarray(fx),
+            fwd_t=np.asarray(ft),
+            fwd_labels=np.asarray(flab),
+            fwd_out=np.asarray(fwd(params, fx, ft, flab)),
+        )
 
         noise = jax.random.normal(kn, shape)
 
         def ddim_from(p, noise, labels):
-            return sample(method.model_fn(p), sched, jax.random.PRNGKey(0), shape, sampler="ddim", steps=20,
-                          labels=labels, guidance=m.guidance, null_label=method.null_label,
-                          parameterization=m.parameterization, eta=0.0, clip_denoised=m.clip_denoised,
-                          noise=noise).samples
+            return sample(
+                method.model_fn(p),
+                sched,
+                jax.random.PRNGKey(0),
+                shape,
+                sampler="ddim",
+                steps=20,
+                labels=labels,
+                guidance=m.guidance,
+                null_label=method.null_label,
+                parameterization=m.parameterization,
+                eta=0.0,
+                clip_denoised=m.clip_denoised,
+                noise=noise,
+            ).samples
+
         times = time_grid(sched, 20, DEFAULT_SPACING["ddim"])  # the grid `sample` uses for ddim, 20 steps
         ga, gs = grid_alpha_sigma(sched, times)
-        arrays.update(ddim_noise=np.asarray(noise), ddim_times=np.asarray(times),
-                      ddim_alphas=np.asarray(ga), ddim_sigmas=np.asarray(gs))
+        arrays.update(
+            ddim_noise=np.asarray(noise),
+            ddim_times=np.asarray(times),
+            ddim_alphas=np.asarray(ga),
+            ddim_sigmas=np.asarray(gs),
+        )
         if "unet_ddim20" in self.wanted:  # the sampler's reference costs a compilation: only when timed
             arrays["ddim_out"] = np.asarray(jax.jit(ddim_from)(params, noise, flab))
         if m.guidance not in (0.0, 1.0):
@@ -227,10 +274,19 @@ class JgenBench:
         step, state, gbatch = self._train(cfg, method, batch)
         n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
         net = method.net
-        meta = {"model": {"shape": list(batch["image"].shape[1:]), "features": list(net.features),
-                          "hidden": int(net.hidden), "code_dim": int(net.code_dim), "latent_dim": int(net.latent_dim),
-                          "out_channels": int(net.shape[-1])},
-                "beta": float(cfg.method.beta), "step": int(state.step), **self._optim_meta(cfg)}
+        meta = {
+            "model": {
+                "shape": list(batch["image"].shape[1:]),
+                "features": list(net.features),
+                "hidden": int(net.hidden),
+                "code_dim": int(net.code_dim),
+                "latent_dim": int(net.latent_dim),
+                "out_channels": int(net.shape[-1]),
+            },
+            "beta": float(cfg.method.beta),
+            "step": int(state.step),
+            **self._optim_meta(cfg),
+        }
         if cfg.model.kind != "conv" or cfg.method.likelihood != "logistic":
             raise ValueError("the VAE twin is the conv encoder/decoder with the logistic likelihood")
         arrays = {"images": np.asarray(batch["image"])}
@@ -275,8 +331,11 @@ def serve(make_bench, describe) -> None:
         try:
             if msg["cmd"] == "setup":
                 bench = make_bench(msg)
-                counts = {net: getattr(bench, f"setup_{net}")() for net in ("unet", "vae")
-                          if any(c.startswith(net) for c in msg["cases"])}
+                counts = {
+                    net: getattr(bench, f"setup_{net}")()
+                    for net in ("unet", "vae")
+                    if any(c.startswith(net) for c in msg["cases"])
+                }
                 for c in msg["cases"]:
                     time_calls(bench.cases[c], 2)
                 reply = {"ok": True, "params": counts, **describe(bench)}
@@ -288,6 +347,7 @@ def serve(make_bench, describe) -> None:
                 reply = {"ok": False, "error": f"unknown command {msg['cmd']!r}"}
         except Exception as e:  # reported to the driver, which stops the benchmark
             import traceback  # local: only on failure
+
             reply = {"ok": False, "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"}
         proto.write(json.dumps(reply) + "\n")
 
@@ -296,12 +356,17 @@ def jgen_worker() -> None:
     import jax  # local: the driver process never imports jax
     import jaxlib  # local: as above
 
-    serve(lambda msg: JgenBench(msg["dir"], msg["batch"], msg["cases"]),
-          lambda bench: {"version": f"jax {jax.__version__} / jaxlib {jaxlib.__version__} "
-                                    f"({jax.default_backend()}, {len(jax.devices())} device(s))"})
+    serve(
+        lambda msg: JgenBench(msg["dir"], msg["batch"], msg["cases"]),
+        lambda bench: {
+            "version": f"jax {jax.__version__} / jaxlib {jaxlib.__version__} "
+            f"({jax.default_backend()}, {len(jax.devices())} device(s))"
+        },
+    )
 
 
 # -- the driver -----------------------------------------------------------------------------------------
+
 
 def _busy_ticks() -> int:
     """Busy CPU ticks of the whole machine since boot (user + nice + system + irq + softirq + steal)."""
@@ -326,8 +391,9 @@ class Worker:
         script = os.path.join(ROOT, "benchmarks", "vs_pytorch.py" if kind == "jgen" else "torch_twins.py")
         args = [python, script, "--worker"] + (["jgen"] if kind == "jgen" else [])
         self.log = open(os.path.join(log_dir, f"{name}.log"), "w")
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     text=True, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=ROOT
+        )
 
     def ask(self, **msg):
         self.proc.stdin.write(json.dumps(msg) + "\n")
@@ -406,8 +472,12 @@ def main() -> None:
     p.add_argument("--iters-scale", type=float, default=1.0, help="multiplies the iterations per turn")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
-    p.add_argument("--variant", action="append", default=[],
-                   help="another jgen worker: NAME:VAR=VALUE[;VAR=VALUE] (e.g. an XLA_FLAGS setting)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="another jgen worker: NAME:VAR=VALUE[;VAR=VALUE] (e.g. an XLA_FLAGS setting)",
+    )
     p.add_argument("--no-torch", action="store_true", help="time only the jgen workers (variants against jgen)")
     p.add_argument("--quiet-cores", type=float, default=0.25, help="foreign CPU use that counts as a quiet machine")
     p.add_argument("--max-wait", type=float, default=20.0, help="seconds to wait for a quiet machine per turn")
@@ -445,30 +515,52 @@ def main() -> None:
             workers.append(w)
         if not a.no_torch:
             w = Worker("pytorch", "torch", a.torch_python, dict(base_env), work)
-            infos["pytorch"] = w.ask(cmd="setup", dir=os.path.join(work, "jgen"), cases=cases,
-                                     threads=a.torch_threads, tolerance=a.tolerance)
+            infos["pytorch"] = w.ask(
+                cmd="setup", dir=os.path.join(work, "jgen"), cases=cases, threads=a.torch_threads, tolerance=a.tolerance
+            )
             workers.append(w)
         pids = [w.proc.pid for w in workers] + [os.getpid()]
         records = []
         for trial in range(a.trials):
             for case in cases:
                 iters = max(1, round(CASES[case][1] * a.iters_scale))
-                order = workers[trial % len(workers):] + workers[:trial % len(workers)]
+                order = workers[trial % len(workers) :] + workers[: trial % len(workers)]
                 for w in order:
                     waited, before = _wait_quiet(pids, a.quiet_cores, a.max_wait)
                     load1 = os.getloadavg()[0]
-                    b0, own0, all0, t0 = (_busy_ticks(), _proc_ticks(w.proc.pid),
-                                          sum(_proc_ticks(q) for q in pids), time.perf_counter())
+                    b0, own0, all0, t0 = (
+                        _busy_ticks(),
+                        _proc_ticks(w.proc.pid),
+                        sum(_proc_ticks(q) for q in pids),
+                        time.perf_counter(),
+                    )
                     times = w.ask(cmd="run", case=case, iters=iters)["times"]
-                    b1, own1, all1, t1 = (_busy_ticks(), _proc_ticks(w.proc.pid),
-                                          sum(_proc_ticks(q) for q in pids), time.perf_counter())
+                    b1, own1, all1, t1 = (
+                        _busy_ticks(),
+                        _proc_ticks(w.proc.pid),
+                        sum(_proc_ticks(q) for q in pids),
+                        time.perf_counter(),
+                    )
                     wall = t1 - t0
-                    records.append(dict(trial=trial, case=case, worker=w.name, times=times, load1=load1,
-                                        waited=waited, foreign_before=before,
-                                        foreign=max(0.0, (b1 - b0) - (all1 - all0)) / TICK / wall,
-                                        own=(own1 - own0) / TICK / wall, cpu=(own1 - own0) / TICK / iters))
-                    print(f"  trial {trial} {case:<13} {w.name:<10} median {statistics.median(times):.4f} s  "
-                          f"load {load1:.2f}  foreign {records[-1]['foreign']:.2f} cores", file=sys.stderr)
+                    records.append(
+                        dict(
+                            trial=trial,
+                            case=case,
+                            worker=w.name,
+                            times=times,
+                            load1=load1,
+                            waited=waited,
+                            foreign_before=before,
+                            foreign=max(0.0, (b1 - b0) - (all1 - all0)) / TICK / wall,
+                            own=(own1 - own0) / TICK / wall,
+                            cpu=(own1 - own0) / TICK / iters,
+                        )
+                    )
+                    print(
+                        f"  trial {trial} {case:<13} {w.name:<10} median {statistics.median(times):.4f} s  "
+                        f"load {load1:.2f}  foreign {records[-1]['foreign']:.2f} cores",
+                        file=sys.stderr,
+                    )
     finally:
         for w in workers:
             w.close()
@@ -486,11 +578,13 @@ def report(records, infos, cases, workers, a, started, finished, load_start, fai
     by = {}
     for r in records:
         by.setdefault((r["case"], r["worker"]), []).append(r)
-    lines = [f"jgen vs PyTorch on CPU, batch {a.batch} — {started:%Y-%m-%d %H:%M}–{finished:%H:%M} UTC",
-             f"machine: {_machine()}",
-             "versions: " + "; ".join(f"{n}: {infos[n]['version']}" for n in names),
-             f"load average at start: {' / '.join(f'{x:.2f}' for x in load_start)} (1/5/15 min); "
-             f"trials: {a.trials} per case, order rotating; times in seconds"]
+    lines = [
+        f"jgen vs PyTorch on CPU, batch {a.batch} — {started:%Y-%m-%d %H:%M}–{finished:%H:%M} UTC",
+        f"machine: {_machine()}",
+        "versions: " + "; ".join(f"{n}: {infos[n]['version']}" for n in names),
+        f"load average at start: {' / '.join(f'{x:.2f}' for x in load_start)} (1/5/15 min); "
+        f"trials: {a.trials} per case, order rotating; times in seconds",
+    ]
     for n in names:
         if n not in ("jgen", "pytorch"):
             env = dict(_parse_variant(next(v for v in a.variant if v.startswith(n + ":")))[1])
@@ -499,8 +593,10 @@ def report(records, infos, cases, workers, a, started, finished, load_start, fai
         lines.append(f"variant {n} did not run: {why}")
     if "pytorch" in infos:
         worst = max(infos["pytorch"]["checks"].items(), key=lambda kv: kv[1])
-        lines.append(f"twin check: {len(infos['pytorch']['checks'])} comparisons passed, largest relative "
-                     f"error {worst[1]:.2g} ({worst[0]})")
+        lines.append(
+            f"twin check: {len(infos['pytorch']['checks'])} comparisons passed, largest relative "
+            f"error {worst[1]:.2g} ({worst[0]})"
+        )
     head = ["measurement"]
     for n in names:
         head += [f"{n} min", f"{n} median", f"{n} cores", f"{n} CPU s"]
@@ -512,24 +608,32 @@ def report(records, infos, cases, workers, a, started, finished, load_start, fai
         for n in names:
             recs = by[(case, n)]
             all_t = [t for r in recs for t in r["times"]]
-            row += [f"{min(all_t):.4f}", f"{statistics.median([statistics.median(r['times']) for r in recs]):.4f}",
-                    f"{statistics.median([r['own'] for r in recs]):.2f}",
-                    f"{statistics.median([r['cpu'] for r in recs]):.4f}"]
+            row += [
+                f"{min(all_t):.4f}",
+                f"{statistics.median([statistics.median(r['times']) for r in recs]):.4f}",
+                f"{statistics.median([r['own'] for r in recs]):.2f}",
+                f"{statistics.median([r['cpu'] for r in recs]):.4f}",
+            ]
         for n in names:
             if n == ref:
                 continue
-            ratios = [statistics.median(x["times"]) / statistics.median(y["times"])
-                      for x, y in zip(by[(case, n)], by[(case, ref)])]
+            ratios = [
+                statistics.median(x["times"]) / statistics.median(y["times"])
+                for x, y in zip(by[(case, n)], by[(case, ref)])
+            ]
             row.append(f"**{statistics.median(ratios):.2f}x** ({min(ratios):.2f}–{max(ratios):.2f})")
         recs = [r for n in names for r in by[(case, n)]]
         row.append(f"{statistics.median([r['load1'] for r in recs]):.2f}")
         fo = [r["foreign"] for r in recs]
         row.append(f"{statistics.median(fo):.2f} / {max(fo):.2f}")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", f"ratio: median over trials of (median time / {ref}'s median time in the same trial), with the "
-              "range over trials; cores: CPU time of the timed worker / wall time; CPU s: its CPU seconds per "
-              "iteration (the work done, less sensitive to load than wall time, but it counts threads that spin); "
-              "foreign cores: CPU used by other processes while a turn ran."]
+    lines += [
+        "",
+        f"ratio: median over trials of (median time / {ref}'s median time in the same trial), with the "
+        "range over trials; cores: CPU time of the timed worker / wall time; CPU s: its CPU seconds per "
+        "iteration (the work done, less sensitive to load than wall time, but it counts threads that spin); "
+        "foreign cores: CPU used by other processes while a turn ran.",
+    ]
     return "\n".join(lines)
 
 

@@ -42,8 +42,10 @@ def run_dstar(config, workdir: str) -> dict:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     x = curves["x"]
-    for ax, d, ref, title, pg in ((axes[0], curves["d"], curves["d_star"], "p_g != p_data", curves["p_g"]),
-                                  (axes[1], curves["d_equal"], np.full_like(x, 0.5), "p_g = p_data", curves["p_data"])):
+    for ax, d, ref, title, pg in (
+        (axes[0], curves["d"], curves["d_star"], "p_g != p_data", curves["p_g"]),
+        (axes[1], curves["d_equal"], np.full_like(x, 0.5), "p_g = p_data", curves["p_data"]),
+    ):
         ax.plot(x, curves["p_data"], color="tab:blue", alpha=0.4, label="p_data")
         ax.plot(x, pg, color="tab:orange", alpha=0.4, label="p_g")
         ax.plot(x, ref, "k--", label="D* = p_data / (p_data + p_g)")
@@ -64,13 +66,21 @@ def run_ring(config, workdir: str) -> dict:
     rows = out["rows"]
     with open(os.path.join(workdir, "ring.json"), "w") as f:
         json.dump({"loss": cfg.loss, "num_modes": cfg.num_modes, "std": cfg.std, "rows": rows}, f, indent=2)
-    np.savez_compressed(os.path.join(workdir, "ring_snapshots.npz"),  # what chart 20 of `jgen figures` draws
-                        steps=np.array([r["step"] for r in rows]), samples=np.stack(out["snapshots"]),
-                        means=out["means"], grid_axis=out["grid_axis"], d_grid=np.stack(out["d_grid"]),
-                        push=np.stack(out["push"]))
+    np.savez_compressed(
+        os.path.join(workdir, "ring_snapshots.npz"),  # what chart 20 of `jgen figures` draws
+        steps=np.array([r["step"] for r in rows]),
+        samples=np.stack(out["snapshots"]),
+        means=out["means"],
+        grid_axis=out["grid_axis"],
+        d_grid=np.stack(out["d_grid"]),
+        push=np.stack(out["push"]),
+    )
     for r in rows:
-        print(f"step {r['step']:6d}  modes covered {r['modes_covered']}/{cfg.num_modes}  "
-              f"high quality {r['high_quality']:.3f}  d_loss {r['d_loss']:.3f}  g_loss {r['g_loss']:.3f}", flush=True)
+        print(
+            f"step {r['step']:6d}  modes covered {r['modes_covered']}/{cfg.num_modes}  "
+            f"high quality {r['high_quality']:.3f}  d_loss {r['d_loss']:.3f}  g_loss {r['g_loss']:.3f}",
+            flush=True,
+        )
     plt = pyplot()
     shown = np.unique(np.linspace(0, len(rows) - 1, min(6, len(rows))).round().astype(int))
     fig, axes = plt.subplots(1, len(shown), figsize=(3 * len(shown), 3.2), squeeze=False)
@@ -85,15 +95,22 @@ def run_ring(config, workdir: str) -> dict:
         ax.set_xticks([])
         ax.set_yticks([])
         r = rows[i]
-        ax.set_title(f"step {r['step']}: {r['modes_covered']}/{cfg.num_modes} modes\n"
-                     f"{100 * r['high_quality']:.0f}% high quality", fontsize=9)
+        ax.set_title(
+            f"step {r['step']}: {r['modes_covered']}/{cfg.num_modes} modes\n"
+            f"{100 * r['high_quality']:.0f}% high quality",
+            fontsize=9,
+        )
     fig.suptitle(f"8-Gaussian ring, loss = {cfg.loss}", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(workdir, "ring.png"), dpi=110)
     plt.close(fig)
     final = rows[-1]
-    return {"modes_covered": final["modes_covered"], "high_quality": final["high_quality"],
-            "d_loss": final["d_loss"], "g_loss": final["g_loss"]}
+    return {
+        "modes_covered": final["modes_covered"],
+        "high_quality": final["high_quality"],
+        "d_loss": final["d_loss"],
+        "g_loss": final["g_loss"],
+    }
 
 
 EXPERIMENTS = {"dstar": (toys.check_dstar_config, run_dstar), "ring": (toys.check_ring_config, run_ring)}

@@ -52,8 +52,14 @@ def _stream(i: int, pipe, out) -> None:
         out.flush()
 
 
-def launch(command: list[str], num_processes: int, devices_per_process: int | None = None, grace: float = 30.0,
-           env: dict | None = None, out=None) -> int:
+def launch(
+    command: list[str],
+    num_processes: int,
+    devices_per_process: int | None = None,
+    grace: float = 30.0,
+    env: dict | None = None,
+    out=None,
+) -> int:
     """Run `python -m jgen <command>` as `num_processes` processes of one job; returns the worst exit code."""
     out = out or sys.stdout
     port = free_port()
@@ -64,8 +70,15 @@ def launch(command: list[str], num_processes: int, devices_per_process: int | No
         env["JAX_PLATFORMS"] = "cpu"
     procs = []
     for i in range(num_processes):
-        cmd = [sys.executable, "-m", "jgen", *command, f"--coordinator_address=localhost:{port}",
-               f"--num_processes={num_processes}", f"--process_id={i}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jgen",
+            *command,
+            f"--coordinator_address=localhost:{port}",
+            f"--num_processes={num_processes}",
+            f"--process_id={i}",
+        ]
         p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out.write(f"[launch] process {i} pid {p.pid}: {' '.join(cmd[1:])}\n")
         out.flush()
@@ -78,6 +91,7 @@ def launch(command: list[str], num_processes: int, devices_per_process: int | No
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
+
     main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
     try:
@@ -103,14 +117,23 @@ def launch(command: list[str], num_processes: int, devices_per_process: int | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     usage="launch_local.py --num_processes N [--devices_per_process D] -- "
-                                           "train --config ... --workdir ...")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        usage="launch_local.py --num_processes N [--devices_per_process D] -- train --config ... --workdir ...",
+    )
     parser.add_argument("--num_processes", type=int, required=True)
-    parser.add_argument("--devices_per_process", type=int, default=None,
-                        help="fake CPU devices per process (sets XLA_FLAGS and JAX_PLATFORMS=cpu)")
-    parser.add_argument("--grace", type=float, default=30.0,
-                        help="seconds the others get to stop after one process fails, before they are killed")
+    parser.add_argument(
+        "--devices_per_process",
+        type=int,
+        default=None,
+        help="fake CPU devices per process (sets XLA_FLAGS and JAX_PLATFORMS=cpu)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds the others get to stop after one process fails, before they are killed",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the jgen command and its flags")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command

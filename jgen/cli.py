@@ -41,60 +41,133 @@ from jgen.train.loop import TrainingDiverged, TrainingInterrupted
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 74, 75
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("config", None, "train: experiment config file (a Python file with get_config()); override "
-                    "any field with --config.<field>=<value>.", flag_values=FLAGS)
-flags.DEFINE_string("workdir", None, "Run directory: config.json, metrics.jsonl, samples/, checkpoints/.",
-                    flag_values=FLAGS)
+flags.DEFINE_string(
+    "config",
+    None,
+    "train: experiment config file (a Python file with get_config()); override "
+    "any field with --config.<field>=<value>.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "workdir", None, "Run directory: config.json, metrics.jsonl, samples/, checkpoints/.", flag_values=FLAGS
+)
 flags.DEFINE_list("workdirs", [], "compare: run directories to compare.", flag_values=FLAGS)
-flags.DEFINE_string("sampler", None, "diffusion sampler: ddpm, ddim, dpm_solver (DPM-Solver++ 2M), dpm_solver_3m, "
-                    "dpm_solver_2s, dpm_solver_3s, dpm_solver_sde, unipc, euler, heun, midpoint; default: the run's.",
-                    flag_values=FLAGS)
-flags.DEFINE_string("spacing", None, "diffusion time grid: time_uniform, time_quadratic, logsnr_uniform, karras, "
-                    "leading, trailing; default: the sampler's own.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "sampler",
+    None,
+    "diffusion sampler: ddpm, ddim, dpm_solver (DPM-Solver++ 2M), dpm_solver_3m, "
+    "dpm_solver_2s, dpm_solver_3s, dpm_solver_sde, unipc, euler, heun, midpoint; default: the run's.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "spacing",
+    None,
+    "diffusion time grid: time_uniform, time_quadratic, logsnr_uniform, karras, "
+    "leading, trailing; default: the sampler's own.",
+    flag_values=FLAGS,
+)
 flags.DEFINE_integer("steps", None, "number of sampler steps; default: the run's.", flag_values=FLAGS)
-flags.DEFINE_float("guidance", None, "classifier-free guidance scale (0: unconditional, 1: conditional, >1: guided).",
-                   flag_values=FLAGS)
+flags.DEFINE_float(
+    "guidance",
+    None,
+    "classifier-free guidance scale (0: unconditional, 1: conditional, >1: guided).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_float("eta", None, "DDIM eta (0: deterministic; default: the run's config).", flag_values=FLAGS)
 flags.DEFINE_list("labels", [], "class labels, e.g. 0,1,2 (one row of samples per label).", flag_values=FLAGS)
-flags.DEFINE_integer("num_samples", None, "sample: images, per label with --labels (default 64, or 8 per label); "
-                     "eval/compare: samples for the metrics (default 1000).", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "num_samples",
+    None,
+    "sample: images, per label with --labels (default 64, or 8 per label); "
+    "eval/compare: samples for the metrics (default 1000).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_integer("seed", 0, "random seed of the samples.", flag_values=FLAGS)
-flags.DEFINE_integer("likelihood_images", 0, "eval/compare: bits/dim of a diffusion run by its probability-flow "
-                     "ODE on this many test images (about 100 network evaluations each; 0: off).", flag_values=FLAGS)
-flags.DEFINE_string("feature_net", None, "feature network (mnist_classifier, inception); default: the run's "
-                    "config.eval.feature_net. Another net writes eval_<name>.json.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "likelihood_images",
+    0,
+    "eval/compare: bits/dim of a diffusion run by its probability-flow "
+    "ODE on this many test images (about 100 network evaluations each; 0: off).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "feature_net",
+    None,
+    "feature network (mnist_classifier, inception); default: the run's "
+    "config.eval.feature_net. Another net writes eval_<name>.json.",
+    flag_values=FLAGS,
+)
 flags.DEFINE_string("out", None, "sample: output PNG; compare, figures: output directory.", flag_values=FLAGS)
-flags.DEFINE_string("runs", "runs", "figures: the folder holding the run directories (gan_mnist, ddpm_mnist, ...).",
-                    flag_values=FLAGS)
-flags.DEFINE_list("only", [], "figures: draw only these charts, e.g. 12,21 (default: every chart whose runs exist).",
-                  flag_values=FLAGS)
-flags.DEFINE_bool("train_missing", False, "figures: first train (or resume) every run the charts need that is not "
-                  "finished, in dependency order, with the commands the skip messages print; then draw.",
-                  flag_values=FLAGS)
+flags.DEFINE_string(
+    "runs", "runs", "figures: the folder holding the run directories (gan_mnist, ddpm_mnist, ...).", flag_values=FLAGS
+)
+flags.DEFINE_list(
+    "only",
+    [],
+    "figures: draw only these charts, e.g. 12,21 (default: every chart whose runs exist).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "train_missing",
+    False,
+    "figures: first train (or resume) every run the charts need that is not "
+    "finished, in dependency order, with the commands the skip messages print; then draw.",
+    flag_values=FLAGS,
+)
 flags.DEFINE_string("prompt", None, "sample, for a language model: the text to continue.", flag_values=FLAGS)
 flags.DEFINE_integer("num_tokens", 200, "sample, for a language model: tokens to generate.", flag_values=FLAGS)
-flags.DEFINE_float("temperature", None, "autoregressive sampling temperature (0: greedy); default: the run's.",
-                   flag_values=FLAGS)
-flags.DEFINE_integer("top_k", None, "autoregressive sampling: keep the k most probable tokens (0: all).",
-                     flag_values=FLAGS)
+flags.DEFINE_float(
+    "temperature", None, "autoregressive sampling temperature (0: greedy); default: the run's.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "top_k", None, "autoregressive sampling: keep the k most probable tokens (0: all).", flag_values=FLAGS
+)
 flags.DEFINE_float("top_p", None, "autoregressive sampling: nucleus mass (1: all).", flag_values=FLAGS)
-flags.DEFINE_string("coordinator_address", None, "train, multi-process: host:port of process 0's coordinator "
-                    "(default: $JGEN_COORDINATOR_ADDRESS).", flag_values=FLAGS)
-flags.DEFINE_integer("num_processes", None, "train, multi-process: processes in the job (default: "
-                     "$JGEN_NUM_PROCESSES).", flag_values=FLAGS)
-flags.DEFINE_integer("process_id", None, "train, multi-process: this process's index, 0..num_processes-1 (default: "
-                     "$JGEN_PROCESS_ID).", flag_values=FLAGS)
-flags.DEFINE_enum("distributed", "off", ["off", "auto"], "train: 'auto' starts jax.distributed with JAX's own "
-                  "cluster detection (TPU pod, SLURM, Open MPI); 'off' starts it only when the three flags above "
-                  "(or their JGEN_* variables) are given.", flag_values=FLAGS)
-flags.DEFINE_string("ref_stats", None, "eval: FID reference statistics, a .npz of mu [D] and sigma [D, D] (pytorch-fid "
-                    "and TTUR format); default: computed from --ref_split and cached.", flag_values=FLAGS)
-flags.DEFINE_enum("ref_split", "test", ["test", "train"], "eval: the split whose images are the reference (train: the "
-                  "DDPM paper's CIFAR-10 FID protocol).", flag_values=FLAGS)
-flags.DEFINE_string("ref_stats_out", None, "eval: also write the reference statistics to this .npz.",
-                    flag_values=FLAGS)
-flags.DEFINE_list("guidance_scales", [], "compare: sweep these guidance scales for one run, e.g. 0,1,2,4,8.",
-                  flag_values=FLAGS)
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "train, multi-process: host:port of process 0's coordinator (default: $JGEN_COORDINATOR_ADDRESS).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "num_processes",
+    None,
+    "train, multi-process: processes in the job (default: $JGEN_NUM_PROCESSES).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "process_id",
+    None,
+    "train, multi-process: this process's index, 0..num_processes-1 (default: $JGEN_PROCESS_ID).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+    "distributed",
+    "off",
+    ["off", "auto"],
+    "train: 'auto' starts jax.distributed with JAX's own "
+    "cluster detection (TPU pod, SLURM, Open MPI); 'off' starts it only when the three flags above "
+    "(or their JGEN_* variables) are given.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "ref_stats",
+    None,
+    "eval: FID reference statistics, a .npz of mu [D] and sigma [D, D] (pytorch-fid "
+    "and TTUR format); default: computed from --ref_split and cached.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+    "ref_split",
+    "test",
+    ["test", "train"],
+    "eval: the split whose images are the reference (train: the DDPM paper's CIFAR-10 FID protocol).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string("ref_stats_out", None, "eval: also write the reference statistics to this .npz.", flag_values=FLAGS)
+flags.DEFINE_list(
+    "guidance_scales", [], "compare: sweep these guidance scales for one run, e.g. 0,1,2,4,8.", flag_values=FLAGS
+)
 
 
 def _require(name: str, example: str) -> None:
@@ -105,8 +178,9 @@ def _require(name: str, example: str) -> None:
 def cmd_train(overrides: list[str]) -> None:
     _require("config", "experiments/configs/vae_mnist.py")
     _require("workdir", "runs/vae")
-    distributed.initialize(distributed.spec_from(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                                                 FLAGS.distributed))  # before any other JAX call
+    distributed.initialize(
+        distributed.spec_from(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed)
+    )  # before any other JAX call
     config = run_lib.load_config(FLAGS.config, overrides)
     result = run_lib.train_and_evaluate(config, FLAGS.workdir)
     print(json.dumps({"workdir": FLAGS.workdir, "final": result}, indent=2, default=float))
@@ -118,8 +192,9 @@ def _labels_flag() -> list[int] | None:
     try:
         return [int(x) for x in FLAGS.labels]
     except ValueError:
-        raise InputError(f"--labels={','.join(FLAGS.labels)!r}: must be comma-separated class labels, e.g. "
-                         "--labels=0,1,2") from None
+        raise InputError(
+            f"--labels={','.join(FLAGS.labels)!r}: must be comma-separated class labels, e.g. --labels=0,1,2"
+        ) from None
 
 
 def _num_samples(default: int) -> int:
@@ -140,24 +215,54 @@ def cmd_sample(overrides: list[str]) -> None:
         print(json.dumps({"workdir": FLAGS.workdir, "prompt": FLAGS.prompt, "samples": texts}, indent=2))
         return
     if FLAGS.prompt is not None:
-        raise InputError(f"--prompt applies to language models; {FLAGS.workdir!r} is a {pipe.method.name!r} run "
-                         "of images")
+        raise InputError(
+            f"--prompt applies to language models; {FLAGS.workdir!r} is a {pipe.method.name!r} run of images"
+        )
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples.png")
     labels = _labels_flag()
     num = _num_samples(8 if labels else 64)
-    _, info = pipe(labels=labels, num_samples_per_label=num, sampler=FLAGS.sampler, steps=FLAGS.steps,
-                   guidance_scale=FLAGS.guidance, eta=FLAGS.eta, seed=FLAGS.seed, save_to=out, return_info=True,
-                   **extra)
-    print(json.dumps({"out": out, "workdir": FLAGS.workdir, "method": pipe.method.name, "sampler": FLAGS.sampler,
-                      "steps": FLAGS.steps, "guidance": FLAGS.guidance, "labels": labels, **info}, indent=2))
+    _, info = pipe(
+        labels=labels,
+        num_samples_per_label=num,
+        sampler=FLAGS.sampler,
+        steps=FLAGS.steps,
+        guidance_scale=FLAGS.guidance,
+        eta=FLAGS.eta,
+        seed=FLAGS.seed,
+        save_to=out,
+        return_info=True,
+        **extra,
+    )
+    print(
+        json.dumps(
+            {
+                "out": out,
+                "workdir": FLAGS.workdir,
+                "method": pipe.method.name,
+                "sampler": FLAGS.sampler,
+                "steps": FLAGS.steps,
+                "guidance": FLAGS.guidance,
+                "labels": labels,
+                **info,
+            },
+            indent=2,
+        )
+    )
 
 
 def cmd_eval(overrides: list[str]) -> None:
     _require("workdir", "runs/vae_mnist")
     run = run_lib.load_run(FLAGS.workdir)
-    result = run_lib.evaluate_run(run, _num_samples(1000), FLAGS.seed, FLAGS.feature_net, ref_stats=FLAGS.ref_stats,
-                                  ref_split=FLAGS.ref_split, ref_stats_out=FLAGS.ref_stats_out,
-                                  likelihood_images=FLAGS.likelihood_images)
+    result = run_lib.evaluate_run(
+        run,
+        _num_samples(1000),
+        FLAGS.seed,
+        FLAGS.feature_net,
+        ref_stats=FLAGS.ref_stats,
+        ref_split=FLAGS.ref_split,
+        ref_stats_out=FLAGS.ref_stats_out,
+        likelihood_images=FLAGS.likelihood_images,
+    )
     name = "eval.json" if FLAGS.feature_net is None else f"eval_{FLAGS.feature_net}.json"
     with open(os.path.join(FLAGS.workdir, name), "w") as f:
         json.dump(result, f, indent=2)
@@ -172,13 +277,16 @@ def cmd_compare(overrides: list[str]) -> None:
         if len(FLAGS.workdirs) != 1:
             raise InputError(f"--guidance_scales sweeps one run; got --workdirs with {len(FLAGS.workdirs)} runs")
         if FLAGS.likelihood_images:
-            raise InputError("--likelihood_images applies to the comparison table, not to a guidance sweep (the "
-                             "likelihood does not depend on the guidance scale)")
+            raise InputError(
+                "--likelihood_images applies to the comparison table, not to a guidance sweep (the "
+                "likelihood does not depend on the guidance scale)"
+            )
         try:
             scales = [float(s) for s in FLAGS.guidance_scales]
         except ValueError:
-            raise InputError(f"--guidance_scales={','.join(FLAGS.guidance_scales)!r}: must be numbers, e.g. "
-                             "0,1,2,4,8") from None
+            raise InputError(
+                f"--guidance_scales={','.join(FLAGS.guidance_scales)!r}: must be numbers, e.g. 0,1,2,4,8"
+            ) from None
         print(guidance_sweep(FLAGS.workdirs[0], scales, out, num, FLAGS.seed, FLAGS.sampler, FLAGS.steps))
     else:
         print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images))
@@ -197,21 +305,24 @@ def cmd_figures(overrides: list[str]) -> int:
     drawn = [o.chart for o in outcomes if o.status == "drawn"]
     skipped = [o.chart for o in outcomes if o.status == "skipped"]
     failed = [o.chart for o in outcomes if o.status == "failed"]
-    print(f"drew {len(drawn)} of {len(outcomes)} charts into {out}/: {drawn}"
-          + (f"; skipped {skipped} (their runs are missing: the commands above make them)" if skipped else "")
-          + (f"; FAILED {failed}" if failed else ""))
+    print(
+        f"drew {len(drawn)} of {len(outcomes)} charts into {out}/: {drawn}"
+        + (f"; skipped {skipped} (their runs are missing: the commands above make them)" if skipped else "")
+        + (f"; FAILED {failed}" if failed else "")
+    )
     if failed:
         return EXIT_ERROR
     if FLAGS.only and skipped:
-        print(f"jgen figures: error: chart(s) {skipped} named by --only could not be drawn (see above)",
-              file=sys.stderr)
+        print(
+            f"jgen figures: error: chart(s) {skipped} named by --only could not be drawn (see above)", file=sys.stderr
+        )
         return EXIT_BAD_INPUT
     return EXIT_OK
 
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    run: Callable[[list[str]], int | None]   # returns an exit code, or None for EXIT_OK
+    run: Callable[[list[str]], int | None]  # returns an exit code, or None for EXIT_OK
     help: str
     flags: tuple[str, ...]
     takes_config_overrides: bool = False
@@ -219,28 +330,69 @@ class Command:
 
 # The only dispatch: adding a command is one entry here.
 COMMANDS: dict[str, Command] = {
-    "train": Command(cmd_train, "train (or resume) a config in a run directory; one process of a multi-process job "
-                     "with --coordinator_address/--num_processes/--process_id or --distributed=auto",
-                     ("config", "workdir", "coordinator_address", "num_processes", "process_id", "distributed"), True),
-    "sample": Command(cmd_sample, "write a grid of samples from a trained run",
-                      ("workdir", "labels", "num_samples", "sampler", "steps", "spacing", "guidance", "eta", "seed",
-                       "out", "prompt", "num_tokens", "temperature", "top_k", "top_p")),
-    "eval": Command(cmd_eval, "FID/IS/precision/recall of a trained run -> <workdir>/eval.json",
-                    ("workdir", "num_samples", "seed", "feature_net", "ref_stats", "ref_split", "ref_stats_out",
-                     "likelihood_images")),
-    "compare": Command(cmd_compare, "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep",
-                       ("workdirs", "num_samples", "seed", "out", "guidance_scales", "sampler", "steps",
-                        "likelihood_images")),
-    "figures": Command(cmd_figures, "draw the course's charts from the runs under --runs (those whose runs exist; "
-                       "the others are listed with the commands that make their runs; --train_missing trains them "
-                       "first)",
-                       ("runs", "out", "only", "train_missing")),
+    "train": Command(
+        cmd_train,
+        "train (or resume) a config in a run directory; one process of a multi-process job "
+        "with --coordinator_address/--num_processes/--process_id or --distributed=auto",
+        ("config", "workdir", "coordinator_address", "num_processes", "process_id", "distributed"),
+        True,
+    ),
+    "sample": Command(
+        cmd_sample,
+        "write a grid of samples from a trained run",
+        (
+            "workdir",
+            "labels",
+            "num_samples",
+            "sampler",
+            "steps",
+            "spacing",
+            "guidance",
+            "eta",
+            "seed",
+            "out",
+            "prompt",
+            "num_tokens",
+            "temperature",
+            "top_k",
+            "top_p",
+        ),
+    ),
+    "eval": Command(
+        cmd_eval,
+        "FID/IS/precision/recall of a trained run -> <workdir>/eval.json",
+        (
+            "workdir",
+            "num_samples",
+            "seed",
+            "feature_net",
+            "ref_stats",
+            "ref_split",
+            "ref_stats_out",
+            "likelihood_images",
+        ),
+    ),
+    "compare": Command(
+        cmd_compare,
+        "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep",
+        ("workdirs", "num_samples", "seed", "out", "guidance_scales", "sampler", "steps", "likelihood_images"),
+    ),
+    "figures": Command(
+        cmd_figures,
+        "draw the course's charts from the runs under --runs (those whose runs exist; "
+        "the others are listed with the commands that make their runs; --train_missing trains them "
+        "first)",
+        ("runs", "out", "only", "train_missing"),
+    ),
 }
 
 
 def usage() -> str:
-    lines = ["usage: python -m jgen <command> [flags]   (python -m jgen <command> --help for its flags)", "",
-             "commands:"]
+    lines = [
+        "usage: python -m jgen <command> [flags]   (python -m jgen <command> --help for its flags)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<9}{c.help}" for name, c in COMMANDS.items()]
     return "\n".join(lines + ["", __doc__.split("\n\n", 2)[2].strip()])
 
@@ -265,17 +417,21 @@ def run_command(argv: list[str]) -> int:
     def error(msg: str) -> int:
         print(f"jgen {name}: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        print(f"jgen: error: unknown command {name!r}; choose one of {list(COMMANDS)}.{hint} "
-              "(python -m jgen --help lists them)", file=sys.stderr)
+        print(
+            f"jgen: error: unknown command {name!r}; choose one of {list(COMMANDS)}.{hint} "
+            "(python -m jgen --help lists them)",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     command = COMMANDS[name]
     if "-h" in rest or "--help" in rest:
         print(command_help(name))
         return EXIT_OK
-    overrides = [a[len("--config."):] for a in rest if a.startswith("--config.")]
+    overrides = [a[len("--config.") :] for a in rest if a.startswith("--config.")]
     if overrides and not command.takes_config_overrides:
         return error(f"--config.<field> overrides apply to train only; got {overrides}")
     FLAGS.unparse_flags()

@@ -29,6 +29,7 @@ from jgen.viz import pyplot
 def _markdown(rows: list[dict], columns: list[str]) -> str:
     def fmt(v):
         return "—" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -68,8 +69,7 @@ def _write(out_dir: str, name: str, rows: list[dict], columns: list[str], x: str
 def _row(run, num_samples: int, seed: int, net, real, likelihood_images: int = 0, **options) -> dict:
     if "likelihood" not in run.method.capabilities:  # the others report their evaluations' bits/dim
         likelihood_images = 0
-    row = evaluate_run(run, num_samples, seed, net, real, timed=True, likelihood_images=likelihood_images,
-                       **options)
+    row = evaluate_run(run, num_samples, seed, net, real, timed=True, likelihood_images=likelihood_images, **options)
     row.pop("workdir")
     return row
 
@@ -86,17 +86,24 @@ def text_row(run, seed: int = 0) -> dict:
 
     def sample(k):
         return run.method.generate_text(run.state.ema_params, jax.random.PRNGKey(k), TEXT_PROMPT, TEXT_SAMPLES, tokens)
+
     sample(seed + 1)
     t0 = time.perf_counter()
     sample(seed)
     seconds = time.perf_counter() - t0
-    return {"run": os.path.basename(os.path.normpath(run.workdir)), "method": run.method.name, "step": run.step,
-            "perplexity": last.get("perplexity"), "bits_per_char": last.get("bpc"),
-            "tokens_per_sec": TEXT_SAMPLES * tokens / seconds}
+    return {
+        "run": os.path.basename(os.path.normpath(run.workdir)),
+        "method": run.method.name,
+        "step": run.step,
+        "perplexity": last.get("perplexity"),
+        "bits_per_char": last.get("bpc"),
+        "tokens_per_sec": TEXT_SAMPLES * tokens / seconds,
+    }
 
 
-def compare_workdirs(workdirs: list[str], out_dir: str, num_samples: int = 1000, seed: int = 0,
-                     likelihood_images: int = 0) -> str:
+def compare_workdirs(
+    workdirs: list[str], out_dir: str, num_samples: int = 1000, seed: int = 0, likelihood_images: int = 0
+) -> str:
     """Evaluate every run: image models on the same test features (compare.{json,md,png}), language models on
     their test perplexity and speed (compare_text.{json,md,png}). Returns the Markdown table(s).
     `likelihood_images` > 0: runs with an on-demand likelihood (diffusion) report bits/dim on that many test images."""
@@ -107,19 +114,35 @@ def compare_workdirs(workdirs: list[str], out_dir: str, num_samples: int = 1000,
     if other:
         raise InputError(f"{other} hold runs that generate nothing (e.g. the classifier); leave them out")
     if likelihood_images and not any("likelihood" in r.method.capabilities for r in image_runs):
-        raise InputError(f"likelihood_images={likelihood_images}: none of these runs has an on-demand likelihood "
-                         "(diffusion's ODE is one); leave it out")
+        raise InputError(
+            f"likelihood_images={likelihood_images}: none of these runs has an on-demand likelihood "
+            "(diffusion's ODE is one); leave it out"
+        )
     tables = []
     if image_runs:
         net = load_mnist_classifier()
         real = real_images(image_runs[0].test_source, num_samples)
         rows = [_row(run, num_samples, seed, net, real, likelihood_images) for run in image_runs]
         fid = f"fid_{MNIST_CLASSIFIER}"
-        columns = ["run", "method", "num_samples", fid, f"is_{MNIST_CLASSIFIER}", f"precision_{MNIST_CLASSIFIER}",
-                   f"recall_{MNIST_CLASSIFIER}", f"coverage_{MNIST_CLASSIFIER}", "bits_per_dim", "bits_per_dim_kind",
-                   "images_per_sec", "nfe"]
-        tables.append(_write(out_dir, "compare", rows, columns, "run",
-                             [fid, f"recall_{MNIST_CLASSIFIER}", "images_per_sec"], "run"))
+        columns = [
+            "run",
+            "method",
+            "num_samples",
+            fid,
+            f"is_{MNIST_CLASSIFIER}",
+            f"precision_{MNIST_CLASSIFIER}",
+            f"recall_{MNIST_CLASSIFIER}",
+            f"coverage_{MNIST_CLASSIFIER}",
+            "bits_per_dim",
+            "bits_per_dim_kind",
+            "images_per_sec",
+            "nfe",
+        ]
+        tables.append(
+            _write(
+                out_dir, "compare", rows, columns, "run", [fid, f"recall_{MNIST_CLASSIFIER}", "images_per_sec"], "run"
+            )
+        )
     if text_runs:
         rows = [text_row(run, seed) for run in text_runs]
         columns = ["run", "method", "step", "perplexity", "bits_per_char", "tokens_per_sec"]
@@ -127,16 +150,41 @@ def compare_workdirs(workdirs: list[str], out_dir: str, num_samples: int = 1000,
     return "\n".join(tables)
 
 
-def guidance_sweep(workdir: str, scales: list[float], out_dir: str, num_samples: int = 1000, seed: int = 0,
-                   sampler: str | None = None, steps: int | None = None) -> str:
+def guidance_sweep(
+    workdir: str,
+    scales: list[float],
+    out_dir: str,
+    num_samples: int = 1000,
+    seed: int = 0,
+    sampler: str | None = None,
+    steps: int | None = None,
+) -> str:
     """FID and recall of a conditional diffusion run against the guidance scale: the quality/diversity trade-off."""
     net = load_mnist_classifier()
     run = load_run(workdir)
     real = real_images(run.test_source, num_samples)
-    rows = [{"guidance_scale": s, **_row(run, num_samples, seed, net, real, sampler=sampler, steps=steps, guidance=s)}
-            for s in scales]
+    rows = [
+        {"guidance_scale": s, **_row(run, num_samples, seed, net, real, sampler=sampler, steps=steps, guidance=s)}
+        for s in scales
+    ]
     fid = f"fid_{MNIST_CLASSIFIER}"
-    columns = ["guidance_scale", "num_samples", fid, f"is_{MNIST_CLASSIFIER}", f"precision_{MNIST_CLASSIFIER}", f"recall_{MNIST_CLASSIFIER}",
-               f"coverage_{MNIST_CLASSIFIER}", "images_per_sec", "nfe"]
-    return _write(out_dir, "guidance_sweep", rows, columns, "guidance_scale", [fid, f"recall_{MNIST_CLASSIFIER}"],
-                  "guidance scale")
+    columns = [
+        "guidance_scale",
+        "num_samples",
+        fid,
+        f"is_{MNIST_CLASSIFIER}",
+        f"precision_{MNIST_CLASSIFIER}",
+        f"recall_{MNIST_CLASSIFIER}",
+        f"coverage_{MNIST_CLASSIFIER}",
+        "images_per_sec",
+        "nfe",
+    ]
+    return _write(
+        out_dir,
+        "guidance_sweep",
+        rows,
+        columns,
+        "guidance_scale",
+        [fid, f"recall_{MNIST_CLASSIFIER}"],
+        "guidance scale",
+    )

@@ -29,9 +29,19 @@ class ConfigError(InputError):
 
 def optim_config(learning_rate: float = 1e-3, **overrides) -> ml_collections.ConfigDict:
     """The optimizer block (also used per player by the GAN)."""
-    cfg = ml_collections.ConfigDict(dict(
-        name="adam", learning_rate=learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
-        schedule="constant", warmup_steps=0, grad_clip=0.0))
+    cfg = ml_collections.ConfigDict(
+        dict(
+            name="adam",
+            learning_rate=learning_rate,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            weight_decay=0.0,
+            schedule="constant",
+            warmup_steps=0,
+            grad_clip=0.0,
+        )
+    )
     cfg.update(overrides)
     return cfg
 
@@ -41,44 +51,58 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = "experiment"
     c.seed = 0
-    c.data = ml_collections.ConfigDict(dict(
-        name="mnist",          # mnist (embedded, 4k/1k) | digits (sklearn 8x8) | tfds
-        batch_size=128,        # global batch size, split over all devices
-        tfds_name="",          # for name=tfds: the TFDS dataset name, e.g. "mnist" or "fashion_mnist"
-        data_dir="",           # for name=tfds: where the prepared dataset lives
-        train_split="train", test_split="test", image_key="image", label_key="label", num_classes=10,
-        random_flip=False,     # training images mirrored left-right with probability 1/2 (seeded per example)
-        worker_count=0,        # grain worker processes reading training batches (0: read in the training process)
-        worker_buffer_size=1,  # finished batches each worker keeps ready
-        read_ahead=16))        # batches each reading process keeps in flight on its reader threads (grain's own
-                               # default, 500, holds ~790 MB for ddpm_cifar10 at batch 128; 16 holds ~25 MB)
+    c.data = ml_collections.ConfigDict(
+        dict(
+            name="mnist",  # mnist (embedded, 4k/1k) | digits (sklearn 8x8) | tfds
+            batch_size=128,  # global batch size, split over all devices
+            tfds_name="",  # for name=tfds: the TFDS dataset name, e.g. "mnist" or "fashion_mnist"
+            data_dir="",  # for name=tfds: where the prepared dataset lives
+            train_split="train",
+            test_split="test",
+            image_key="image",
+            label_key="label",
+            num_classes=10,
+            random_flip=False,  # training images mirrored left-right with probability 1/2 (seeded per example)
+            worker_count=0,  # grain worker processes reading training batches (0: read in the training process)
+            worker_buffer_size=1,  # finished batches each worker keeps ready
+            read_ahead=16,
+        )
+    )  # batches each reading process keeps in flight on its reader threads (grain's own
+    # default, 500, holds ~790 MB for ddpm_cifar10 at batch 128; 16 holds ~25 MB)
     c.method = ml_collections.ConfigDict(dict(name=""))
     c.model = ml_collections.ConfigDict()
     c.optim = optim_config()
-    c.train = ml_collections.ConfigDict(dict(
-        steps=1000,
-        steps_per_call=1,       # K optimizer steps per compiled call (lax.scan over K batches); the step count and
-                                # every interval below must be multiples of K
-        log_every=50,           # steps between metrics.jsonl / TensorBoard rows
-        log_steps=(),           # extra steps that also end a train row, e.g. (1, 10, 100, 1000) for the early steps
-                                # a log_every grid misses (each row is still the mean since the previous row)
-        eval_every=500,         # steps between evaluations on the test split (0: only at the end, -1: never)
-        sample_every=500,       # steps between sample grids (0: only at the end, -1: never)
-        checkpoint_every=500,   # steps between checkpoints (a final one is always written)
-        keep_checkpoints=2,     # newest checkpoints kept (>= 1; the final one is always the newest)
-        skip_nonfinite_updates=False,  # True: a step with a NaN/inf metric leaves the state as it was and is
-                                       # counted in `skipped_updates`; False: the run stops (exit code 3)
-        ema_decay=0.999,        # 0 makes the EMA equal to the parameters
-        eval_batch_size=250,
-        num_eval_examples=0,    # 0: the whole test split
-        progress=True))
-    c.parallel = ml_collections.ConfigDict(dict(
-        fsdp=1))                # devices each parameter, its optimizer state and EMA are sharded over (1: replicated);
-                                # the mesh is (devices / fsdp) "data" x fsdp "fsdp", the batch is split over both
-    c.eval = ml_collections.ConfigDict(dict(
-        sample_metrics_every=0,  # steps between FID/IS/precision/recall of EMA samples (0: off)
-        num_samples=1000,        # samples (and test images) for those metrics
-        feature_net="mnist_classifier"))
+    c.train = ml_collections.ConfigDict(
+        dict(
+            steps=1000,
+            steps_per_call=1,  # K optimizer steps per compiled call (lax.scan over K batches); the step count and
+            # every interval below must be multiples of K
+            log_every=50,  # steps between metrics.jsonl / TensorBoard rows
+            log_steps=(),  # extra steps that also end a train row, e.g. (1, 10, 100, 1000) for the early steps
+            # a log_every grid misses (each row is still the mean since the previous row)
+            eval_every=500,  # steps between evaluations on the test split (0: only at the end, -1: never)
+            sample_every=500,  # steps between sample grids (0: only at the end, -1: never)
+            checkpoint_every=500,  # steps between checkpoints (a final one is always written)
+            keep_checkpoints=2,  # newest checkpoints kept (>= 1; the final one is always the newest)
+            skip_nonfinite_updates=False,  # True: a step with a NaN/inf metric leaves the state as it was and is
+            # counted in `skipped_updates`; False: the run stops (exit code 3)
+            ema_decay=0.999,  # 0 makes the EMA equal to the parameters
+            eval_batch_size=250,
+            num_eval_examples=0,  # 0: the whole test split
+            progress=True,
+        )
+    )
+    c.parallel = ml_collections.ConfigDict(
+        dict(fsdp=1)
+    )  # devices each parameter, its optimizer state and EMA are sharded over (1: replicated);
+    # the mesh is (devices / fsdp) "data" x fsdp "fsdp", the batch is split over both
+    c.eval = ml_collections.ConfigDict(
+        dict(
+            sample_metrics_every=0,  # steps between FID/IS/precision/recall of EMA samples (0: off)
+            num_samples=1000,  # samples (and test images) for those metrics
+            feature_net="mnist_classifier",
+        )
+    )
     return c
 
 
@@ -96,20 +120,29 @@ def require_int(field: str, value: Any, minimum: int = 1, fix: str = "") -> None
         fail(field, value, f"must be an integer >= {minimum}", fix)
 
 
-def require_number(field: str, value: Any, minimum: float = -math.inf, maximum: float = math.inf,
-                   fix: str = "") -> None:
+def require_number(
+    field: str, value: Any, minimum: float = -math.inf, maximum: float = math.inf, fix: str = ""
+) -> None:
     """`fail` unless `value` is a finite number in [minimum, maximum]."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not (ok and minimum <= value <= maximum):
-        bounds = f"in [{minimum}, {maximum}]" if math.isfinite(minimum) and math.isfinite(maximum) else (
-            f">= {minimum}" if math.isfinite(minimum) else f"<= {maximum}" if math.isfinite(maximum) else "finite")
+        bounds = (
+            f"in [{minimum}, {maximum}]"
+            if math.isfinite(minimum) and math.isfinite(maximum)
+            else (
+                f">= {minimum}" if math.isfinite(minimum) else f"<= {maximum}" if math.isfinite(maximum) else "finite"
+            )
+        )
         fail(field, value, f"must be a finite number {bounds}", fix)
 
 
 def require_int_tuple(field: str, value: Any, min_len: int = 1, fix: str = "") -> None:
     """`fail` unless `value` is a tuple/list of at least `min_len` positive integers (e.g. conv widths)."""
-    ok = isinstance(value, (tuple, list)) and len(value) >= min_len and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    ok = (
+        isinstance(value, (tuple, list))
+        and len(value) >= min_len
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    )
     if not ok:
         fail(field, value, f"must be a tuple of {min_len}+ positive integers, e.g. (16, 32)", fix)
 
@@ -182,8 +215,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
                 node, where = node[part], f"{where}.{part}"
         old = node[leaf]
         if isinstance(old, ml_collections.ConfigDict):
-            raise ConfigError(f"config.{field} is a section, not a value: set one of its fields "
-                              f"{sorted(old.keys())}, e.g. --config.{field}.{sorted(old.keys())[0]}=...")
+            raise ConfigError(
+                f"config.{field} is a section, not a value: set one of its fields "
+                f"{sorted(old.keys())}, e.g. --config.{field}.{sorted(old.keys())[0]}=..."
+            )
         node[leaf] = _coerce(field, old, text) if old is not None else _parse_value(text)
     return config
 
@@ -198,6 +233,7 @@ def merge_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.C
                 dst[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
             elif isinstance(value, ml_collections.ConfigDict) and isinstance(dst[key], ml_collections.ConfigDict):
                 fill(dst[key], value)
+
     fill(out, defaults)
     return out
 

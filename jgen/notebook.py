@@ -33,10 +33,11 @@ def notebook_params(defaults: Mapping[str, Any], env: Mapping[str, str] | None =
     try:
         given = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"${PARAMS_ENV}={text!r} is not JSON ({e}); give an object, e.g. '{{\"runs\": \"runs\"}}'") \
-            from None
+        raise InputError(
+            f'${PARAMS_ENV}={text!r} is not JSON ({e}); give an object, e.g. \'{{"runs": "runs"}}\''
+        ) from None
     if not isinstance(given, dict):
-        raise InputError(f"${PARAMS_ENV}={text!r}: give a JSON object of parameters, e.g. '{{\"runs\": \"runs\"}}'")
+        raise InputError(f'${PARAMS_ENV}={text!r}: give a JSON object of parameters, e.g. \'{{"runs": "runs"}}\'')
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise InputError(f"${PARAMS_ENV}: unknown parameter(s) {unknown}; this notebook's are {sorted(defaults)}")
@@ -56,8 +57,10 @@ def _as_default_type(name: str, value: Any, default: Any) -> Any:
             return float(value)
         if isinstance(default, tuple) and isinstance(value, list):
             return tuple(value)
-    raise InputError(f"${PARAMS_ENV}: {name}={value!r} is a {type(value).__name__}; its default {default!r} is a "
-                     f"{type(default).__name__}: give a value of that type")
+    raise InputError(
+        f"${PARAMS_ENV}: {name}={value!r} is a {type(value).__name__}; its default {default!r} is a "
+        f"{type(default).__name__}: give a value of that type"
+    )
 
 
 def repository_root() -> str:
@@ -85,8 +88,9 @@ def show_chart(chart_id: int, runs_dir: str, out_dir: str, **options) -> dict | 
         return None
     path = os.path.join(out_dir, chart.filename)
     chart.draw(data, path)
-    print(f"chart {chart_id}: {chart.title} -> {path}" + (f" (not drawn from: {', '.join(missing)})" if missing
-                                                           else ""))
+    print(
+        f"chart {chart_id}: {chart.title} -> {path}" + (f" (not drawn from: {', '.join(missing)})" if missing else "")
+    )
     try:
         from IPython.display import Image, display  # local: optional, present only inside Jupyter
     except ImportError:

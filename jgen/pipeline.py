@@ -30,7 +30,12 @@ class Pipeline:
     def __init__(self, run: Run):
         self.run = run
         self.config, self.method, self.state, self.info, self.workdir = (
-            run.config, run.method, run.state, run.info, run.workdir)
+            run.config,
+            run.method,
+            run.state,
+            run.info,
+            run.workdir,
+        )
 
     @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None) -> "Pipeline":
@@ -41,9 +46,19 @@ class Pipeline:
     def num_classes(self) -> int:
         return self.method.num_classes
 
-    def __call__(self, labels: list[int] | None = None, num_samples_per_label: int = 8, sampler: str | None = None,
-                 steps: int | None = None, guidance_scale: float | None = None, eta: float | None = None,
-                 seed: int = 0, save_to: str | None = None, return_info: bool = False, **options):
+    def __call__(
+        self,
+        labels: list[int] | None = None,
+        num_samples_per_label: int = 8,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        eta: float | None = None,
+        seed: int = 0,
+        save_to: str | None = None,
+        return_info: bool = False,
+        **options,
+    ):
         """Generate uint8 images [N, H, W, C]: `num_samples_per_label` per label (label-major), or that many
         unconditional samples when `labels` is None. Optionally save a grid (one row per label) as PNG.
         `options`: the method's other sampling options (the autoregressive model's temperature, top_k, top_p)."""
@@ -54,13 +69,22 @@ class Pipeline:
         if labels is not None:
             arr = np.asarray(labels) if not isinstance(labels, (str, bytes)) else np.asarray([labels])
             if arr.ndim != 1 or arr.size == 0:
-                raise InputError(f"labels={labels!r}: must be a non-empty list of class labels (or None for "
-                                 "unconditional samples)")
+                raise InputError(
+                    f"labels={labels!r}: must be a non-empty list of class labels (or None for unconditional samples)"
+                )
             flat = np.repeat(arr, per)  # label-major: per images of each label
         n = per if flat is None else len(flat)
         options = {"sampler": sampler, "steps": steps, "guidance": guidance_scale, "eta": eta, **options}
-        images, gen = generate(self.method, self.state.ema_params, self.state.model_state, n, seed=seed,
-                               labels=flat, batch_size=n, **options)
+        images, gen = generate(
+            self.method,
+            self.state.ema_params,
+            self.state.model_state,
+            n,
+            seed=seed,
+            labels=flat,
+            batch_size=n,
+            **options,
+        )
         if save_to:
             save_png(save_to, image_grid(images, ncol=per if labels is not None else None))
         out = to_uint8(images)
@@ -74,8 +98,9 @@ class Pipeline:
             raise InputError(f"this {self.method.name!r} run models images, not text: call the pipeline for images")
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise InputError(f"num_samples={num_samples!r}: must be an integer >= 1")
-        return self.method.generate_text(self.state.ema_params, jax.random.PRNGKey(seed), prompt, int(num_samples),
-                                         num_tokens, **options)
+        return self.method.generate_text(
+            self.state.ema_params, jax.random.PRNGKey(seed), prompt, int(num_samples), num_tokens, **options
+        )
 
     def _check_image(self, name: str, image) -> np.ndarray:
         x = np.asarray(image, np.float32)
@@ -90,25 +115,41 @@ class Pipeline:
             raise InputError(f"{name} has values in [{x.min():.4g}, {x.max():.4g}]; images must be in [0, 1]{fix}")
         return x
 
-    def inpaint(self, images: np.ndarray, mask: np.ndarray, labels: list[int] | None = None, seed: int = 0,
-                sampler: str | None = None, steps: int | None = None, guidance_scale: float | None = None,
-                eta: float | None = None, **options) -> np.ndarray:
+    def inpaint(
+        self,
+        images: np.ndarray,
+        mask: np.ndarray,
+        labels: list[int] | None = None,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        eta: float | None = None,
+        **options,
+    ) -> np.ndarray:
         """Fill in `images` ([B, H, W, C] in [0, 1]) where `mask` (same shape, or [B, H, W]) is 0, keeping them where
         it is 1: uint8 [B, H, W, C]. A diffusion model's sampler runs with the known pixels, noised to the current
         level, put back after every step (jgen/diffusion/inpaint.py; samplers ddpm, ddim, dpm_solver*).
         `labels` ([B]) condition a class-conditional model; the other arguments are as for a call."""
         if "inpaint" not in self.method.capabilities:
-            raise InputError(f"method {self.method.name!r} cannot inpaint: inpainting replaces pixels inside a "
-                             "pixel-space diffusion model's sampler (train method diffusion)")
+            raise InputError(
+                f"method {self.method.name!r} cannot inpaint: inpainting replaces pixels inside a "
+                "pixel-space diffusion model's sampler (train method diffusion)"
+            )
         x = np.asarray(images, np.float32)
         if x.ndim != 4:
-            raise InputError(f"images has shape {x.shape}; expected a batch [B, H, W, C] of this model's "
-                             f"{list(self.info.shape)} images")
+            raise InputError(
+                f"images has shape {x.shape}; expected a batch [B, H, W, C] of this model's "
+                f"{list(self.info.shape)} images"
+            )
         x = np.stack([self._check_image(f"images[{i}]", im) for i, im in enumerate(x)])
         m = np.asarray(mask, np.float32)
         m = m[..., None] if m.shape == x.shape[:3] else m
-        options = {k: v for k, v in {"sampler": sampler, "steps": steps, "guidance": guidance_scale, "eta": eta,
-                                     **options}.items() if v is not None}
+        options = {
+            k: v
+            for k, v in {"sampler": sampler, "steps": steps, "guidance": guidance_scale, "eta": eta, **options}.items()
+            if v is not None
+        }
         flat = check_request(self.method, len(x), labels, **options)
         try:
             check_mask(m, x.shape)
@@ -116,11 +157,17 @@ class Pipeline:
         except ValueError as e:
             raise InputError(str(e)) from None
         static = tuple(sorted(options.items()))
-        run = self.method.jitted(("inpaint", x.shape, flat is None, static),
-                                 lambda params, key, x, m, labels: self.method.inpaint(params, key, x, m, labels,
-                                                                                       **options)[0])
-        out = run(self.state.ema_params, jax.random.PRNGKey(seed), jnp.asarray(x), jnp.asarray(m),
-                  None if flat is None else jnp.asarray(flat))
+        run = self.method.jitted(
+            ("inpaint", x.shape, flat is None, static),
+            lambda params, key, x, m, labels: self.method.inpaint(params, key, x, m, labels, **options)[0],
+        )
+        out = run(
+            self.state.ema_params,
+            jax.random.PRNGKey(seed),
+            jnp.asarray(x),
+            jnp.asarray(m),
+            None if flat is None else jnp.asarray(flat),
+        )
         return to_uint8(np.asarray(out))
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, num: int = 10, **kwargs) -> np.ndarray:

@@ -27,17 +27,42 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from jgen.config import (ConfigError, InputError, apply_overrides, base_config, fail, from_json, identity_mismatches,
-                         merge_defaults, require_int, require_int_tuple, to_json)
+from jgen.config import (
+    ConfigError,
+    InputError,
+    apply_overrides,
+    base_config,
+    fail,
+    from_json,
+    identity_mismatches,
+    merge_defaults,
+    require_int,
+    require_int_tuple,
+    to_json,
+)
 from jgen.data import SOURCES, get_source
 from jgen.methods import Method, Resources, get_method, method_names
 from jgen.metrics import inception
-from jgen.metrics.feature_nets import (MNIST_CLASSIFIER, FeatureNet, cache_dir, classifier_feature_net,
-                                       feature_net_names, get_feature_net, register_feature_net)
+from jgen.metrics.feature_nets import (
+    MNIST_CLASSIFIER,
+    FeatureNet,
+    cache_dir,
+    classifier_feature_net,
+    feature_net_names,
+    get_feature_net,
+    register_feature_net,
+)
 from jgen.metrics.fid import finalize_stats, load_stats, save_stats
 from jgen.metrics.quality import real_image_batches, real_images, summarize
-from jgen.metrics.sample_metrics import (ALL_FEATURES_MAX_BYTES, ALL_FEATURES_METRICS, FeatureSummary,
-                                         ReferenceStats, empty_summary, fits_all_features, summary_metrics)
+from jgen.metrics.sample_metrics import (
+    ALL_FEATURES_MAX_BYTES,
+    ALL_FEATURES_METRICS,
+    FeatureSummary,
+    ReferenceStats,
+    empty_summary,
+    fits_all_features,
+    summary_metrics,
+)
 from jgen.sampling import balanced_labels, generate_batches
 from jgen.train import checkpoint as ckpt
 from jgen.train.distributed import check_same_config
@@ -85,26 +110,46 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     if config.data.name not in SOURCES:
         fail("data.name", config.data.name, f"unknown dataset; choose one of {sorted(SOURCES)}")
     if config.data.name == "tfds" and not config.data.tfds_name:
-        fail("data.tfds_name", config.data.tfds_name, "data.name='tfds' needs a TFDS dataset name",
-             "--config.data.tfds_name=mnist --config.data.data_dir=/path/to/tfds")
+        fail(
+            "data.tfds_name",
+            config.data.tfds_name,
+            "data.name='tfds' needs a TFDS dataset name",
+            "--config.data.tfds_name=mnist --config.data.data_dir=/path/to/tfds",
+        )
     bs = config.data.batch_size
     if not isinstance(bs, int) or bs <= 0:
         fail("data.batch_size", bs, "must be a positive integer")
     if bs % n:
-        fail("data.batch_size", bs, f"must be divisible by the number of devices ({n})",
-             f"--config.data.batch_size={max(n, (bs // n) * n)}")
+        fail(
+            "data.batch_size",
+            bs,
+            f"must be divisible by the number of devices ({n})",
+            f"--config.data.batch_size={max(n, (bs // n) * n)}",
+        )
     fsdp = config.parallel.fsdp
     require_int("parallel.fsdp", fsdp, 1, "--config.parallel.fsdp=1 (parameters replicated on every device)")
     if n % fsdp:
-        fail("parallel.fsdp", fsdp, f"must divide the number of devices ({n}): the mesh is (devices / fsdp) x fsdp",
-             f"--config.parallel.fsdp={max(d for d in range(1, fsdp + 1) if n % d == 0)}")
+        fail(
+            "parallel.fsdp",
+            fsdp,
+            f"must divide the number of devices ({n}): the mesh is (devices / fsdp) x fsdp",
+            f"--config.parallel.fsdp={max(d for d in range(1, fsdp + 1) if n % d == 0)}",
+        )
     if not isinstance(config.data.random_flip, bool):
         fail("data.random_flip", config.data.random_flip, "must be true or false")
-    require_int("data.worker_count", config.data.worker_count, 0,
-                "--config.data.worker_count=0 (read in the training process) or the number of worker processes")
+    require_int(
+        "data.worker_count",
+        config.data.worker_count,
+        0,
+        "--config.data.worker_count=0 (read in the training process) or the number of worker processes",
+    )
     require_int("data.worker_buffer_size", config.data.worker_buffer_size, 1, "--config.data.worker_buffer_size=1")
-    require_int("data.read_ahead", config.data.read_ahead, 0,
-                "--config.data.read_ahead=16 (batches in flight per reading process; 0 reads on demand)")
+    require_int(
+        "data.read_ahead",
+        config.data.read_ahead,
+        0,
+        "--config.data.read_ahead=16 (batches in flight per reading process; 0 reads on demand)",
+    )
     cls = method_class(config)
     t = config.train
     if not isinstance(t.steps, int) or t.steps <= 0:
@@ -120,14 +165,24 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     require_int_tuple("train.log_steps", t.log_steps, 0, "--config.train.log_steps='(1, 10, 100)' (or () for none)")
     off_grid = [s for s in t.log_steps if s % k]
     if off_grid:
-        fail("train.log_steps", t.log_steps, f"steps {off_grid} are not multiples of train.steps_per_call={k} (the "
-             f"loop logs between calls of {k} steps)", f"--config.train.steps_per_call=1")
+        fail(
+            "train.log_steps",
+            t.log_steps,
+            f"steps {off_grid} are not multiples of train.steps_per_call={k} (the "
+            f"loop logs between calls of {k} steps)",
+            f"--config.train.steps_per_call=1",
+        )
     intervals = {f"train.{f}": t[f] for f in ("steps", "log_every", "checkpoint_every", "eval_every", "sample_every")}
     intervals["eval.sample_metrics_every"] = config.eval.sample_metrics_every
     for field, every in intervals.items():
         if every > 0 and every % k:
-            fail(field, every, f"must be a multiple of train.steps_per_call={k} (the loop logs, evaluates and "
-                 f"saves between calls of {k} steps)", f"--config.{field}={max(k, round(every / k) * k)}")
+            fail(
+                field,
+                every,
+                f"must be a multiple of train.steps_per_call={k} (the loop logs, evaluates and "
+                f"saves between calls of {k} steps)",
+                f"--config.{field}={max(k, round(every / k) * k)}",
+            )
     require_int("train.keep_checkpoints", t.keep_checkpoints, 1, "--config.train.keep_checkpoints=2")
     require_int("train.num_eval_examples", t.num_eval_examples, 0, "0 evaluates the whole test split")
     if not isinstance(t.skip_nonfinite_updates, bool):
@@ -162,6 +217,7 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
 @dataclasses.dataclass
 class Run:
     """A trained (or training) run: its config, Method, TrainState and data."""
+
     config: ml_collections.ConfigDict
     method: Method
     state: Any
@@ -191,8 +247,10 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     """The completed config of a run directory (FileNotFoundError if it is not one)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{workdir!r} has no config.json: it is not a jgen run directory "
-                                f"(train one with `python -m jgen train --config ... --workdir {workdir}`)")
+        raise FileNotFoundError(
+            f"{workdir!r} has no config.json: it is not a jgen run directory "
+            f"(train one with `python -m jgen train --config ... --workdir {workdir}`)"
+        )
     with open(path) as f:
         return with_defaults(from_json(f.read()))
 
@@ -204,8 +262,11 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     if os.path.exists(path):
         bad = identity_mismatches(_json_dict(read_config(workdir)), _json_dict(config))
         if bad:
-            raise InputError(f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it:\n  "
-                             + "\n  ".join(bad) + "\nUse a new --workdir, or the config that made this run.")
+            raise InputError(
+                f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it:\n  "
+                + "\n  ".join(bad)
+                + "\nUse a new --workdir, or the config that made this run."
+            )
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
         with open(path, "w") as f:
@@ -221,12 +282,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         raise ConfigError(f"--workdir {workdir!r} is a file, not a directory: pass a new or existing run directory")
     train_src, test_src, info = get_source(config.data)
     if config.data.batch_size > info.num_train:
-        fail("data.batch_size", config.data.batch_size, f"must not exceed the training split ({info.num_train} "
-             f"examples of {config.data.name!r})", f"--config.data.batch_size={min(128, info.num_train)}")
+        fail(
+            "data.batch_size",
+            config.data.batch_size,
+            f"must not exceed the training split ({info.num_train} examples of {config.data.name!r})",
+            f"--config.data.batch_size={min(128, info.num_train)}",
+        )
     method = build_method(config, info, train_src)
     open_workdir(config, workdir)
-    return train_loop(config, workdir, method, train_src, test_src,
-                      feature_net=lambda: get_feature_net(config.eval.feature_net))
+    return train_loop(
+        config, workdir, method, train_src, test_src, feature_net=lambda: get_feature_net(config.eval.feature_net)
+    )
 
 
 def run_progress(workdir: str) -> tuple[int | None, int]:
@@ -286,8 +352,9 @@ class _Progress:
         self.bar.close()
 
 
-def reference_cache_path(config: ml_collections.ConfigDict, split: str, net: FeatureNet, num: int,
-                         shape: tuple[int, ...]) -> str:
+def reference_cache_path(
+    config: ml_collections.ConfigDict, split: str, net: FeatureNet, num: int, shape: tuple[int, ...]
+) -> str:
     """Where the statistics of `num` images of a split under `net` are cached: keyed by the dataset (and TFDS split
     string), the split, the network's name and a fingerprint of its weights (`FeatureNet.fingerprint`, so that a
     retrained MNIST classifier does not reuse stale statistics) and the image count."""
@@ -298,8 +365,15 @@ def reference_cache_path(config: ml_collections.ConfigDict, split: str, net: Fea
     return cache_dir("fid_stats", re.sub(r"[^A-Za-z0-9_.+-]", "-", key) + ".npz")
 
 
-def _reference(run: Run, net: FeatureNet, num_samples: int, keep_features: bool, real: np.ndarray | None,
-               ref_stats: str | None, ref_split: str) -> tuple[FeatureSummary | ReferenceStats, str]:
+def _reference(
+    run: Run,
+    net: FeatureNet,
+    num_samples: int,
+    keep_features: bool,
+    real: np.ndarray | None,
+    ref_stats: str | None,
+    ref_split: str,
+) -> tuple[FeatureSummary | ReferenceStats, str]:
     """The reference side of an evaluation and a line saying what it is: a statistics file, the given images, or
     evenly spread images of a split (embedded now when every feature is kept, else statistics from the cache or
     computed once and cached)."""
@@ -333,8 +407,10 @@ def _check_likelihood_images(run: Run, num_images) -> None:
     if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 2:
         raise InputError(f"likelihood_images={num_images!r}: must be an integer >= 2 (test images, e.g. 64)")
     if "likelihood" not in run.method.capabilities:
-        raise InputError(f"likelihood_images={num_images}: a {run.method.name!r} run has no on-demand likelihood "
-                         "(diffusion's ODE is one); its bits/dim, where it has one, comes from its evaluations")
+        raise InputError(
+            f"likelihood_images={num_images}: a {run.method.name!r} run has no on-demand likelihood "
+            "(diffusion's ODE is one); its bits/dim, where it has one, comes from its evaluations"
+        )
 
 
 LIKELIHOOD_BATCH = 32  # test images per compiled call of an on-demand likelihood (one progress tick each)
@@ -352,20 +428,33 @@ def evaluate_likelihood(run: Run, num_images: int, seed: int = 0, batch_size: in
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)  # a stream apart from generate's PRNGKey(seed)
     values = []
     for i in tqdm(range(0, len(images), bs), desc=f"{metric} ({kind})", unit="batch", leave=False, disable=None):
-        chunk = images[i:i + bs]
+        chunk = images[i : i + bs]
         padded = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), chunk.dtype)])
         out = step(run.state.ema_params, run.state.model_state, {"image": padded}, jax.random.fold_in(key, i))
-        values.append(np.asarray(out[metric])[:len(chunk)])
+        values.append(np.asarray(out[metric])[: len(chunk)])
     values = np.concatenate(values).astype(np.float64)
-    return {"bits_per_dim": float(values.mean()), "bits_per_dim_kind": kind,
-            "bits_per_dim_se": float(values.std(ddof=1) / np.sqrt(len(values))), "likelihood_images": len(values)}
+    return {
+        "bits_per_dim": float(values.mean()),
+        "bits_per_dim_kind": kind,
+        "bits_per_dim_se": float(values.std(ddof=1) / np.sqrt(len(values))),
+        "likelihood_images": len(values),
+    }
 
 
-def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: FeatureNet | str | None = None,
-                 real: np.ndarray | None = None, timed: bool = False, ref_stats: str | None = None,
-                 ref_split: str = "test", ref_stats_out: str | None = None,
-                 all_features_max_bytes: int = ALL_FEATURES_MAX_BYTES, likelihood_images: int = 0,
-                 **options) -> dict:
+def evaluate_run(
+    run: Run,
+    num_samples: int = 1000,
+    seed: int = 0,
+    feature_net: FeatureNet | str | None = None,
+    real: np.ndarray | None = None,
+    timed: bool = False,
+    ref_stats: str | None = None,
+    ref_split: str = "test",
+    ref_stats_out: str | None = None,
+    all_features_max_bytes: int = ALL_FEATURES_MAX_BYTES,
+    likelihood_images: int = 0,
+    **options,
+) -> dict:
     """The one evaluation of a run: `num_samples` EMA samples (class-balanced labels for a conditional method;
     `options` are its sampling options) against a reference under `feature_net` (default: the run's
     config.eval.feature_net): FID, IS, KID, precision/recall, density/coverage, plus bits/dim where the method has
@@ -387,41 +476,64 @@ def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: 
         raise InputError("give the reference as images (real) or as statistics (ref_stats), not both")
     if likelihood_images:  # checked before the samples cost anything
         _check_likelihood_images(run, likelihood_images)
-    head = {"workdir": run.workdir, "run": os.path.basename(os.path.normpath(run.workdir)),
-            "method": run.method.name, "step": run.step}
+    head = {
+        "workdir": run.workdir,
+        "run": os.path.basename(os.path.normpath(run.workdir)),
+        "method": run.method.name,
+        "step": run.step,
+    }
     if "text" in run.method.capabilities:  # a language model: its test-split likelihood, not image metrics
         mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
         return {**head, **evaluate(run.method, run.state, run.test_source, run.config, mesh)}
-    net = feature_net if isinstance(feature_net, FeatureNet) else get_feature_net(
-        feature_net or run.config.eval.feature_net)
+    net = (
+        feature_net
+        if isinstance(feature_net, FeatureNet)
+        else get_feature_net(feature_net or run.config.eval.feature_net)
+    )
     source = run.train_source if ref_split == "train" else run.test_source
     num_real = len(real) if real is not None else min(num_samples, len(source))
     keep = ref_stats is None and fits_all_features(num_real, num_samples, net.feature_dim, all_features_max_bytes)
     reference, reference_line = _reference(run, net, num_samples, keep, real, ref_stats, ref_split)
     if ref_stats_out is not None:
-        mu, sigma = ((reference.mu, reference.sigma) if isinstance(reference, ReferenceStats)
-                     else finalize_stats(reference.stats))
+        mu, sigma = (
+            (reference.mu, reference.sigma)
+            if isinstance(reference, ReferenceStats)
+            else finalize_stats(reference.stats)
+        )
         save_stats(ref_stats_out, mu, sigma, **({} if reference.count is None else {"num_images": reference.count}))
     fake, seconds, nfe = empty_summary(net.feature_dim, keep), 0.0, 0
     progress = _Progress(num_samples, f"{num_samples} samples through {net.name}")
-    for images, nfe, dt in generate_batches(run.method, run.state.ema_params, run.state.model_state, num_samples,
-                                            seed=seed, labels=balanced_labels(num_samples, run.method.num_classes),
-                                            timed=timed, **options):
+    for images, nfe, dt in generate_batches(
+        run.method,
+        run.state.ema_params,
+        run.state.model_state,
+        num_samples,
+        seed=seed,
+        labels=balanced_labels(num_samples, run.method.num_classes),
+        timed=timed,
+        **options,
+    ):
         fake = summarize([images], net, keep, fake, name="sample features")
         seconds += dt
         progress.update(len(images))
     progress.bar.close()
-    row = {**head, "num_samples": fake.count, "reference": reference_line,
-           **summary_metrics(reference, fake, net.name, seed=seed), "nfe": nfe}
+    row = {
+        **head,
+        "num_samples": fake.count,
+        "reference": reference_line,
+        **summary_metrics(reference, fake, net.name, seed=seed),
+        "nfe": nfe,
+    }
     if not keep:
         row["skipped"] = [f"{m}_{net.name}" for m in ALL_FEATURES_METRICS]
         row["skipped_reason"] = (
             "the reference is statistics only (ref_stats); these metrics need every reference feature"
-            if ref_stats is not None else
-            f"they need every feature: {num_real} reference + {num_samples} sample features of dimension "
+            if ref_stats is not None
+            else f"they need every feature: {num_real} reference + {num_samples} sample features of dimension "
             f"{net.feature_dim} take {(num_real + num_samples) * net.feature_dim * 8 / 2**20:.0f} MiB as float64, "
             f"over the {all_features_max_bytes / 2**20:.0f} MiB limit (fits_all_features); evaluate fewer samples "
-            "for them")
+            "for them"
+        )
         log.info("skipped %s: %s", ", ".join(row["skipped"]), row["skipped_reason"])
     if timed:
         row["images_per_sec"] = num_samples / max(seconds, 1e-9)
@@ -439,8 +551,10 @@ def evaluate_run(run: Run, num_samples: int = 1000, seed: int = 0, feature_net: 
 def load_mnist_classifier(workdir: str | None = None, batch_size: int = 500) -> FeatureNet:
     """The trained MNIST classifier of `workdir` (default: `cache_dir("mnist_classifier")`), EMA parameters."""
     workdir = workdir or cache_dir(MNIST_CLASSIFIER)
-    how = (f"Train it first (about 7 minutes on 2 CPU cores): python -m jgen train "
-           f"--config {MNIST_CLASSIFIER_CONFIG} --workdir {workdir}")
+    how = (
+        f"Train it first (about 7 minutes on 2 CPU cores): python -m jgen train "
+        f"--config {MNIST_CLASSIFIER_CONFIG} --workdir {workdir}"
+    )
     if not os.path.exists(os.path.join(workdir, "config.json")):
         raise FileNotFoundError(f"no MNIST classifier in {workdir!r}. {how}")
     config = read_config(workdir)
@@ -451,12 +565,16 @@ def load_mnist_classifier(workdir: str | None = None, batch_size: int = 500) -> 
     except FileNotFoundError as e:
         raise FileNotFoundError(f"the MNIST classifier in {workdir!r} has no checkpoint. {how}") from e
     if run.step < config.train.steps:
-        raise InputError(f"the MNIST classifier in {workdir!r} is unfinished (step {run.step} of "
-                         f"{config.train.steps}); its features would not be the reference ones. Rerun the same "
-                         f"command to finish it: {how.split(': ', 1)[1]}")
+        raise InputError(
+            f"the MNIST classifier in {workdir!r} is unfinished (step {run.step} of "
+            f"{config.train.steps}); its features would not be the reference ones. Rerun the same "
+            f"command to finish it: {how.split(': ', 1)[1]}"
+        )
     if tuple(run.info.shape) != (28, 28, 1) or run.info.num_classes != 10:
-        raise InputError(f"{workdir!r} holds a classifier of {run.info.shape} images with {run.info.num_classes} "
-                         "classes; the MNIST classifier takes (28, 28, 1) images and 10 classes")
+        raise InputError(
+            f"{workdir!r} holds a classifier of {run.info.shape} images with {run.info.num_classes} "
+            "classes; the MNIST classifier takes (28, 28, 1) images and 10 classes"
+        )
     params = jax.tree.map(jax.numpy.asarray, jax.device_get(run.state.ema_params))
     return classifier_feature_net(run.method, params, MNIST_CLASSIFIER, batch_size)
 

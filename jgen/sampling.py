@@ -28,9 +28,10 @@ DEFAULT_BATCH = 250
 @dataclasses.dataclass(frozen=True)
 class Generated:
     """What `generate` did: network evaluations per image and the time spent after compilation."""
+
     num_images: int
     nfe_per_image: int
-    seconds: float            # wall time of the timed batches (compilation excluded when timed=True)
+    seconds: float  # wall time of the timed batches (compilation excluded when timed=True)
 
     @property
     def images_per_sec(self) -> float:
@@ -80,12 +81,22 @@ def _batch_program(method, batch: int, conditional: bool, options: dict):
 
     def generate_batch(params, model_state, key, labels):
         return method.generate(params, model_state, key, batch, labels, **options)
+
     return method.jitted(("generate", batch, conditional, static), generate_batch)
 
 
-def generate_batches(method, params, model_state, num: int, seed: int | None = None, key: jax.Array | None = None,
-                     labels: Sequence[int] | np.ndarray | None = None, batch_size: int = DEFAULT_BATCH,
-                     timed: bool = False, **options) -> Iterator[tuple[np.ndarray, int, float]]:
+def generate_batches(
+    method,
+    params,
+    model_state,
+    num: int,
+    seed: int | None = None,
+    key: jax.Array | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    timed: bool = False,
+    **options,
+) -> Iterator[tuple[np.ndarray, int, float]]:
     """`generate`, one batch at a time: yields (images float32 [b, H, W, C] in [0, 1], NFE per image, seconds) for
     consecutive batches whose images, laid end to end, are exactly `generate`'s (the last batch is trimmed to `num`).
     A caller that embeds each batch and drops it (50,000-sample FID) holds one batch of images at a time.
@@ -105,7 +116,7 @@ def generate_batches(method, params, model_state, num: int, seed: int | None = N
     padded = None if labels is None else np.concatenate([labels, np.zeros(num_batches * bs - num, np.int32)])
 
     def batch_labels(i):
-        return None if padded is None else jnp.asarray(padded[i * bs:(i + 1) * bs])
+        return None if padded is None else jnp.asarray(padded[i * bs : (i + 1) * bs])
 
     def batches():
         if timed:  # compile (and warm up) outside the timed region
@@ -113,14 +124,24 @@ def generate_batches(method, params, model_state, num: int, seed: int | None = N
         for i in range(num_batches):
             t0 = time.perf_counter()
             images, nfe = program(params, model_state, jax.random.fold_in(key, i), batch_labels(i))
-            images = np.asarray(jax.device_get(images))[:num - i * bs]
+            images = np.asarray(jax.device_get(images))[: num - i * bs]
             yield images, int(nfe), time.perf_counter() - t0
+
     return batches()  # a generator made here, so that the checks above run at the call, not at the first next()
 
 
-def generate(method, params, model_state, num: int, seed: int | None = None, key: jax.Array | None = None,
-             labels: Sequence[int] | np.ndarray | None = None, batch_size: int = DEFAULT_BATCH,
-             timed: bool = False, **options) -> tuple[np.ndarray, Generated]:
+def generate(
+    method,
+    params,
+    model_state,
+    num: int,
+    seed: int | None = None,
+    key: jax.Array | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    timed: bool = False,
+    **options,
+) -> tuple[np.ndarray, Generated]:
     """`num` images float32 [num, H, W, C] in [0, 1] from `method.generate`, and what it cost.
 
     Batch i (of `min(batch_size, num)` images; the last one padded) draws with `fold_in(key, i)`, `key` being
@@ -130,8 +151,9 @@ def generate(method, params, model_state, num: int, seed: int | None = None, key
     images batch by batch.
     """
     out, nfe, seconds = [], 1, 0.0
-    for images, nfe, dt in generate_batches(method, params, model_state, num, seed, key, labels, batch_size, timed,
-                                            **options):
+    for images, nfe, dt in generate_batches(
+        method, params, model_state, num, seed, key, labels, batch_size, timed, **options
+    ):
         out.append(images)
         seconds += dt
     return np.concatenate(out), Generated(num, nfe, seconds)

@@ -19,7 +19,7 @@ def image_grid(images, ncol: int | None = None, pad: int = 1) -> np.ndarray:
     grid = np.ones((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), np.float32)
     for i in range(n):
         r, q = divmod(i, ncol)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = images[i]
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
     return (np.clip(grid, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -33,8 +33,11 @@ def grid_cells(grid: np.ndarray, cell_shape: tuple[int, int], pad: int = 1) -> n
     cols, rem_c = divmod(g.shape[1] - pad, w + pad)
     if rows < 1 or cols < 1 or rem_r or rem_c:
         raise ValueError(f"a grid of shape {g.shape[:2]} is not made of {h}x{w} cells with {pad}-pixel padding")
-    cells = [g[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w]
-             for r in range(rows) for c in range(cols)]
+    cells = [
+        g[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w]
+        for r in range(rows)
+        for c in range(cols)
+    ]
     return np.stack(cells).astype(np.float32) / 255.0
 
 

@@ -50,13 +50,17 @@ def main(workdir: str, fsdp_size: int = 4, steps: int = 4) -> dict:
             losses.append(float(metrics["loss"]))
         leaves = jax.tree.leaves(state.params)
         out[f"fsdp{fsdp}"] = {
-            "mesh": dict(mesh.shape), "losses": losses,
+            "mesh": dict(mesh.shape),
+            "losses": losses,
             "bytes": {k: bytes_per_device(getattr(state, k)) for k in ("params", "opt_state", "ema_params")},
-            "sharded_leaves": sum(not x.sharding.is_fully_replicated for x in leaves), "leaves": len(leaves),
+            "sharded_leaves": sum(not x.sharding.is_fully_replicated for x in leaves),
+            "leaves": len(leaves),
             "shard_shapes": sorted({str(x.addressable_shards[0].data.shape) for x in leaves}),
             # each array of the parameters and optimizer state: (shape, bytes, bytes on one device)
-            "arrays": [(x.shape, x.nbytes, bytes_per_device(x))
-                       for x in jax.tree.leaves((state.params, state.opt_state))]}
+            "arrays": [
+                (x.shape, x.nbytes, bytes_per_device(x)) for x in jax.tree.leaves((state.params, state.opt_state))
+            ],
+        }
         states[fsdp] = state
 
     manager = ckpt.make_manager(workdir)
@@ -64,14 +68,17 @@ def main(workdir: str, fsdp_size: int = 4, steps: int = 4) -> dict:
     saved = jax.tree.map(np.asarray, states[fsdp_size])
     for fsdp in (fsdp_size // 2, 1):
         _, shardings = layout(fsdp)
-        target = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), states[fsdp_size],
-                              shardings)
+        target = jax.tree.map(
+            lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), states[fsdp_size], shardings
+        )
         restored = ckpt.restore(manager, target, with_data=False)[0]
-        same = all(np.array_equal(np.asarray(a), b)
-                   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(saved)))
+        same = all(np.array_equal(np.asarray(a), b) for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(saved)))
         laid_out = all(a.sharding == b for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(shardings)))
-        out[f"restored_fsdp{fsdp}"] = {"equal": same, "sharding_as_asked": laid_out,
-                                       "param_bytes": bytes_per_device(restored.params)}
+        out[f"restored_fsdp{fsdp}"] = {
+            "equal": same,
+            "sharding_as_asked": laid_out,
+            "param_bytes": bytes_per_device(restored.params),
+        }
     manager.close()
     return out
 

@@ -13,8 +13,15 @@ import pytest
 from jgen import cli
 from jgen.config import InputError
 from jgen.diffusion import make_schedule, sample as diffusion_sample
-from jgen.metrics import (compute_sample_metrics, density_coverage, feature_stats, frechet_distance, iwae_bound, kid,
-                          precision_recall)
+from jgen.metrics import (
+    compute_sample_metrics,
+    density_coverage,
+    feature_stats,
+    frechet_distance,
+    iwae_bound,
+    kid,
+    precision_recall,
+)
 from jgen.metrics.feature_nets import classifier_feature_net
 from jgen.pipeline import Pipeline
 from jgen.run import load_run, train_and_evaluate
@@ -94,8 +101,10 @@ CLI_CASES = [  # (arguments, fragment of the error)
     (["compare"], "--workdirs is required"),
     (["compare", "--workdirs", "{runs}/vae,{runs}/diffusion", "--guidance_scales", "1,2"], "sweeps one run"),
     (["compare", "--workdirs", "{runs}/diffusion", "--guidance_scales", "x"], "--guidance_scales='x': must be numbers"),
-    (["compare", "--workdirs", "{runs}/diffusion", "--guidance_scales", "0,1", "--likelihood_images", "8"],
-     "not to a guidance sweep"),
+    (
+        ["compare", "--workdirs", "{runs}/diffusion", "--guidance_scales", "0,1", "--likelihood_images", "8"],
+        "not to a guidance sweep",
+    ),
     (["compare", "--workdirs", "{runs}/vae", "--likelihood_images", "8"], "none of these runs has an on-demand"),
 ]
 
@@ -118,8 +127,10 @@ def _diffusion_pipe(runs):
 NAN = np.full((20, 3), np.nan)
 OK = np.random.default_rng(0).normal(size=(20, 3))
 API_CASES = [  # (call, fragment)
-    (lambda r: frechet_distance(np.array([np.nan, 0.0]), np.eye(2), np.zeros(2), np.eye(2)),
-     "mu1 has 1 non-finite value(s)"),
+    (
+        lambda r: frechet_distance(np.array([np.nan, 0.0]), np.eye(2), np.zeros(2), np.eye(2)),
+        "mu1 has 1 non-finite value(s)",
+    ),
     (lambda r: compute_sample_metrics(OK, NAN, None, "x"), "fake_feats has 60 non-finite"),
     (lambda r: feature_stats(NAN), "features has 60 non-finite"),
     (lambda r: kid(NAN, OK), "feats1 has 60 non-finite"),
@@ -131,21 +142,49 @@ API_CASES = [  # (call, fragment)
     (lambda r: _diffusion_pipe(r)(labels=[3], guidance_scale=float("inf")), "guidance=inf"),
     (lambda r: _diffusion_pipe(r)(labels=[3], guidance_scale=float("nan")), "guidance=nan"),
     (lambda r: _diffusion_pipe(r).interpolate(np.zeros((8, 8)), np.zeros((8, 8, 1))), "add the channel axis"),
-    (lambda r: _diffusion_pipe(r).interpolate(np.zeros((4, 4, 1)), np.zeros((8, 8, 1))),
-     "this model's images are [8, 8, 1]"),
-    (lambda r: _diffusion_pipe(r).interpolate(np.zeros((8, 8, 1)), np.zeros((8, 8, 1)), num=-2),
-     "num=-2: must be an integer >= 2"),
-    (lambda r: _diffusion_pipe(r).interpolate(np.full((8, 8, 1), 200.0), np.zeros((8, 8, 1))),
-     "divide 8-bit images by 255"),
-    (lambda r: Pipeline.from_workdir(str(r / "vae")).interpolate(np.zeros((8, 8, 1)), np.ones((8, 8, 1)), num=1),
-     "num=1: must be an integer >= 2"),
+    (
+        lambda r: _diffusion_pipe(r).interpolate(np.zeros((4, 4, 1)), np.zeros((8, 8, 1))),
+        "this model's images are [8, 8, 1]",
+    ),
+    (
+        lambda r: _diffusion_pipe(r).interpolate(np.zeros((8, 8, 1)), np.zeros((8, 8, 1)), num=-2),
+        "num=-2: must be an integer >= 2",
+    ),
+    (
+        lambda r: _diffusion_pipe(r).interpolate(np.full((8, 8, 1), 200.0), np.zeros((8, 8, 1))),
+        "divide 8-bit images by 255",
+    ),
+    (
+        lambda r: Pipeline.from_workdir(str(r / "vae")).interpolate(np.zeros((8, 8, 1)), np.ones((8, 8, 1)), num=1),
+        "num=1: must be an integer >= 2",
+    ),
     (lambda r: load_run(str(r / "vae"), step=999), "step=999"),
     (lambda r: generate(load_run(str(r / "vae")).method, {}, {}, 0, seed=0), "num=0: must be an integer >= 1"),
-    (lambda r: diffusion_sample(lambda x, t, y: x, make_schedule("linear", 10), jax.random.PRNGKey(0), (2, 4),
-                                sampler="ddim", steps=2, labels=np.array([0.5, 1.0]), null_label=10),
-     "labels must be integer class indices"),
-    (lambda r: diffusion_sample(lambda x, t, y: x, make_schedule("linear", 10), jax.random.PRNGKey(0), (2, 4),
-                                sampler="ddim", steps=2, guidance=float("nan")), "guidance=nan"),
+    (
+        lambda r: diffusion_sample(
+            lambda x, t, y: x,
+            make_schedule("linear", 10),
+            jax.random.PRNGKey(0),
+            (2, 4),
+            sampler="ddim",
+            steps=2,
+            labels=np.array([0.5, 1.0]),
+            null_label=10,
+        ),
+        "labels must be integer class indices",
+    ),
+    (
+        lambda r: diffusion_sample(
+            lambda x, t, y: x,
+            make_schedule("linear", 10),
+            jax.random.PRNGKey(0),
+            (2, 4),
+            sampler="ddim",
+            steps=2,
+            guidance=float("nan"),
+        ),
+        "guidance=nan",
+    ),
 ]
 
 
@@ -156,6 +195,7 @@ def _feature_net(runs):
 
 class _Classifierish:
     """The smallest object classifier_feature_net accepts: fixed features of 8x8 images."""
+
     info = type("Info", (), {"shape": (8, 8, 1), "num_classes": 2})()
     net = type("Net", (), {"feature_dim": 4})()
 

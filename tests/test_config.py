@@ -28,19 +28,26 @@ def test_latent_diffusion_needs_its_first_stage():
         validate(default_config("latent_diffusion"), num_devices=1)
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("data.name", "cifar11", "unknown dataset"),
-    ("optim.learning_rate", -1e-3, "learning_rate=-0.001"),
-    ("method.name", "flow", "unknown method"),
-    ("train.steps", 0, "train.steps=0"),
-    ("train.ema_decay", 1.5, "ema_decay"),
-    ("optim.schedule", "linear", "choose one of"),
-    ("method.likelihood", "poisson", "choose one of"),
-    ("eval.feature_net", "vgg", "choose one of"),
-    ("data.worker_count", -1, "worker_count=-1 is invalid: must be an integer >= 0. Fix: --config.data.worker_count=0"),
-    ("data.worker_buffer_size", 0, "must be an integer >= 1. Fix: --config.data.worker_buffer_size=1"),
-    ("data.read_ahead", -3, "data.read_ahead=-3 is invalid: must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("data.name", "cifar11", "unknown dataset"),
+        ("optim.learning_rate", -1e-3, "learning_rate=-0.001"),
+        ("method.name", "flow", "unknown method"),
+        ("train.steps", 0, "train.steps=0"),
+        ("train.ema_decay", 1.5, "ema_decay"),
+        ("optim.schedule", "linear", "choose one of"),
+        ("method.likelihood", "poisson", "choose one of"),
+        ("eval.feature_net", "vgg", "choose one of"),
+        (
+            "data.worker_count",
+            -1,
+            "worker_count=-1 is invalid: must be an integer >= 0. Fix: --config.data.worker_count=0",
+        ),
+        ("data.worker_buffer_size", 0, "must be an integer >= 1. Fix: --config.data.worker_buffer_size=1"),
+        ("data.read_ahead", -3, "data.read_ahead=-3 is invalid: must be an integer >= 0"),
+    ],
+)
 def test_validation_names_field_value_and_allowed(field, value, needle):
     c = tiny_config()
     section, key = field.split(".")
@@ -53,7 +60,9 @@ def test_validation_names_field_value_and_allowed(field, value, needle):
 def test_batch_not_divisible_by_devices_suggests_a_fix():
     c = tiny_config()
     c.data.batch_size = 36
-    with pytest.raises(ConfigError, match=r"data.batch_size=36 .*divisible by the number of devices \(8\).*batch_size=32"):
+    with pytest.raises(
+        ConfigError, match=r"data.batch_size=36 .*divisible by the number of devices \(8\).*batch_size=32"
+    ):
         validate(c, num_devices=8)
 
 
@@ -80,8 +89,10 @@ def test_base_config_has_no_method():
 
 
 def test_load_config_applies_overrides_like_the_command_line():
-    c = load_config(f"{ROOT}/experiments/configs/vae_mnist.py", ["train.steps=7", "method.likelihood=gaussian",
-                                                                  "model.features=(4, 8)"])
+    c = load_config(
+        f"{ROOT}/experiments/configs/vae_mnist.py",
+        ["train.steps=7", "method.likelihood=gaussian", "model.features=(4, 8)"],
+    )
     assert c.train.steps == 7 and c.method.likelihood == "gaussian" and tuple(c.model.features) == (4, 8)
     with pytest.raises(ConfigError, match="field=value"):
         load_config(f"{ROOT}/experiments/configs/vae_mnist.py", ["train.steps"])

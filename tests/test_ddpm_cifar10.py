@@ -32,9 +32,20 @@ def test_ddpm_cifar10_has_the_papers_parameter_count():
 @pytest.mark.slow  # compiling even a tiny 4-level UNet takes about 2 minutes on 2 shared cores
 def test_ddpm_cifar10_trains_two_steps_at_tiny_width_on_mock_cifar10(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    tiny = ["model.channels=8", "model.num_res_blocks=1", "data.batch_size=4", "train.steps=2", "train.log_every=1",
-            "train.eval_every=0", "train.sample_every=-1", "train.checkpoint_every=0", "train.eval_batch_size=4",
-            "train.num_eval_examples=4", "train.progress=false", f"data.data_dir={tmp_path / 'tfds'}"]
+    tiny = [
+        "model.channels=8",
+        "model.num_res_blocks=1",
+        "data.batch_size=4",
+        "train.steps=2",
+        "train.log_every=1",
+        "train.eval_every=0",
+        "train.sample_every=-1",
+        "train.checkpoint_every=0",
+        "train.eval_batch_size=4",
+        "train.num_eval_examples=4",
+        "train.progress=false",
+        f"data.data_dir={tmp_path / 'tfds'}",
+    ]
     config = load_config(CONFIG, tiny)
     with tfds.testing.mock_data(num_examples=8):
         final = train_and_evaluate(config, str(tmp_path / "run"))

@@ -40,10 +40,17 @@ def _all_finite(workdir, step):
 
 def test_divergence_stops_the_run_and_keeps_the_good_checkpoints(tmp_path, capsys):
     train_and_evaluate(_config(), str(tmp_path))
-    bad = [f"--config.{k}" for k in ("train.steps=60", "train.checkpoint_every=5", "train.keep_checkpoints=2",
-                                    "optim.learning_rate=1e6", "train.log_every=5")]
-    code = cli.run_command(["train", "--config", f"{ROOT}/tests/tiny_vae_config.py", "--workdir", str(tmp_path),
-                            *bad])
+    bad = [
+        f"--config.{k}"
+        for k in (
+            "train.steps=60",
+            "train.checkpoint_every=5",
+            "train.keep_checkpoints=2",
+            "optim.learning_rate=1e6",
+            "train.log_every=5",
+        )
+    ]
+    code = cli.run_command(["train", "--config", f"{ROOT}/tests/tiny_vae_config.py", "--workdir", str(tmp_path), *bad])
     err = capsys.readouterr().err
     assert code == cli.EXIT_DIVERGED, err
     assert "diverged: non-finite train metric at step 2" in err and "last good checkpoint (step 20) is kept" in err
@@ -159,9 +166,19 @@ def test_disk_full_during_a_save_says_the_previous_checkpoint_is_intact(tmp_path
 
     def full_disk(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
-    code = cli.run_command(["train", "--config", f"{ROOT}/tests/tiny_vae_config.py", "--workdir", str(tmp_path),
-                            "--config.train.steps=20", "--config.train.checkpoint_every=5"])
+    code = cli.run_command(
+        [
+            "train",
+            "--config",
+            f"{ROOT}/tests/tiny_vae_config.py",
+            "--workdir",
+            str(tmp_path),
+            "--config.train.steps=20",
+            "--config.train.checkpoint_every=5",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == cli.EXIT_WRITE_FAILED
     assert "could not write the checkpoint of step 15" in err and "the disk is full" in err
@@ -170,9 +187,19 @@ def test_disk_full_during_a_save_says_the_previous_checkpoint_is_intact(tmp_path
 
 def test_sigterm_while_compiling_the_first_step_stops_at_once(tmp_path):
     """A run that is still compiling when SIGTERM comes stops within seconds, keeping the checkpoint it has."""
-    cmd = [sys.executable, "-m", "jgen", "train", "--config", f"{ROOT}/experiments/configs/ddpm_mnist.py",
-           "--workdir", str(tmp_path), "--config.train.progress=false", "--config.model.channels=32",
-           "--config.model.num_res_blocks=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jgen",
+        "train",
+        "--config",
+        f"{ROOT}/experiments/configs/ddpm_mnist.py",
+        "--workdir",
+        str(tmp_path),
+        "--config.train.progress=false",
+        "--config.model.channels=32",
+        "--config.model.num_res_blocks=2",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stderr=subprocess.PIPE, text=True)
     lines = []
     for line in proc.stderr:
@@ -197,6 +224,12 @@ def test_help_lists_the_commands_and_exits_zero(capsys):
     assert cli.run_command(["train", "--help"]) == 0
     assert "--config.<field>=<value>" in capsys.readouterr().out
     assert cli.run_command([]) == cli.EXIT_BAD_INPUT
-    r = subprocess.run([sys.executable, "-m", "jgen", "--help"], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "jgen", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        timeout=120,
+    )
     assert r.returncode == 0 and "sample" in r.stdout

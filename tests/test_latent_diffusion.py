@@ -14,13 +14,28 @@ from tests.conftest import tiny_config
 def tiny_diffusion_config(method: str = "latent_diffusion", first_stage: str = "", steps: int = 6):
     c = tiny_config("vae", steps=steps)
     c.train.sample_every = -1  # sampling is tested through the Pipeline; skip the loop's grids
-    c.method = type(c.method)(dict(
-        name=method, schedule="linear", timesteps=100, parameterization="eps", loss_weighting="none",
-        min_snr_gamma=5.0, conditional=True, label_dropout=0.2, sampler="dpm_solver", sample_steps=5,
-        guidance=1.0, eta=0.0, clip_denoised=method == "diffusion", first_stage_workdir=first_stage,
-        latent_scale=0.0))
-    c.model = type(c.model)(dict(channels=8, channel_mult=(1,), num_res_blocks=1, attention_resolutions=(),
-                                 num_heads=1, dropout=0.0))
+    c.method = type(c.method)(
+        dict(
+            name=method,
+            schedule="linear",
+            timesteps=100,
+            parameterization="eps",
+            loss_weighting="none",
+            min_snr_gamma=5.0,
+            conditional=True,
+            label_dropout=0.2,
+            sampler="dpm_solver",
+            sample_steps=5,
+            guidance=1.0,
+            eta=0.0,
+            clip_denoised=method == "diffusion",
+            first_stage_workdir=first_stage,
+            latent_scale=0.0,
+        )
+    )
+    c.model = type(c.model)(
+        dict(channels=8, channel_mult=(1,), num_res_blocks=1, attention_resolutions=(), num_heads=1, dropout=0.0)
+    )
     return c
 
 
@@ -37,8 +52,9 @@ def runs(tmp_path_factory):
 def test_pipeline_is_deterministic_and_conditional(runs):
     pipe = Pipeline.from_workdir(str(runs / "ldm"))
     assert pipe.num_classes == 10 and pipe.method.info.shape == (4, 4, 2)
-    a, info = pipe(labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance_scale=2.0, seed=5,
-                   return_info=True)
+    a, info = pipe(
+        labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance_scale=2.0, seed=5, return_info=True
+    )
     b = pipe(labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance_scale=2.0, seed=5)
     assert a.shape == (4, 8, 8, 1) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
@@ -64,7 +80,9 @@ def test_pipeline_argument_errors(runs, tmp_path):
 
 
 def test_missing_first_stage_is_explained(tmp_path):
-    with pytest.raises(ValueError, match="first_stage_workdir='' is invalid: latent diffusion needs a trained first stage"):
+    with pytest.raises(
+        ValueError, match="first_stage_workdir='' is invalid: latent diffusion needs a trained first stage"
+    ):
         train_and_evaluate(tiny_diffusion_config(first_stage=""), str(tmp_path))
 
 
@@ -88,8 +106,9 @@ def test_compare_two_runs(runs, tmp_path, monkeypatch):
     run = load_run(str(tmp_path / "classifier"))
     method, state = run.method, run.state
     # The real feature net is the 28x28 MNIST classifier; an 8x8 digits classifier stands in for it here.
-    monkeypatch.setattr(compare, "load_mnist_classifier",
-                        lambda: feature_nets.classifier_feature_net(method, state.ema_params))
+    monkeypatch.setattr(
+        compare, "load_mnist_classifier", lambda: feature_nets.classifier_feature_net(method, state.ema_params)
+    )
     md = compare.compare_workdirs([str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out"), num_samples=40)
     rows = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert [r["method"] for r in rows] == ["vae", "latent_diffusion"]

@@ -104,8 +104,14 @@ def test_upsample2x_is_nearest_resize_values_and_gradients(shape):
     np.testing.assert_allclose(g_new, g_ref, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape,groups", [((4, 7, 7, 32), 8), pytest.param((2, 5, 6, 12), 3, marks=pytest.mark.slow),
-                                          pytest.param((3, 16), 4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "shape,groups",
+    [
+        ((4, 7, 7, 32), 8),
+        pytest.param((2, 5, 6, 12), 3, marks=pytest.mark.slow),
+        pytest.param((3, 16), 4, marks=pytest.mark.slow),
+    ],
+)
 def test_group_norm_matches_flax(shape, groups):
     """jgen's two-stage GroupNorm has flax's parameters and computes the same values and gradients."""
     import flax.linen as nn
@@ -114,10 +120,15 @@ def test_group_norm_matches_flax(shape, groups):
 
     x = jax.random.normal(jax.random.PRNGKey(0), shape) * 3 + 2
     ref, new = nn.GroupNorm(num_groups=groups), GroupNorm(groups)
-    assert jax.tree.map(jnp.shape, ref.init(jax.random.PRNGKey(1), x)) == \
-        jax.tree.map(jnp.shape, new.init(jax.random.PRNGKey(1), x))
-    p = {"params": {"scale": jax.random.normal(jax.random.PRNGKey(2), shape[-1:]),
-                    "bias": jax.random.normal(jax.random.PRNGKey(3), shape[-1:])}}
+    assert jax.tree.map(jnp.shape, ref.init(jax.random.PRNGKey(1), x)) == jax.tree.map(
+        jnp.shape, new.init(jax.random.PRNGKey(1), x)
+    )
+    p = {
+        "params": {
+            "scale": jax.random.normal(jax.random.PRNGKey(2), shape[-1:]),
+            "bias": jax.random.normal(jax.random.PRNGKey(3), shape[-1:]),
+        }
+    }
     np.testing.assert_allclose(new.apply(p, x), ref.apply(p, x), rtol=1e-5, atol=1e-5)
     w = jax.random.normal(jax.random.PRNGKey(4), shape)
     g_new = jax.grad(lambda p, x: jnp.sum(new.apply(p, x) * w), argnums=(0, 1))(p, x)

@@ -24,15 +24,33 @@ CONFIG = os.path.join(ROOT, "tests", "tiny_vae_config.py")
 
 
 def _train_args(workdir, steps, *extra):
-    return ["train", "--config", CONFIG, "--workdir", str(workdir), f"--config.train.steps={steps}",
-            "--config.train.log_every=5", *extra]
+    return [
+        "train",
+        "--config",
+        CONFIG,
+        "--workdir",
+        str(workdir),
+        f"--config.train.steps={steps}",
+        "--config.train.log_every=5",
+        *extra,
+    ]
 
 
 def _one_process(workdir, steps, devices, *extra):
-    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    return subprocess.Popen([sys.executable, "-m", "jgen", *_train_args(workdir, steps, *extra)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": ROOT,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "jgen", *_train_args(workdir, steps, *extra)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 class _Launch(threading.Thread):
@@ -82,7 +100,8 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tmp_pa
     assert [r["step"] for r in read_metrics(str(tmp_path / "two"), "train")] == [5, 10, 15, 20]
     assert len([n for n in os.listdir(tmp_path / "two") if n.startswith("events.out.tfevents")]) == 1
     assert sorted(os.listdir(tmp_path / "two" / "samples")) == sorted(
-        f"{k}_step_0000020.png" for k in ("interpolation", "reconstructions", "samples"))
+        f"{k}_step_0000020.png" for k in ("interpolation", "reconstructions", "samples")
+    )
 
     # the 2-process checkpoint (and its data position) resumes in 1 process x 4 devices
     resumed = [_one_process(tmp_path / name, 30, 4) for name in ("one", "two")]
@@ -100,10 +119,25 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tmp_pa
 def test_processes_with_different_configs_are_refused(tmp_path):
     port = launch_local.free_port()
     env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
-    procs = [subprocess.Popen([sys.executable, "-m", "jgen", *_train_args(tmp_path, 10, f"--config.seed={p}"),
-                               f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={p}"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for p in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jgen",
+                *_train_args(tmp_path, 10, f"--config.seed={p}"),
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={p}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for p in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [2, 2], outs
     assert "the processes of this job hold different configs: process 1" in outs[1], outs[1]
@@ -137,8 +171,10 @@ def test_sigterm_to_one_process_stops_all_and_the_job_resumes_exactly(tmp_path):
     for x, y in zip(_leaves(tmp_path / "full"), _leaves(tmp_path / "cut")):
         np.testing.assert_array_equal(x, y)
     drop = ("time", "steps_per_sec")
-    rows = [[{k: v for k, v in r.items() if k not in drop} for r in read_metrics(str(tmp_path / d))]
-            for d in ("full", "cut")]
+    rows = [
+        [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(str(tmp_path / d))]
+        for d in ("full", "cut")
+    ]
     assert rows[0] == rows[1]
 
 
@@ -165,8 +201,11 @@ def test_fsdp_across_processes_trains_like_one_process(tmp_path):
 
 def test_distributed_spec_from_flags_and_environment():
     env = {"JGEN_COORDINATOR_ADDRESS": "h0:1234", "JGEN_NUM_PROCESSES": "4", "JGEN_PROCESS_ID": "3"}
-    assert distributed.spec_from(environ=env).explicit == {"coordinator_address": "h0:1234", "num_processes": 4,
-                                                          "process_id": 3}
+    assert distributed.spec_from(environ=env).explicit == {
+        "coordinator_address": "h0:1234",
+        "num_processes": 4,
+        "process_id": 3,
+    }
     assert distributed.spec_from(process_id=1, environ=env).process_id == 1  # a flag wins over the environment
     assert not distributed.spec_from(environ={}).wanted
     assert distributed.spec_from(mode="auto", environ={}).explicit == {}  # initialize() with no arguments

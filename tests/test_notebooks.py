@@ -21,8 +21,13 @@ from tests.conftest import ROOT
 from tests.figures.tiny_runs import PIXEL_NET
 
 NOTEBOOKS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
-TINY = ["train.steps=20", "train.eval_every=20", "train.num_eval_examples=250", "method.eval_iw_samples=1",
-        "train.sample_every=0"]
+TINY = [
+    "train.steps=20",
+    "train.eval_every=20",
+    "train.num_eval_examples=250",
+    "method.eval_iw_samples=1",
+    "train.sample_every=0",
+]
 
 
 def code_cells(name: str) -> list[str]:
@@ -72,9 +77,11 @@ def test_gans_notebook_draws_the_gan_charts_of_its_runs(gan_runs, tmp_path, monk
 @pytest.mark.slow  # the tiny AE, VAE and 2-D VAE runs and the charts' programs: about 30 s on 2 cores
 def test_autoencoders_notebook(ae_runs, vae_2d_runs, tmp_path, monkeypatch):
     out = tmp_path / "figs"
-    ns = run_notebook("01_autoencoders_vaes.ipynb", {"runs": str(ae_runs), "out": str(out), "num": 4,
-                                                     "num_codes": 50, "averaging_data": "digits", "num_eval": 50},
-                      monkeypatch)
+    ns = run_notebook(
+        "01_autoencoders_vaes.ipynb",
+        {"runs": str(ae_runs), "out": str(out), "num": 4, "num_codes": 50, "averaging_data": "digits", "num_eval": 50},
+        monkeypatch,
+    )
     assert drawn(out) == {12, 13, 14, 15}
     assert len(ns["plane"]["codes"]) == 50 and ns["avg"]["half"] == 4  # the tiny settings reached the charts
 
@@ -82,9 +89,19 @@ def test_autoencoders_notebook(ae_runs, vae_2d_runs, tmp_path, monkeypatch):
 @pytest.mark.slow  # the tiny diffusion run and three samplers: about 40 s on 2 cores
 def test_diffusion_notebook(diffusion_runs, tmp_path, monkeypatch):
     out = tmp_path / "figs"
-    ns = run_notebook("03_diffusion.ipynb", {"runs": str(diffusion_runs), "out": str(out), "num_times": 21,
-                                             "num_x": 31, "reverse_steps": 8, "ddpm_steps": 20, "guidance_steps": 4},
-                      monkeypatch)
+    ns = run_notebook(
+        "03_diffusion.ipynb",
+        {
+            "runs": str(diffusion_runs),
+            "out": str(out),
+            "num_times": 21,
+            "num_x": 31,
+            "reverse_steps": 8,
+            "ddpm_steps": 20,
+            "guidance_steps": 4,
+        },
+        monkeypatch,
+    )
     assert drawn(out) == {19, 22, 24}  # 27 needs ldm_mnist
     assert ns["guidance"] is None
 
@@ -92,16 +109,31 @@ def test_diffusion_notebook(diffusion_runs, tmp_path, monkeypatch):
 @pytest.mark.slow  # evaluations, timed sampling and interpolation of four tiny families: about 60 s on 2 cores
 def test_evaluation_notebook(gan_runs, diffusion_runs, ae_runs, tmp_path, monkeypatch):
     out = tmp_path / "figs"
-    ns = run_notebook("04_evaluation_landscape.ipynb", {
-        "runs": str(gan_runs), "out": str(out), "num_samples": 64, "copy_samples": 64, "timing_num": 8,
-        "num_applications": 16, "feature_net": PIXEL_NET}, monkeypatch)
+    ns = run_notebook(
+        "04_evaluation_landscape.ipynb",
+        {
+            "runs": str(gan_runs),
+            "out": str(out),
+            "num_samples": 64,
+            "copy_samples": 64,
+            "timing_num": 8,
+            "num_applications": 16,
+            "feature_net": PIXEL_NET,
+        },
+        monkeypatch,
+    )
     assert drawn(out) == {17, 23, 26, 28, 30, 31}
     assert {r["run"] for r in ns["landscape"]["rows"]} == {"ae_mnist", "vae_mnist", "gan_mnist", "ddpm_mnist"}
 
 
 def test_every_notebook_is_tested_and_stored_without_outputs():
-    tested = {"quickstart.ipynb", "01_autoencoders_vaes.ipynb", "02_gans.ipynb", "03_diffusion.ipynb",
-              "04_evaluation_landscape.ipynb"}
+    tested = {
+        "quickstart.ipynb",
+        "01_autoencoders_vaes.ipynb",
+        "02_gans.ipynb",
+        "03_diffusion.ipynb",
+        "04_evaluation_landscape.ipynb",
+    }
     assert set(NOTEBOOKS) == tested, "a new notebook needs a test above that runs it at tiny settings"
     for name in NOTEBOOKS:
         with open(os.path.join(ROOT, "notebooks", name)) as f:

@@ -50,18 +50,37 @@ def test_interpolation_strip(vae_run):
 
 def test_cli_sample_writes_a_grid(vae_run, tmp_path):
     out = tmp_path / "grid.png"
-    r = subprocess.run([sys.executable, "-m", "jgen", "sample", "--workdir", vae_run, "--num_samples", "9",
-                        "--out", str(out)], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "jgen", "sample", "--workdir", vae_run, "--num_samples", "9", "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert out.exists() and '"num_images": 9' in r.stdout
 
 
 def test_cli_rejects_bad_config_before_compute(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "jgen", "train", "--config",
-                        os.path.join(ROOT, "tests", "tiny_vae_config.py"), "--workdir", str(tmp_path / "w"),
-                        "--config.optim.learning_rate=-1.0"], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jgen",
+            "train",
+            "--config",
+            os.path.join(ROOT, "tests", "tiny_vae_config.py"),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--config.optim.learning_rate=-1.0",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode != 0
     assert "config.optim.learning_rate=-1.0 is invalid: must be a finite number > 0" in r.stderr
     assert not (tmp_path / "w").exists()

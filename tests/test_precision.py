@@ -43,12 +43,18 @@ def _batch(n: int = 4) -> dict:
 def test_precision_fields_are_checked(name):
     c = _config(name)
     c.model.dtype = "float16"
-    with pytest.raises(ConfigError, match=r"config.model.dtype='float16' is invalid: choose one of "
-                                          r"\['float32', 'bfloat16'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.model.dtype='float16' is invalid: choose one of "
+        r"\['float32', 'bfloat16'\]",
+    ):
         validate(c, num_devices=1)
     c.model.dtype, c.model.param_dtype = "bfloat16", "bfloat16"
-    with pytest.raises(ConfigError, match=r"config.model.param_dtype='bfloat16' is invalid: choose one of "
-                                          r"\['float32'\].*model.dtype=bfloat16"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.model.param_dtype='bfloat16' is invalid: choose one of "
+        r"\['float32'\].*model.dtype=bfloat16",
+    ):
         validate(c, num_devices=1)
 
 
@@ -59,8 +65,9 @@ def test_remat_must_be_a_bool():
         validate(c, num_devices=1)
 
 
-@pytest.mark.parametrize("name", [n if n in ("diffusion", "vae") else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in PRECISION_METHODS])  # the shared conv/MLP modules: make test-slow
+@pytest.mark.parametrize(
+    "name", [n if n in ("diffusion", "vae") else pytest.param(n, marks=pytest.mark.slow) for n in PRECISION_METHODS]
+)  # the shared conv/MLP modules: make test-slow
 def test_bfloat16_networks_keep_a_float32_state(name):
     """Traced, not compiled: with model.dtype=bfloat16 the train step computes in bfloat16 (bf16 values in its
     program; none with float32), while parameters, optimizer state and EMA before and after the step, and every
@@ -70,11 +77,15 @@ def test_bfloat16_networks_keep_a_float32_state(name):
         method = build_method(_config(name, dtype), DIGITS, None)
         state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), _batch())
         jaxpr, (new_state, metrics) = jax.make_jaxpr(method.train_step, return_shape=True)(
-            state, _batch(), jax.random.PRNGKey(1))
+            state, _batch(), jax.random.PRNGKey(1)
+        )
         programs[dtype] = str(jaxpr)
         for s in (state, new_state):
-            floats = [x.dtype for x in jax.tree.leaves((s.params, s.opt_state, s.ema_params))
-                      if jnp.issubdtype(x.dtype, jnp.floating)]
+            floats = [
+                x.dtype
+                for x in jax.tree.leaves((s.params, s.opt_state, s.ema_params))
+                if jnp.issubdtype(x.dtype, jnp.floating)
+            ]
             assert floats and set(floats) == {jnp.dtype(jnp.float32)}, (dtype, set(floats))
         assert {m.dtype for m in jax.tree.leaves(metrics)} == {jnp.dtype(jnp.float32)}
     assert "bf16[" in programs["bfloat16"] and "bf16[" not in programs["float32"]
@@ -120,6 +131,7 @@ def _random_params(abstract, seed: int = 0):
         if "kernel" in name or "embedding" in name:
             return noise / np.sqrt(np.prod(x.shape[:-1]))
         return (1.0 if "scale" in name else 0.0) + 0.05 * noise
+
     return jax.tree_util.tree_map_with_path(draw, abstract)
 
 
@@ -135,15 +147,20 @@ def test_bfloat16_sampling_matches_float32_for_the_same_weights():
     labels = jnp.arange(16, dtype=jnp.int32) % 10
     samples = {}
     for dtype, m in methods.items():
+
         def draw(p, key, lab, m=m):
             return m.run_sampler(p, key, 16, lab, sampler="ddim", steps=4, guidance=2.0).samples
+
         samples[dtype] = jax.jit(draw)(params, jax.random.PRNGKey(2), labels)
         assert samples[dtype].dtype == jnp.float32
     a, b = samples["float32"], samples["bfloat16"]
     rel = float(jnp.linalg.norm(b - a) / jnp.linalg.norm(a))
     assert 1e-4 < rel < 0.04, rel
-    jaxpr = jax.make_jaxpr(lambda p: methods["bfloat16"].run_sampler(p, jax.random.PRNGKey(2), 16, labels,
-                                                                      sampler="ddim", steps=4, guidance=2.0))(params)
+    jaxpr = jax.make_jaxpr(
+        lambda p: methods["bfloat16"].run_sampler(
+            p, jax.random.PRNGKey(2), 16, labels, sampler="ddim", steps=4, guidance=2.0
+        )
+    )(params)
     scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
     assert scans, "the sampler runs one lax.scan over its grid"
     carried = [v.aval.dtype for v in scans[0].outvars if jnp.issubdtype(v.aval.dtype, jnp.floating)]
@@ -157,7 +174,7 @@ def test_bfloat16_transformer_gives_float32_logits_near_float32():
     network's (0.8% measured for these weights), and not equal to them."""
     methods = {d: build_method(_config("autoregressive", d, d_model=32), DIGITS, None) for d in ("float32", "bfloat16")}
     params = _random_params(jax.eval_shape(methods["float32"].init_variables, jax.random.PRNGKey(0), _batch())[0])
-    inputs, _ = methods["float32"].sequences(_batch())                                   # [4, 64]
+    inputs, _ = methods["float32"].sequences(_batch())  # [4, 64]
     logits = {d: jax.jit(m.logits)(params, inputs) for d, m in methods.items()}
     a, b = logits["float32"], logits["bfloat16"]
     assert a.dtype == b.dtype == jnp.float32
@@ -184,8 +201,9 @@ def test_remat_keeps_the_parameter_tree_and_recomputes_in_the_backward_pass(name
     nets, batch = _remat_nets(name), _batch()
     params = {r: jax.eval_shape(m.init_variables, jax.random.PRNGKey(0), batch)[0] for r, m in nets.items()}
     assert jax.tree.structure(params[False]) == jax.tree.structure(params[True])
-    assert jax.tree.map(lambda x: (x.shape, x.dtype), params[False]) == \
-        jax.tree.map(lambda x: (x.shape, x.dtype), params[True])
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), params[False]) == jax.tree.map(
+        lambda x: (x.shape, x.dtype), params[True]
+    )
     programs = {r: str(jax.make_jaxpr(_grad_fn(m, batch))(params[False])) for r, m in nets.items()}
     assert "remat" in programs[True] and "remat" not in programs[False]  # jax.checkpoint prints as remat
 

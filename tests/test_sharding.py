@@ -18,24 +18,31 @@ from jgen.train.sharding import fsdp_spec
 from jgen.train.writer import read_metrics
 from tests.conftest import ROOT, tiny_config
 
-EIGHT = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+EIGHT = {
+    **os.environ,
+    "PYTHONPATH": ROOT,
+    "JAX_PLATFORMS": "cpu",
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+}
 
 
 def test_fsdp_spec_splits_the_largest_divisible_axis():
     assert fsdp_spec((3, 3, 16, 32), 4) == P(None, None, None, "fsdp")  # a conv kernel: its output channels
     assert fsdp_spec((64, 32), 4) == P("fsdp")
-    assert fsdp_spec((32, 32), 4) == P(None, "fsdp")                     # a tie: the last axis
-    assert fsdp_spec((6, 10), 4) == P()                                  # nothing divisible: replicated
-    assert fsdp_spec((), 4) == P() and fsdp_spec((2,), 4) == P()         # scalars, arrays smaller than fsdp
+    assert fsdp_spec((32, 32), 4) == P(None, "fsdp")  # a tie: the last axis
+    assert fsdp_spec((6, 10), 4) == P()  # nothing divisible: replicated
+    assert fsdp_spec((), 4) == P() and fsdp_spec((2,), 4) == P()  # scalars, arrays smaller than fsdp
     assert fsdp_spec((64, 32), 1) == P()
 
 
 def test_fsdp_must_divide_the_device_count():
     c = tiny_config()
     c.parallel.fsdp = 3
-    with pytest.raises(ConfigError, match=r"config.parallel.fsdp=3 is invalid: must divide the number of devices "
-                                          r"\(8\).*--config.parallel.fsdp=2"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.parallel.fsdp=3 is invalid: must divide the number of devices "
+        r"\(8\).*--config.parallel.fsdp=2",
+    ):
         validate(c, num_devices=8)
     c.parallel.fsdp = 0
     with pytest.raises(ConfigError, match="parallel.fsdp=0"):
@@ -46,8 +53,14 @@ def test_fsdp_must_divide_the_device_count():
 
 def _fsdp_check(workdir, fsdp: int, steps: int) -> dict:
     """tests/fsdp_check.py's JSON for `steps` steps at data=8 and at (8 / fsdp) x fsdp, in a process of 8 devices."""
-    proc = subprocess.run([sys.executable, "-m", "tests.fsdp_check", str(workdir), str(fsdp), str(steps)], cwd=ROOT,
-                          env=EIGHT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.fsdp_check", str(workdir), str(fsdp), str(steps)],
+        cwd=ROOT,
+        env=EIGHT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -97,9 +110,21 @@ def test_fsdp_over_all_eight_devices_trains_like_data_parallel(tmp_path):
 
 
 def _cli_train(workdir, steps, fsdp, *extra):
-    args = [sys.executable, "-m", "jgen", "train", "--config", os.path.join(ROOT, "tests", "tiny_vae_config.py"),
-            "--workdir", str(workdir), f"--config.train.steps={steps}", f"--config.parallel.fsdp={fsdp}",
-            "--config.train.checkpoint_every=10", "--config.train.sample_every=10", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "jgen",
+        "train",
+        "--config",
+        os.path.join(ROOT, "tests", "tiny_vae_config.py"),
+        "--workdir",
+        str(workdir),
+        f"--config.train.steps={steps}",
+        f"--config.parallel.fsdp={fsdp}",
+        "--config.train.checkpoint_every=10",
+        "--config.train.sample_every=10",
+        *extra,
+    ]
     proc = subprocess.run(args, cwd=ROOT, env=EIGHT, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 

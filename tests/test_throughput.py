@@ -28,8 +28,11 @@ def test_step_flops_are_the_networks_matmuls_and_grow_with_the_batch(tiny):
     assert 0 < flops[16] < flops[48]
     # Per example, a dense layer [i, o] costs 2io FLOPs forward, 2io for its weight gradient and 2io for its input
     # gradient (not needed by the first layer); activations, loss and Adam add a little on top.
-    kernels = {jax.tree_util.keystr(p): math.prod(x.shape)
-               for p, x in jax.tree_util.tree_flatten_with_path(state.params)[0] if "kernel" in jax.tree_util.keystr(p)}
+    kernels = {
+        jax.tree_util.keystr(p): math.prod(x.shape)
+        for p, x in jax.tree_util.tree_flatten_with_path(state.params)[0]
+        if "kernel" in jax.tree_util.keystr(p)
+    }
     matmuls = 6 * sum(kernels.values()) - 2 * kernels["['encoder']['Dense_0']['kernel']"]
     per_example = (flops[48] - flops[16]) / 32
     assert matmuls <= per_example <= 1.4 * matmuls, (per_example, matmuls)
@@ -39,8 +42,13 @@ def test_peak_table_by_device_kind():
     h100 = types.SimpleNamespace(platform="gpu", device_kind="NVIDIA H100 80GB HBM3")
     assert peak_flops([h100, h100], "bfloat16") == (2 * 989e12, "H100 SXM bfloat16 dense 989 TFLOP/s per chip x 2")
     assert peak_flops([h100], "float32")[0] == 494.7e12
-    assert [table_row(k) for k in ("TPU v4", "TPU v5 lite", "TPU v5", "NVIDIA A100-SXM4-40GB", "NVIDIA H100 PCIe")] \
-        == ["TPU v4", "TPU v5e", "TPU v5p", "A100", "H100 PCIe"]
+    assert [table_row(k) for k in ("TPU v4", "TPU v5 lite", "TPU v5", "NVIDIA A100-SXM4-40GB", "NVIDIA H100 PCIe")] == [
+        "TPU v4",
+        "TPU v5e",
+        "TPU v5p",
+        "A100",
+        "H100 PCIe",
+    ]
     assert {PEAK_TFLOPS[r]["bfloat16"] for r in ("TPU v4", "TPU v5e", "TPU v5p", "A100")} == {275, 197, 459, 312}
     unknown = types.SimpleNamespace(platform="gpu", device_kind="NVIDIA GeForce GTX 1080")
     peak, why = peak_flops([unknown])

@@ -61,10 +61,26 @@ def test_resume_refuses_a_different_model(tmp_path):
 
 
 def _cli_train(workdir, steps, extra=(), env=None):
-    cmd = [sys.executable, "-m", "jgen", "train", "--config", os.path.join(ROOT, "tests", "tiny_vae_config.py"),
-           "--workdir", str(workdir), f"--config.train.steps={steps}", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "jgen",
+        "train",
+        "--config",
+        os.path.join(ROOT, "tests", "tiny_vae_config.py"),
+        "--workdir",
+        str(workdir),
+        f"--config.train.steps={steps}",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _params(workdir):
@@ -138,8 +154,11 @@ def test_log_steps_add_rows_and_leave_the_trajectory_alone(tmp_path):
 def test_log_steps_must_be_multiples_of_steps_per_call(tmp_path):
     c = tiny_config("vae", steps=8)
     c.train.steps_per_call, c.train.log_every, c.train.log_steps = 2, 4, (1, 4)
-    with pytest.raises(ConfigError, match=r"config.train.log_steps=\(1, 4\) is invalid: steps \[1\] are not "
-                                          r"multiples of train.steps_per_call=2"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.train.log_steps=\(1, 4\) is invalid: steps \[1\] are not "
+        r"multiples of train.steps_per_call=2",
+    ):
         train_and_evaluate(c, str(tmp_path))
 
 
@@ -172,7 +191,8 @@ def test_quality_over_training_rows_compile_the_sampler_once(tmp_path):
     run = load_run(str(tmp_path / "classifier"))
     # An 8x8 digits classifier stands in for the 28x28 MNIST one under its own name.
     feature_nets.register_feature_net(
-        "tiny_digits", lambda **kw: feature_nets.classifier_feature_net(run.method, run.state.ema_params, "tiny_digits"))
+        "tiny_digits", lambda **kw: feature_nets.classifier_feature_net(run.method, run.state.ema_params, "tiny_digits")
+    )
     c = tiny_config("vae", steps=15)
     c.eval.sample_metrics_every, c.eval.num_samples, c.eval.feature_net = 5, 60, "tiny_digits"
     compiled = []
@@ -181,6 +201,7 @@ def test_quality_over_training_rows_compile_the_sampler_once(tmp_path):
         def emit(self, record):
             if record.getMessage().startswith("Compiling "):
                 compiled.append(record.getMessage().split()[1])
+
     handler = Compiles()
     logging.getLogger("jax").addHandler(handler)
     jax.config.update("jax_log_compiles", True)
@@ -215,8 +236,11 @@ def test_steps_per_call_is_bitwise_k_single_calls(tmp_path):
 def test_steps_per_call_must_divide_the_intervals(tmp_path):
     c = tiny_config("vae", steps=20)
     c.train.steps_per_call = 4  # log_every is 5
-    with pytest.raises(ConfigError, match=r"config.train.log_every=5 is invalid: must be a multiple of "
-                                          r"train.steps_per_call=4.*Fix: --config.train.log_every=4"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.train.log_every=5 is invalid: must be a multiple of "
+        r"train.steps_per_call=4.*Fix: --config.train.log_every=4",
+    ):
         train_and_evaluate(c, str(tmp_path))
     c.train.steps_per_call = 0
     with pytest.raises(ConfigError, match="train.steps_per_call=0 is invalid: must be an integer >= 1"):

@@ -24,7 +24,7 @@ def test_closed_form_kl_matches_monte_carlo():
     n = 400_000
     z = reparameterize(jax.random.PRNGKey(0), jnp.broadcast_to(mean, (n, 3)), jnp.broadcast_to(logvar, (n, 3)))
     log_q = jnp.sum(-0.5 * ((z - mean) ** 2 / jnp.exp(logvar) + logvar + math.log(2 * math.pi)), -1)
-    log_p = jnp.sum(-0.5 * (z ** 2 + math.log(2 * math.pi)), -1)
+    log_p = jnp.sum(-0.5 * (z**2 + math.log(2 * math.pi)), -1)
     mc = float(jnp.mean(log_q - log_p))
     exact = float(gaussian_kl(mean, logvar)[0])
     assert abs(mc - exact) < 0.02 * exact, (mc, exact)

@@ -19,7 +19,7 @@ def get_config():
     c.data.name = "mnist"
     c.data.batch_size = 128
     c.model.kind = "mlp"
-    c.model.features = (512, 256)   # hidden widths; the bottleneck is latent_dim
+    c.model.features = (512, 256)  # hidden widths; the bottleneck is latent_dim
     c.model.latent_dim = 128
     c.optim.learning_rate = 1e-3
     c.train.steps = -(-EPOCHS * TRAIN_IMAGES // c.data.batch_size)  # ceil: 100 epochs
@@ -27,5 +27,5 @@ def get_config():
     c.train.eval_every = 310
     c.train.sample_every = 1000
     c.train.checkpoint_every = 1000
-    c.train.ema_decay = 0.0   # the course model has no EMA: evaluate the trained parameters
+    c.train.ema_decay = 0.0  # the course model has no EMA: evaluate the trained parameters
     return c

@@ -25,14 +25,14 @@ def get_config():
     c.data.batch_size = 16
     d = Autoregressive.defaults()
     c.method, c.model, c.optim = d.method, d.model, d.optim
-    c.method.levels = 256          # 2 = binarised .. 256 = 8-bit (only 256 is comparable with other families)
-    c.method.conditional = True    # class-label prefix token
+    c.method.levels = 256  # 2 = binarised .. 256 = 8-bit (only 256 is comparable with other families)
+    c.method.conditional = True  # class-label prefix token
     c.method.temperature = 1.0
     c.method.top_k = 0
     c.method.top_p = 1.0
     c.model.d_model = 64
     c.model.num_layers = 2
-    c.model.num_heads = 2          # attention over 784 positions dominates the cost: 2 heads, not 4
+    c.model.num_heads = 2  # attention over 784 positions dominates the cost: 2 heads, not 4
     c.model.mlp_ratio = 4
     c.model.dropout = 0.0
     c.model.positions = "rope"

@@ -22,9 +22,9 @@ def get_config():
     c.name = "classifier_mnist"
     c.data.name = "mnist"
     c.data.batch_size = 128
-    c.method.max_shift = 3          # random translation in pixels (0: no augmentation)
-    c.model.features = (32, 64)     # conv widths of the two stages
-    c.model.feature_dim = 128       # width of the penultimate layer = the metric feature dimension
+    c.method.max_shift = 3  # random translation in pixels (0: no augmentation)
+    c.model.features = (32, 64)  # conv widths of the two stages
+    c.model.feature_dim = 128  # width of the penultimate layer = the metric feature dimension
     c.model.dropout = 0.5
     c.optim.learning_rate = 2e-3
     c.optim.schedule = "cosine"

@@ -30,13 +30,13 @@ def get_config():
     c.data.num_classes = 10
     c.data.batch_size = 128
     c.data.random_flip = True
-    c.method.schedule = "linear"          # 1e-4 .. 0.02
+    c.method.schedule = "linear"  # 1e-4 .. 0.02
     c.method.timesteps = 1000
     c.method.parameterization = "eps"
-    c.method.loss_weighting = "none"      # L_simple
-    c.method.conditional = False          # the paper's CIFAR-10 model is unconditional
+    c.method.loss_weighting = "none"  # L_simple
+    c.method.conditional = False  # the paper's CIFAR-10 model is unconditional
     c.method.label_dropout = 0.0
-    c.method.sampler = "ddpm"             # ancestral sampling over every step, as in the paper
+    c.method.sampler = "ddpm"  # ancestral sampling over every step, as in the paper
     c.method.sample_steps = 1000
     c.method.guidance = 1.0
     c.method.clip_denoised = True
@@ -58,7 +58,7 @@ def get_config():
     c.train.sample_every = 10_000
     c.train.checkpoint_every = 5_000
     c.train.keep_checkpoints = 3
-    c.train.eval_batch_size = 512      # a multiple of 8 devices
+    c.train.eval_batch_size = 512  # a multiple of 8 devices
     c.train.num_eval_examples = 2048
     c.eval.feature_net = "inception"
     c.eval.num_samples = 10_000

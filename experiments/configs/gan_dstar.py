@@ -14,8 +14,19 @@ def get_config():
     c.name = "gan_dstar"
     c.experiment = "dstar"
     c.seed = 0
-    c.toy = ml_collections.ConfigDict(dict(
-        data_means=(-2.0, 2.0), data_std=0.5, g_mean=0.0, g_std=1.5,
-        hidden=(64, 64), learning_rate=1e-3, batch_size=1024, steps=3000,
-        grid_min=-4.0, grid_max=4.0, mass_threshold=0.02))
+    c.toy = ml_collections.ConfigDict(
+        dict(
+            data_means=(-2.0, 2.0),
+            data_std=0.5,
+            g_mean=0.0,
+            g_std=1.5,
+            hidden=(64, 64),
+            learning_rate=1e-3,
+            batch_size=1024,
+            steps=3000,
+            grid_min=-4.0,
+            grid_max=4.0,
+            mass_threshold=0.02,
+        )
+    )
     return c

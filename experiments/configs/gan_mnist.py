@@ -20,17 +20,18 @@ def get_config():
     c.name = "gan_mnist"
     c.data.name = "mnist"
     c.data.batch_size = 32
-    c.method.loss = "non_saturating"   # minimax | non_saturating | hinge | wgan_gp
-    c.method.n_critic = 1              # discriminator updates per generator update (5 is usual for wgan_gp)
-    c.method.gp_weight = 10.0          # WGAN-GP penalty weight (wgan_gp only)
-    c.method.r1_gamma = 0.0            # R1 penalty weight on real data (0: off)
+    c.method.loss = "non_saturating"  # minimax | non_saturating | hinge | wgan_gp
+    c.method.n_critic = 1  # discriminator updates per generator update (5 is usual for wgan_gp)
+    c.method.gp_weight = 10.0  # WGAN-GP penalty weight (wgan_gp only)
+    c.method.r1_gamma = 0.0  # R1 penalty weight on real data (0: off)
     c.method.latent_dim = 64
-    c.method.conditional = False       # True: label embedding in G, projection discriminator
-    c.model.g_features = (32, 16)      # channels of the two upsampling stages (7x7 -> 14x14 -> 28x28)
-    c.model.d_features = (16, 32)      # channels of the two stride-2 stages (28 -> 14 -> 7)
+    c.method.conditional = False  # True: label embedding in G, projection discriminator
+    c.model.g_features = (32, 16)  # channels of the two upsampling stages (7x7 -> 14x14 -> 28x28)
+    c.model.d_features = (16, 32)  # channels of the two stride-2 stages (28 -> 14 -> 7)
     c.optim = {  # one optimizer per player instead of the shared block
         "generator": optim_config(5e-4, b1=0.5, b2=0.999),
-        "discriminator": optim_config(5e-4, b1=0.5, b2=0.999)}
+        "discriminator": optim_config(5e-4, b1=0.5, b2=0.999),
+    }
     c.train.steps = 4000
     c.train.log_every = 50
     c.train.log_steps = (1, 10, 100, 1000)  # rows of their own for chart 21's early steps (1 also answers step 0)

@@ -15,12 +15,24 @@ def get_config():
     c.name = "gan_ring"
     c.experiment = "ring"
     c.seed = 0
-    c.toy = ml_collections.ConfigDict(dict(
-        loss="non_saturating",   # minimax | non_saturating | hinge | wgan_gp
-        n_critic=1, gp_weight=0.1, r1_gamma=0.0,
-        num_modes=8, radius=2.0, std=0.02,
-        latent_dim=16, hidden=(128, 128),
-        learning_rate=1e-3, b1=0.5, b2=0.999,
-        batch_size=256, steps=10000, snapshot_every=1000,
-        num_eval=2000))
+    c.toy = ml_collections.ConfigDict(
+        dict(
+            loss="non_saturating",  # minimax | non_saturating | hinge | wgan_gp
+            n_critic=1,
+            gp_weight=0.1,
+            r1_gamma=0.0,
+            num_modes=8,
+            radius=2.0,
+            std=0.02,
+            latent_dim=16,
+            hidden=(128, 128),
+            learning_rate=1e-3,
+            b1=0.5,
+            b2=0.999,
+            batch_size=256,
+            steps=10000,
+            snapshot_every=1000,
+            num_eval=2000,
+        )
+    )
     return c

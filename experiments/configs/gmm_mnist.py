@@ -22,21 +22,21 @@ def get_config():
     c = base_config()
     c.name = "gmm_mnist"
     c.data.name = "mnist"
-    c.data.batch_size = 4000           # full-batch EM: the whole training split every step
+    c.data.batch_size = 4000  # full-batch EM: the whole training split every step
     d = GMM.defaults()
     c.method = d.method
     c.model = d.model
     c.method.num_components = 10
     c.method.covariance_type = "diag"  # full | diag | spherical
-    c.method.reg_covar = 3e-5          # covariance floor (pixel variance; dequantisation noise alone is 1.3e-6)
-    c.method.em = "full_batch"         # or stepwise, with a smaller data.batch_size
+    c.method.reg_covar = 3e-5  # covariance floor (pixel variance; dequantisation noise alone is 1.3e-6)
+    c.method.em = "full_batch"  # or stepwise, with a smaller data.batch_size
     c.method.stepwise_power = 0.6
     c.method.kmeans_iters = 10
-    c.train.steps = 30                 # EM steps
+    c.train.steps = 30  # EM steps
     c.train.log_every = 1
     c.train.eval_every = 0
     c.train.sample_every = 0
     c.train.checkpoint_every = 0
     c.train.eval_batch_size = 500
-    c.train.ema_decay = 0.0            # unused: the EM iterate is evaluated directly
+    c.train.ema_decay = 0.0  # unused: the EM iterate is evaluated directly
     return c

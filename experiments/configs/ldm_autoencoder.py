@@ -15,12 +15,12 @@ def get_config():
     c.name = "ldm_autoencoder"
     c.data.name = "mnist"
     c.data.batch_size = 64
-    c.method.latent_dim = 4            # latent channels
+    c.method.latent_dim = 4  # latent channels
     c.method.likelihood = "logistic"
     c.method.beta = 0.01
     c.method.eval_iw_samples = 1
     c.model.kind = "conv_spatial"
-    c.model.features = (16, 32)        # two stride-2 stages: 28 -> 14 -> 7
+    c.model.features = (16, 32)  # two stride-2 stages: 28 -> 14 -> 7
     c.optim.learning_rate = 1e-3
     c.optim.schedule = "cosine"
     c.optim.warmup_steps = 100

@@ -18,11 +18,11 @@ def get_config():
     c.name = "ldm_mnist"
     c.method.name = "latent_diffusion"
     c.method.first_stage_workdir = "runs/ldm_autoencoder"
-    c.method.latent_scale = 0.0        # 0: 1 / std of the training latents, measured at start-up
-    c.method.clip_denoised = False     # latents are not bounded to [-1, 1]
+    c.method.latent_scale = 0.0  # 0: 1 / std of the training latents, measured at start-up
+    c.method.clip_denoised = False  # latents are not bounded to [-1, 1]
     c.method.guidance = 3.0
     c.model.channels = 32
-    c.model.channel_mult = (1,)        # 7x7 latents: one resolution level
+    c.model.channel_mult = (1,)  # 7x7 latents: one resolution level
     c.model.num_res_blocks = 2
     c.model.attention_resolutions = (7,)
     c.optim.learning_rate = 1e-3

@@ -17,9 +17,9 @@ def get_config():
     c.data.name = "mnist"
     c.data.batch_size = 64
     c.method.latent_dim = 16
-    c.method.likelihood = "logistic"   # logistic | gaussian (dequantised 8-bit pixels) | bernoulli (binarised)
-    c.method.beta = 1.0                # weight of the KL term (beta-VAE); 1.0 is the ELBO
-    c.method.eval_iw_samples = 16      # K of the importance-weighted bound reported at evaluation (1: off)
+    c.method.likelihood = "logistic"  # logistic | gaussian (dequantised 8-bit pixels) | bernoulli (binarised)
+    c.method.beta = 1.0  # weight of the KL term (beta-VAE); 1.0 is the ELBO
+    c.method.eval_iw_samples = 16  # K of the importance-weighted bound reported at evaluation (1: off)
     c.model.kind = "conv"
     c.model.features = (16, 32)
     c.model.hidden = 256

@@ -33,6 +33,17 @@ def from_model_range(x):
     return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
 
 
-__all__ = ["DataInfo", "TextInfo", "ArraySource", "get_source", "SOURCES", "TrainIterator", "make_train_iterator",
-           "train_batches",
-           "eval_batches", "spread_batch", "to_model_range", "from_model_range"]
+__all__ = [
+    "DataInfo",
+    "TextInfo",
+    "ArraySource",
+    "get_source",
+    "SOURCES",
+    "TrainIterator",
+    "make_train_iterator",
+    "train_batches",
+    "eval_batches",
+    "spread_batch",
+    "to_model_range",
+    "from_model_range",
+]

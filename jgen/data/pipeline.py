@@ -55,8 +55,14 @@ def _random_flip(example: dict, rng: np.random.Generator) -> dict:
     return example
 
 
-def train_batches(source, seed: int, global_batch_size: int, process_index: int | None = None,
-                  process_count: int | None = None, random_flip: bool = False) -> grain.MapDataset:
+def train_batches(
+    source,
+    seed: int,
+    global_batch_size: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    random_flip: bool = False,
+) -> grain.MapDataset:
     """This process's local batches as a random-access grain dataset: element b is its share of global batch b,
     and reading it reads only those examples of `source`.
 
@@ -93,25 +99,31 @@ class TrainIterator:
     the workers.
     """
 
-    def __init__(self, dataset: grain.MapDataset, worker_count: int = 0, worker_buffer_size: int = 1,
-                 read_ahead: int = 16):
+    def __init__(
+        self, dataset: grain.MapDataset, worker_count: int = 0, worker_buffer_size: int = 1, read_ahead: int = 16
+    ):
         if worker_count < 0 or worker_buffer_size < 1 or read_ahead < 0:
-            raise ValueError(f"TrainIterator wants worker_count >= 0, worker_buffer_size >= 1 and read_ahead >= 0; "
-                             f"got {worker_count}, {worker_buffer_size}, {read_ahead}")
+            raise ValueError(
+                f"TrainIterator wants worker_count >= 0, worker_buffer_size >= 1 and read_ahead >= 0; "
+                f"got {worker_count}, {worker_buffer_size}, {read_ahead}"
+            )
         self.dataset = dataset
         self._workers, self._buffer, self._read_ahead = worker_count, worker_buffer_size, read_ahead
         self._next = 0
         self._it = None
 
     def _open(self):
-        ds = self.dataset[self._next:]  # batch `next_index` on: a fresh start and a resume are one path
+        ds = self.dataset[self._next :]  # batch `next_index` on: a fresh start and a resume are one path
         threads = min(self._read_ahead, MAX_READ_THREADS)
         ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=self._read_ahead))
         if self._workers:
             if not flags.FLAGS.is_parsed():  # grain reads its absl flags when it starts workers; jgen parses none
                 flags.FLAGS.mark_as_parsed()
-            ds = ds.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(
-                num_workers=self._workers, per_worker_buffer_size=self._buffer))
+            ds = ds.mp_prefetch(
+                grain.multiprocessing.MultiprocessingOptions(
+                    num_workers=self._workers, per_worker_buffer_size=self._buffer
+                )
+            )
         return iter(ds)
 
     def __iter__(self) -> "TrainIterator":
@@ -148,16 +160,28 @@ class TrainIterator:
         self.close()
 
 
-def make_train_iterator(source, seed: int, global_batch_size: int, process_index: int | None = None,
-                        process_count: int | None = None, random_flip: bool = False, worker_count: int = 0,
-                        worker_buffer_size: int = 1, read_ahead: int = 16) -> TrainIterator:
+def make_train_iterator(
+    source,
+    seed: int,
+    global_batch_size: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    random_flip: bool = False,
+    worker_count: int = 0,
+    worker_buffer_size: int = 1,
+    read_ahead: int = 16,
+) -> TrainIterator:
     """A checkpointable `TrainIterator` over `train_batches` (this process's share of each global batch).
 
     Yields {"image": [B_local, H, W, C] float32, "label": [B_local] int32} (text sources: {"tokens": ...}).
     `it.get_state()` / `it.set_state(state)` save and restore its position.
     """
-    return TrainIterator(train_batches(source, seed, global_batch_size, process_index, process_count, random_flip),
-                         worker_count, worker_buffer_size, read_ahead)
+    return TrainIterator(
+        train_batches(source, seed, global_batch_size, process_index, process_count, random_flip),
+        worker_count,
+        worker_buffer_size,
+        read_ahead,
+    )
 
 
 def eval_batches(source, batch_size: int, max_examples: int | None = None) -> Iterator[tuple[dict, int]]:

@@ -14,6 +14,7 @@ _MNIST_TRAIN_PER_CLASS = 400
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
     """What a model needs to know about its data."""
+
     name: str
     shape: tuple[int, int, int]  # (H, W, C)
     num_classes: int
@@ -26,7 +27,9 @@ class ArraySource:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray):
         if images.ndim != 4 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"ArraySource wants images [N, H, W, C] and labels [N]; got {images.shape}, {labels.shape}")
+            raise ValueError(
+                f"ArraySource wants images [N, H, W, C] and labels [N]; got {images.shape}, {labels.shape}"
+            )
         self.images = images.astype(np.float32)
         self.labels = labels.astype(np.int32)
 

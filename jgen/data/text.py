@@ -28,6 +28,7 @@ _SPLITS = {"train": (0.0, 0.9), "validation": (0.9, 0.95), "test": (0.95, 1.0)}
 @dataclasses.dataclass(frozen=True)
 class TextInfo(DataInfo):
     """DataInfo of a token stream: `shape` is (seq_len,); `alphabet` maps char ids to characters ("" = bytes)."""
+
     vocab_size: int = 256
     seq_len: int = 128
     alphabet: str = ""
@@ -38,8 +39,10 @@ class TextSource:
 
     def __init__(self, tokens: np.ndarray, seq_len: int):
         if tokens.ndim != 1 or len(tokens) < seq_len + 1:
-            raise ValueError(f"TextSource needs a 1-D token array of at least seq_len + 1 = {seq_len + 1} tokens; "
-                             f"got shape {tokens.shape}")
+            raise ValueError(
+                f"TextSource needs a 1-D token array of at least seq_len + 1 = {seq_len + 1} tokens; "
+                f"got shape {tokens.shape}"
+            )
         self.tokens = tokens.astype(np.int32)
         self.seq_len = seq_len
 
@@ -48,7 +51,7 @@ class TextSource:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         start = int(index) * self.seq_len
-        return {"tokens": self.tokens[start:start + self.seq_len + 1]}
+        return {"tokens": self.tokens[start : start + self.seq_len + 1]}
 
 
 def pydoc_corpus() -> str:
@@ -79,7 +82,7 @@ def decode(ids, info: TextInfo) -> str:
 
 def _split(text: str, name: str) -> str:
     lo, hi = _SPLITS[name]
-    return text[int(lo * len(text)):int(hi * len(text))]
+    return text[int(lo * len(text)) : int(hi * len(text))]
 
 
 def _unit_and_length(data_cfg) -> tuple[str, int]:
@@ -91,8 +94,9 @@ def _unit_and_length(data_cfg) -> tuple[str, int]:
     return unit, seq_len
 
 
-def split_sources(train_text: str, test_text: str, name: str, unit: str, seq_len: int,
-                  alphabet_text: str) -> tuple[TextSource, TextSource, TextInfo]:
+def split_sources(
+    train_text: str, test_text: str, name: str, unit: str, seq_len: int, alphabet_text: str
+) -> tuple[TextSource, TextSource, TextInfo]:
     """Window sources of a train and an evaluation text; a char alphabet is the sorted set of the characters
     of `alphabet_text`."""
     alphabet = "".join(sorted(set(alphabet_text))) if unit == "char" else ""

@@ -22,7 +22,7 @@ from jgen.diffusion.schedules import Schedule, alpha_sigma
 def _component_terms(x: jax.Array, alpha, sigma, mean: jax.Array, cov: jax.Array):
     """Posterior mean [B, d] and log N(x; alpha m, C) [B] for one Gaussian component."""
     d = mean.shape[0]
-    c = alpha ** 2 * cov + sigma ** 2 * jnp.eye(d, dtype=cov.dtype)  # [d, d], small: invert it once
+    c = alpha**2 * cov + sigma**2 * jnp.eye(d, dtype=cov.dtype)  # [d, d], small: invert it once
     c_inv = jnp.linalg.inv(c)
     r = x - alpha * mean  # [B, d]
     sol = r @ c_inv  # C^{-1} r per row (C symmetric), [B, d]
@@ -37,23 +37,24 @@ def gaussian_posterior_mean(x: jax.Array, alpha, sigma, mean: jax.Array, cov: ja
     return _component_terms(x, alpha, sigma, mean, cov)[0]
 
 
-def mixture_posterior_mean(x: jax.Array, alpha, sigma, weights: jax.Array, means: jax.Array,
-                           covs: jax.Array) -> jax.Array:
+def mixture_posterior_mean(
+    x: jax.Array, alpha, sigma, weights: jax.Array, means: jax.Array, covs: jax.Array
+) -> jax.Array:
     """E[x0 | x_t = x] for x0 ~ sum_k weights_k N(means_k, covs_k): x [B, d], means [K, d], covs [K, d, d]."""
     post, logp = jax.vmap(lambda m, s: _component_terms(x, alpha, sigma, m, s))(means, covs)  # [K,B,d], [K,B]
     resp = jax.nn.softmax(logp + jnp.log(weights)[:, None], axis=0)  # [K, B]
     return jnp.einsum("kb,kbd->bd", resp, post)
 
 
-def mixture_log_prob(x: jax.Array, alpha, sigma, weights: jax.Array, means: jax.Array,
-                     covs: jax.Array) -> jax.Array:
+def mixture_log_prob(x: jax.Array, alpha, sigma, weights: jax.Array, means: jax.Array, covs: jax.Array) -> jax.Array:
     """log q_t(x) of x_t = alpha x0 + sigma eps for x0 ~ sum_k weights_k N(means_k, covs_k): x [B, d] -> [B]."""
     logp = jax.vmap(lambda m, s: _component_terms(x, alpha, sigma, m, s)[1])(means, covs)  # [K, B]
     return jax.nn.logsumexp(logp + jnp.log(weights)[:, None], axis=0)
 
 
-def mixture_model_fn(schedule: Schedule, weights: jax.Array, means: jax.Array, covs: jax.Array,
-                     parameterization: str = "x0") -> ModelFn:
+def mixture_model_fn(
+    schedule: Schedule, weights: jax.Array, means: jax.Array, covs: jax.Array, parameterization: str = "x0"
+) -> ModelFn:
     """An exact, class-conditional 'network' for mixture data, predicting in `parameterization`: E[x0 | x_t]
     itself (x0), or that posterior mean converted (eps = (x_t - alpha x0) / sigma; on the rectified-flow path the
     exact velocity u = eps - x0 = (x_t - E[x0 | x_t]) / t for `flow`).
@@ -77,6 +78,7 @@ def mixture_model_fn(schedule: Schedule, weights: jax.Array, means: jax.Array, c
 
 
 # -- measuring samples against a known mixture (host-side numpy) ---------------------------------------------
+
 
 def mixture_draw(rng: np.random.Generator, num: int, weights, means, covs) -> np.ndarray:
     """`num` exact draws [num, d] from sum_k weights_k N(means_k, covs_k)."""
@@ -105,8 +107,7 @@ def mode_stats(x: np.ndarray, weights, means, covs) -> tuple[np.ndarray, np.ndar
     comp = mixture_assign(x, weights, means, covs)
     k = len(np.asarray(weights))
     frac = np.array([np.mean(comp == j) for j in range(k)])
-    std = np.stack([x[comp == j].std(axis=0) if np.any(comp == j) else np.full(x.shape[1], np.nan)
-                    for j in range(k)])
+    std = np.stack([x[comp == j].std(axis=0) if np.any(comp == j) else np.full(x.shape[1], np.nan) for j in range(k)])
     return frac, std
 
 
@@ -141,7 +142,7 @@ def mixture_flow_map_1d(z: np.ndarray, alpha: float, sigma: float, weights, mean
 
     w, m, s = (np.asarray(a, np.float64).ravel() for a in (weights, means, stds))
     z = np.asarray(z, np.float64).ravel()
-    scale_t = np.sqrt(alpha ** 2 * s ** 2 + sigma ** 2)
+    scale_t = np.sqrt(alpha**2 * s**2 + sigma**2)
     # log F_t(z) (in logs, so that quantiles in the far tails stay resolved)
     log_u = np.logaddexp.reduce(np.log(w) + log_ndtr((z[:, None] - alpha * m) / scale_t), axis=1)
     lo = np.full_like(z, (m - 40 * s).min())
@@ -157,7 +158,7 @@ def mixture_marginal_1d(alpha: float, sigma: float, weights, means, stds) -> tup
     """The forward marginal q(x_t) of 1-D mixture data sum_k w_k N(m_k, s_k^2): the mixture
     sum_k w_k N(alpha m_k, alpha^2 s_k^2 + sigma^2), as (weights [K], means [K], stds [K])."""
     w, m, s = (np.asarray(a, np.float64).ravel() for a in (weights, means, stds))
-    return w / w.sum(), alpha * m, np.sqrt(alpha ** 2 * s ** 2 + sigma ** 2)
+    return w / w.sum(), alpha * m, np.sqrt(alpha**2 * s**2 + sigma**2)
 
 
 def mixture_density_1d(x: np.ndarray, weights, means, stds) -> np.ndarray:
@@ -165,7 +166,7 @@ def mixture_density_1d(x: np.ndarray, weights, means, stds) -> np.ndarray:
     w, m, s = (np.asarray(a, np.float64).ravel() for a in (weights, means, stds))
     x = np.asarray(x, np.float64)
     z = (x[..., None] - m) / s
-    return np.sum(w / w.sum() * np.exp(-0.5 * z ** 2) / (s * np.sqrt(2 * np.pi)), axis=-1)
+    return np.sum(w / w.sum() * np.exp(-0.5 * z**2) / (s * np.sqrt(2 * np.pi)), axis=-1)
 
 
 def pf_ode_path_1d(z: np.ndarray, alpha: float, sigma: float, alphas, sigmas, weights, means, stds) -> np.ndarray:
@@ -180,5 +181,5 @@ def pf_ode_path_1d(z: np.ndarray, alpha: float, sigma: float, alphas, sigmas, we
     for a_s, s_s in zip(np.asarray(alphas, np.float64).ravel(), np.asarray(sigmas, np.float64).ravel()):
         w_s, m_s, sd_s = mixture_marginal_1d(a_s, s_s, weights, means, stds)
         a = alpha / a_s
-        rows.append(mixture_flow_map_1d(z, a, np.sqrt(max(sigma ** 2 - a ** 2 * s_s ** 2, 0.0)), w_s, m_s, sd_s))
+        rows.append(mixture_flow_map_1d(z, a, np.sqrt(max(sigma**2 - a**2 * s_s**2, 0.0)), w_s, m_s, sd_s))
     return np.stack(rows)

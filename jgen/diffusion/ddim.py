@@ -36,9 +36,9 @@ def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array,
         x0, eps = denoise(x, times[i], a_t, s_t)
         x = a_s * x0
         if stochastic:
-            c = eta * (s_s / s_t) * jnp.sqrt(jnp.maximum(s_t ** 2 - (a_t * s_s / a_s) ** 2, 0.0))
+            c = eta * (s_s / s_t) * jnp.sqrt(jnp.maximum(s_t**2 - (a_t * s_s / a_s) ** 2, 0.0))
             z = jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32)
-            x = x + jnp.sqrt(jnp.maximum(s_s ** 2 - c ** 2, 0.0)) * eps + c * z
+            x = x + jnp.sqrt(jnp.maximum(s_s**2 - c**2, 0.0)) * eps + c * z
         else:
             x = x + s_s * eps
         if project is not None:

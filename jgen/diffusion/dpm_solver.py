@@ -44,13 +44,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jgen.diffusion.sampler_core import (SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler,
-                                         step_orders)
+from jgen.diffusion.sampler_core import SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler, step_orders
 from jgen.diffusion.schedules import alpha_sigma_at_log_snr, time_from_log_snr
 
 
-def _multistep(denoise, schedule, x, key, times, order: int, lower_order_final: bool, rec, sde: bool = False,
-               project=None):
+def _multistep(
+    denoise, schedule, x, key, times, order: int, lower_order_final: bool, rec, sde: bool = False, project=None
+):
     steps = times.shape[0]
     alphas, sigmas = grid_alpha_sigma(schedule, times)
     if project is not None:  # inpainting (inpaint.py): the known region put back at every state

@@ -40,7 +40,7 @@ def _edm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, heun: bool
         gamma = jnp.where((s_i >= opts.s_tmin) & (s_i <= opts.s_tmax), gamma_max, 0.0)
         s_hat = s_i * (1.0 + gamma)
         z = jax.random.normal(jax.random.fold_in(key, i), y.shape, jnp.float32)
-        y_hat = y + jnp.sqrt(jnp.maximum(s_hat ** 2 - s_i ** 2, 0.0)) * opts.s_noise * z  # fused ops can round below 0
+        y_hat = y + jnp.sqrt(jnp.maximum(s_hat**2 - s_i**2, 0.0)) * opts.s_noise * z  # fused ops can round below 0
         t_hat = jnp.where(gamma > 0, time_from_log_snr(schedule, -2.0 * jnp.log(s_hat)), times[i])
         return y_hat, s_hat, t_hat
 

@@ -23,8 +23,14 @@ ModelFn = Callable[[jax.Array, jax.Array, "jax.Array | None"], jax.Array]  # (x 
 Denoiser = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def make_denoiser(model_fn: ModelFn, parameterization: str = "eps", labels: jax.Array | None = None,
-                  guidance: float = 1.0, null_label: int | None = None, clip_denoised: bool = False) -> Denoiser:
+def make_denoiser(
+    model_fn: ModelFn,
+    parameterization: str = "eps",
+    labels: jax.Array | None = None,
+    guidance: float = 1.0,
+    null_label: int | None = None,
+    clip_denoised: bool = False,
+) -> Denoiser:
     """Wrap a network into `denoise(x, t, alpha, sigma) -> (x0_hat, eps_hat)` with t, alpha, sigma scalars.
 
     labels None: unconditional. With `null_label` (a class-conditional network) the network is called with

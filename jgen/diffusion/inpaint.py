@@ -39,8 +39,10 @@ Project = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 def check_inpaint_sampler(sampler: str) -> None:
     """ValueError unless `sampler` can inpaint by replacement (its state between steps is x_t)."""
     if sampler not in INPAINT_SAMPLERS:
-        raise ValueError(f"sampler {sampler!r} cannot inpaint: replacing the known pixels needs a sampler whose state "
-                         f"between steps is the noisy image x_t; use one of {sorted(INPAINT_SAMPLERS)}")
+        raise ValueError(
+            f"sampler {sampler!r} cannot inpaint: replacing the known pixels needs a sampler whose state "
+            f"between steps is the noisy image x_t; use one of {sorted(INPAINT_SAMPLERS)}"
+        )
 
 
 def check_mask(mask, shape) -> None:
@@ -52,8 +54,9 @@ def check_mask(mask, shape) -> None:
         raise ValueError(f"mask must hold only 0 (to fill in) and 1 (known); got values {np.unique(m)[:5].tolist()}")
 
 
-def replace_known(x: jax.Array, known: jax.Array, mask: jax.Array, alpha: jax.Array, sigma: jax.Array,
-                  key: jax.Array) -> jax.Array:
+def replace_known(
+    x: jax.Array, known: jax.Array, mask: jax.Array, alpha: jax.Array, sigma: jax.Array, key: jax.Array
+) -> jax.Array:
     """x [B, ...] with its known region (mask [B, ...] true/1) replaced by alpha known + sigma eps, eps ~ N(0, I)."""
     chex.assert_equal_shape([x, known, mask])
     eps = jax.random.normal(key, x.shape, jnp.float32)
@@ -66,6 +69,7 @@ def make_projector(known: jax.Array, mask: jax.Array, key: jax.Array) -> Project
 
     def project(x, k, alpha, sigma):
         return replace_known(x, known, mask, alpha, sigma, jax.random.fold_in(key, k))
+
     return project
 
 

@@ -24,10 +24,20 @@ from jgen.diffusion.schedules import RECTIFIED_FLOW, Schedule, alpha_sigma
 from jgen.diffusion.timegrid import time_grid
 
 
-def ddim_invert(model_fn: ModelFn, schedule: Schedule, x0: jax.Array, *, steps: int = 50,
-                labels: jax.Array | None = None, guidance: float = 1.0, null_label: int | None = None,
-                parameterization: str = "eps", clip_denoised: bool = False,
-                fixed_point_iters: int = 0, spacing: str = "time_uniform") -> tuple[jax.Array, int]:
+def ddim_invert(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    x0: jax.Array,
+    *,
+    steps: int = 50,
+    labels: jax.Array | None = None,
+    guidance: float = 1.0,
+    null_label: int | None = None,
+    parameterization: str = "eps",
+    clip_denoised: bool = False,
+    fixed_point_iters: int = 0,
+    spacing: str = "time_uniform",
+) -> tuple[jax.Array, int]:
     """(x_T [B, ...], NFE per sample) with x_T the DDIM(eta=0) code of the data x0 on the `steps`-step grid of
     `spacing` (decode with the same steps and spacing; time_uniform is DDIM's default)."""
     if fixed_point_iters < 0:

@@ -45,8 +45,15 @@ import numpy as np
 
 from jgen.diffusion.guidance import ModelFn, make_denoiser
 from jgen.diffusion.parameterization import check_path
-from jgen.diffusion.schedules import (RECTIFIED_FLOW, VARIANCE_PRESERVING, Schedule, alpha_sigma,
-                                      alpha_sigma_at_log_snr, log_snr, time_from_log_snr)
+from jgen.diffusion.schedules import (
+    RECTIFIED_FLOW,
+    VARIANCE_PRESERVING,
+    Schedule,
+    alpha_sigma,
+    alpha_sigma_at_log_snr,
+    log_snr,
+    time_from_log_snr,
+)
 from jgen.diffusion.timegrid import NOISE_LEVEL_SPACINGS, check_spacing, time_grid
 
 DIVERGENCES = ("exact", "hutchinson")
@@ -70,29 +77,32 @@ def _tableau(solver: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows, b, c = TABLEAUX[solver]
     a = np.zeros((len(b), len(b)))
     for i, row in enumerate(rows):
-        a[i, :len(row)] = row
+        a[i, : len(row)] = row
     return a, np.asarray(b), np.asarray(c)
 
 
 class LikelihoodOutput(NamedTuple):
     log_likelihood: jax.Array  # [B] nats: log p_{t_min}(x) under the model (prior + divergence integral)
     prior_log_prob: jax.Array  # [B] nats: log N(x_1; 0, I), the first term
-    noise: jax.Array           # [B, ...] x_1, where the ODE takes x (the flow's latent code)
-    nfe: int                   # network evaluations per example (each with its Jacobian-vector products)
+    noise: jax.Array  # [B, ...] x_1, where the ODE takes x (the flow's latent code)
+    nfe: int  # network evaluations per example (each with its Jacobian-vector products)
 
 
 def _path_variable(schedule: Schedule):
     """(tau of times [N], tau -> (t, alpha, sigma, d alpha / dtau, d sigma / dtau)): the ODE's integration
     variable, the half log-SNR lambda on variance-preserving paths and t on the rectified-flow path."""
     if schedule.path == RECTIFIED_FLOW:
+
         def at_t(t):  # alpha = 1 - t, sigma = t
             a, s = alpha_sigma(schedule, t)
             return t, a, s, -1.0, 1.0
+
         return (lambda times: times), at_t
 
     def at_lambda(lam):  # alpha^2 = sigmoid(2 lambda), sigma^2 = sigmoid(-2 lambda)
         a, s = alpha_sigma_at_log_snr(schedule, 2.0 * lam)
-        return time_from_log_snr(schedule, 2.0 * lam), a, s, a * s ** 2, -s * a ** 2
+        return time_from_log_snr(schedule, 2.0 * lam), a, s, a * s**2, -s * a**2
+
     return (lambda times: 0.5 * log_snr(schedule, times)), at_lambda
 
 
@@ -125,11 +135,22 @@ def check_likelihood_options(steps: int, solver: str, spacing: str, divergence: 
         raise ValueError(f"num_probes={num_probes!r}: must be an integer >= 1")
 
 
-def ode_likelihood(model_fn: ModelFn, schedule: Schedule, x: jax.Array, key: jax.Array, *,
-                   steps: int = DEFAULT_STEPS, solver: str = DEFAULT_SOLVER, spacing: str | None = None,
-                   divergence: str = "hutchinson", num_probes: int = 1, labels: jax.Array | None = None,
-                   guidance: float = 1.0, null_label: int | None = None,
-                   parameterization: str = "eps") -> LikelihoodOutput:
+def ode_likelihood(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    x: jax.Array,
+    key: jax.Array,
+    *,
+    steps: int = DEFAULT_STEPS,
+    solver: str = DEFAULT_SOLVER,
+    spacing: str | None = None,
+    divergence: str = "hutchinson",
+    num_probes: int = 1,
+    labels: jax.Array | None = None,
+    guidance: float = 1.0,
+    null_label: int | None = None,
+    parameterization: str = "eps",
+) -> LikelihoodOutput:
     """log p(x) in nats per example of data x [B, ...] (the model's space, e.g. [-1, 1] pixels) under the
     probability-flow ODE of `model_fn(x, t, labels)` (the samplers' convention; see the module docstring).
 
@@ -198,5 +219,15 @@ def ode_likelihood(model_fn: ModelFn, schedule: Schedule, x: jax.Array, key: jax
     return LikelihoodOutput(prior + delta, prior, x_1, steps * num_stages)
 
 
-__all__ = ["ode_likelihood", "LikelihoodOutput", "standard_normal_log_prob", "check_likelihood_options", "SOLVERS",
-           "DIVERGENCES", "SPACINGS", "DEFAULT_STEPS", "DEFAULT_SOLVER", "DEFAULT_SPACING"]
+__all__ = [
+    "ode_likelihood",
+    "LikelihoodOutput",
+    "standard_normal_log_prob",
+    "check_likelihood_options",
+    "SOLVERS",
+    "DIVERGENCES",
+    "SPACINGS",
+    "DEFAULT_STEPS",
+    "DEFAULT_SOLVER",
+    "DEFAULT_SPACING",
+]

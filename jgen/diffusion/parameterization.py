@@ -31,13 +31,17 @@ def check_parameterization(name: str) -> None:
 def path_mismatch(parameterization: str, path: str) -> str:
     """Why `parameterization` cannot be used on a schedule with this `path` ('' when it can)."""
     if parameterization == "flow" and path != RECTIFIED_FLOW:
-        return ("the flow velocity u = eps - x0 is the velocity of the rectified_flow path x_t = (1 - t) x0 + t eps; "
-                "its conversions need alpha + sigma = 1")
+        return (
+            "the flow velocity u = eps - x0 is the velocity of the rectified_flow path x_t = (1 - t) x0 + t eps; "
+            "its conversions need alpha + sigma = 1"
+        )
     if parameterization == "v" and path != VARIANCE_PRESERVING:
         return "v = alpha eps - sigma x0 converts back to x0 and eps only where alpha^2 + sigma^2 = 1"
     if parameterization == "eps" and path == RECTIFIED_FLOW:
-        return ("x0 = (x_t - t eps) / (1 - t) is undefined at t = 1 (alpha = 0), where sampling starts on the "
-                "rectified_flow path")
+        return (
+            "x0 = (x_t - t eps) / (1 - t) is undefined at t = 1 (alpha = 0), where sampling starts on the "
+            "rectified_flow path"
+        )
     return ""
 
 

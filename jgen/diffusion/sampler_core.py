@@ -23,20 +23,21 @@ from jgen.diffusion.schedules import Schedule, alpha_sigma
 
 class SamplerOptions(NamedTuple):
     """Static sampler settings (hashable, so a jitted sampling program is cached per setting)."""
-    spacing: str = "time_uniform"   # the time grid (timegrid.SPACINGS)
-    eta: float = 0.0                # ddim: std of the fresh noise relative to the DDPM posterior's (0: ODE)
-    rho: float = 7.0                # karras spacing exponent
-    order: int = 3                  # unipc: order of the predictor (the corrector adds one)
+
+    spacing: str = "time_uniform"  # the time grid (timegrid.SPACINGS)
+    eta: float = 0.0  # ddim: std of the fresh noise relative to the DDPM posterior's (0: ODE)
+    rho: float = 7.0  # karras spacing exponent
+    order: int = 3  # unipc: order of the predictor (the corrector adds one)
     lower_order_final: bool = True  # multistep solvers: order <= 2 on the step into t_min
-    s_churn: float = 0.0            # EDM churn (Karras et al. 2022, Alg. 2): total noise added, 0 = the ODE
-    s_tmin: float = 0.0             # churn only at noise levels s = sigma / alpha in [s_tmin, s_tmax]
+    s_churn: float = 0.0  # EDM churn (Karras et al. 2022, Alg. 2): total noise added, 0 = the ODE
+    s_tmin: float = 0.0  # churn only at noise levels s = sigma / alpha in [s_tmin, s_tmax]
     s_tmax: float = math.inf
-    s_noise: float = 1.0            # std multiplier of the churn noise
+    s_noise: float = 1.0  # std multiplier of the churn noise
 
 
 class SamplerOutput(NamedTuple):
-    samples: jax.Array            # [B, ...] in the model's data space, float32
-    nfe: int                      # network evaluations per sample
+    samples: jax.Array  # [B, ...] in the model's data space, float32
+    nfe: int  # network evaluations per sample
     trajectory: jax.Array | None  # [K, B, ...] states at the requested trajectory_steps, or None
 
 
@@ -47,8 +48,10 @@ class Recorder:
         steps = [int(s) for s in steps]
         bad = [s for s in steps if not 0 <= s < num_states]
         if bad:
-            raise ValueError(f"trajectory_steps {bad} out of range: allowed 0..{num_states - 1} "
-                             f"(0 = the starting noise, {num_states - 1} = the final sample)")
+            raise ValueError(
+                f"trajectory_steps {bad} out of range: allowed 0..{num_states - 1} "
+                f"(0 = the starting noise, {num_states - 1} = the final sample)"
+            )
         self.k = len(steps)
         table = np.full((num_states,), self.k, np.int32)  # slot k is a scratch slot for states not kept
         table[steps] = np.arange(self.k)
@@ -75,12 +78,14 @@ NOISE_LEVEL_SAMPLERS: set[str] = set()  # samplers whose state is x / alpha: the
 INPAINT_SAMPLERS: set[str] = set()  # samplers that take `project=` (inpaint.py): their state between steps is x_t
 
 
-def register_sampler(name: str, steps: int, spacing: str, stages: int = 1, noise_level: bool = False,
-                     inpaint: bool = False) -> Callable[[SamplerFn], SamplerFn]:
+def register_sampler(
+    name: str, steps: int, spacing: str, stages: int = 1, noise_level: bool = False, inpaint: bool = False
+) -> Callable[[SamplerFn], SamplerFn]:
     """Register `fn` under `name` with its default step count, the spacing its paper recommends and its network
     evaluations per step (see the module docstring). `noise_level`: the sampler works in s = sigma / alpha and
     cannot start where alpha = 0. `inpaint`: `fn` takes a keyword `project(x, k, alpha_k, sigma_k) -> x` that it
     applies to the start (k = 0) and to the state after each step k (inpaint.py), the final sample included."""
+
     def deco(fn: SamplerFn) -> SamplerFn:
         if name in SAMPLERS:
             raise ValueError(f"sampler {name!r} is registered twice")
@@ -90,6 +95,7 @@ def register_sampler(name: str, steps: int, spacing: str, stages: int = 1, noise
         if inpaint:
             INPAINT_SAMPLERS.add(name)
         return fn
+
     return deco
 
 

@@ -41,17 +41,38 @@ from jgen.diffusion import midpoint as _midpoint  # noqa: F401 (registers "midpo
 from jgen.diffusion.guidance import ModelFn, make_denoiser
 from jgen.diffusion.inpaint import check_inpaint_sampler, make_projector
 from jgen.diffusion.parameterization import check_path
-from jgen.diffusion.sampler_core import (DEFAULT_SPACING, DEFAULT_STEPS, INPAINT_SAMPLERS, NOISE_LEVEL_SAMPLERS,
-                                         SAMPLERS, Recorder, SamplerOptions, SamplerOutput, register_sampler,
-                                         sampler_names, sampler_nfe, steps_for_nfe)
+from jgen.diffusion.sampler_core import (
+    DEFAULT_SPACING,
+    DEFAULT_STEPS,
+    INPAINT_SAMPLERS,
+    NOISE_LEVEL_SAMPLERS,
+    SAMPLERS,
+    Recorder,
+    SamplerOptions,
+    SamplerOutput,
+    register_sampler,
+    sampler_names,
+    sampler_nfe,
+    steps_for_nfe,
+)
 from jgen.diffusion.schedules import Schedule, start_std
 from jgen.diffusion.timegrid import SPACINGS, check_spacing, starts_at_infinite_noise, time_grid
 
 
-def sampler_options(sampler: str, steps: int | None = None, *, spacing: str | None = None, eta: float = 0.0,
-                    rho: float = 7.0, order: int = 3, lower_order_final: bool = True, s_churn: float = 0.0,
-                    s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0
-                    ) -> tuple[int, SamplerOptions]:
+def sampler_options(
+    sampler: str,
+    steps: int | None = None,
+    *,
+    spacing: str | None = None,
+    eta: float = 0.0,
+    rho: float = 7.0,
+    order: int = 3,
+    lower_order_final: bool = True,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+) -> tuple[int, SamplerOptions]:
     """Check a sampler's settings on the host; (steps, options) with the sampler's defaults filled in."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler {sampler!r} is unknown; choose one of {sampler_names()}")
@@ -68,30 +89,61 @@ def sampler_options(sampler: str, steps: int | None = None, *, spacing: str | No
     if order not in (1, 2, 3):
         raise ValueError(f"order={order!r}: UniPC's predictor order must be 1, 2 or 3")
     if not (s_churn >= 0 and s_noise >= 0 and 0 <= s_tmin <= s_tmax):
-        raise ValueError(f"churn settings s_churn={s_churn}, s_tmin={s_tmin}, s_tmax={s_tmax}, s_noise={s_noise}: "
-                         "need s_churn >= 0, s_noise >= 0 and 0 <= s_tmin <= s_tmax")
-    return int(steps), SamplerOptions(spacing=spacing, eta=float(eta), rho=float(rho), order=int(order),
-                                      lower_order_final=bool(lower_order_final), s_churn=float(s_churn),
-                                      s_tmin=float(s_tmin), s_tmax=float(s_tmax), s_noise=float(s_noise))
+        raise ValueError(
+            f"churn settings s_churn={s_churn}, s_tmin={s_tmin}, s_tmax={s_tmax}, s_noise={s_noise}: "
+            "need s_churn >= 0, s_noise >= 0 and 0 <= s_tmin <= s_tmax"
+        )
+    return int(steps), SamplerOptions(
+        spacing=spacing,
+        eta=float(eta),
+        rho=float(rho),
+        order=int(order),
+        lower_order_final=bool(lower_order_final),
+        s_churn=float(s_churn),
+        s_tmin=float(s_tmin),
+        s_tmax=float(s_tmax),
+        s_noise=float(s_noise),
+    )
 
 
 def check_start(sampler: str, spacing: str, steps: int, schedule: Schedule) -> None:
     """Raise ValueError for a sampler that works in s = sigma / alpha (euler, heun) on a grid that starts at t = 1
     of the rectified-flow path, where alpha = 0 and s is infinite."""
     if sampler in NOISE_LEVEL_SAMPLERS and starts_at_infinite_noise(spacing, steps, schedule):
-        raise ValueError(f"sampler {sampler!r} works in the noise level s = sigma / alpha, which is infinite at t = 1 "
-                         f"of the rectified_flow path, where the {spacing!r} grid starts; use it with spacing "
-                         f"'karras' (its default) or 'logsnr_uniform', or sample on {spacing!r} with 'ddim' (Euler "
-                         f"in t) or 'midpoint'")
+        raise ValueError(
+            f"sampler {sampler!r} works in the noise level s = sigma / alpha, which is infinite at t = 1 "
+            f"of the rectified_flow path, where the {spacing!r} grid starts; use it with spacing "
+            f"'karras' (its default) or 'logsnr_uniform', or sample on {spacing!r} with 'ddim' (Euler "
+            f"in t) or 'midpoint'"
+        )
 
 
-def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequence[int], *,
-           sampler: str = "dpm_solver", steps: int | None = None, spacing: str | None = None,
-           labels: jax.Array | None = None, guidance: float = 1.0, null_label: int | None = None,
-           parameterization: str = "eps", eta: float = 0.0, clip_denoised: bool = False,
-           noise: jax.Array | None = None, trajectory_steps: Sequence[int] = (), rho: float = 7.0, order: int = 3,
-           lower_order_final: bool = True, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
-           s_noise: float = 1.0, inpaint: tuple[jax.Array, jax.Array] | None = None) -> SamplerOutput:
+def sample(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    key: jax.Array,
+    shape: Sequence[int],
+    *,
+    sampler: str = "dpm_solver",
+    steps: int | None = None,
+    spacing: str | None = None,
+    labels: jax.Array | None = None,
+    guidance: float = 1.0,
+    null_label: int | None = None,
+    parameterization: str = "eps",
+    eta: float = 0.0,
+    clip_denoised: bool = False,
+    noise: jax.Array | None = None,
+    trajectory_steps: Sequence[int] = (),
+    rho: float = 7.0,
+    order: int = 3,
+    lower_order_final: bool = True,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    inpaint: tuple[jax.Array, jax.Array] | None = None,
+) -> SamplerOutput:
     """Draw samples [shape] (float32) by running `sampler` on the network `model_fn(x, t, labels) -> prediction`.
 
     Pure and traceable: wrap the call in `jax.jit` (everything but key/labels/noise static) to compile the
@@ -104,9 +156,19 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
     region is replaced by x_known noised to the current level (inpaint.py; ddpm, ddim and the multistep
     DPM-Solvers), and the result holds x_known exactly there.
     """
-    steps, opts = sampler_options(sampler, steps, spacing=spacing, eta=eta, rho=rho, order=order,
-                                  lower_order_final=lower_order_final, s_churn=s_churn, s_tmin=s_tmin,
-                                  s_tmax=s_tmax, s_noise=s_noise)
+    steps, opts = sampler_options(
+        sampler,
+        steps,
+        spacing=spacing,
+        eta=eta,
+        rho=rho,
+        order=order,
+        lower_order_final=lower_order_final,
+        s_churn=s_churn,
+        s_tmin=s_tmin,
+        s_tmax=s_tmax,
+        s_noise=s_noise,
+    )
     check_spacing(opts.spacing, steps, schedule)
     check_start(sampler, opts.spacing, steps, schedule)
     check_path(parameterization, schedule.path)
@@ -131,14 +193,27 @@ def sample(model_fn: ModelFn, schedule: Schedule, key: jax.Array, shape: Sequenc
     if inpaint is not None:
         known, mask = inpaint
         if known.shape != shape or mask.shape != shape:
-            raise ValueError(f"inpaint: known {known.shape} and mask {mask.shape} must both have the samples' shape "
-                             f"{shape}")
+            raise ValueError(
+                f"inpaint: known {known.shape} and mask {mask.shape} must both have the samples' shape {shape}"
+            )
         k_loop, k_fill = jax.random.split(k_loop)  # only here: plain sampling keeps its keys
         extra["project"] = make_projector(known, mask, k_fill)
     x, buf, nfe = SAMPLERS[sampler](denoise, schedule, noise.astype(jnp.float32), k_loop, times, opts, rec, **extra)
     return SamplerOutput(x, nfe, rec.result(buf))
 
 
-__all__ = ["sample", "sampler_options", "check_start", "SamplerOutput", "SamplerOptions", "SAMPLERS",
-           "DEFAULT_STEPS", "DEFAULT_SPACING", "register_sampler", "sampler_names", "sampler_nfe", "steps_for_nfe",
-           "INPAINT_SAMPLERS"]
+__all__ = [
+    "sample",
+    "sampler_options",
+    "check_start",
+    "SamplerOutput",
+    "SamplerOptions",
+    "SAMPLERS",
+    "DEFAULT_STEPS",
+    "DEFAULT_SPACING",
+    "register_sampler",
+    "sampler_names",
+    "sampler_nfe",
+    "steps_for_nfe",
+    "INPAINT_SAMPLERS",
+]

@@ -31,9 +31,10 @@ TIME_SAMPLINGS = ("uniform", "logit_normal")
 @flax.struct.dataclass
 class Schedule:
     """A schedule of T steps; a pytree, so it can be passed through jit."""
+
     betas: jax.Array | None  # float32 [T] (variance-preserving; None on the rectified-flow path, which has no betas)
-    alpha_bars: jax.Array    # float32 [T], decreasing: alpha^2 at the step times (prod_{j<=i} (1 - beta_j) for VP)
-    log_snrs: jax.Array      # float32 [T], decreasing: log(alpha^2 / sigma^2) at the step times, computed in float64
+    alpha_bars: jax.Array  # float32 [T], decreasing: alpha^2 at the step times (prod_{j<=i} (1 - beta_j) for VP)
+    log_snrs: jax.Array  # float32 [T], decreasing: log(alpha^2 / sigma^2) at the step times, computed in float64
     path: str = flax.struct.field(pytree_node=False, default=VARIANCE_PRESERVING)  # or RECTIFIED_FLOW (static)
 
     @property
@@ -45,15 +46,20 @@ def _from_betas(betas: np.ndarray) -> Schedule:
     betas = np.asarray(betas, np.float64)
     alpha_bars = np.cumprod(1.0 - betas)
     log_snrs = np.log(alpha_bars) - np.log1p(-alpha_bars)
-    return Schedule(betas=jnp.asarray(betas, jnp.float32), alpha_bars=jnp.asarray(alpha_bars, jnp.float32),
-                    log_snrs=jnp.asarray(log_snrs, jnp.float32))
+    return Schedule(
+        betas=jnp.asarray(betas, jnp.float32),
+        alpha_bars=jnp.asarray(alpha_bars, jnp.float32),
+        log_snrs=jnp.asarray(log_snrs, jnp.float32),
+    )
 
 
 def linear_schedule(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
     """DDPM (Ho et al. 2020): betas linear from beta_start to beta_end over `num_steps` steps."""
     if num_steps < 1 or not 0.0 < beta_start <= beta_end < 1.0:
-        raise ValueError(f"linear schedule needs num_steps >= 1 and 0 < beta_start <= beta_end < 1; "
-                         f"got num_steps={num_steps}, beta_start={beta_start}, beta_end={beta_end}")
+        raise ValueError(
+            f"linear schedule needs num_steps >= 1 and 0 < beta_start <= beta_end < 1; "
+            f"got num_steps={num_steps}, beta_start={beta_start}, beta_end={beta_end}"
+        )
     return _from_betas(np.linspace(beta_start, beta_end, num_steps, dtype=np.float64))
 
 
@@ -61,8 +67,10 @@ def cosine_schedule(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0
     """Improved DDPM (Nichol & Dhariwal 2021): alpha_bar(t) = f(t) / f(0), f(t) = cos^2(pi/2 (t/T + s) / (1 + s)),
     with betas = 1 - alpha_bar_i / alpha_bar_{i-1} clipped at `max_beta`."""
     if num_steps < 1 or s < 0 or not 0.0 < max_beta < 1.0:
-        raise ValueError(f"cosine schedule needs num_steps >= 1, s >= 0, 0 < max_beta < 1; "
-                         f"got num_steps={num_steps}, s={s}, max_beta={max_beta}")
+        raise ValueError(
+            f"cosine schedule needs num_steps >= 1, s >= 0, 0 < max_beta < 1; "
+            f"got num_steps={num_steps}, s={s}, max_beta={max_beta}"
+        )
     steps = np.arange(num_steps + 1, dtype=np.float64) / num_steps
     f = np.cos((steps + s) / (1.0 + s) * math.pi / 2.0) ** 2
     betas = np.minimum(1.0 - f[1:] / f[:-1], max_beta)
@@ -77,8 +85,12 @@ def rectified_flow_schedule(num_steps: int = 1000) -> Schedule:
     t = np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
     with np.errstate(divide="ignore"):
         log_snrs = 2.0 * (np.log1p(-t) - np.log(t))
-    return Schedule(betas=None, alpha_bars=jnp.asarray((1.0 - t) ** 2, jnp.float32),
-                    log_snrs=jnp.asarray(log_snrs, jnp.float32), path=RECTIFIED_FLOW)
+    return Schedule(
+        betas=None,
+        alpha_bars=jnp.asarray((1.0 - t) ** 2, jnp.float32),
+        log_snrs=jnp.asarray(log_snrs, jnp.float32),
+        path=RECTIFIED_FLOW,
+    )
 
 
 def schedule_path(name: str) -> str:
@@ -98,6 +110,7 @@ def make_schedule(name: str, num_steps: int = 1000) -> Schedule:
 
 
 # -- continuous time ---------------------------------------------------------------------------------------
+
 
 def step_times(schedule: Schedule) -> jax.Array:
     """Continuous times of the discrete steps: (i + 1) / T for i = 0..T-1, float32 [T]."""
@@ -155,7 +168,7 @@ def alpha_sigma(schedule: Schedule, t: jax.Array) -> tuple[jax.Array, jax.Array]
 def alpha_sigma_at_level(schedule: Schedule, s: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(alpha, sigma) at the noise level s = sigma / alpha (EDM's variable): alpha = 1 / sqrt(1 + s^2) on
     variance-preserving paths, 1 / (1 + s) on the rectified-flow path (alpha + sigma = 1); sigma = s alpha."""
-    a = 1.0 / (1.0 + s) if schedule.path == RECTIFIED_FLOW else jax.lax.rsqrt(1.0 + s ** 2)
+    a = 1.0 / (1.0 + s) if schedule.path == RECTIFIED_FLOW else jax.lax.rsqrt(1.0 + s**2)
     return a, s * a
 
 
@@ -167,11 +180,17 @@ def start_std(schedule: Schedule, t: jax.Array) -> jax.Array | float:
     if schedule.path != RECTIFIED_FLOW:
         return 1.0
     a, s = alpha_sigma(schedule, t)
-    return jnp.sqrt(a ** 2 + s ** 2)
+    return jnp.sqrt(a**2 + s**2)
 
 
-def sample_times(schedule: Schedule, key: jax.Array, num: int, distribution: str = "uniform",
-                 logit_mean: float = 0.0, logit_std: float = 1.0) -> jax.Array:
+def sample_times(
+    schedule: Schedule,
+    key: jax.Array,
+    num: int,
+    distribution: str = "uniform",
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
+) -> jax.Array:
     """Training times, float32 [num]. `uniform`: a discrete step i ~ U{0..T-1} at t = (i + 1) / T
     (variance-preserving: the steps the schedule defines) or t ~ U[1/T, 1] (rectified flow: continuous).
     `logit_normal` (Esser et al. 2024, SD3): u = sigmoid(logit_mean + logit_std n), n ~ N(0, 1), mapped to the

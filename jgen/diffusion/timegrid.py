@@ -46,8 +46,10 @@ def check_spacing(spacing: str, steps: int, schedule: Schedule) -> None:
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps={steps!r}: must be an integer >= 1")
     if spacing in ("leading", "trailing") and steps > schedule.num_steps:
-        raise ValueError(f"steps={steps}: the {spacing!r} spacing picks discrete steps, so at most the schedule's "
-                         f"T={schedule.num_steps}")
+        raise ValueError(
+            f"steps={steps}: the {spacing!r} spacing picks discrete steps, so at most the schedule's "
+            f"T={schedule.num_steps}"
+        )
 
 
 def starts_at_infinite_noise(spacing: str, steps: int, schedule: Schedule) -> bool:
@@ -66,8 +68,9 @@ def _ramp(steps: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, steps) if steps > 1 else np.zeros((1,))
 
 
-def time_grid(schedule: Schedule, steps: int, spacing: str = "time_uniform", *, rho: float = 7.0,
-              max_noise: float = MAX_NOISE) -> jnp.ndarray:
+def time_grid(
+    schedule: Schedule, steps: int, spacing: str = "time_uniform", *, rho: float = 7.0, max_noise: float = MAX_NOISE
+) -> jnp.ndarray:
     """`steps` strictly decreasing evaluation times, float32 [steps] (see the module docstring).
 
     With steps = 1 the grid is the starting time alone (one data prediction from pure noise).

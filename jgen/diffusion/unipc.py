@@ -23,8 +23,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jgen.diffusion.sampler_core import (SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler,
-                                         step_orders)
+from jgen.diffusion.sampler_core import SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler, step_orders
 from jgen.diffusion.timegrid import starts_at_infinite_noise
 
 
@@ -46,13 +45,13 @@ def _update(p: int, corrector: bool, x, ms, lams, lam_t, a_t, s_t, s_s0, m_t):
         if p == 2:
             rho = [0.5]
         else:
-            rmat = jnp.stack([jnp.stack([r ** n for r in rks[:-1]]) for n in range(p - 1)])
-            rho = list(jnp.linalg.solve(rmat, jnp.stack(b[:p - 1])))
+            rmat = jnp.stack([jnp.stack([r**n for r in rks[:-1]]) for n in range(p - 1)])
+            rho = list(jnp.linalg.solve(rmat, jnp.stack(b[: p - 1])))
         return x_t - a_t * b_h * sum(r * d for r, d in zip(rho, d1s))
     if p == 1:
         rho = [0.5]
     else:
-        rmat = jnp.stack([jnp.stack([r ** n for r in rks]) for n in range(p)])
+        rmat = jnp.stack([jnp.stack([r**n for r in rks]) for n in range(p)])
         rho = list(jnp.linalg.solve(rmat, jnp.stack(b[:p])))
     res = sum((r * d for r, d in zip(rho[:-1], d1s)), jnp.zeros_like(x))
     return x_t - a_t * b_h * (res + rho[-1] * (m_t - ms[0]))

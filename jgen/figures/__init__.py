@@ -11,5 +11,19 @@ from jgen.figures.common import RUNS, MissingData, train_commands
 from jgen.figures.registry import CHARTS, Chart, Outcome, chart_inputs, draw_chart, draw_charts, parse_only
 from jgen.figures.training import PlannedRun, needed_runs, train_missing, training_plan
 
-__all__ = ["CHARTS", "Chart", "Outcome", "PlannedRun", "RUNS", "MissingData", "chart_inputs", "draw_chart",
-           "draw_charts", "needed_runs", "parse_only", "train_commands", "train_missing", "training_plan"]
+__all__ = [
+    "CHARTS",
+    "Chart",
+    "Outcome",
+    "PlannedRun",
+    "RUNS",
+    "MissingData",
+    "chart_inputs",
+    "draw_chart",
+    "draw_charts",
+    "needed_runs",
+    "parse_only",
+    "train_commands",
+    "train_missing",
+    "training_plan",
+]

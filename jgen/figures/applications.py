@@ -60,9 +60,14 @@ def _denoising(r: Run, num: int, levels, seed: int) -> dict:
         x0 = predict(alpha * m.encode_x0(jnp.asarray(y)), t)
         noisy.append(np.clip(y, 0, 1))
         denoised.append(np.asarray(m.decode_x0(x0)))
-    return {"levels": np.asarray(levels), "clean": clean, "noisy": np.stack(noisy), "denoised": np.stack(denoised),
-            "psnr_noisy": np.stack([psnr(n, clean) for n in noisy]),
-            "psnr_denoised": np.stack([psnr(d, clean) for d in denoised])}
+    return {
+        "levels": np.asarray(levels),
+        "clean": clean,
+        "noisy": np.stack(noisy),
+        "denoised": np.stack(denoised),
+        "psnr_noisy": np.stack([psnr(n, clean) for n in noisy]),
+        "psnr_denoised": np.stack([psnr(d, clean) for d in denoised]),
+    }
 
 
 def lower_half_mask(shape) -> np.ndarray:
@@ -79,8 +84,14 @@ def _inpainting(r: Run, num: int, draws: int, sampler: str, steps: int, seed: in
     batch = np.tile(originals, (draws, 1, 1, 1))  # draw-major: [draws * n, H, W, C]
     filled = Pipeline(r).inpaint(batch, np.broadcast_to(mask, batch.shape), seed=seed, sampler=sampler, steps=steps)
     completions = filled.astype(np.float32).reshape(draws, len(originals), *originals.shape[1:]) / 255.0
-    return {"originals": originals, "mask": mask, "masked": np.where(mask > 0, originals, 0.5),
-            "completions": completions, "sampler": sampler, "steps": steps}
+    return {
+        "originals": originals,
+        "mask": mask,
+        "masked": np.where(mask > 0, originals, 0.5),
+        "completions": completions,
+        "sampler": sampler,
+        "steps": steps,
+    }
 
 
 def _ood_inputs(r: Run, num: int, seed: int) -> dict[str, np.ndarray]:
@@ -94,8 +105,11 @@ def _ood_inputs(r: Run, num: int, seed: int) -> dict[str, np.ndarray]:
     up = np.asarray(jax.image.resize(jnp.asarray(small), (len(small), h, w, small.shape[-1]), "bilinear"))
     up = np.clip(np.repeat(up, c, axis=-1) if up.shape[-1] != c else up, 0, 1)
     test, _ = pick_test_images(r, num)
-    return {"8x8 digits, upsampled": up, "test digits rotated 180°": test[:, ::-1, ::-1],
-            "uniform noise": np.random.default_rng(seed).uniform(0, 1, (num, h, w, c)).astype(np.float32)}
+    return {
+        "8x8 digits, upsampled": up,
+        "test digits rotated 180°": test[:, ::-1, ::-1],
+        "uniform noise": np.random.default_rng(seed).uniform(0, 1, (num, h, w, c)).astype(np.float32),
+    }
 
 
 def _bits_per_dim(r: Run, images: np.ndarray, key: jax.Array, metric: str) -> np.ndarray:
@@ -104,10 +118,20 @@ def _bits_per_dim(r: Run, images: np.ndarray, key: jax.Array, metric: str) -> np
     return np.asarray(step(r.state.ema_params, r.state.model_state, batch, key))
 
 
-def applications_data(runs: Mapping[str, str], diffusion: str = "ddpm_mnist", likelihood: str = "vae_mnist",
-                      text: str = "charlm", num: int = 200, levels=NOISE_LEVELS, prompt: str = "The ",
-                      num_tokens: int = 120, seed: int = 0, inpaint_sampler: str = INPAINT_SAMPLER,
-                      inpaint_steps: int = INPAINT_STEPS, inpaint_draws: int = INPAINT_DRAWS) -> dict:
+def applications_data(
+    runs: Mapping[str, str],
+    diffusion: str = "ddpm_mnist",
+    likelihood: str = "vae_mnist",
+    text: str = "charlm",
+    num: int = 200,
+    levels=NOISE_LEVELS,
+    prompt: str = "The ",
+    num_tokens: int = 120,
+    seed: int = 0,
+    inpaint_sampler: str = INPAINT_SAMPLER,
+    inpaint_steps: int = INPAINT_STEPS,
+    inpaint_draws: int = INPAINT_DRAWS,
+) -> dict:
     """Chart 30's data, each part present when its run is:
 
     conditional: {"labels" [10], "images" [10 * 4, H, W, C]} class-conditional samples of `diffusion` (4 per label);
@@ -121,13 +145,16 @@ def applications_data(runs: Mapping[str, str], diffusion: str = "ddpm_mnist", li
         r = load_run(runs[diffusion])
         if r.method.num_classes:
             labels = np.repeat(np.arange(r.method.num_classes), 4).astype(np.int32)
-            images, _ = generate(r.method, r.state.ema_params, r.state.model_state, len(labels), seed=seed,
-                                 labels=labels)
+            images, _ = generate(
+                r.method, r.state.ema_params, r.state.model_state, len(labels), seed=seed, labels=labels
+            )
             out["conditional"] = {"labels": labels, "images": images, "run": diffusion}
         out["denoising"] = {"run": diffusion, **_denoising(r, min(num, 64), levels, seed)}
         if "inpaint" in r.method.capabilities:
-            out["inpainting"] = {"run": diffusion, **_inpainting(r, max(r.method.num_classes, 8), inpaint_draws,
-                                                                 inpaint_sampler, inpaint_steps, seed)}
+            out["inpainting"] = {
+                "run": diffusion,
+                **_inpainting(r, max(r.method.num_classes, 8), inpaint_draws, inpaint_sampler, inpaint_steps, seed),
+            }
     if likelihood in runs:
         r = load_run(runs[likelihood])
         metric = r.method.likelihood_metric()
@@ -139,12 +166,20 @@ def applications_data(runs: Mapping[str, str], diffusion: str = "ddpm_mnist", li
         for name, images in _ood_inputs(r, num, seed).items():
             scores[name] = _bits_per_dim(r, images, key, metric[0])
         inl = scores["MNIST test digits"]
-        out["anomaly"] = {"run": likelihood, "metric": metric[0], "kind": metric[1], "scores": scores,
-                          "auroc": {k: auroc(inl, v) for k, v in scores.items() if k != "MNIST test digits"}}
+        out["anomaly"] = {
+            "run": likelihood,
+            "metric": metric[0],
+            "kind": metric[1],
+            "scores": scores,
+            "auroc": {k: auroc(inl, v) for k, v in scores.items() if k != "MNIST test digits"},
+        }
     if text in runs:
         pipe = Pipeline.from_workdir(runs[text])
-        out["text"] = {"run": text, "prompt": prompt,
-                       "samples": pipe.text(prompt, num_samples=3, num_tokens=num_tokens, seed=seed)}
+        out["text"] = {
+            "run": text,
+            "prompt": prompt,
+            "samples": pipe.text(prompt, num_samples=3, num_tokens=num_tokens, seed=seed),
+        }
     if not any(out.values()):
         raise MissingData(f"chart 30 needs one of the runs {diffusion}, {likelihood}, {text}")
     return out
@@ -157,15 +192,23 @@ def draw_applications(data: dict, path: str) -> None:
         c = data["conditional"]
         k = len(np.unique(c["labels"]))
         by_column = np.swapaxes(c["images"].reshape(k, -1, *c["images"].shape[1:]), 0, 1)  # [per label, K, ...]
-        show_images(fig.add_subplot(gs[0, 0]), by_column.reshape(-1, *c["images"].shape[1:]), ncol=k,
-                    title=f"class-conditional generation ({c['run']}): labels 0..{k - 1} by column")
+        show_images(
+            fig.add_subplot(gs[0, 0]),
+            by_column.reshape(-1, *c["images"].shape[1:]),
+            ncol=k,
+            title=f"class-conditional generation ({c['run']}): labels 0..{k - 1} by column",
+        )
     if data["denoising"] is not None:
         d = data["denoising"]
         shown = np.unique(np.round(np.linspace(0, d["clean"].shape[0] - 1, 4)).astype(int))
         k = len(shown)
         rows = [d["clean"][shown]] + [x[shown] for pair in zip(d["noisy"], d["denoised"]) for x in pair]
-        show_images(fig.add_subplot(gs[0, 1]), np.concatenate(rows), ncol=k,
-                    title="denoising: clean; then noisy / denoised\nat s = " + ", ".join(f"{s:g}" for s in d["levels"]))
+        show_images(
+            fig.add_subplot(gs[0, 1]),
+            np.concatenate(rows),
+            ncol=k,
+            title="denoising: clean; then noisy / denoised\nat s = " + ", ".join(f"{s:g}" for s in d["levels"]),
+        )
         ax = fig.add_subplot(gs[0, 2])
         ax.plot(d["levels"], d["psnr_noisy"].mean(1), "o-", label="noisy input")
         ax.plot(d["levels"], d["psnr_denoised"].mean(1), "o-", label=f"{d['run']}'s estimate of x_0")
@@ -177,9 +220,13 @@ def draw_applications(data: dict, path: str) -> None:
     if data["inpainting"] is not None:
         p = data["inpainting"]
         rows = np.concatenate([p["originals"], p["masked"], *p["completions"]])
-        show_images(fig.add_subplot(gs[2, :]), rows, ncol=len(p["originals"]),
-                    title=f"inpainting ({p['run']}, {p['sampler']} {p['steps']} steps, known pixels replaced at every "
-                          f"step): originals; lower half masked; {len(p['completions'])} completions")
+        show_images(
+            fig.add_subplot(gs[2, :]),
+            rows,
+            ncol=len(p["originals"]),
+            title=f"inpainting ({p['run']}, {p['sampler']} {p['steps']} steps, known pixels replaced at every "
+            f"step): originals; lower half masked; {len(p['completions'])} completions",
+        )
     if data["anomaly"] is not None:
         a = data["anomaly"]
         ax = fig.add_subplot(gs[1, 0:2])
@@ -197,8 +244,10 @@ def draw_applications(data: dict, path: str) -> None:
         t = data["text"]
         ax = fig.add_subplot(gs[1, 2])
         ax.axis("off")
-        body = "\n\n".join(textwrap.fill(f"{i + 1}. {t['prompt']}{s}".replace("\n", " ").replace("\t", " "), 58)
-                             for i, s in enumerate(t["samples"]))
+        body = "\n\n".join(
+            textwrap.fill(f"{i + 1}. {t['prompt']}{s}".replace("\n", " ").replace("\t", " "), 58)
+            for i, s in enumerate(t["samples"])
+        )
         ax.text(0, 1, body, va="top", ha="left", fontsize=7, family="monospace", transform=ax.transAxes)
         ax.set_title(f"text continuation ({t['run']}), prompt {t['prompt']!r}", fontsize=9)
     fig.suptitle("30 Applications")

@@ -34,6 +34,7 @@ class RunSpec:
     """How a run directory is made: its config file and the runs it is built on (config field -> run name); a toy
     experiment's is made by `script` instead of `python -m jgen train`, and is finished once it holds `output`;
     `overrides` are config fields set on the command line (field, value), e.g. the seed runs' seed and steps."""
+
     config: str
     built_on: tuple[tuple[str, str], ...] = ()
     script: str = ""
@@ -65,16 +66,32 @@ RUNS: dict[str, RunSpec] = {
     "gan_dstar": _toy("gan_dstar", "dstar_curves.json"),
     "gan_ring": _toy("gan_ring", "ring_snapshots.npz"),
 }
-IMAGE_FAMILIES = ("ae_mnist", "vae_mnist", "gmm_mnist", "gan_mnist", "ddpm_mnist", "flow_mnist", "ldm_mnist",
-                  "ar_mnist")
+IMAGE_FAMILIES = (
+    "ae_mnist",
+    "vae_mnist",
+    "gmm_mnist",
+    "gan_mnist",
+    "ddpm_mnist",
+    "flow_mnist",
+    "ldm_mnist",
+    "ar_mnist",
+)
 
 # Chart 29's seed runs: each image family's default config at a small step count, trained with seeds 0, 1 and 2
 # (FID's spread over seeds measures training stability). The latent diffusion runs share the default run's first
 # stage (ldm_autoencoder) and vary the seed of the diffusion model only. All 24 took 38 minutes of wall time on 2 CPU
 # cores (measured by `make figures` on a fresh clone; three seeds together: ae 1.2 min, vae 3.6, gmm 0.9, gan 3.5,
 # ddpm 8.5, flow 7.2, ldm 7.6, ar 5.4, the seed-0 runs with their sample-quality rows the longest).
-SEED_STEPS = {"ae_mnist": 1000, "vae_mnist": 1000, "gmm_mnist": 15, "gan_mnist": 1000, "ddpm_mnist": 300,
-              "flow_mnist": 300, "ldm_mnist": 1000, "ar_mnist": 100}
+SEED_STEPS = {
+    "ae_mnist": 1000,
+    "vae_mnist": 1000,
+    "gmm_mnist": 15,
+    "gan_mnist": 1000,
+    "ddpm_mnist": 300,
+    "flow_mnist": 300,
+    "ldm_mnist": 1000,
+    "ar_mnist": 100,
+}
 SEEDS = (0, 1, 2)
 
 
@@ -95,8 +112,9 @@ def _seed_overrides(family: str, seed: int) -> tuple[tuple[str, object], ...]:
     return (("seed", seed), ("train.steps", steps)) + (quality if seed == 0 else ())
 
 
-RUNS.update({seed_run(f, s): dataclasses.replace(RUNS[f], overrides=_seed_overrides(f, s))
-             for f in SEED_STEPS for s in SEEDS})
+RUNS.update(
+    {seed_run(f, s): dataclasses.replace(RUNS[f], overrides=_seed_overrides(f, s)) for f in SEED_STEPS for s in SEEDS}
+)
 
 
 def train_argv(name: str, runs_dir: str) -> list[str]:
@@ -230,15 +248,18 @@ def show_images(ax, images: np.ndarray, ncol: int | None = None, title: str | No
 
 def draw_table(ax, header: Sequence[str], rows: Sequence[Sequence], title: str | None = None) -> None:
     """A table on `ax` (numbers to 4 significant digits; None as a dash)."""
+
     def fmt(v):
         if v is None:
             return "—"
         if isinstance(v, (float, np.floating)):
             return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
         return str(v)
+
     ax.axis("off")
-    table = ax.table(cellText=[[fmt(v) for v in r] for r in rows], colLabels=list(header), loc="center",
-                     cellLoc="center")
+    table = ax.table(
+        cellText=[[fmt(v) for v in r] for r in rows], colLabels=list(header), loc="center", cellLoc="center"
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1.0, 1.3)

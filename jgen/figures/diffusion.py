@@ -36,10 +36,18 @@ def _alpha_sigma(schedule, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(t <= 0, 1.0, a), np.where(t <= 0, 0.0, s)
 
 
-def diffusion_maths_data(runs: Mapping[str, str] | None = None, schedule: str = "linear", timesteps: int = 1000,
-                         num_times: int = 201, num_x: int = 301, x_range: tuple[float, float] = (-3.0, 3.0),
-                         num_ode_paths: int = 16, num_sde_paths: int = 6, seed: int = 0,
-                         mixture: Mapping[str, Sequence[float]] = MIXTURE) -> dict:
+def diffusion_maths_data(
+    runs: Mapping[str, str] | None = None,
+    schedule: str = "linear",
+    timesteps: int = 1000,
+    num_times: int = 201,
+    num_x: int = 301,
+    x_range: tuple[float, float] = (-3.0, 3.0),
+    num_ode_paths: int = 16,
+    num_sde_paths: int = 6,
+    seed: int = 0,
+    mixture: Mapping[str, Sequence[float]] = MIXTURE,
+) -> dict:
     """Chart 22's data, exact for the 1-D mixture `mixture` under `schedule` (needs no run):
 
     t [Tn] (0 = data .. 1), x [X], density [Tn, X]: the forward marginal q(x_t) on the grid;
@@ -59,12 +67,25 @@ def diffusion_maths_data(runs: Mapping[str, str] | None = None, schedule: str = 
     starts = np.array([dist.inv_cdf((k + 0.5) / num_ode_paths) for k in range(num_ode_paths)])
     ode = pf_ode_path_1d(starts, alphas[-1], sigmas[-1], alphas, sigmas, w, m, s)
 
-    model_fn = mixture_model_fn(sched, jnp.asarray(w, jnp.float32), jnp.asarray(m[:, None], jnp.float32),
-                                jnp.asarray((s ** 2)[:, None, None], jnp.float32))
+    model_fn = mixture_model_fn(
+        sched,
+        jnp.asarray(w, jnp.float32),
+        jnp.asarray(m[:, None], jnp.float32),
+        jnp.asarray((s**2)[:, None, None], jnp.float32),
+    )
     keep = tuple(int(k) for k in np.unique(np.linspace(0, timesteps, min(timesteps + 1, 201)).round()))
-    out = jax.jit(lambda key: diffusion_sample(model_fn, sched, key, (num_sde_paths, 1), sampler="ddpm",
-                                               steps=timesteps, parameterization="x0", trajectory_steps=keep))(
-        jax.random.PRNGKey(seed))
+    out = jax.jit(
+        lambda key: diffusion_sample(
+            model_fn,
+            sched,
+            key,
+            (num_sde_paths, 1),
+            sampler="ddpm",
+            steps=timesteps,
+            parameterization="x0",
+            trajectory_steps=keep,
+        )
+    )(jax.random.PRNGKey(seed))
     grid = np.append(np.asarray(time_grid(sched, timesteps, "time_uniform"), np.float64), 0.0)  # state k's time
     schedules = {}
     for name in SCHEDULES:
@@ -72,10 +93,16 @@ def diffusion_maths_data(runs: Mapping[str, str] | None = None, schedule: str = 
         ts = np.arange(1, timesteps + 1) / timesteps
         a, sg = _alpha_sigma(other, ts)
         schedules[name] = {"t": ts, "alpha": a, "sigma": sg, "log_snr": np.asarray(other.log_snrs, np.float64)}
-    return {"schedule": schedule, "mixture": {"weights": w, "means": m, "stds": s}, "t": t, "x": x,
-            "density": density, "ode": {"t": t, "paths": ode},
-            "sde": {"t": grid[list(keep)], "paths": np.asarray(out.trajectory, np.float64)[..., 0]},
-            "schedules": schedules}
+    return {
+        "schedule": schedule,
+        "mixture": {"weights": w, "means": m, "stds": s},
+        "t": t,
+        "x": x,
+        "density": density,
+        "ode": {"t": t, "paths": ode},
+        "sde": {"t": grid[list(keep)], "paths": np.asarray(out.trajectory, np.float64)[..., 0]},
+        "schedules": schedules,
+    }
 
 
 def draw_diffusion_maths(data: dict, path: str) -> None:
@@ -83,8 +110,7 @@ def draw_diffusion_maths(data: dict, path: str) -> None:
     gs = fig.add_gridspec(2, 3, width_ratios=[2.2, 1, 1])
     ax = fig.add_subplot(gs[:, 0])
     t, x = data["t"], data["x"]
-    ax.imshow(data["density"].T ** 0.5, origin="lower", aspect="auto", cmap="magma",
-              extent=(t[0], t[-1], x[0], x[-1]))
+    ax.imshow(data["density"].T ** 0.5, origin="lower", aspect="auto", cmap="magma", extent=(t[0], t[-1], x[0], x[-1]))
     for p in data["ode"]["paths"].T:
         ax.plot(data["ode"]["t"], p, color="white", lw=0.9)
     for p in data["sde"]["paths"].T:
@@ -95,8 +121,9 @@ def draw_diffusion_maths(data: dict, path: str) -> None:
     ax.set_xlabel("t (0: data, 1: noise)")
     ax.set_ylabel("x")
     ax.set_ylim(x[0], x[-1])
-    ax.set_title(f"forward marginals q(x_t) of a 1-D mixture ({data['schedule']} schedule; colour: sqrt density)",
-                 fontsize=10)
+    ax.set_title(
+        f"forward marginals q(x_t) of a 1-D mixture ({data['schedule']} schedule; colour: sqrt density)", fontsize=10
+    )
     ax_a, ax_l = fig.add_subplot(gs[:, 1]), fig.add_subplot(gs[:, 2])
     for (name, sc), style in zip(data["schedules"].items(), ("-", "--", ":", "-.")):
         ax_a.plot(sc["t"], sc["alpha"], style, color="tab:blue", label=f"alpha_t, {name}")
@@ -119,23 +146,35 @@ def x0_predictor(run: Run, labels: jax.Array | None):
     m, cfg = run.method, run.method.config.method
 
     def predict(params, x, t):
-        denoise = make_denoiser(m.model_fn(params), cfg.parameterization, labels, cfg.guidance, m.null_label,
-                                cfg.clip_denoised)
+        denoise = make_denoiser(
+            m.model_fn(params), cfg.parameterization, labels, cfg.guidance, m.null_label, cfg.clip_denoised
+        )
         a, s = alpha_sigma(m.schedule, t)
         return denoise(x, t, a, s)[0]
+
     fn = jax.jit(predict)
     return lambda x, t: fn(run.state.ema_params, x, jnp.float32(t))
 
 
-def _trajectory(run: Run, key: jax.Array, num: int, labels, sampler: str, steps: int, keep: tuple[int, ...],
-                noise: jax.Array | None = None) -> np.ndarray:
+def _trajectory(
+    run: Run,
+    key: jax.Array,
+    num: int,
+    labels,
+    sampler: str,
+    steps: int,
+    keep: tuple[int, ...],
+    noise: jax.Array | None = None,
+) -> np.ndarray:
     """The states [K, num, ...] (model space) the run's sampler passes through at the state indices `keep`."""
     m = run.method
     options = {} if noise is None else {"noise": noise}
 
     def traj(params, key, labels):
-        return m.run_sampler(params, key, num, labels, sampler=sampler, steps=steps, eta=0.0,
-                             trajectory_steps=keep, **options).trajectory
+        return m.run_sampler(
+            params, key, num, labels, sampler=sampler, steps=steps, eta=0.0, trajectory_steps=keep, **options
+        ).trajectory
+
     return np.asarray(jax.jit(traj)(run.state.ema_params, key, labels))
 
 
@@ -151,8 +190,14 @@ def _spread_labels(run: Run, num: int) -> jax.Array | None:
 
 
 # -- 19: reverse corruption ---------------------------------------------------------------------------------------
-def reverse_corruption_data(runs: Mapping[str, str], run: str = "ddpm_mnist", index: int = 0, num_points: int = 11,
-                            steps: int = 50, seed: int = 0) -> dict:
+def reverse_corruption_data(
+    runs: Mapping[str, str],
+    run: str = "ddpm_mnist",
+    index: int = 0,
+    num_points: int = 11,
+    steps: int = 50,
+    seed: int = 0,
+) -> dict:
     """Chart 19's data: test image `index` of `runs[run]` (image [H, W, C], label), and at `num_points` times:
     forward {"t" [K], "images" [K, H, W, C]}: x_t = alpha_t x_0 + sigma_t eps, one eps for all t (t = 0: the image);
     x0_predictions [K, H, W, C]: the network's one-call estimate of x_0 from each forward x_t;
@@ -171,17 +216,28 @@ def reverse_corruption_data(runs: Mapping[str, str], run: str = "ddpm_mnist", in
     keep = tuple(int(v) for v in np.round(np.linspace(0, steps, num_points)))
     back = _trajectory(r, k_r, 1, labels, "ddim", steps, keep, noise=fwd[-1])
     decode = lambda x: np.asarray(m.decode_x0(jnp.asarray(x)))  # noqa: E731
-    return {"run": run, "index": index, "image": image, "label": label,
-            "forward": {"t": times, "images": decode(fwd[:, 0])}, "x0_predictions": decode(jnp.stack(x0_hat)),
-            "reverse": {"t": _state_times(r, steps, keep), "images": decode(back[:, 0])}, "steps": steps}
+    return {
+        "run": run,
+        "index": index,
+        "image": image,
+        "label": label,
+        "forward": {"t": times, "images": decode(fwd[:, 0])},
+        "x0_predictions": decode(jnp.stack(x0_hat)),
+        "reverse": {"t": _state_times(r, steps, keep), "images": decode(back[:, 0])},
+        "steps": steps,
+    }
 
 
 def draw_reverse_corruption(data: dict, path: str) -> None:
-    rows = [("forward: x_t = alpha_t x_0 + sigma_t eps", data["forward"]["images"], data["forward"]["t"]),
-            ("the model's estimate of x_0 from that x_t (one network call)", data["x0_predictions"],
-             data["forward"]["t"]),
-            (f"reverse: DDIM, {data['steps']} steps, label {data['label']}, from the x_1 above",
-             data["reverse"]["images"], data["reverse"]["t"])]
+    rows = [
+        ("forward: x_t = alpha_t x_0 + sigma_t eps", data["forward"]["images"], data["forward"]["t"]),
+        ("the model's estimate of x_0 from that x_t (one network call)", data["x0_predictions"], data["forward"]["t"]),
+        (
+            f"reverse: DDIM, {data['steps']} steps, label {data['label']}, from the x_1 above",
+            data["reverse"]["images"],
+            data["reverse"]["t"],
+        ),
+    ]
     k = len(data["forward"]["t"])
     plt, fig = new_figure(1.1 * k, 4.6)
     axes = fig.subplots(3, k, squeeze=False)
@@ -195,8 +251,14 @@ def draw_reverse_corruption(data: dict, path: str) -> None:
 
 
 # -- 24: from noise to image in 1000 steps ------------------------------------------------------------------------
-def ddpm_trajectory_data(runs: Mapping[str, str], run: str = "ddpm_mnist", num: int = 4, num_points: int = 11,
-                         steps: int | None = None, seed: int = 0) -> dict:
+def ddpm_trajectory_data(
+    runs: Mapping[str, str],
+    run: str = "ddpm_mnist",
+    num: int = 4,
+    num_points: int = 11,
+    steps: int | None = None,
+    seed: int = 0,
+) -> dict:
     """Chart 24's data: DDPM ancestral sampling with one step per trained step (steps = T by default) for `num`
     images, kept at `num_points` states: "t" [K] and "step" [K] = t T (1000, 900, ..., 0 for T = 1000),
     x_t [K, num, H, W, C] and x0 [K, num, H, W, C], the network's estimate of x_0 from each x_t (the last state is the
@@ -213,8 +275,15 @@ def ddpm_trajectory_data(runs: Mapping[str, str], run: str = "ddpm_mnist", num: 
     x0 = np.stack([traj[k] if times[k] == 0 else np.asarray(predict(traj[k], times[k])) for k in range(len(keep))])
     decode = lambda x: np.asarray(m.decode_x0(jnp.asarray(x)))  # noqa: E731
     step = np.round(times * m.schedule.num_steps).astype(int)
-    return {"run": run, "steps": steps, "step": step, "t": times,
-            "labels": None if labels is None else np.asarray(labels), "x_t": decode(traj), "x0": decode(x0)}
+    return {
+        "run": run,
+        "steps": steps,
+        "step": step,
+        "t": times,
+        "labels": None if labels is None else np.asarray(labels),
+        "x_t": decode(traj),
+        "x0": decode(x0),
+    }
 
 
 def draw_ddpm_trajectory(data: dict, path: str) -> None:
@@ -239,13 +308,21 @@ def pipeline_call(workdir: str, kwargs: Mapping) -> str:
     """The Python that makes chart 27's images with `kwargs` (the same dict the chart calls the pipeline with)."""
     pad = " " * len("images = {g: pipe(")
     args = f",\n{pad}".join(f"{k}={v!r}" for k, v in kwargs.items())
-    return (f"from jgen.pipeline import Pipeline\n\npipe = Pipeline.from_workdir({workdir!r})\n"
-            f"images = {{g: pipe({args},\n{pad}guidance_scale=g)\n          for g in GUIDANCE_SCALES}}")
+    return (
+        f"from jgen.pipeline import Pipeline\n\npipe = Pipeline.from_workdir({workdir!r})\n"
+        f"images = {{g: pipe({args},\n{pad}guidance_scale=g)\n          for g in GUIDANCE_SCALES}}"
+    )
 
 
-def guidance_data(runs: Mapping[str, str], run: str = "ldm_mnist", labels: Sequence[int] = tuple(range(10)),
-                  scales: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0), sampler: str = "dpm_solver", steps: int = 20,
-                  seed: int = 0) -> dict:
+def guidance_data(
+    runs: Mapping[str, str],
+    run: str = "ldm_mnist",
+    labels: Sequence[int] = tuple(range(10)),
+    scales: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0),
+    sampler: str = "dpm_solver",
+    steps: int = 20,
+    seed: int = 0,
+) -> dict:
     """Chart 27's data: {"code": the Pipeline call as text, "scales", "labels", "images": [S, L, H, W, C] in [0, 1]},
     one `Pipeline` call per guidance scale with one sample per label, all from the same seed (0: unconditional,
     1: conditional, > 1: guided)."""
@@ -254,8 +331,14 @@ def guidance_data(runs: Mapping[str, str], run: str = "ldm_mnist", labels: Seque
         raise MissingData(f"{runs[run]} is an unconditional model: guidance needs a class-conditional run")
     kwargs = {"labels": list(labels), "num_samples_per_label": 1, "sampler": sampler, "steps": steps, "seed": seed}
     images = np.stack([pipe(**kwargs, guidance_scale=float(g)) for g in scales]).astype(np.float32) / 255.0
-    return {"run": run, "method": pipe.method.name, "code": pipeline_call(runs[run], kwargs),
-            "scales": list(scales), "labels": list(labels), "images": images}
+    return {
+        "run": run,
+        "method": pipe.method.name,
+        "code": pipeline_call(runs[run], kwargs),
+        "scales": list(scales),
+        "labels": list(labels),
+        "images": images,
+    }
 
 
 def draw_guidance(data: dict, path: str) -> None:
@@ -266,8 +349,17 @@ def draw_guidance(data: dict, path: str) -> None:
     gs = fig.add_gridspec(2, 1, height_ratios=[code_h, 0.8 * s], hspace=0.05)
     ax = fig.add_subplot(gs[0])
     ax.axis("off")
-    ax.text(0.0, 0.5, code, family="monospace", fontsize=8, va="center", ha="left", transform=ax.transAxes,
-            bbox={"facecolor": "0.95", "edgecolor": "0.7", "boxstyle": "round"})
+    ax.text(
+        0.0,
+        0.5,
+        code,
+        family="monospace",
+        fontsize=8,
+        va="center",
+        ha="left",
+        transform=ax.transAxes,
+        bbox={"facecolor": "0.95", "edgecolor": "0.7", "boxstyle": "round"},
+    )
     ax = fig.add_subplot(gs[1])
     show_images(ax, data["images"].reshape(-1, *data["images"].shape[2:]), ncol=n)
     h = data["images"].shape[2] + 1
@@ -275,6 +367,8 @@ def draw_guidance(data: dict, path: str) -> None:
     ax.set_xticks([(j + 0.5) * h for j in range(n)], [str(c) for c in data["labels"]], fontsize=8)
     ax.tick_params(length=0)
     ax.set_xlabel("class label")
-    fig.suptitle(f"27 The Stable Diffusion API ({data['run']}, {data['method']}): 0 unconditional, 1 conditional, "
-                 "> 1 guided", fontsize=10)
+    fig.suptitle(
+        f"27 The Stable Diffusion API ({data['run']}, {data['method']}): 0 unconditional, 1 conditional, > 1 guided",
+        fontsize=10,
+    )
     save(fig, path)

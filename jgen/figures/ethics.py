@@ -25,7 +25,7 @@ from jgen.sampling import generate
 def nearest(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distance [N], index [N]) of the nearest row of b [M, D] to each row of a [N, D] (Euclidean)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    d2 = np.sum(a ** 2, 1)[:, None] + np.sum(b ** 2, 1)[None] - 2 * a @ b.T
+    d2 = np.sum(a**2, 1)[:, None] + np.sum(b**2, 1)[None] - 2 * a @ b.T
     idx = np.argmin(d2, axis=1)
     return np.sqrt(np.maximum(d2[np.arange(len(a)), idx], 0.0)), idx
 
@@ -39,8 +39,9 @@ def copying_z(sample_dist: np.ndarray, test_dist: np.ndarray) -> float:
     return float((u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12))
 
 
-def memorisation_data(runs: Mapping[str, str], num_samples: int = 500, num_shown: int = 6, seed: int = 0,
-                      feature_net: str | None = None) -> dict:
+def memorisation_data(
+    runs: Mapping[str, str], num_samples: int = 500, num_shown: int = 6, seed: int = 0, feature_net: str | None = None
+) -> dict:
     """Chart 31's data, under one feature net (default: the first run's config.eval.feature_net):
 
     data: {"test_pixel", "test_feature"}: each test image's distance to its nearest training image [T], and
@@ -63,9 +64,15 @@ def memorisation_data(runs: Mapping[str, str], num_samples: int = 500, num_shown
     test_pixel, _ = nearest(flat(test), flat(train))
     test_feature, _ = nearest(net.features(test), train_feats)
     k = net.num_classes
-    out = {"net": net_name, "data": {"test_pixel": test_pixel, "test_feature": test_feature,
-                                     "class_freq": np.bincount(test_labels, minlength=k) / len(test_labels)},
-           "families": {}}
+    out = {
+        "net": net_name,
+        "data": {
+            "test_pixel": test_pixel,
+            "test_feature": test_feature,
+            "class_freq": np.bincount(test_labels, minlength=k) / len(test_labels),
+        },
+        "families": {},
+    }
     for name in names:
         r = first if name == names[0] else load_run(runs[name])
         samples, _ = generate(r.method, r.state.ema_params, r.state.model_state, num_samples, seed=seed)
@@ -73,11 +80,17 @@ def memorisation_data(runs: Mapping[str, str], num_samples: int = 500, num_shown
         pixel_dist, pixel_idx = nearest(flat(samples), flat(train))
         feature_dist, feature_idx = nearest(feats, train_feats)
         out["families"][name] = {
-            "method": r.method.name, "conditional": r.method.num_classes > 0, "samples": samples[:num_shown],
-            "pixel_nn": train[pixel_idx[:num_shown]], "feature_nn": train[feature_idx[:num_shown]],
-            "pixel_dist": pixel_dist, "feature_dist": feature_dist,
-            "z_pixel": copying_z(pixel_dist, test_pixel), "z_feature": copying_z(feature_dist, test_feature),
-            "class_freq": np.bincount(np.argmax(probs, axis=1), minlength=k) / num_samples}
+            "method": r.method.name,
+            "conditional": r.method.num_classes > 0,
+            "samples": samples[:num_shown],
+            "pixel_nn": train[pixel_idx[:num_shown]],
+            "feature_nn": train[feature_idx[:num_shown]],
+            "pixel_dist": pixel_dist,
+            "feature_dist": feature_dist,
+            "z_pixel": copying_z(pixel_dist, test_pixel),
+            "z_feature": copying_z(feature_dist, test_feature),
+            "class_freq": np.bincount(np.argmax(probs, axis=1), minlength=k) / num_samples,
+        }
     return out
 
 
@@ -91,8 +104,9 @@ def draw_memorisation(data: dict, path: str) -> None:
         grid = np.concatenate([f["samples"], f["pixel_nn"], f["feature_nn"]])
         ax = fig.add_subplot(gs[i, 0])
         show_images(ax, grid, ncol=s, title=f"{name}: samples / nearest training image (pixels) / (features)")
-        for j, (key, test_key, z) in enumerate((("pixel_dist", "test_pixel", f["z_pixel"]),
-                                                 ("feature_dist", "test_feature", f["z_feature"]))):
+        for j, (key, test_key, z) in enumerate(
+            (("pixel_dist", "test_pixel", f["z_pixel"]), ("feature_dist", "test_feature", f["z_feature"]))
+        ):
             ax = fig.add_subplot(gs[i, 1 + j])
             both = np.concatenate([f[key], data["data"][test_key]])
             bins = np.linspace(both.min(), both.max(), 30)
@@ -112,7 +126,10 @@ def draw_memorisation(data: dict, path: str) -> None:
         ax.set_title(f"classes of the samples{note}", fontsize=8)
         if i == 0:
             ax.legend(fontsize=7)
-    fig.suptitle(f"31 Ethics: memorisation (Z_U < 0: samples closer to the training set than test data) and "
-                 f"representation ({data['net']} features and classes)", fontsize=10)
+    fig.suptitle(
+        f"31 Ethics: memorisation (Z_U < 0: samples closer to the training set than test data) and "
+        f"representation ({data['net']} features and classes)",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # the top 0.4 inch for the title
     save(fig, path)

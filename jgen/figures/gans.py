@@ -16,8 +16,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from jgen.figures.common import (MissingData, at_or_after, draw_table, grid_images, metric_rows, new_figure, save,
-                                 show_images)
+from jgen.figures.common import (
+    MissingData,
+    at_or_after,
+    draw_table,
+    grid_images,
+    metric_rows,
+    new_figure,
+    save,
+    show_images,
+)
 
 GAN_KEYS = ("d_loss", "g_loss", "d_real", "d_fake")
 TABLE_STEPS = (0, 1, 10, 100, 1000)  # and the last step
@@ -25,8 +33,9 @@ SAMPLES_SHOWN = 8
 
 
 # -- 21: GAN training, step by step -----------------------------------------------------------------------------
-def gan_steps_data(runs: Mapping[str, str], run: str = "gan_mnist", steps: Sequence[int] = TABLE_STEPS,
-                   num_images: int = SAMPLES_SHOWN) -> dict:
+def gan_steps_data(
+    runs: Mapping[str, str], run: str = "gan_mnist", steps: Sequence[int] = TABLE_STEPS, num_images: int = SAMPLES_SHOWN
+) -> dict:
     """Chart 21's data from `runs[run]`:
 
     table: one row per logged row that holds a requested step (and the last one): {"steps": the requested steps
@@ -69,10 +78,12 @@ def draw_gan_steps(data: dict, path: str) -> None:
     half = max(2, len(samples)) // 2
     ax_l, ax_d = fig.add_subplot(gs[0, :half]), fig.add_subplot(gs[0, half:])
     marks = [r["step"] for r in table]
-    for ax, keys, labels in ((ax_l, ("d_loss", "g_loss"), ("d_loss", "g_loss")),
-                             (ax_d, ("d_real", "d_fake"), ("D(x)", "D(G(z))"))):
+    for ax, keys, labels in (
+        (ax_l, ("d_loss", "g_loss"), ("d_loss", "g_loss")),
+        (ax_d, ("d_real", "d_fake"), ("D(x)", "D(G(z))")),
+    ):
         for k, label in zip(keys, labels):
-            line, = ax.plot(curve["step"], curve[k], lw=1.2, label=label)
+            (line,) = ax.plot(curve["step"], curve[k], lw=1.2, label=label)
             ax.plot(marks, [r[k] for r in table], "o", color=line.get_color(), ms=5)
         ax.set_xlabel("training step")
         ax.set_xscale("symlog", linthresh=max(1, int(curve["step"][0])))
@@ -85,15 +96,17 @@ def draw_gan_steps(data: dict, path: str) -> None:
     cells = [[", ".join(map(str, r["steps"])), _window(r["window"]), *(r[k] for k in GAN_KEYS)] for r in table]
     draw_table(fig.add_subplot(gs[1, :]), header, cells)
     for j, (step, images) in enumerate(samples.items()):
-        show_images(fig.add_subplot(gs[2, j]), images, ncol=int(np.ceil(len(images) / 2)),
-                    title=f"samples at step {step}")
+        show_images(
+            fig.add_subplot(gs[2, j]), images, ncol=int(np.ceil(len(images) / 2)), title=f"samples at step {step}"
+        )
     fig.suptitle(f"21 GAN training step by step ({data['run']}: metrics.jsonl rows, same latents in every grid)")
     save(fig, path)
 
 
 # -- 18: forger vs detective --------------------------------------------------------------------------------------
-def detective_data(runs: Mapping[str, str], run: str = "gan_mnist", num_grids: int = 4,
-                   num_images: int = SAMPLES_SHOWN) -> dict:
+def detective_data(
+    runs: Mapping[str, str], run: str = "gan_mnist", num_grids: int = 4, num_images: int = SAMPLES_SHOWN
+) -> dict:
     """Chart 18's data from `runs[run]`: train {"step", "d_real", "d_fake"} ([R] each, every train row), eval (the
     same over the test split at each evaluation, possibly empty) and samples: up to `num_grids` (grid step,
     images [n, H, W, C]) spread over the run's sample grids, first and last included."""
@@ -107,8 +120,11 @@ def detective_data(runs: Mapping[str, str], run: str = "gan_mnist", num_grids: i
     evals = {k: np.array([r[k] for r in ev]) for k in ("step", "d_real", "d_fake")}
     grids = grid_images(workdir)
     steps = list(grids)
-    pick = sorted({steps[int(round(i))] for i in np.linspace(0, len(steps) - 1, min(num_grids, len(steps)))}) \
-        if steps else []
+    pick = (
+        sorted({steps[int(round(i))] for i in np.linspace(0, len(steps) - 1, min(num_grids, len(steps)))})
+        if steps
+        else []
+    )
     return {"run": run, "train": train, "eval": evals, "samples": [(s, grids[s][:num_images]) for s in pick]}
 
 
@@ -167,17 +183,22 @@ def dstar_data(runs: Mapping[str, str], run: str = "gan_dstar") -> dict:
         curves = {k: np.asarray(v, np.float64) for k, v in json.load(f).items()}
     with open(os.path.join(workdir, "dstar.json")) as f:
         numbers = json.load(f)
-    return {"run": run, "curves": curves, "numbers": numbers,
-            "jsd": (numbers["two_log_two"] - numbers["optimal_loss"]) / 2}
+    return {
+        "run": run,
+        "curves": curves,
+        "numbers": numbers,
+        "jsd": (numbers["two_log_two"] - numbers["optimal_loss"]) / 2,
+    }
 
 
 def draw_dstar(data: dict, path: str) -> None:
     c, n = data["curves"], data["numbers"]
     plt, fig = new_figure(15, 4.3)
     axes = fig.subplots(1, 3)
-    for ax, d, ref, title, pg in ((axes[0], c["d"], c["d_star"], "p_g ≠ p_data: learned D against D*", c["p_g"]),
-                                  (axes[1], c["d_equal"], np.full_like(c["x"], 0.5), "p_g = p_data: D = 1/2",
-                                   c["p_data"])):
+    for ax, d, ref, title, pg in (
+        (axes[0], c["d"], c["d_star"], "p_g ≠ p_data: learned D against D*", c["p_g"]),
+        (axes[1], c["d_equal"], np.full_like(c["x"], 0.5), "p_g = p_data: D = 1/2", c["p_data"]),
+    ):
         ax.fill_between(c["x"], c["p_data"], color="tab:blue", alpha=0.2, label="p_data")
         ax.fill_between(c["x"], pg, color="tab:orange", alpha=0.2, label="p_g")
         ax.plot(c["x"], ref, "k--", label="D* = p_data / (p_data + p_g)")
@@ -186,15 +207,27 @@ def draw_dstar(data: dict, path: str) -> None:
         ax.set_xlabel("x")
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=8, loc="upper left")
-    axes[0].text(0.99, 0.98, f"max |D - D*| = {n['max_abs_error_vs_dstar']:.3f}\nwhere there is mass",
-                 transform=axes[0].transAxes, ha="right", va="top", fontsize=8)
+    axes[0].text(
+        0.99,
+        0.98,
+        f"max |D - D*| = {n['max_abs_error_vs_dstar']:.3f}\nwhere there is mass",
+        transform=axes[0].transAxes,
+        ha="right",
+        va="top",
+        fontsize=8,
+    )
     ax = axes[2]
     steps = np.arange(1, len(c["loss"]) + 1)
     ax.plot(steps, c["loss"], color="tab:red", alpha=0.6, lw=0.8, label="D's loss, p_g ≠ p_data")
     ax.plot(steps, c["loss_equal"], color="tab:green", alpha=0.6, lw=0.8, label="D's loss, p_g = p_data")
     ax.axhline(n["two_log_two"], color="k", ls="--", lw=1, label=f"2 log 2 = {n['two_log_two']:.4f}")
-    ax.axhline(n["optimal_loss"], color="tab:red", ls=":", lw=1.2,
-               label=f"loss of D* = 2 log 2 - 2 JSD = {n['optimal_loss']:.4f}")
+    ax.axhline(
+        n["optimal_loss"],
+        color="tab:red",
+        ls=":",
+        lw=1.2,
+        label=f"loss of D* = 2 log 2 - 2 JSD = {n['optimal_loss']:.4f}",
+    )
     ax.set_ylim(n["optimal_loss"] - 0.2, n["two_log_two"] + 0.2)
     ax.set_xlabel("discriminator step")
     ax.set_title(f"JSD(p_data, p_g) = {data['jsd']:.4f} nats", fontsize=10)
@@ -217,9 +250,17 @@ def ring_dynamics_data(runs: Mapping[str, str], run: str = "gan_ring", num_shown
         arrays = {k: z[k] for k in z.files}
     pick = np.unique(np.round(np.linspace(0, len(arrays["steps"]) - 1, min(num_shown, len(arrays["steps"])))))
     pick = pick.astype(int)
-    return {"run": run, "loss": meta["loss"], "steps": arrays["steps"][pick], "samples": arrays["samples"][pick],
-            "d_grid": arrays["d_grid"][pick], "push": arrays["push"][pick], "grid_axis": arrays["grid_axis"],
-            "means": arrays["means"], "rows": [meta["rows"][i] for i in pick]}
+    return {
+        "run": run,
+        "loss": meta["loss"],
+        "steps": arrays["steps"][pick],
+        "samples": arrays["samples"][pick],
+        "d_grid": arrays["d_grid"][pick],
+        "push": arrays["push"][pick],
+        "grid_axis": arrays["grid_axis"],
+        "means": arrays["means"],
+        "rows": [meta["rows"][i] for i in pick],
+    }
 
 
 def draw_ring_dynamics(data: dict, path: str) -> None:
@@ -241,9 +282,15 @@ def draw_ring_dynamics(data: dict, path: str) -> None:
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"step {row['step']}: {row['modes_covered']}/{len(data['means'])} modes, "
-                     f"{100 * row['high_quality']:.0f}% high quality", fontsize=9)
+        ax.set_title(
+            f"step {row['step']}: {row['modes_covered']}/{len(data['means'])} modes, "
+            f"{100 * row['high_quality']:.0f}% high quality",
+            fontsize=9,
+        )
     fig.colorbar(filled, ax=list(axes), fraction=0.015, label="D(x): probability of real")
-    fig.suptitle(f"20 GAN geometric dynamics ({data['run']}, {data['loss']} loss): D's contours (black: D = 1/2), "
-                 "the generator's push (arrows), its samples (orange), the 8 modes (x)", fontsize=10)
+    fig.suptitle(
+        f"20 GAN geometric dynamics ({data['run']}, {data['loss']} loss): D's contours (black: D = 1/2), "
+        "the generator's push (arrows), its samples (orange), the 8 modes (x)",
+        fontsize=10,
+    )
     save(fig, path)

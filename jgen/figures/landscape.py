@@ -15,8 +15,18 @@ import jax
 import numpy as np
 
 from jgen.data import from_model_range
-from jgen.figures.common import (SEED_STEPS, SEEDS, MissingData, draw_table, metric_rows, new_figure, pick_test_images,
-                                 save, seed_run, show_images)
+from jgen.figures.common import (
+    SEED_STEPS,
+    SEEDS,
+    MissingData,
+    draw_table,
+    metric_rows,
+    new_figure,
+    pick_test_images,
+    save,
+    seed_run,
+    show_images,
+)
 from jgen.methods.base import slerp
 from jgen.pipeline import Pipeline
 from jgen.metrics.feature_nets import get_feature_net
@@ -24,9 +34,12 @@ from jgen.run import evaluate_run, load_run, read_config
 from jgen.sampling import balanced_labels, generate
 from jgen.train.writer import read_metrics
 
-QUALITY_METRICS = (("fid", "FID (lower is better)"), ("is", "Inception Score (higher is better)"),
-                   ("precision", "precision: samples on the data manifold"),
-                   ("recall", "recall: data covered by the samples"))
+QUALITY_METRICS = (
+    ("fid", "FID (lower is better)"),
+    ("is", "Inception Score (higher is better)"),
+    ("precision", "precision: samples on the data manifold"),
+    ("recall", "recall: data covered by the samples"),
+)
 
 
 # -- 26: quality metrics throughout training ---------------------------------------------------------------------
@@ -41,12 +54,19 @@ def quality_curves_data(runs: Mapping[str, str]) -> dict:
         if not rows:
             without.append(name)
             continue
-        curves[name] = {"net": net, "step": np.array([r["step"] for r in rows]),
-                        **{m: np.array([np.nan if r.get(f"{m}_{net}") is None else r[f"{m}_{net}"] for r in rows])
-                           for m, _ in QUALITY_METRICS}}
+        curves[name] = {
+            "net": net,
+            "step": np.array([r["step"] for r in rows]),
+            **{
+                m: np.array([np.nan if r.get(f"{m}_{net}") is None else r[f"{m}_{net}"] for r in rows])
+                for m, _ in QUALITY_METRICS
+            },
+        }
     if not curves:
-        raise MissingData(f"none of the runs {sorted(runs)} logs sample quality during training: train them with "
-                          "--config.eval.sample_metrics_every=<steps> (e.g. 500; needs the MNIST classifier)")
+        raise MissingData(
+            f"none of the runs {sorted(runs)} logs sample quality during training: train them with "
+            "--config.eval.sample_metrics_every=<steps> (e.g. 500; needs the MNIST classifier)"
+        )
     return {"curves": curves, "without": without}
 
 
@@ -73,8 +93,15 @@ def draw_quality_curves(data: dict, path: str) -> None:
 
 
 # -- 23: latent interpolation --------------------------------------------------------------------------------------
-def interpolation_data(runs: Mapping[str, str], vae: str = "vae_mnist", gan: str = "gan_mnist",
-                       diffusion: str = "ddpm_mnist", num: int = 10, steps: int = 50, seed: int = 0) -> dict:
+def interpolation_data(
+    runs: Mapping[str, str],
+    vae: str = "vae_mnist",
+    gan: str = "gan_mnist",
+    diffusion: str = "ddpm_mnist",
+    num: int = 10,
+    steps: int = 50,
+    seed: int = 0,
+) -> dict:
     """Chart 23's data, for whichever of the three runs exist: the two test digits a, b ([H, W, C]; the first and
     last class of `pick_test_images(..., one_per_class=True)`) and strips {run: images [num, H, W, C]}:
     the VAE's posterior means interpolated linearly (`Pipeline.interpolate`), diffusion's DDIM codes (`steps` steps)
@@ -89,8 +116,10 @@ def interpolation_data(runs: Mapping[str, str], vae: str = "vae_mnist", gan: str
     images, _ = pick_test_images(first, 20, one_per_class=True)
     a, b = images[0], images[-1]
     strips, kinds, ends = {}, {}, {}
-    for name, kind in ((vae, "VAE: linear between posterior means"),
-                       (diffusion, f"diffusion: DDIM inversion ({steps} steps) + slerp")):
+    for name, kind in (
+        (vae, "VAE: linear between posterior means"),
+        (diffusion, f"diffusion: DDIM inversion ({steps} steps) + slerp"),
+    ):
         if name in runs:
             pipe = Pipeline(first if name == present[0] else load_run(runs[name]))
             kw = {"steps": steps} if name == diffusion else {}
@@ -129,8 +158,14 @@ def _training_seconds(rows: list[dict]) -> float:
     return total
 
 
-def two_approaches_data(runs: Mapping[str, str], gan: str = "gan_mnist", diffusion: str = "ddpm_mnist",
-                        num: int = 20, timing_num: int = 64, seed: int = 0) -> dict:
+def two_approaches_data(
+    runs: Mapping[str, str],
+    gan: str = "gan_mnist",
+    diffusion: str = "ddpm_mnist",
+    num: int = 20,
+    timing_num: int = 64,
+    seed: int = 0,
+) -> dict:
     """Chart 17's data, GAN beside diffusion: for each, samples [num, H, W, C] with class-balanced labels where the
     model is conditional (labels [num] or None), its train-loss curves {metric: (steps [R], values [R])}, and its
     cost: NFE per image and images/s (`generate(..., timed=True)` of `timing_num` images, compilation excluded),
@@ -141,15 +176,26 @@ def two_approaches_data(runs: Mapping[str, str], gan: str = "gan_mnist", diffusi
         m = r.method
         labels = balanced_labels(num, m.num_classes)
         images, _ = generate(m, r.state.ema_params, r.state.model_state, num, seed=seed, labels=labels)
-        _, cost = generate(m, r.state.ema_params, r.state.model_state, timing_num, seed=seed + 1,
-                           labels=balanced_labels(timing_num, m.num_classes), timed=True)
+        _, cost = generate(
+            m,
+            r.state.ema_params,
+            r.state.model_state,
+            timing_num,
+            seed=seed + 1,
+            labels=balanced_labels(timing_num, m.num_classes),
+            timed=True,
+        )
         rows = metric_rows(r.workdir, "train", keys)
-        out[name] = {"method": m.name, "images": images, "labels": labels,
-                     "curves": {k: (np.array([row["step"] for row in rows]), np.array([row[k] for row in rows]))
-                                for k in keys},
-                     "nfe": cost.nfe_per_image, "images_per_sec": cost.images_per_sec,
-                     "train_seconds": _training_seconds(metric_rows(r.workdir, "train", ("steps_per_sec",))),
-                     "steps": r.step}
+        out[name] = {
+            "method": m.name,
+            "images": images,
+            "labels": labels,
+            "curves": {k: (np.array([row["step"] for row in rows]), np.array([row[k] for row in rows])) for k in keys},
+            "nfe": cost.nfe_per_image,
+            "images_per_sec": cost.images_per_sec,
+            "train_seconds": _training_seconds(metric_rows(r.workdir, "train", ("steps_per_sec",))),
+            "steps": r.step,
+        }
     return out
 
 
@@ -169,10 +215,14 @@ def draw_two_approaches(data: dict, path: str) -> None:
         ax.legend(fontsize=8)
         if d["method"] != "gan":
             ax.set_yscale("log")
-    rows = [[n, data[n]["nfe"], data[n]["images_per_sec"], data[n]["steps"], data[n]["train_seconds"] / 60]
-            for n in names]
-    draw_table(fig.add_subplot(gs[2, :]), ["run", "network calls / image", "images / s (sampling)", "train steps",
-                                           "train minutes (as logged)"], rows)
+    rows = [
+        [n, data[n]["nfe"], data[n]["images_per_sec"], data[n]["steps"], data[n]["train_seconds"] / 60] for n in names
+    ]
+    draw_table(
+        fig.add_subplot(gs[2, :]),
+        ["run", "network calls / image", "images / s (sampling)", "train steps", "train minutes (as logged)"],
+        rows,
+    )
     fig.suptitle("17 Two approaches: one network call (GAN) against many (diffusion)")
     fig.tight_layout()
     save(fig, path)
@@ -186,8 +236,13 @@ def _evaluate(run, num_samples: int, seed: int, net, likelihood_images: int) -> 
     return evaluate_run(run, num_samples, seed, net, timed=True, likelihood_images=on_demand)
 
 
-def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int = 0,
-                   feature_net: str | None = None, likelihood_images: int = 64) -> dict:
+def landscape_data(
+    runs: Mapping[str, str],
+    num_samples: int = 1000,
+    seed: int = 0,
+    feature_net: str | None = None,
+    likelihood_images: int = 64,
+) -> dict:
     """Chart 28's data: one `evaluate_run` row per run (FID, precision, recall, IS, images/s after compilation,
     NFE, bits/dim and whether it is exact or a bound), all under one feature net (default: the first run's
     config.eval.feature_net) against the same test images; a method whose likelihood is computed on demand
@@ -200,10 +255,20 @@ def landscape_data(runs: Mapping[str, str], num_samples: int = 1000, seed: int =
     rows = []
     for name in names:
         row = _evaluate(load_run(runs[name]), num_samples, seed, net, likelihood_images)
-        rows.append({"run": name, "method": row["method"], "fid": row[f"fid_{net_name}"],
-                     "precision": row[f"precision_{net_name}"], "recall": row[f"recall_{net_name}"],
-                     "is": row.get(f"is_{net_name}"), "images_per_sec": row["images_per_sec"], "nfe": row["nfe"],
-                     "bits_per_dim": row.get("bits_per_dim"), "bits_per_dim_kind": row.get("bits_per_dim_kind")})
+        rows.append(
+            {
+                "run": name,
+                "method": row["method"],
+                "fid": row[f"fid_{net_name}"],
+                "precision": row[f"precision_{net_name}"],
+                "recall": row[f"recall_{net_name}"],
+                "is": row.get(f"is_{net_name}"),
+                "images_per_sec": row["images_per_sec"],
+                "nfe": row["nfe"],
+                "bits_per_dim": row.get("bits_per_dim"),
+                "bits_per_dim_kind": row.get("bits_per_dim_kind"),
+            }
+        )
     return {"net": net_name, "num_samples": num_samples, "rows": rows}
 
 
@@ -217,18 +282,30 @@ def draw_landscape(data: dict, path: str) -> None:
     for r, size in zip(rows, sizes):
         ax.scatter(r["recall"], r["fid"], s=size, alpha=0.7)
         bpd = "" if r["bits_per_dim"] is None else f"\n{r['bits_per_dim']:.3g} bits/dim ({r['bits_per_dim_kind']})"
-        ax.annotate(f"{r['run']}{bpd}", (r["recall"], r["fid"]), textcoords="offset points", xytext=(8, 4),
-                    fontsize=8)
+        ax.annotate(f"{r['run']}{bpd}", (r["recall"], r["fid"]), textcoords="offset points", xytext=(8, 4), fontsize=8)
     ax.set_xlabel("recall (diversity: share of test digits near a sample) →")
     ax.set_ylabel("FID (lower is better)")
     ax.set_yscale("log")
     ax.set_xlim(-0.02, 1.02)
-    ax.set_title(f"quality against diversity; marker area grows with images/s ({data['net']} features, "
-                 f"{data['num_samples']} samples)", fontsize=9)
+    ax.set_title(
+        f"quality against diversity; marker area grows with images/s ({data['net']} features, "
+        f"{data['num_samples']} samples)",
+        fontsize=9,
+    )
     header = ["run", "FID", "precision", "recall", "IS", "images/s", "NFE", "bits/dim"]
-    cells = [[r["run"], r["fid"], r["precision"], r["recall"], r["is"], r["images_per_sec"], r["nfe"],
-              None if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.3g} ({r['bits_per_dim_kind']})"]
-             for r in rows]
+    cells = [
+        [
+            r["run"],
+            r["fid"],
+            r["precision"],
+            r["recall"],
+            r["is"],
+            r["images_per_sec"],
+            r["nfe"],
+            None if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.3g} ({r['bits_per_dim_kind']})",
+        ]
+        for r in rows
+    ]
     draw_table(fig.add_subplot(gs[1]), header, cells)
     fig.suptitle("28 The landscape of approaches: every family on quality, diversity, speed and likelihood")
     fig.tight_layout()
@@ -241,8 +318,15 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def tradeoffs_data(runs: Mapping[str, str], families=tuple(SEED_STEPS), seeds=SEEDS, num_samples: int = 500,
-                   seed: int = 0, feature_net: str | None = None, likelihood_images: int = 64) -> dict:
+def tradeoffs_data(
+    runs: Mapping[str, str],
+    families=tuple(SEED_STEPS),
+    seeds=SEEDS,
+    num_samples: int = 500,
+    seed: int = 0,
+    feature_net: str | None = None,
+    likelihood_images: int = 64,
+) -> dict:
     """Chart 29's data from the seed runs `runs[seed_run(family, s)]` of each family:
 
     per_run: one row per seed run: `evaluate_run(run, num_samples, seed, net, timed=True)`'s FID, recall, bits/dim
@@ -266,21 +350,41 @@ def tradeoffs_data(runs: Mapping[str, str], families=tuple(SEED_STEPS), seeds=SE
             workdir = runs[seed_run(family, s)]
             run = load_run(workdir)
             ev = _evaluate(run, num_samples, seed, net, likelihood_images)
-            rows.append({"run": seed_run(family, s), "family": family, "seed": s, "method": ev["method"],
-                         "fid": ev[f"fid_{net_name}"], "recall": ev[f"recall_{net_name}"],
-                         "bits_per_dim": ev.get("bits_per_dim"), "bits_per_dim_kind": ev.get("bits_per_dim_kind"),
-                         "images_per_sec": ev["images_per_sec"], "nfe": ev["nfe"], "steps": run.step,
-                         "train_seconds": _training_seconds(metric_rows(workdir, "train", ("steps_per_sec",)))})
+            rows.append(
+                {
+                    "run": seed_run(family, s),
+                    "family": family,
+                    "seed": s,
+                    "method": ev["method"],
+                    "fid": ev[f"fid_{net_name}"],
+                    "recall": ev[f"recall_{net_name}"],
+                    "bits_per_dim": ev.get("bits_per_dim"),
+                    "bits_per_dim_kind": ev.get("bits_per_dim_kind"),
+                    "images_per_sec": ev["images_per_sec"],
+                    "nfe": ev["nfe"],
+                    "steps": run.step,
+                    "train_seconds": _training_seconds(metric_rows(workdir, "train", ("steps_per_sec",))),
+                }
+            )
         per_run += rows
         fids = np.array([r["fid"] for r in rows])
-        summary.append({"family": family, "method": rows[0]["method"], "seeds": len(rows), "steps": rows[0]["steps"],
-                        "fid": float(fids.mean()), "fid_std": float(fids.std(ddof=1)),
-                        "fid_range": float(fids.max() - fids.min()),
-                        "recall": _mean(r["recall"] for r in rows),
-                        "bits_per_dim": _mean(r["bits_per_dim"] for r in rows),
-                        "bits_per_dim_kind": rows[0]["bits_per_dim_kind"],
-                        "images_per_sec": _mean(r["images_per_sec"] for r in rows), "nfe": rows[0]["nfe"],
-                        "train_seconds": _mean(r["train_seconds"] for r in rows)})
+        summary.append(
+            {
+                "family": family,
+                "method": rows[0]["method"],
+                "seeds": len(rows),
+                "steps": rows[0]["steps"],
+                "fid": float(fids.mean()),
+                "fid_std": float(fids.std(ddof=1)),
+                "fid_range": float(fids.max() - fids.min()),
+                "recall": _mean(r["recall"] for r in rows),
+                "bits_per_dim": _mean(r["bits_per_dim"] for r in rows),
+                "bits_per_dim_kind": rows[0]["bits_per_dim_kind"],
+                "images_per_sec": _mean(r["images_per_sec"] for r in rows),
+                "nfe": rows[0]["nfe"],
+                "train_seconds": _mean(r["train_seconds"] for r in rows),
+            }
+        )
     return {"net": net_name, "num_samples": num_samples, "families": summary, "per_run": per_run}
 
 
@@ -296,17 +400,46 @@ def draw_tradeoffs(data: dict, path: str) -> None:
     ax.set_xticks(range(len(fams)), [f["family"] for f in fams])
     ax.set_yscale("log")
     ax.set_ylabel("FID (lower is better)")
-    ax.set_title(f"FID of each seed run (dots) and mean ± std over seeds: the spread is training stability "
-                 f"({data['net']} features, {data['num_samples']} samples)", fontsize=9)
-    header = ["family", "train steps", "FID", "FID std / range", "recall", "bits/dim", "images/s", "NFE",
-              "train minutes"]
-    cells = [[f["family"], f["steps"], f["fid"], f"{f['fid_std']:.3g} / {f['fid_range']:.3g} (n={f['seeds']})",
-              f["recall"], None if f["bits_per_dim"] is None else f"{f['bits_per_dim']:.3g} ({f['bits_per_dim_kind']})",
-              f["images_per_sec"], f["nfe"], f["train_seconds"] / 60] for f in fams]
-    draw_table(fig.add_subplot(gs[1]), header, cells, title="quality (FID, mean over seeds), stability (its spread over "
-               "seeds), diversity (recall), likelihood (bits/dim, exact or bound), sampling speed (images/s after "
-               "compilation, NFE), training time (logged steps/s)")
-    fig.suptitle("29 Trade-offs (no free lunch): quality, diversity, likelihood, speed, training time and stability, "
-                 "measured")
+    ax.set_title(
+        f"FID of each seed run (dots) and mean ± std over seeds: the spread is training stability "
+        f"({data['net']} features, {data['num_samples']} samples)",
+        fontsize=9,
+    )
+    header = [
+        "family",
+        "train steps",
+        "FID",
+        "FID std / range",
+        "recall",
+        "bits/dim",
+        "images/s",
+        "NFE",
+        "train minutes",
+    ]
+    cells = [
+        [
+            f["family"],
+            f["steps"],
+            f["fid"],
+            f"{f['fid_std']:.3g} / {f['fid_range']:.3g} (n={f['seeds']})",
+            f["recall"],
+            None if f["bits_per_dim"] is None else f"{f['bits_per_dim']:.3g} ({f['bits_per_dim_kind']})",
+            f["images_per_sec"],
+            f["nfe"],
+            f["train_seconds"] / 60,
+        ]
+        for f in fams
+    ]
+    draw_table(
+        fig.add_subplot(gs[1]),
+        header,
+        cells,
+        title="quality (FID, mean over seeds), stability (its spread over "
+        "seeds), diversity (recall), likelihood (bits/dim, exact or bound), sampling speed (images/s after "
+        "compilation, NFE), training time (logged steps/s)",
+    )
+    fig.suptitle(
+        "29 Trade-offs (no free lunch): quality, diversity, likelihood, speed, training time and stability, measured"
+    )
     fig.tight_layout()
     save(fig, path)

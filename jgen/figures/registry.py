@@ -14,22 +14,34 @@ from typing import Callable, Mapping, Sequence
 
 from jgen.config import InputError
 from jgen.figures import applications, autoencoders, diffusion, ethics, gans, landscape
-from jgen.figures.common import (IMAGE_FAMILIES, RUNS, SEED_STEPS, SEEDS, MissingData, classifier_argv,
-                                 classifier_missing, logs_sample_quality, run_missing, seed_run, shell_command,
-                                 train_commands)
+from jgen.figures.common import (
+    IMAGE_FAMILIES,
+    RUNS,
+    SEED_STEPS,
+    SEEDS,
+    MissingData,
+    classifier_argv,
+    classifier_missing,
+    logs_sample_quality,
+    run_missing,
+    seed_run,
+    shell_command,
+    train_commands,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Chart:
     """One chart of the course: its number, file name, title, the runs it reads and its two functions."""
+
     id: int
     slug: str
     title: str
-    runs: tuple[str, ...]                          # run directory names under --runs (keys of common.RUNS)
-    extract: Callable[[Mapping[str, str]], dict]   # {run name: workdir} -> plain data
-    draw: Callable[[dict, str], None]              # (data, png path) -> None
-    any_of: bool = False                           # True: drawn from whichever of `runs` are ready (at least one)
-    scores_samples: bool = False                   # True: its extraction scores samples with the MNIST classifier
+    runs: tuple[str, ...]  # run directory names under --runs (keys of common.RUNS)
+    extract: Callable[[Mapping[str, str]], dict]  # {run name: workdir} -> plain data
+    draw: Callable[[dict, str], None]  # (data, png path) -> None
+    any_of: bool = False  # True: drawn from whichever of `runs` are ready (at least one)
+    scores_samples: bool = False  # True: its extraction scores samples with the MNIST classifier
 
     @property
     def filename(self) -> str:
@@ -37,52 +49,174 @@ class Chart:
 
 
 _CHARTS = [
-    Chart(12, "autoencoder_successes", "Autoencoder successes: reconstructions and the MSE curve", ("ae_mnist",),
-          autoencoders.ae_success_data, autoencoders.draw_ae_success),
-    Chart(13, "generation_problem", "Autoencoder failures: the generation problem", ("ae_mnist", "vae_mnist"),
-          autoencoders.generation_problem_data, autoencoders.draw_generation_problem),
-    Chart(14, "averaging_problem", "The averaging problem: squared error predicts the mean of the plausible answers",
-          (), autoencoders.averaging_data, autoencoders.draw_averaging),
-    Chart(15, "vae_framework", "VAE framework: a 2-D latent plane, its decoder, the ELBO's two terms",
-          ("vae_2d_mnist",), autoencoders.vae_plane_data, autoencoders.draw_vae_plane),
-    Chart(16, "samples_over_training", "How artists develop mastery: samples as training goes on", ("gan_mnist",),
-          gans.mastery_data, gans.draw_mastery),
-    Chart(17, "two_approaches", "Two approaches: GAN and diffusion side by side", ("gan_mnist", "ddpm_mnist"),
-          landscape.two_approaches_data, landscape.draw_two_approaches),
-    Chart(18, "forger_vs_detective", "Forger vs detective: D(x) and D(G(z)) over a GAN run", ("gan_mnist",),
-          gans.detective_data, gans.draw_detective),
-    Chart(19, "reverse_corruption", "Reverse corruption: a digit noised forward, a trained model denoising back",
-          ("ddpm_mnist",), diffusion.reverse_corruption_data, diffusion.draw_reverse_corruption),
-    Chart(20, "gan_ring_dynamics", "GAN geometric dynamics: the ring toy's samples, D's contours, G's gradients",
-          ("gan_ring",), gans.ring_dynamics_data, gans.draw_ring_dynamics),
-    Chart(21, "gan_training_steps", "GAN training, step by step, with real MNIST loss values", ("gan_mnist",),
-          gans.gan_steps_data, gans.draw_gan_steps),
-    Chart(22, "diffusion_maths", "Diffusion mathematics: forward marginals, exact trajectories, schedules", (),
-          diffusion.diffusion_maths_data, diffusion.draw_diffusion_maths),
-    Chart(23, "latent_interpolation", "Latent interpolation: VAE (linear), GAN (slerp), diffusion (DDIM inversion)",
-          ("vae_mnist", "gan_mnist", "ddpm_mnist"), landscape.interpolation_data, landscape.draw_interpolation,
-          any_of=True),
-    Chart(24, "ddpm_1000_steps", "From noise to image in 1000 steps: a DDPM trajectory, x_t and predicted x_0",
-          ("ddpm_mnist",), diffusion.ddpm_trajectory_data, diffusion.draw_ddpm_trajectory),
-    Chart(27, "pipeline_guidance", "The Stable Diffusion API: the Pipeline call and guidance scales 0 to 8",
-          ("ldm_mnist",), diffusion.guidance_data, diffusion.draw_guidance),
-    Chart(28, "landscape", "The landscape of approaches: quality against diversity, speed, bits/dim", IMAGE_FAMILIES,
-          landscape.landscape_data, landscape.draw_landscape, any_of=True, scores_samples=True),
-    Chart(29, "tradeoffs", "Trade-offs (no free lunch): quality, diversity, likelihood, speed, training time, "
-          "stability over seeds", tuple(seed_run(f, s) for f in SEED_STEPS for s in SEEDS), landscape.tradeoffs_data,
-          landscape.draw_tradeoffs, scores_samples=True),
-    Chart(30, "applications", "Applications: conditional generation, inpainting, denoising, anomaly detection, text "
-          "continuation",
-          ("ddpm_mnist", "vae_mnist", "charlm"), applications.applications_data, applications.draw_applications,
-          any_of=True),
-    Chart(31, "memorisation_and_representation", "Ethics: memorisation (nearest training images, data-copying "
-          "test) and representation (class histograms)", IMAGE_FAMILIES, ethics.memorisation_data,
-          ethics.draw_memorisation, any_of=True, scores_samples=True),
-    Chart(25, "optimal_discriminator", "Why adversarial training works: D against D*, the JSD, 2 log 2",
-          ("gan_dstar",), gans.dstar_data, gans.draw_dstar),
-    Chart(26, "quality_over_training", "Quality metrics throughout training (every image family)",
-          tuple(seed_run(f, 0) for f in SEED_STEPS), landscape.quality_curves_data, landscape.draw_quality_curves,
-          any_of=True),
+    Chart(
+        12,
+        "autoencoder_successes",
+        "Autoencoder successes: reconstructions and the MSE curve",
+        ("ae_mnist",),
+        autoencoders.ae_success_data,
+        autoencoders.draw_ae_success,
+    ),
+    Chart(
+        13,
+        "generation_problem",
+        "Autoencoder failures: the generation problem",
+        ("ae_mnist", "vae_mnist"),
+        autoencoders.generation_problem_data,
+        autoencoders.draw_generation_problem,
+    ),
+    Chart(
+        14,
+        "averaging_problem",
+        "The averaging problem: squared error predicts the mean of the plausible answers",
+        (),
+        autoencoders.averaging_data,
+        autoencoders.draw_averaging,
+    ),
+    Chart(
+        15,
+        "vae_framework",
+        "VAE framework: a 2-D latent plane, its decoder, the ELBO's two terms",
+        ("vae_2d_mnist",),
+        autoencoders.vae_plane_data,
+        autoencoders.draw_vae_plane,
+    ),
+    Chart(
+        16,
+        "samples_over_training",
+        "How artists develop mastery: samples as training goes on",
+        ("gan_mnist",),
+        gans.mastery_data,
+        gans.draw_mastery,
+    ),
+    Chart(
+        17,
+        "two_approaches",
+        "Two approaches: GAN and diffusion side by side",
+        ("gan_mnist", "ddpm_mnist"),
+        landscape.two_approaches_data,
+        landscape.draw_two_approaches,
+    ),
+    Chart(
+        18,
+        "forger_vs_detective",
+        "Forger vs detective: D(x) and D(G(z)) over a GAN run",
+        ("gan_mnist",),
+        gans.detective_data,
+        gans.draw_detective,
+    ),
+    Chart(
+        19,
+        "reverse_corruption",
+        "Reverse corruption: a digit noised forward, a trained model denoising back",
+        ("ddpm_mnist",),
+        diffusion.reverse_corruption_data,
+        diffusion.draw_reverse_corruption,
+    ),
+    Chart(
+        20,
+        "gan_ring_dynamics",
+        "GAN geometric dynamics: the ring toy's samples, D's contours, G's gradients",
+        ("gan_ring",),
+        gans.ring_dynamics_data,
+        gans.draw_ring_dynamics,
+    ),
+    Chart(
+        21,
+        "gan_training_steps",
+        "GAN training, step by step, with real MNIST loss values",
+        ("gan_mnist",),
+        gans.gan_steps_data,
+        gans.draw_gan_steps,
+    ),
+    Chart(
+        22,
+        "diffusion_maths",
+        "Diffusion mathematics: forward marginals, exact trajectories, schedules",
+        (),
+        diffusion.diffusion_maths_data,
+        diffusion.draw_diffusion_maths,
+    ),
+    Chart(
+        23,
+        "latent_interpolation",
+        "Latent interpolation: VAE (linear), GAN (slerp), diffusion (DDIM inversion)",
+        ("vae_mnist", "gan_mnist", "ddpm_mnist"),
+        landscape.interpolation_data,
+        landscape.draw_interpolation,
+        any_of=True,
+    ),
+    Chart(
+        24,
+        "ddpm_1000_steps",
+        "From noise to image in 1000 steps: a DDPM trajectory, x_t and predicted x_0",
+        ("ddpm_mnist",),
+        diffusion.ddpm_trajectory_data,
+        diffusion.draw_ddpm_trajectory,
+    ),
+    Chart(
+        27,
+        "pipeline_guidance",
+        "The Stable Diffusion API: the Pipeline call and guidance scales 0 to 8",
+        ("ldm_mnist",),
+        diffusion.guidance_data,
+        diffusion.draw_guidance,
+    ),
+    Chart(
+        28,
+        "landscape",
+        "The landscape of approaches: quality against diversity, speed, bits/dim",
+        IMAGE_FAMILIES,
+        landscape.landscape_data,
+        landscape.draw_landscape,
+        any_of=True,
+        scores_samples=True,
+    ),
+    Chart(
+        29,
+        "tradeoffs",
+        "Trade-offs (no free lunch): quality, diversity, likelihood, speed, training time, stability over seeds",
+        tuple(seed_run(f, s) for f in SEED_STEPS for s in SEEDS),
+        landscape.tradeoffs_data,
+        landscape.draw_tradeoffs,
+        scores_samples=True,
+    ),
+    Chart(
+        30,
+        "applications",
+        "Applications: conditional generation, inpainting, denoising, anomaly detection, text continuation",
+        ("ddpm_mnist", "vae_mnist", "charlm"),
+        applications.applications_data,
+        applications.draw_applications,
+        any_of=True,
+    ),
+    Chart(
+        31,
+        "memorisation_and_representation",
+        "Ethics: memorisation (nearest training images, data-copying test) and representation (class histograms)",
+        IMAGE_FAMILIES,
+        ethics.memorisation_data,
+        ethics.draw_memorisation,
+        any_of=True,
+        scores_samples=True,
+    ),
+    Chart(
+        25,
+        "optimal_discriminator",
+        "Why adversarial training works: D against D*, the JSD, 2 log 2",
+        ("gan_dstar",),
+        gans.dstar_data,
+        gans.draw_dstar,
+    ),
+    Chart(
+        26,
+        "quality_over_training",
+        "Quality metrics throughout training (every image family)",
+        tuple(seed_run(f, 0) for f in SEED_STEPS),
+        landscape.quality_curves_data,
+        landscape.draw_quality_curves,
+        any_of=True,
+    ),
 ]
 CHARTS: dict[int, Chart] = {c.id: c for c in sorted(_CHARTS, key=lambda c: c.id)}
 assert all(r in RUNS for c in _CHARTS for r in c.runs), "every chart's runs must be in common.RUNS"
@@ -92,6 +226,7 @@ assert all(r in RUNS for c in _CHARTS for r in c.runs), "every chart's runs must
 class Outcome:
     """What happened to one chart: "drawn" (path), "skipped" (why, and the commands that make its runs) or "failed"
     (the traceback)."""
+
     chart: int
     status: str
     path: str | None = None
@@ -147,8 +282,16 @@ def chart_inputs(chart: Chart, runs_dir: str) -> tuple[dict[str, str], dict[str,
         why = "; ".join(f"{os.path.join(runs_dir, n)}: {w}" for n, w in missing.items())
         return ready, missing, Outcome(chart.id, "skipped", message=f"missing runs: {why}", commands=commands)
     if chart.scores_samples and classifier:
-        return ready, missing, Outcome(chart.id, "skipped", message=f"the MNIST classifier that scores the samples: "
-                                       f"{classifier}", commands=tuple(first))
+        return (
+            ready,
+            missing,
+            Outcome(
+                chart.id,
+                "skipped",
+                message=f"the MNIST classifier that scores the samples: {classifier}",
+                commands=tuple(first),
+            ),
+        )
     return ready, missing, None
 
 
@@ -169,8 +312,9 @@ def draw_chart(chart: Chart, runs_dir: str, out_dir: str) -> Outcome:
     return Outcome(chart.id, "drawn", path, time.perf_counter() - t0, note)
 
 
-def draw_charts(runs_dir: str, out_dir: str, ids: Sequence[int] | None = None,
-                log: Callable[[str], None] = print) -> list[Outcome]:
+def draw_charts(
+    runs_dir: str, out_dir: str, ids: Sequence[int] | None = None, log: Callable[[str], None] = print
+) -> list[Outcome]:
     """Draw the charts `ids` (default: all) from the runs under `runs_dir` into `out_dir`; progress per chart."""
     ids = list(CHARTS) if ids is None else list(ids)
     outcomes = []

@@ -17,8 +17,15 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from jgen.figures.common import (MNIST_CLASSIFIER, RUNS, classifier_argv, classifier_missing, run_missing,
-                                 shell_command, train_argv)
+from jgen.figures.common import (
+    MNIST_CLASSIFIER,
+    RUNS,
+    classifier_argv,
+    classifier_missing,
+    run_missing,
+    shell_command,
+    train_argv,
+)
 from jgen.figures.registry import CHARTS, needs_classifier
 
 
@@ -26,6 +33,7 @@ from jgen.figures.registry import CHARTS, needs_classifier
 class PlannedRun:
     """One run to train: its name, why it is needed now (e.g. "no run directory", "unfinished (step 40 of 100)")
     and the arguments after `python` that make or resume it."""
+
     name: str
     why: str
     argv: tuple[str, ...]
@@ -63,8 +71,9 @@ def training_plan(ids: Sequence[int], runs_dir: str) -> list[PlannedRun]:
             plan.append(PlannedRun(name, why, tuple(train_argv(name, runs_dir))))
     planned = [p.name for p in plan]
     if any(needs_classifier(CHARTS[i], planned) for i in ids) and (why := classifier_missing()):
-        plan.insert(0, PlannedRun(MNIST_CLASSIFIER, f"the feature network that scores samples: {why}",
-                                  tuple(classifier_argv())))
+        plan.insert(
+            0, PlannedRun(MNIST_CLASSIFIER, f"the feature network that scores samples: {why}", tuple(classifier_argv()))
+        )
     return plan
 
 
@@ -79,8 +88,12 @@ def run_child(argv: Sequence[str]) -> int:
             continue  # the child got the same SIGINT: let it checkpoint and stop, then report its exit code
 
 
-def train_missing(ids: Sequence[int], runs_dir: str, log: Callable[[str], None] = print,
-                  run: Callable[[Sequence[str]], int] | None = None) -> int:
+def train_missing(
+    ids: Sequence[int],
+    runs_dir: str,
+    log: Callable[[str], None] = print,
+    run: Callable[[Sequence[str]], int] | None = None,
+) -> int:
     """Train the unfinished runs of `training_plan(ids, runs_dir)` one after the other with `run` (default:
     `run_child`), with progress lines; 0 when all finished, else the exit code of the run that stopped
     (interrupted: rerun to resume)."""
@@ -96,8 +109,10 @@ def train_missing(ids: Sequence[int], runs_dir: str, log: Callable[[str], None] 
         code = run(p.argv)
         minutes = (time.perf_counter() - t0) / 60
         if code != 0:
-            log(f"[train {k}/{len(plan)}] {p.name} stopped with exit code {code} after {minutes:.1f} min; "
-                f"rerun the same command to resume it and train the rest")
+            log(
+                f"[train {k}/{len(plan)}] {p.name} stopped with exit code {code} after {minutes:.1f} min; "
+                f"rerun the same command to resume it and train the rest"
+            )
             return code
         log(f"[train {k}/{len(plan)}] {p.name} finished in {minutes:.1f} min")
     return 0

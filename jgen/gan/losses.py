@@ -59,8 +59,9 @@ def _per_example_sq_norm(g: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(g).reshape(g.shape[0], -1), axis=1)  # [B]
 
 
-def gradient_penalty(d_fn: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array,
-                     key: jax.Array) -> jax.Array:
+def gradient_penalty(
+    d_fn: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array, key: jax.Array
+) -> jax.Array:
     """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 at x_hat = u real + (1 - u) fake, u ~ U(0, 1).
 
     Per-example values [B]; multiply the mean by the penalty weight (10 in the paper).

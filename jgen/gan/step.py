@@ -19,8 +19,8 @@ from jgen.gan.losses import discriminator_loss, generator_loss, gradient_penalty
 
 @dataclasses.dataclass(frozen=True)
 class Players:
-    generate: Callable[[Any, jax.Array], jax.Array]       # (g_params, z [B, latent]) -> x [B, ...]
-    discriminate: Callable[[Any, jax.Array], jax.Array]   # (d_params, x [B, ...]) -> logits [B]
+    generate: Callable[[Any, jax.Array], jax.Array]  # (g_params, z [B, latent]) -> x [B, ...]
+    discriminate: Callable[[Any, jax.Array], jax.Array]  # (d_params, x [B, ...]) -> logits [B]
     tx_g: optax.GradientTransformation
     tx_d: optax.GradientTransformation
     loss: str
@@ -64,18 +64,22 @@ def adversarial_update(p: Players, params: dict, opt_state: dict, real: jax.Arra
     def critic_step(carry, i):
         d_params, d_opt = carry
         (loss, aux), grads = jax.value_and_grad(discriminator_objective, argnums=1, has_aux=True)(
-            p, d_params, g_params, real, jax.random.fold_in(k_d, i))
+            p, d_params, g_params, real, jax.random.fold_in(k_d, i)
+        )
         updates, d_opt = p.tx_d.update(grads, d_opt, d_params)
         return (optax.apply_updates(d_params, updates), d_opt), {
-            "d_loss": loss, "d_grad_norm": optax.tree.norm(grads), **aux}
+            "d_loss": loss,
+            "d_grad_norm": optax.tree.norm(grads),
+            **aux,
+        }
 
     (d_params, d_opt), d_metrics = jax.lax.scan(
-        critic_step, (params["discriminator"], opt_state["discriminator"]), jnp.arange(p.n_critic))
+        critic_step, (params["discriminator"], opt_state["discriminator"]), jnp.arange(p.n_critic)
+    )
     d_metrics = jax.tree.map(lambda v: v[-1], d_metrics)
 
     g_loss, g_grads = jax.value_and_grad(generator_objective, argnums=1)(p, g_params, d_params, k_g, real.shape[0])
     g_updates, g_opt = p.tx_g.update(g_grads, opt_state["generator"], g_params)
     g_params = optax.apply_updates(g_params, g_updates)
     metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads), **d_metrics}
-    return ({"generator": g_params, "discriminator": d_params},
-            {"generator": g_opt, "discriminator": d_opt}, metrics)
+    return ({"generator": g_params, "discriminator": d_params}, {"generator": g_opt, "discriminator": d_opt}, metrics)

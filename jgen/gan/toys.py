@@ -31,20 +31,22 @@ FIELD_POINTS = 25  # grid points per axis where the ring experiment records D an
 
 
 # -- densities -----------------------------------------------------------------------------------------------
-def gaussian_mixture_logpdf(x: jax.Array, means: jax.Array, std: float | jax.Array,
-                            weights: jax.Array | None = None) -> jax.Array:
+def gaussian_mixture_logpdf(
+    x: jax.Array, means: jax.Array, std: float | jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
     """log density of an isotropic Gaussian mixture at x [N, D]; means [K, D]; std scalar or [K] -> [N]."""
     chex.assert_rank([x, means], 2)
     k, d = means.shape
     std = jnp.broadcast_to(jnp.asarray(std, x.dtype), (k,))
     log_w = jnp.log(jnp.full((k,), 1.0 / k) if weights is None else jnp.asarray(weights))
     sq = jnp.sum((x[:, None, :] - means[None]) ** 2, axis=-1)  # [N, K]
-    comp = -0.5 * sq / std ** 2 - d * jnp.log(std) - 0.5 * d * math.log(2 * math.pi)
+    comp = -0.5 * sq / std**2 - d * jnp.log(std) - 0.5 * d * math.log(2 * math.pi)
     return jax.nn.logsumexp(comp + log_w, axis=-1)
 
 
-def gaussian_mixture_sample(key: jax.Array, num: int, means: jax.Array, std: float | jax.Array,
-                            weights: jax.Array | None = None) -> jax.Array:
+def gaussian_mixture_sample(
+    key: jax.Array, num: int, means: jax.Array, std: float | jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
     """num draws [num, D] from the mixture of gaussian_mixture_logpdf."""
     k, d = means.shape
     k_c, k_n = jax.random.split(key)
@@ -77,8 +79,7 @@ def mode_coverage(samples: np.ndarray, means: np.ndarray, std: float, min_share:
     good = d <= 3 * std
     counts = np.bincount(nearest[good], minlength=len(means))
     need = min_share * len(samples) / len(means)
-    return {"modes_covered": int((counts >= need).sum()), "high_quality": float(good.mean()),
-            "counts": counts.tolist()}
+    return {"modes_covered": int((counts >= need).sum()), "high_quality": float(good.mean()), "counts": counts.tolist()}
 
 
 # -- 1. the optimal discriminator ----------------------------------------------------------------------------
@@ -87,8 +88,9 @@ def _mlp(hidden) -> MLPDecoder:
     return MLPDecoder(out_shape=(1,), features=tuple(hidden))
 
 
-def fit_discriminator(key: jax.Array, sample_data, sample_g, steps: int, batch_size: int, learning_rate: float,
-                      hidden=(64, 64)):
+def fit_discriminator(
+    key: jax.Array, sample_data, sample_g, steps: int, batch_size: int, learning_rate: float, hidden=(64, 64)
+):
     """Train D with the minimax loss against fixed data and generator samplers (key, n) -> [n, 1].
 
     Returns (d_fn: x [N, 1] -> D(x) probabilities [N], per-step losses [steps]).
@@ -108,12 +110,14 @@ def fit_discriminator(key: jax.Array, sample_data, sample_g, steps: int, batch_s
 
         def loss_fn(params):
             return jnp.mean(discriminator_loss("minimax", logits(params, real), logits(params, fake)))
+
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt = tx.update(grads, opt, params)
         return (optax.apply_updates(params, updates), opt), loss
 
     (params, _), losses = jax.jit(lambda p, o, ks: jax.lax.scan(step, (p, o), ks))(
-        params, tx.init(params), jax.random.split(k_train, steps))
+        params, tx.init(params), jax.random.split(k_train, steps)
+    )
     return (lambda x: jax.nn.sigmoid(logits(params, x))), losses
 
 
@@ -122,8 +126,9 @@ def check_dstar_config(cfg: ml_collections.ConfigDict) -> None:
     for k in ("steps", "batch_size"):
         require_int(f"toy.{k}", cfg[k])
     if not (cfg.data_std > 0 and cfg.g_std > 0 and cfg.learning_rate > 0):
-        fail("toy.data_std / toy.g_std / toy.learning_rate", (cfg.data_std, cfg.g_std, cfg.learning_rate),
-             "must be > 0")
+        fail(
+            "toy.data_std / toy.g_std / toy.learning_rate", (cfg.data_std, cfg.g_std, cfg.learning_rate), "must be > 0"
+        )
     if not cfg.grid_min < cfg.grid_max:
         fail("toy.grid_min", cfg.grid_min, f"must be below toy.grid_max={cfg.grid_max}")
 
@@ -168,9 +173,16 @@ def dstar_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
         "two_log_two": 2 * math.log(2),
         "final_loss": float(jnp.mean(losses[-tail:])),
         "optimal_loss": optimal_loss,
-        "curves": {"x": np.asarray(grid[:, 0]), "d": np.asarray(d_hat), "d_star": np.asarray(d_star),
-                   "d_equal": np.asarray(d_hat_eq), "p_data": np.exp(np.asarray(log_pd)),
-                   "p_g": np.exp(np.asarray(log_pg)), "loss": np.asarray(losses), "loss_equal": np.asarray(losses_eq)},
+        "curves": {
+            "x": np.asarray(grid[:, 0]),
+            "d": np.asarray(d_hat),
+            "d_star": np.asarray(d_star),
+            "d_equal": np.asarray(d_hat_eq),
+            "p_data": np.exp(np.asarray(log_pd)),
+            "p_g": np.exp(np.asarray(log_pg)),
+            "loss": np.asarray(losses),
+            "loss_equal": np.asarray(losses_eq),
+        },
     }
 
 
@@ -196,15 +208,27 @@ def ring_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
 
     def make_tx():
         return optax.adam(cfg.learning_rate, b1=cfg.b1, b2=cfg.b2)
-    players = Players(generate=lambda g, z: g_net.apply({"params": g}, z),
-                      discriminate=lambda d, x: d_net.apply({"params": d}, x)[:, 0],
-                      tx_g=make_tx(), tx_d=make_tx(), loss=cfg.loss, latent_dim=cfg.latent_dim,
-                      n_critic=cfg.n_critic, gp_weight=cfg.gp_weight, r1_gamma=cfg.r1_gamma)
+
+    players = Players(
+        generate=lambda g, z: g_net.apply({"params": g}, z),
+        discriminate=lambda d, x: d_net.apply({"params": d}, x)[:, 0],
+        tx_g=make_tx(),
+        tx_d=make_tx(),
+        loss=cfg.loss,
+        latent_dim=cfg.latent_dim,
+        n_critic=cfg.n_critic,
+        gp_weight=cfg.gp_weight,
+        r1_gamma=cfg.r1_gamma,
+    )
     k_g, k_d, k_train, k_eval = jax.random.split(key, 4)
-    params = {"generator": g_net.init(k_g, jnp.zeros((1, cfg.latent_dim)))["params"],
-              "discriminator": d_net.init(k_d, jnp.zeros((1, 2)))["params"]}
-    opt = {"generator": players.tx_g.init(params["generator"]),
-           "discriminator": players.tx_d.init(params["discriminator"])}
+    params = {
+        "generator": g_net.init(k_g, jnp.zeros((1, cfg.latent_dim)))["params"],
+        "discriminator": d_net.init(k_d, jnp.zeros((1, 2)))["params"],
+    }
+    opt = {
+        "generator": players.tx_g.init(params["generator"]),
+        "discriminator": players.tx_d.init(params["discriminator"]),
+    }
     z_eval = players.latents(k_eval, cfg.num_eval)  # the same latents at every snapshot
 
     def one_step(carry, k):
@@ -228,8 +252,13 @@ def ring_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
     @jax.jit
     def chunk(params, opt, keys):
         (params, opt), metrics = jax.lax.scan(one_step, (params, opt), keys)
-        return (params, opt, jax.tree.map(jnp.mean, metrics), players.generate(params["generator"], z_eval),
-                fields(params["discriminator"]))
+        return (
+            params,
+            opt,
+            jax.tree.map(jnp.mean, metrics),
+            players.generate(params["generator"], z_eval),
+            fields(params["discriminator"]),
+        )
 
     snapshots, d_grids, pushes, rows = [], [], [], []
     for i, keys in enumerate(jax.random.split(k_train, cfg.steps).reshape(-1, cfg.snapshot_every, 2)):
@@ -240,5 +269,11 @@ def ring_experiment(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
         snapshots.append(samples)
         d_grids.append(np.asarray(d_grid))
         pushes.append(np.asarray(push))
-    return {"rows": rows, "snapshots": snapshots, "means": np.asarray(means), "grid_axis": np.asarray(axis),
-            "d_grid": d_grids, "push": pushes}
+    return {
+        "rows": rows,
+        "snapshots": snapshots,
+        "means": np.asarray(means),
+        "grid_axis": np.asarray(axis),
+        "d_grid": d_grids,
+        "push": pushes,
+    }

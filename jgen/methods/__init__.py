@@ -4,8 +4,16 @@ Each module registers one `Method` subclass (jgen/methods/base.py) that owns its
 its validation (`check(config)`), its networks and its pure train/eval/generate functions.
 """
 
-from jgen.methods import (autoencoder, autoregressive, classifier, diffusion, gan, gmm,  # noqa: F401  (registers)
-                          latent_diffusion, vae)
+from jgen.methods import (
+    autoencoder,
+    autoregressive,
+    classifier,
+    diffusion,
+    gan,
+    gmm,  # noqa: F401  (registers)
+    latent_diffusion,
+    vae,
+)
 from jgen.methods.base import Batch, Method, Resources
 from jgen.methods.registry import get_method, method_names, register
 

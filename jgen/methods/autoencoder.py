@@ -21,16 +21,18 @@ from jgen.nn.autoencoder import check_encoder_decoder, make_encoder_decoder
 from jgen.nn.precision import precision_defaults
 from jgen.viz import image_grid
 
-PRIOR_DECAY = 0.99   # weight of the running code moments per step: about the last 100 batches count
+PRIOR_DECAY = 0.99  # weight of the running code moments per step: about the last 100 batches count
 PRIOR_JITTER = 1e-5  # added to the covariance's diagonal before its Cholesky factor
 
 
 def update_code_moments(prior: dict, codes: jax.Array, decay: float = PRIOR_DECAY) -> dict:
     """Running, debiased moments of codes [B, D]: sums decay by `decay` per batch; `weight` tracks their total."""
     b = codes.shape[0]
-    return {"mean_sum": decay * prior["mean_sum"] + (1 - decay) * jnp.mean(codes, 0),
-            "sq_sum": decay * prior["sq_sum"] + (1 - decay) * codes.T @ codes / b,
-            "weight": decay * prior["weight"] + (1 - decay)}
+    return {
+        "mean_sum": decay * prior["mean_sum"] + (1 - decay) * jnp.mean(codes, 0),
+        "sq_sum": decay * prior["sq_sum"] + (1 - decay) * codes.T @ codes / b,
+        "weight": decay * prior["weight"] + (1 - decay),
+    }
 
 
 def code_gaussian(prior: dict) -> tuple[jax.Array, jax.Array]:
@@ -50,10 +52,18 @@ class Autoencoder(Method):
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict({
-            "method": {},
-            "model": {"kind": "mlp", "features": (512, 256), "latent_dim": 128, "hidden": 256,
-                      **precision_defaults()}})
+        return ml_collections.ConfigDict(
+            {
+                "method": {},
+                "model": {
+                    "kind": "mlp",
+                    "features": (512, 256),
+                    "latent_dim": 128,
+                    "hidden": 256,
+                    **precision_defaults(),
+                },
+            }
+        )
 
     @classmethod
     def check(cls, config) -> None:
@@ -107,5 +117,7 @@ class Autoencoder(Method):
     def visualize(self, state, batch, key):
         x = batch["image"][:16]
         recon = self.reconstruct(state.ema_params, x)
-        return {"reconstructions": image_grid(np.concatenate([np.asarray(x), np.asarray(recon)]), ncol=16),
-                **super().visualize(state, batch, key)}
+        return {
+            "reconstructions": image_grid(np.concatenate([np.asarray(x), np.asarray(recon)]), ncol=16),
+            **super().visualize(state, batch, key),
+        }

@@ -71,7 +71,7 @@ def filter_logits(logits: jax.Array, temperature: float = 1.0, top_k: int = 0, t
     if top_p < 1.0:
         sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
         cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
-        keep = (cum - jax.nn.softmax(sorted_logits, axis=-1)) < top_p     # mass before this token < top_p
+        keep = (cum - jax.nn.softmax(sorted_logits, axis=-1)) < top_p  # mass before this token < top_p
         threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
         logits = jnp.where(logits < threshold, -jnp.inf, logits)
     return logits
@@ -84,8 +84,17 @@ def sample_token(key: jax.Array, logits: jax.Array, temperature: float, top_k: i
     return jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p)).astype(jnp.int32)
 
 
-def decode(model: Transformer, params, prompt: jax.Array, num_new: int, key: jax.Array, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0, cached: bool = True) -> jax.Array:
+def decode(
+    model: Transformer,
+    params,
+    prompt: jax.Array,
+    num_new: int,
+    key: jax.Array,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    cached: bool = True,
+) -> jax.Array:
     """Sample `num_new` tokens after `prompt` [B, P]: returns [B, P + num_new] int32.
 
     Cached: one forward pass over the prompt fills the key/value cache, then a `lax.scan` feeds each sampled
@@ -107,6 +116,7 @@ def decode(model: Transformer, params, prompt: jax.Array, num_new: int, key: jax
             tok = draw(i, last)
             logits, cache = apply(tok[:, None], cache, p + i)
             return (cache, logits[:, 0]), tok
+
         (_, last), toks = jax.lax.scan(step, (cache, logits[:, -1]), jnp.arange(num_new - 1))
         toks = jnp.concatenate([toks, draw(num_new - 1, last)[None]], axis=0)
         return jnp.concatenate([prompt, toks.T.astype(prompt.dtype)], axis=1)
@@ -117,6 +127,7 @@ def decode(model: Transformer, params, prompt: jax.Array, num_new: int, key: jax
         logits, _ = apply(buf[:, :-1], None, 0)
         tok = draw(i, jax.lax.dynamic_index_in_dim(logits, p - 1 + i, axis=1, keepdims=False))
         return jax.lax.dynamic_update_index_in_dim(buf, tok.astype(buf.dtype), p + i, axis=1), None
+
     buf, _ = jax.lax.scan(full_step, buf, jnp.arange(num_new))
     return buf
 
@@ -130,19 +141,32 @@ class Autoregressive(Method):
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict(dict(
-            method=dict(name="autoregressive", levels=256,            # pixels: quantisation levels, 2 (binary) .. 256 (8-bit)
-                        conditional=True,      # pixels: class-label prefix token (else one start token)
-                        temperature=1.0,       # sampling: 0 = greedy
-                        top_k=0,               # sampling: keep the k most probable tokens (0 = all)
-                        top_p=1.0),            # sampling: nucleus mass (1 = all)
-            model=dict(d_model=64, num_layers=2, num_heads=4, mlp_ratio=4, dropout=0.0,
-                       positions="rope",       # rope | learned
-                       tie_embeddings=False,
-                       remat=False,            # recompute block activations in the backward pass (less memory)
-                       **precision_defaults()),
-            optim=optim_config(1e-3, name="adamw", weight_decay=0.01, schedule="cosine", warmup_steps=100,
-                               grad_clip=1.0)))
+        return ml_collections.ConfigDict(
+            dict(
+                method=dict(
+                    name="autoregressive",
+                    levels=256,  # pixels: quantisation levels, 2 (binary) .. 256 (8-bit)
+                    conditional=True,  # pixels: class-label prefix token (else one start token)
+                    temperature=1.0,  # sampling: 0 = greedy
+                    top_k=0,  # sampling: keep the k most probable tokens (0 = all)
+                    top_p=1.0,
+                ),  # sampling: nucleus mass (1 = all)
+                model=dict(
+                    d_model=64,
+                    num_layers=2,
+                    num_heads=4,
+                    mlp_ratio=4,
+                    dropout=0.0,
+                    positions="rope",  # rope | learned
+                    tie_embeddings=False,
+                    remat=False,  # recompute block activations in the backward pass (less memory)
+                    **precision_defaults(),
+                ),
+                optim=optim_config(
+                    1e-3, name="adamw", weight_decay=0.01, schedule="cosine", warmup_steps=100, grad_clip=1.0
+                ),
+            )
+        )
 
     @classmethod
     def check(cls, config: ml_collections.ConfigDict) -> None:
@@ -161,8 +185,12 @@ class Autoregressive(Method):
             if not (isinstance(net[k], int) and net[k] >= 1):
                 fail(f"model.{k}", net[k], "must be an integer >= 1")
         if net.d_model % net.num_heads or (net.d_model // net.num_heads) % 2:
-            fail("model.d_model", net.d_model, f"must be model.num_heads={net.num_heads} times an even head size",
-                 f"--config.model.d_model={2 * net.num_heads * max(1, net.d_model // (2 * net.num_heads))}")
+            fail(
+                "model.d_model",
+                net.d_model,
+                f"must be model.num_heads={net.num_heads} times an even head size",
+                f"--config.model.d_model={2 * net.num_heads * max(1, net.d_model // (2 * net.num_heads))}",
+            )
         if not 0.0 <= net.dropout < 1.0:
             fail("model.dropout", net.dropout, "must be in [0, 1)")
         if net.positions not in POSITIONS:
@@ -187,11 +215,21 @@ class Autoregressive(Method):
             self.num_dims = int(np.prod(info.shape))
             self.prefix_classes = info.num_classes if m.conditional else 0
             vocab, outputs, max_len = m.levels + max(self.prefix_classes, 1), m.levels, self.num_dims
-        self.net = Transformer(vocab_size=vocab, num_outputs=outputs, max_len=max_len, d_model=net.d_model,
-                               num_layers=net.num_layers, num_heads=net.num_heads, mlp_ratio=net.mlp_ratio,
-                               dropout=net.dropout, positions=net.positions, tie_embeddings=net.tie_embeddings,
-                               dtype=compute_dtype(net), param_dtype=param_dtype(net),
-                               remat=bool(net.get("remat", False)))
+        self.net = Transformer(
+            vocab_size=vocab,
+            num_outputs=outputs,
+            max_len=max_len,
+            d_model=net.d_model,
+            num_layers=net.num_layers,
+            num_heads=net.num_heads,
+            mlp_ratio=net.mlp_ratio,
+            dropout=net.dropout,
+            positions=net.positions,
+            tie_embeddings=net.tie_embeddings,
+            dtype=compute_dtype(net),
+            param_dtype=param_dtype(net),
+            remat=bool(net.get("remat", False)),
+        )
 
     @property
     def num_classes(self) -> int:
@@ -231,7 +269,7 @@ class Autoregressive(Method):
 
     def eval_step(self, params, model_state, batch: Batch, key):
         inputs, targets = self.sequences(batch)
-        nll = token_nll(self.logits(params, inputs), targets)                                 # [B, T]
+        nll = token_nll(self.logits(params, inputs), targets)  # [B, T]
         if self.text:
             per_token = jnp.mean(nll, axis=1)
             return {"nll": per_token, "bpc": per_token / math.log(2.0)}
@@ -248,8 +286,10 @@ class Autoregressive(Method):
 
     # -- generation ------------------------------------------------------------------------------------
     def _decode(self, params, prompt, num_new, key, **sampling):
-        opts = {k: self.config.method[k] if sampling.get(k) is None else sampling[k]
-                for k in ("temperature", "top_k", "top_p")}
+        opts = {
+            k: self.config.method[k] if sampling.get(k) is None else sampling[k]
+            for k in ("temperature", "top_k", "top_p")
+        }
         return decode(self.net, params, prompt, num_new, key, **opts)
 
     def likelihood_metric(self):
@@ -273,13 +313,22 @@ class Autoregressive(Method):
         through the classes without labels."""
         if self.prefix_classes and labels is None:
             labels = jnp.arange(num) % self.prefix_classes
-        tokens = self._decode(params, self.prefix(labels, num), self.num_dims, key, temperature=temperature,
-                              top_k=top_k, top_p=top_p)
+        tokens = self._decode(
+            params, self.prefix(labels, num), self.num_dims, key, temperature=temperature, top_k=top_k, top_p=top_p
+        )
         return dequantize_tokens(tokens[:, 1:], self.levels, self.shape), self.num_dims
 
-    def generate_text(self, params, key: jax.Array, prompt: str, num_samples: int = 1, num_tokens: int = 200,
-                      temperature: float | None = None, top_k: int | None = None,
-                      top_p: float | None = None) -> list[str]:
+    def generate_text(
+        self,
+        params,
+        key: jax.Array,
+        prompt: str,
+        num_samples: int = 1,
+        num_tokens: int = 200,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> list[str]:
         """`num_samples` continuations of `prompt` ([1, max_len - num_tokens + 1] tokens) of `num_tokens` tokens."""
         if not self.text:
             raise InputError("generate_text needs a text model (data.name = 'pydoc_text')")
@@ -290,14 +339,17 @@ class Autoregressive(Method):
         if len(ids) < 1:
             raise InputError("the prompt must hold at least one character")
         if len(ids) + num_tokens - 1 > self.net.max_len:
-            raise InputError(f"a prompt of {len(ids)} tokens + num_tokens={num_tokens} exceeds the model's context "
-                             f"of {self.net.max_len} tokens: use at most {self.net.max_len - len(ids) + 1} tokens")
+            raise InputError(
+                f"a prompt of {len(ids)} tokens + num_tokens={num_tokens} exceeds the model's context "
+                f"of {self.net.max_len} tokens: use at most {self.net.max_len - len(ids) + 1} tokens"
+            )
         prompt_ids = jnp.tile(jnp.asarray(ids, jnp.int32)[None], (num_samples, 1))
-        fn = self.jitted(f"text_{len(ids)}_{num_samples}_{num_tokens}_{temperature}_{top_k}_{top_p}",
-                         lambda p, k: self._decode(p, prompt_ids, num_tokens, k, temperature=temperature,
-                                                   top_k=top_k, top_p=top_p))
+        fn = self.jitted(
+            f"text_{len(ids)}_{num_samples}_{num_tokens}_{temperature}_{top_k}_{top_p}",
+            lambda p, k: self._decode(p, prompt_ids, num_tokens, k, temperature=temperature, top_k=top_k, top_p=top_p),
+        )
         out = np.asarray(fn(params, key))
-        return [decode_text(row[len(ids):], self.info) for row in out]
+        return [decode_text(row[len(ids) :], self.info) for row in out]
 
     def visualize(self, state, batch, key):
         if self.text:

@@ -58,6 +58,7 @@ class Resources:
     runs: the loaded runs named by `Method.requirements(config)` (name -> jgen.run.Run).
     train_source: random access to the training split (examples {"image", "label"}), for statistics of the data.
     """
+
     runs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     train_source: Any = None
 
@@ -65,10 +66,10 @@ class Resources:
 class Method(abc.ABC):
     """Base class. Subclasses define `init_variables` and `loss_fn` (or override `init_state`/`train_step`)."""
 
-    name: str = ""                                   # set by @register
-    progress_keys: tuple[str, ...] = ("loss",)       # train metrics the progress bar shows
-    capabilities: frozenset[str] = frozenset()       # subset of CAPABILITIES
-    generate_options: tuple[str, ...] = ()           # keyword options `generate` accepts (checked at the door)
+    name: str = ""  # set by @register
+    progress_keys: tuple[str, ...] = ("loss",)  # train metrics the progress bar shows
+    capabilities: frozenset[str] = frozenset()  # subset of CAPABILITIES
+    generate_options: tuple[str, ...] = ()  # keyword options `generate` accepts (checked at the door)
 
     def __init__(self, config: ml_collections.ConfigDict, info: DataInfo, resources: Resources | None = None):
         self.config = config
@@ -104,8 +105,14 @@ class Method(abc.ABC):
         """A fresh TrainState; `key` becomes the run's base key."""
         init_key, _ = jax.random.split(key)
         params, model_state = self.init_variables(init_key, batch)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
-                          ema_params=jax.tree.map(jnp.copy, params), model_state=model_state, key=key)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.tx.init(params),
+            ema_params=jax.tree.map(jnp.copy, params),
+            model_state=model_state,
+            key=key,
+        )
 
     # -- training ----------------------------------------------------------------------------------------
     def loss_fn(self, params, model_state, batch: Batch, key: jax.Array):
@@ -120,8 +127,9 @@ class Method(abc.ABC):
         params = optax.apply_updates(state.params, updates)
         ema = ema_update(state.ema_params, params, self.config.train.ema_decay, state.step)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                                  ema_params=ema, model_state=model_state)
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema, model_state=model_state
+        )
         return new_state, metrics
 
     def jitted(self, name, fn, **jit_kwargs):
@@ -162,11 +170,13 @@ class Method(abc.ABC):
         unknown = sorted(set(options) - set(self.generate_options))
         if unknown:
             allowed = ", ".join(self.generate_options) or "none: it is a single-pass generator"
-            raise InputError(f"method {self.name!r} does not take the sampling option(s) {unknown}; "
-                             f"options it takes: {allowed}")
+            raise InputError(
+                f"method {self.name!r} does not take the sampling option(s) {unknown}; options it takes: {allowed}"
+            )
 
-    def generate(self, params, model_state, key: jax.Array, num: int, labels: jax.Array | None = None,
-                 **options) -> tuple[jax.Array, int]:
+    def generate(
+        self, params, model_state, key: jax.Array, num: int, labels: jax.Array | None = None, **options
+    ) -> tuple[jax.Array, int]:
         """(images float32 [num, H, W, C] in [0, 1], network evaluations per image). Pure; the one place a family
         samples. `labels`: [num] int32 for conditional methods or None; `options`: `generate_options`."""
         raise NotImplementedError(f"method {self.name!r} is not a generative model: it cannot generate images")

@@ -20,9 +20,14 @@ from jgen.nn.precision import check_precision, compute_dtype, param_dtype, preci
 
 def make_classifier(model_cfg, num_classes: int) -> DigitClassifier:
     """The DigitClassifier described by `config.model` (features, feature_dim, dropout, dtype, param_dtype)."""
-    return DigitClassifier(num_classes=num_classes, features=tuple(model_cfg.features),
-                           feature_dim=int(model_cfg.feature_dim), dropout=float(model_cfg.dropout),
-                           dtype=compute_dtype(model_cfg), param_dtype=param_dtype(model_cfg))
+    return DigitClassifier(
+        num_classes=num_classes,
+        features=tuple(model_cfg.features),
+        feature_dim=int(model_cfg.feature_dim),
+        dropout=float(model_cfg.dropout),
+        dtype=compute_dtype(model_cfg),
+        param_dtype=param_dtype(model_cfg),
+    )
 
 
 @register("classifier")
@@ -31,9 +36,12 @@ class Classifier(Method):
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict({
-            "method": {"max_shift": 0},
-            "model": {"features": (32, 64), "feature_dim": 128, "dropout": 0.0, **precision_defaults()}})
+        return ml_collections.ConfigDict(
+            {
+                "method": {"max_shift": 0},
+                "model": {"features": (32, 64), "feature_dim": 128, "dropout": 0.0, **precision_defaults()},
+            }
+        )
 
     @classmethod
     def check(cls, config) -> None:
@@ -49,8 +57,10 @@ class Classifier(Method):
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)
         if info.num_classes < 2:
-            raise InputError(f"the classifier needs labelled data with >= 2 classes; {info.name!r} has "
-                             f"num_classes={info.num_classes}")
+            raise InputError(
+                f"the classifier needs labelled data with >= 2 classes; {info.name!r} has "
+                f"num_classes={info.num_classes}"
+            )
         max_shift = int(config.method.max_shift)
         if not max_shift < min(info.shape[:2]):
             fail("method.max_shift", max_shift, f"must be smaller than the image ({min(info.shape[:2])} pixels)")
@@ -75,6 +85,6 @@ class Classifier(Method):
 
     def eval_step(self, params, model_state, batch: Batch, key):
         logits, _ = self.apply(params, batch["image"])
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])       # [B]
-        accuracy = (jnp.argmax(logits, axis=-1) == batch["label"]).astype(jnp.float32)       # [B]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])  # [B]
+        accuracy = (jnp.argmax(logits, axis=-1) == batch["label"]).astype(jnp.float32)  # [B]
         return {"accuracy": accuracy, "loss": loss}

@@ -28,8 +28,15 @@ from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.likelihood import ode_likelihood
 from jgen.diffusion.samplers import SamplerOutput, check_start, sample as run_sampler, sampler_names, sampler_options
-from jgen.diffusion.schedules import (SCHEDULES, TIME_SAMPLINGS, alpha_sigma, log_snr, make_schedule, sample_times,
-                                      schedule_path)
+from jgen.diffusion.schedules import (
+    SCHEDULES,
+    TIME_SAMPLINGS,
+    alpha_sigma,
+    log_snr,
+    make_schedule,
+    sample_times,
+    schedule_path,
+)
 from jgen.diffusion.timegrid import SPACINGS
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods.base import Batch, Method, slerp
@@ -43,19 +50,56 @@ from jgen.viz import image_grid
 @register("diffusion")
 class Diffusion(Method):
     capabilities = frozenset({"sample", "interpolate", "likelihood", "inpaint"})
-    generate_options = ("sampler", "steps", "guidance", "eta", "spacing", "clip_denoised", "rho", "order",
-                        "lower_order_final", "s_churn", "s_tmin", "s_tmax", "s_noise")
+    generate_options = (
+        "sampler",
+        "steps",
+        "guidance",
+        "eta",
+        "spacing",
+        "clip_denoised",
+        "rho",
+        "order",
+        "lower_order_final",
+        "s_churn",
+        "s_tmin",
+        "s_tmax",
+        "s_noise",
+    )
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict({
-            "method": {"schedule": "linear", "timesteps": 1000, "parameterization": "eps", "loss_weighting": "none",
-                       "min_snr_gamma": 5.0, "conditional": True, "label_dropout": 0.1, "sampler": "dpm_solver",
-                       "sample_steps": 20, "guidance": 1.0, "eta": 0.0, "clip_denoised": True,
-                       "spacing": "default",  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
-                       "time_sampling": "uniform", "logit_mean": 0.0, "logit_std": 1.0},  # training times
-            "model": {"channels": 16, "channel_mult": (1, 2, 2), "num_res_blocks": 1, "attention_resolutions": (7,),
-                      "num_heads": 1, "dropout": 0.0, "remat": False, **precision_defaults()}})
+        return ml_collections.ConfigDict(
+            {
+                "method": {
+                    "schedule": "linear",
+                    "timesteps": 1000,
+                    "parameterization": "eps",
+                    "loss_weighting": "none",
+                    "min_snr_gamma": 5.0,
+                    "conditional": True,
+                    "label_dropout": 0.1,
+                    "sampler": "dpm_solver",
+                    "sample_steps": 20,
+                    "guidance": 1.0,
+                    "eta": 0.0,
+                    "clip_denoised": True,
+                    "spacing": "default",  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
+                    "time_sampling": "uniform",
+                    "logit_mean": 0.0,
+                    "logit_std": 1.0,
+                },  # training times
+                "model": {
+                    "channels": 16,
+                    "channel_mult": (1, 2, 2),
+                    "num_res_blocks": 1,
+                    "attention_resolutions": (7,),
+                    "num_heads": 1,
+                    "dropout": 0.0,
+                    "remat": False,
+                    **precision_defaults(),
+                },
+            }
+        )
 
     @classmethod
     def check(cls, config) -> None:
@@ -64,15 +108,23 @@ class Diffusion(Method):
 
         def bad(field, value, allowed, fix=""):
             fail(f"method.{field}", value, allowed, fix)
+
         require_choice("method.schedule", m.schedule, SCHEDULES)
         require_int("method.timesteps", m.timesteps, 2)
         require_choice("method.parameterization", m.parameterization, param_lib.PARAMETERIZATIONS)
         mismatch = param_lib.path_mismatch(m.parameterization, schedule_path(m.schedule))
         if mismatch:
-            fix = ("--config.method.parameterization=flow (or x0)" if m.schedule == "rectified_flow" else
-                   "--config.method.schedule=rectified_flow (or a parameterization of eps, v, x0)")
-            fail("method.parameterization", m.parameterization,
-                 f"it cannot be used with method.schedule={m.schedule!r}: {mismatch}", fix)
+            fix = (
+                "--config.method.parameterization=flow (or x0)"
+                if m.schedule == "rectified_flow"
+                else "--config.method.schedule=rectified_flow (or a parameterization of eps, v, x0)"
+            )
+            fail(
+                "method.parameterization",
+                m.parameterization,
+                f"it cannot be used with method.schedule={m.schedule!r}: {mismatch}",
+                fix,
+            )
         require_choice("method.time_sampling", m.time_sampling, TIME_SAMPLINGS)
         require_number("method.logit_mean", m.logit_mean)
         require_number("method.logit_std", m.logit_std, 1e-6)
@@ -90,8 +142,11 @@ class Diffusion(Method):
         require_number("model.dropout", md.dropout, 0.0, 0.99)
         check_precision(md)
         if not isinstance(md.get("remat", False), bool):
-            fail("model.remat", md.remat, "must be true or false (true: recompute block activations in the "
-                 "backward pass, for less memory)")
+            fail(
+                "model.remat",
+                md.remat,
+                "must be true or false (true: recompute block activations in the backward pass, for less memory)",
+            )
         if not isinstance(md.attention_resolutions, (tuple, list)):
             fail("model.attention_resolutions", md.attention_resolutions, "must be a tuple of resolutions, e.g. (7,)")
         if not isinstance(m.sample_steps, int) or not 1 <= m.sample_steps <= m.timesteps:
@@ -106,8 +161,12 @@ class Diffusion(Method):
             steps, opts = sampler_options(m.sampler, m.sample_steps, spacing=m.spacing)
             check_start(m.sampler, opts.spacing, steps, make_schedule(m.schedule, m.timesteps))
         except ValueError as e:
-            bad("sampler", m.sampler, f"with method.spacing={m.spacing!r} and method.schedule={m.schedule!r}: {e}",
-                "--config.method.spacing=karras (or --config.method.sampler=midpoint)")
+            bad(
+                "sampler",
+                m.sampler,
+                f"with method.spacing={m.spacing!r} and method.schedule={m.schedule!r}: {e}",
+                "--config.method.spacing=karras (or --config.method.sampler=midpoint)",
+            )
 
     def check_generate_options(self, **options) -> None:
         super().check_generate_options(**options)
@@ -115,13 +174,16 @@ class Diffusion(Method):
         guidance, eta = options.get("guidance"), options.get("eta")
         if sampler is not None and sampler not in sampler_names():
             raise InputError(f"sampler={sampler!r} is unknown; choose one of {sampler_names()}")
-        if steps is not None and not (isinstance(steps, (int, np.integer)) and not isinstance(steps, bool)
-                                      and steps >= 1):
+        if steps is not None and not (
+            isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 1
+        ):
             raise InputError(f"steps={steps!r}: must be an integer >= 1")
-        if guidance is not None and not (isinstance(guidance, (int, float, np.floating)) and math.isfinite(guidance)
-                                         and guidance >= 0):
-            raise InputError(f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, "
-                             "1: conditional, >1: guided)")
+        if guidance is not None and not (
+            isinstance(guidance, (int, float, np.floating)) and math.isfinite(guidance) and guidance >= 0
+        ):
+            raise InputError(
+                f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, 1: conditional, >1: guided)"
+            )
         if eta is not None and not (isinstance(eta, (int, float, np.floating)) and 0.0 <= eta <= 1.0):
             raise InputError(f"eta={eta!r}: must be in [0, 1] (0: deterministic DDIM, 1: ancestral)")
         solver = {k: v for k, v in options.items() if k not in ("sampler", "steps", "guidance", "clip_denoised")}
@@ -181,8 +243,9 @@ class Diffusion(Method):
                 labels = jnp.where(drop, self.null_label, labels)
         pred = self.net.apply({"params": params}, x_t, t, labels, train=train, rngs={"dropout": k_net})
         target = param_lib.from_x0_eps(x0, eps, alpha, sigma, m.parameterization)
-        weight = param_lib.loss_weight(log_snr(self.schedule, t), m.parameterization, m.loss_weighting,
-                                       m.min_snr_gamma)  # [B]
+        weight = param_lib.loss_weight(
+            log_snr(self.schedule, t), m.parameterization, m.loss_weighting, m.min_snr_gamma
+        )  # [B]
         sq = jnp.mean((pred - target) ** 2, axis=(1, 2, 3))
         _, eps_hat = param_lib.to_x0_eps(pred, x_t, alpha, sigma, m.parameterization)
         return {"loss": weight * sq, "mse_eps": jnp.mean((eps_hat - eps) ** 2, axis=(1, 2, 3))}
@@ -205,8 +268,15 @@ class Diffusion(Method):
         D log 128) / (D log 2), an upper bound on the discrete model's, comparable with the VAE's."""
         k_data, k_ode = jax.random.split(key)
         x = to_model_range(uniform_dequantize(batch["image"], k_data))
-        out = ode_likelihood(self.model_fn(params), self.schedule, x, k_ode, null_label=self.null_label,
-                             parameterization=self.config.method.parameterization, **ode_options)
+        out = ode_likelihood(
+            self.model_fn(params),
+            self.schedule,
+            x,
+            k_ode,
+            null_label=self.null_label,
+            parameterization=self.config.method.parameterization,
+            **ode_options,
+        )
         nll = -out.log_likelihood
         return {"nll_ode": nll, "bpd_ode": dequantized_bits_per_dim(nll, math.prod(x.shape[1:]), data_width=2.0)}
 
@@ -222,10 +292,21 @@ class Diffusion(Method):
             spacing = m.get("spacing", "default") if sampler == m.sampler else "default"
         return sampler, steps, spacing
 
-    def run_sampler(self, params, key, num: int, labels=None, sampler: str | None = None, steps: int | None = None,
-                    guidance: float | None = None, eta: float | None = None,
-                    trajectory_steps=(), spacing: str | None = None, clip_denoised: bool | None = None,
-                    **options) -> SamplerOutput:
+    def run_sampler(
+        self,
+        params,
+        key,
+        num: int,
+        labels=None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        eta: float | None = None,
+        trajectory_steps=(),
+        spacing: str | None = None,
+        clip_denoised: bool | None = None,
+        **options,
+    ) -> SamplerOutput:
         """The sampler's output in the model range [-1, 1] (pure; jit with everything but params/key/labels
         static). spacing/clip_denoised None take the config's; `options` go to `jgen.diffusion.sample`
         (rho, order, lower_order_final, s_churn, s_tmin, s_tmax, s_noise)."""
@@ -233,15 +314,27 @@ class Diffusion(Method):
         sampler, steps, spacing = self._sampler_setting(sampler, steps, spacing)
         if labels is not None and not self._num_classes:
             raise InputError("this diffusion model is unconditional (method.conditional=False); sample without labels")
-        return run_sampler(self.model_fn(params), self.schedule, key, (num, *self.info.shape), sampler=sampler,
-                           steps=steps, spacing=spacing, labels=labels,
-                           guidance=m.guidance if guidance is None else guidance, null_label=self.null_label,
-                           parameterization=m.parameterization, eta=m.eta if eta is None else eta,
-                           clip_denoised=m.clip_denoised if clip_denoised is None else clip_denoised,
-                           trajectory_steps=trajectory_steps, **options)
+        return run_sampler(
+            self.model_fn(params),
+            self.schedule,
+            key,
+            (num, *self.info.shape),
+            sampler=sampler,
+            steps=steps,
+            spacing=spacing,
+            labels=labels,
+            guidance=m.guidance if guidance is None else guidance,
+            null_label=self.null_label,
+            parameterization=m.parameterization,
+            eta=m.eta if eta is None else eta,
+            clip_denoised=m.clip_denoised if clip_denoised is None else clip_denoised,
+            trajectory_steps=trajectory_steps,
+            **options,
+        )
 
-    def generate(self, params, model_state, key, num, labels=None, sampler=None, steps=None, guidance=None,
-                 eta=None, **options):
+    def generate(
+        self, params, model_state, key, num, labels=None, sampler=None, steps=None, guidance=None, eta=None, **options
+    ):
         """(images [num, H, W, C] in [0, 1], NFE); `options` as in `run_sampler` (spacing, clip_denoised, ...)."""
         out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta, **options)
         return self.decode_x0(out.samples), out.nfe
@@ -257,33 +350,56 @@ class Diffusion(Method):
     def _labels_and_guidance(self, label: int | None, num: int):
         """Inversion/decoding condition: `label` at guidance 1, or the unconditional model (null label, guidance 0)."""
         if label is not None and not (self._num_classes and 0 <= label < self._num_classes):
-            raise InputError(f"label={label!r}: allowed are 0..{self._num_classes - 1} for a conditional model, "
-                             "None for an unconditional one")
+            raise InputError(
+                f"label={label!r}: allowed are 0..{self._num_classes - 1} for a conditional model, "
+                "None for an unconditional one"
+            )
         if not self._num_classes:
             return None, 1.0
         return jnp.full((num,), self.null_label if label is None else label, jnp.int32), float(label is not None)
 
-    def encode(self, params, images: jax.Array, steps: int = 50, label: int | None = None,
-               fixed_point_iters: int = 2) -> jax.Array:
+    def encode(
+        self, params, images: jax.Array, steps: int = 50, label: int | None = None, fixed_point_iters: int = 2
+    ) -> jax.Array:
         """DDIM(eta=0) inversion of images [B, H, W, C] in [0, 1] -> noise codes x_T (pure). Fixed-point
         iterations per step make the inversion (nearly) exact."""
         labels, guidance = self._labels_and_guidance(label, images.shape[0])
-        return ddim_invert(self.model_fn(params), self.schedule, self.encode_x0(images), steps=steps, labels=labels,
-                           guidance=guidance, null_label=self.null_label,
-                           parameterization=self.config.method.parameterization, clip_denoised=False,
-                           fixed_point_iters=fixed_point_iters)[0]
+        return ddim_invert(
+            self.model_fn(params),
+            self.schedule,
+            self.encode_x0(images),
+            steps=steps,
+            labels=labels,
+            guidance=guidance,
+            null_label=self.null_label,
+            parameterization=self.config.method.parameterization,
+            clip_denoised=False,
+            fixed_point_iters=fixed_point_iters,
+        )[0]
 
     def decode(self, params, codes: jax.Array, steps: int = 50, label: int | None = None) -> jax.Array:
         """Deterministic DDIM(eta=0) decoding of codes x_T -> images in [0, 1] (pure; inverse of `encode`)."""
         labels, guidance = self._labels_and_guidance(label, codes.shape[0])
-        out = run_sampler(self.model_fn(params), self.schedule, jax.random.PRNGKey(0), codes.shape, sampler="ddim",
-                          steps=steps, labels=labels, guidance=guidance, null_label=self.null_label,
-                          parameterization=self.config.method.parameterization, eta=0.0, clip_denoised=False,
-                          noise=codes)
+        out = run_sampler(
+            self.model_fn(params),
+            self.schedule,
+            jax.random.PRNGKey(0),
+            codes.shape,
+            sampler="ddim",
+            steps=steps,
+            labels=labels,
+            guidance=guidance,
+            null_label=self.null_label,
+            parameterization=self.config.method.parameterization,
+            eta=0.0,
+            clip_denoised=False,
+            noise=codes,
+        )
         return self.decode_x0(out.samples)
 
-    def interpolate(self, params, a: jax.Array, b: jax.Array, num: int = 10, label: int | None = None,
-                    steps: int = 50) -> jax.Array:
+    def interpolate(
+        self, params, a: jax.Array, b: jax.Array, num: int = 10, label: int | None = None, steps: int = 50
+    ) -> jax.Array:
         """Images a, b ([H, W, C] in [0, 1]) -> [num, H, W, C]: their DDIM codes, spherically interpolated and
         decoded, so the ends reproduce a and b and the middle stays on the data manifold. With `label`
         (conditional models) inversion and decoding are conditioned on it; otherwise unconditional."""
@@ -292,6 +408,7 @@ class Diffusion(Method):
         def run(params, a, b):
             z = self.encode(params, jnp.stack([a, b]), steps, label)
             return self.decode(params, slerp(z[0], z[1], num), steps, label)
+
         return self.jitted(f"interpolate_{num}_{label}_{steps}", run)(params, jnp.asarray(a), jnp.asarray(b))
 
     def visualize(self, state, batch, key):
@@ -303,8 +420,9 @@ class Diffusion(Method):
         else:
             labels, ncol = None, 8
         n = 8 * ncol
-        draw = self.jitted(("visualize", n, labels is None),
-                           lambda params, key, labels: self.generate(params, None, key, n, labels)[0])
+        draw = self.jitted(
+            ("visualize", n, labels is None), lambda params, key, labels: self.generate(params, None, key, n, labels)[0]
+        )
         images = draw(params, k_s, labels)
 
         keep = trajectory_steps(self.config.method.sample_steps, 10)
@@ -312,6 +430,7 @@ class Diffusion(Method):
 
         def traj(params, key, labels):
             return self.run_sampler(params, key, 8, labels, trajectory_steps=keep).trajectory
+
         path = self.jitted(f"trajectory_{labels is None}", traj)(params, k_t, traj_labels)  # [K, 8, H, W, C]
         spread = batch["image"][:: max(1, len(batch["image"]) // 8)][:8]  # different classes in a spread batch
         fwd = forward_strip(self.schedule, self.encode_x0(jnp.asarray(spread)), k_f, 10)

@@ -43,12 +43,21 @@ class GAN(Method):
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict({
-            "method": {"loss": "non_saturating", "n_critic": 1, "gp_weight": 10.0, "r1_gamma": 0.0,
-                       "latent_dim": 64, "conditional": False},
-            "model": {"g_features": (32, 16), "d_features": (16, 32), **precision_defaults()},
-            # one optimizer block per player replaces the shared one
-            "optim": {p: optim_config(5e-4, b1=0.5, b2=0.999).to_dict() for p in PLAYERS}})
+        return ml_collections.ConfigDict(
+            {
+                "method": {
+                    "loss": "non_saturating",
+                    "n_critic": 1,
+                    "gp_weight": 10.0,
+                    "r1_gamma": 0.0,
+                    "latent_dim": 64,
+                    "conditional": False,
+                },
+                "model": {"g_features": (32, 16), "d_features": (16, 32), **precision_defaults()},
+                # one optimizer block per player replaces the shared one
+                "optim": {p: optim_config(5e-4, b1=0.5, b2=0.999).to_dict() for p in PLAYERS},
+            }
+        )
 
     @classmethod
     def check(cls, config) -> None:
@@ -64,8 +73,12 @@ class GAN(Method):
         check_precision(config.model)
         missing = [p for p in PLAYERS if p not in config.optim]
         if missing:
-            fail("optim", sorted(config.optim.keys()), "a GAN needs one optimizer block per player: "
-                 "config.optim.generator and config.optim.discriminator (see experiments/configs/gan_mnist.py)")
+            fail(
+                "optim",
+                sorted(config.optim.keys()),
+                "a GAN needs one optimizer block per player: "
+                "config.optim.generator and config.optim.discriminator (see experiments/configs/gan_mnist.py)",
+            )
         for p in PLAYERS:
             check_optim(f"optim.{p}", config.optim[p])
 
@@ -74,10 +87,12 @@ class GAN(Method):
         m = config.method
         self._num_classes = info.num_classes if m.conditional else 0
         precision = dict(dtype=compute_dtype(config.model), param_dtype=param_dtype(config.model))
-        self.generator = Generator(out_shape=info.shape, features=tuple(config.model.g_features),
-                                   num_classes=self._num_classes, **precision)
-        self.discriminator = Discriminator(features=tuple(config.model.d_features), num_classes=self._num_classes,
-                                           **precision)
+        self.generator = Generator(
+            out_shape=info.shape, features=tuple(config.model.g_features), num_classes=self._num_classes, **precision
+        )
+        self.discriminator = Discriminator(
+            features=tuple(config.model.d_features), num_classes=self._num_classes, **precision
+        )
         # The discriminator takes n_critic optimizer steps per train step; its schedule counts them.
         self.tx_g = make_optimizer(config.optim.generator, config.train.steps)
         self.tx_d = make_optimizer(config.optim.discriminator, config.train.steps * m.n_critic)
@@ -108,25 +123,40 @@ class GAN(Method):
         g = self.generator.init(k_g, self.latents(k_g, x.shape[0]), labels)["params"]
         d = self.discriminator.init(k_d, x, labels)["params"]
         params = {"generator": g, "discriminator": d}
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          opt_state={"generator": self.tx_g.init(g), "discriminator": self.tx_d.init(d)},
-                          ema_params=jax.tree.map(jnp.copy, params), model_state={}, key=key)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state={"generator": self.tx_g.init(g), "discriminator": self.tx_d.init(d)},
+            ema_params=jax.tree.map(jnp.copy, params),
+            model_state={},
+            key=key,
+        )
 
     def players(self, labels=None) -> Players:
         """Both networks as functions of (params, input), conditioned on `labels` (used for the generated batch too)."""
         m = self.config.method
-        return Players(generate=lambda g, z: self.generate_model_range(g, z, labels),
-                       discriminate=lambda d, x: self.d_logits(d, x, labels),
-                       tx_g=self.tx_g, tx_d=self.tx_d, loss=m.loss, latent_dim=m.latent_dim,
-                       n_critic=m.n_critic, gp_weight=m.gp_weight, r1_gamma=m.r1_gamma)
+        return Players(
+            generate=lambda g, z: self.generate_model_range(g, z, labels),
+            discriminate=lambda d, x: self.d_logits(d, x, labels),
+            tx_g=self.tx_g,
+            tx_d=self.tx_d,
+            loss=m.loss,
+            latent_dim=m.latent_dim,
+            n_critic=m.n_critic,
+            gp_weight=m.gp_weight,
+            r1_gamma=m.r1_gamma,
+        )
 
     def train_step(self, state: TrainState, batch: Batch, key: jax.Array):
         real = to_model_range(batch["image"])  # [B, H, W, C]
         players = self.players(self._labels(batch["label"]))  # generated samples take the real batch's labels
         params, opt_state, metrics = adversarial_update(players, state.params, state.opt_state, real, key)
-        ema = {"generator": ema_update(state.ema_params["generator"], params["generator"],
-                                       self.config.train.ema_decay, state.step),
-               "discriminator": params["discriminator"]}
+        ema = {
+            "generator": ema_update(
+                state.ema_params["generator"], params["generator"], self.config.train.ema_decay, state.step
+            ),
+            "discriminator": params["discriminator"],
+        }
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema), metrics
 
     # -- evaluation and sampling -------------------------------------------------------------------------
@@ -136,9 +166,16 @@ class GAN(Method):
         real = to_model_range(batch["image"])
         labels = self._labels(batch["label"])
         fake = self.generate_model_range(params["generator"], self.latents(key, real.shape[0]), labels)
-        r, f = self.d_logits(params["discriminator"], real, labels), self.d_logits(params["discriminator"], fake, labels)
-        return {"d_real": jax.nn.sigmoid(r), "d_fake": jax.nn.sigmoid(f),
-                "d_loss": discriminator_loss(kind, r, f), "g_loss": generator_loss(kind, f)}
+        r, f = (
+            self.d_logits(params["discriminator"], real, labels),
+            self.d_logits(params["discriminator"], fake, labels),
+        )
+        return {
+            "d_real": jax.nn.sigmoid(r),
+            "d_fake": jax.nn.sigmoid(f),
+            "d_loss": discriminator_loss(kind, r, f),
+            "g_loss": generator_loss(kind, f),
+        }
 
     def generate(self, params, model_state, key, num, labels=None, **options):
         """Images [num, H, W, C] in [0, 1]; a conditional GAN draws uniform labels when none are given."""
@@ -156,5 +193,7 @@ class GAN(Method):
             labels, ncol = None, 8
         n = 8 * ncol
         draw = self.jitted(("visualize", n), lambda params, key, labels: self.generate(params, None, key, n, labels)[0])
-        return {"samples": image_grid(np.asarray(draw(state.ema_params, key, labels)), ncol=ncol),
-                "samples_raw": image_grid(np.asarray(draw(state.params, key, labels)), ncol=ncol)}
+        return {
+            "samples": image_grid(np.asarray(draw(state.ema_params, key, labels)), ncol=ncol),
+            "samples_raw": image_grid(np.asarray(draw(state.params, key, labels)), ncol=ncol),
+        }

@@ -37,7 +37,7 @@ from jgen.train.state import TrainState
 COVARIANCE_TYPES = ("full", "diag", "spherical")
 EM_MODES = ("full_batch", "stepwise")
 Params = dict[str, jax.Array]  # weights [K], means [K, D], covariances, precisions_cholesky
-Stats = dict[str, jax.Array]   # n [K], mean [K, D], scatter [K, D, D] (full) or [K, D] (diag, spherical)
+Stats = dict[str, jax.Array]  # n [K], mean [K, D], scatter [K, D, D] (full) or [K, D] (diag, spherical)
 
 
 # -- densities ---------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def log_gaussian_prob(x: jax.Array, params: Params, cov_type: str) -> jax.Array:
     d = x.shape[1]
     means, prec = params["means"], params["precisions_cholesky"]
     if cov_type == "full":
-        log_det = jnp.sum(jnp.log(jnp.diagonal(prec, axis1=-2, axis2=-1)), axis=-1)     # [K]
+        log_det = jnp.sum(jnp.log(jnp.diagonal(prec, axis1=-2, axis2=-1)), axis=-1)  # [K]
         maha = jax.lax.map(lambda mp: jnp.sum(((x - mp[0]) @ mp[1]) ** 2, axis=1), (means, prec))  # [K, N]
     elif cov_type == "diag":
         log_det = jnp.sum(jnp.log(prec), axis=-1)
@@ -90,14 +90,15 @@ def batch_statistics(x: jax.Array, resp: jax.Array, cov_type: str) -> Stats:
     chex.assert_rank([x, resp], 2)
     n_ex = x.shape[0]
     nk = jnp.sum(resp, axis=0) + 10 * jnp.finfo(resp.dtype).eps  # [K]
-    mean = (resp.T @ x) / nk[:, None]                           # [K, D]
+    mean = (resp.T @ x) / nk[:, None]  # [K, D]
 
     def scatter(r_m):
         r, m = r_m
         diff = x - m
         if cov_type == "full":
-            return (r[:, None] * diff).T @ diff                  # [D, D]
-        return r @ (diff * diff)                                 # [D]
+            return (r[:, None] * diff).T @ diff  # [D, D]
+        return r @ (diff * diff)  # [D]
+
     s = jax.lax.map(scatter, (resp.T, mean))
     return {"n": nk / n_ex, "mean": mean, "scatter": s / n_ex}
 
@@ -106,7 +107,7 @@ def combine_statistics(old: Stats, new: Stats, rho: jax.Array) -> Stats:
     """(1 - rho) * old + rho * new as pooled weighted sets (Chan et al.'s parallel update of centred scatter)."""
     a, b = (1 - rho) * old["n"], rho * new["n"]
     n = a + b
-    delta = old["mean"] - new["mean"]                            # [K, D]
+    delta = old["mean"] - new["mean"]  # [K, D]
     mean = (a[:, None] * old["mean"] + b[:, None] * new["mean"]) / n[:, None]
     coef = a * b / n
     if old["scatter"].ndim == 3:
@@ -122,17 +123,22 @@ def m_step(stats: Stats, cov_type: str, reg_covar: float) -> Params:
     if cov_type == "full":
         d = mean.shape[1]
         cov = s / n[:, None, None] + reg_covar * jnp.eye(d, dtype=mean.dtype)
-        cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2))              # exactly symmetric for the Cholesky
+        cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2))  # exactly symmetric for the Cholesky
     elif cov_type == "diag":
         cov = s / n[:, None] + reg_covar
     else:
         cov = jnp.mean(s / n[:, None] + reg_covar, axis=1)
-    return {"weights": n / jnp.sum(n), "means": mean, "covariances": cov,
-            "precisions_cholesky": precision_cholesky(cov, cov_type)}
+    return {
+        "weights": n / jnp.sum(n),
+        "means": mean,
+        "covariances": cov,
+        "precisions_cholesky": precision_cholesky(cov, cov_type),
+    }
 
 
-def em_step(params: Params, stats: Stats, x: jax.Array, rho: jax.Array, cov_type: str,
-            reg_covar: float) -> tuple[Params, Stats, jax.Array]:
+def em_step(
+    params: Params, stats: Stats, x: jax.Array, rho: jax.Array, cov_type: str, reg_covar: float
+) -> tuple[Params, Stats, jax.Array]:
     """One (stepwise) EM step on batch x [N, D]: returns (new params, new statistics, log p(x_n) [N] under the
     old params). rho = 1 with x the whole training set is one step of exact EM, which never lowers the
     training log-likelihood."""
@@ -152,15 +158,17 @@ def kmeans_plusplus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
     def body(i, carry):
         idx, d2 = carry
         logits = jnp.where(d2 > 0, jnp.log(jnp.maximum(d2, 1e-30)), -jnp.inf)
-        logits = jnp.where(jnp.all(d2 <= 0), 0.0, logits)        # all points taken: draw uniformly
+        logits = jnp.where(jnp.all(d2 <= 0), 0.0, logits)  # all points taken: draw uniformly
         j = jax.random.categorical(keys[i], logits)
         return idx.at[i].set(j), jnp.minimum(d2, jnp.sum((x - x[j]) ** 2, axis=1))
+
     idx, _ = jax.lax.fori_loop(1, k, body, (jnp.zeros((k,), jnp.int32).at[0].set(first), d2))
     return idx
 
 
 def kmeans_assign(x: jax.Array, centres: jax.Array, iters: int) -> jax.Array:
     """`iters` Lloyd iterations from `centres` [K, D]; returns the final hard assignments [N] int32."""
+
     def assign(c):
         d2 = jnp.sum(x * x, axis=1, keepdims=True) - 2 * x @ c.T + jnp.sum(c * c, axis=1)
         return jnp.argmin(d2, axis=1)
@@ -169,12 +177,14 @@ def kmeans_assign(x: jax.Array, centres: jax.Array, iters: int) -> jax.Array:
         onehot = jax.nn.one_hot(assign(c), c.shape[0], dtype=x.dtype)
         count = jnp.sum(onehot, axis=0)
         new = (onehot.T @ x) / jnp.maximum(count, 1)[:, None]
-        return jnp.where(count[:, None] > 0, new, c)             # an empty cluster keeps its centre
+        return jnp.where(count[:, None] > 0, new, c)  # an empty cluster keeps its centre
+
     return assign(jax.lax.fori_loop(0, iters, body, centres))
 
 
-def init_gmm(key: jax.Array, x: jax.Array, k: int, cov_type: str, reg_covar: float,
-             kmeans_iters: int) -> tuple[Params, Stats]:
+def init_gmm(
+    key: jax.Array, x: jax.Array, k: int, cov_type: str, reg_covar: float, kmeans_iters: int
+) -> tuple[Params, Stats]:
     """k-means++ seeds, Lloyd iterations, then the M-step of the hard assignments: (params, statistics)."""
     chex.assert_rank(x, 2)
     centres = x[kmeans_plusplus(key, x, k)]
@@ -213,14 +223,20 @@ class GMM(Method):
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict(dict(
-            method=dict(name="gmm", num_components=10,          # K
-                        covariance_type="full",     # full | diag | spherical
-                        reg_covar=1e-3,             # added to every covariance's diagonal (pixels in [0, 1])
-                        em="full_batch",            # full_batch (data.batch_size = training-set size) | stepwise
-                        stepwise_power=0.6,         # stepwise EM step size rho_t = (t + 2)^-power, in (0.5, 1]
-                        kmeans_iters=10),           # Lloyd iterations after k-means++ seeding
-            model=dict()))
+        return ml_collections.ConfigDict(
+            dict(
+                method=dict(
+                    name="gmm",
+                    num_components=10,  # K
+                    covariance_type="full",  # full | diag | spherical
+                    reg_covar=1e-3,  # added to every covariance's diagonal (pixels in [0, 1])
+                    em="full_batch",  # full_batch (data.batch_size = training-set size) | stepwise
+                    stepwise_power=0.6,  # stepwise EM step size rho_t = (t + 2)^-power, in (0.5, 1]
+                    kmeans_iters=10,
+                ),  # Lloyd iterations after k-means++ seeding
+                model=dict(),
+            )
+        )
 
     @classmethod
     def check(cls, config: ml_collections.ConfigDict) -> None:
@@ -231,13 +247,21 @@ class GMM(Method):
         if m.covariance_type not in COVARIANCE_TYPES:
             fail("method.covariance_type", m.covariance_type, f"choose one of {COVARIANCE_TYPES}")
         if not (isinstance(m.reg_covar, (int, float)) and math.isfinite(m.reg_covar) and m.reg_covar > 0):
-            fail("method.reg_covar", m.reg_covar, "must be a finite number > 0 (the covariance floor)",
-                 "--config.method.reg_covar=1e-3")
+            fail(
+                "method.reg_covar",
+                m.reg_covar,
+                "must be a finite number > 0 (the covariance floor)",
+                "--config.method.reg_covar=1e-3",
+            )
         if m.em not in EM_MODES:
             fail("method.em", m.em, f"choose one of {EM_MODES}")
         if not 0.5 < m.stepwise_power <= 1.0:
-            fail("method.stepwise_power", m.stepwise_power, "must be in (0.5, 1] (a convergent step size)",
-                 "--config.method.stepwise_power=0.6")
+            fail(
+                "method.stepwise_power",
+                m.stepwise_power,
+                "must be in (0.5, 1] (a convergent step size)",
+                "--config.method.stepwise_power=0.6",
+            )
         if not (isinstance(m.kmeans_iters, int) and m.kmeans_iters >= 0):
             fail("method.kmeans_iters", m.kmeans_iters, "must be an integer >= 0")
 
@@ -245,9 +269,12 @@ class GMM(Method):
         super().__init__(config, info, resources)
         m = config.method
         if m.em == "full_batch" and config.data.batch_size != info.num_train:
-            fail("data.batch_size", config.data.batch_size,
-                 f"method.em='full_batch' runs exact EM on the whole training set ({info.num_train} examples)",
-                 f"--config.data.batch_size={info.num_train}, or --config.method.em=stepwise for mini-batches")
+            fail(
+                "data.batch_size",
+                config.data.batch_size,
+                f"method.em='full_batch' runs exact EM on the whole training set ({info.num_train} examples)",
+                f"--config.data.batch_size={info.num_train}, or --config.method.em=stepwise for mini-batches",
+            )
         self.k, self.cov_type, self.reg_covar = m.num_components, m.covariance_type, float(m.reg_covar)
         self.shape = tuple(info.shape)
         self.num_dims = int(np.prod(info.shape))
@@ -258,8 +285,14 @@ class GMM(Method):
         init_key, deq_key = jax.random.split(jax.random.fold_in(key, 0x6A11))
         x = dequantize(batch["image"], deq_key)
         params, stats = init_gmm(init_key, x, self.k, self.cov_type, self.reg_covar, self.config.method.kmeans_iters)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state={},
-                          ema_params=jax.tree.map(jnp.copy, params), model_state=stats, key=key)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state={},
+            ema_params=jax.tree.map(jnp.copy, params),
+            model_state=stats,
+            key=key,
+        )
 
     def step_size(self, step: jax.Array) -> jax.Array:
         """rho_t: 1 for full-batch EM, (t + 2)^-power for stepwise EM."""
@@ -270,8 +303,9 @@ class GMM(Method):
     def train_step(self, state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, dict]:
         """One EM step on the dequantised batch. Metrics are of the parameters before the step."""
         x = dequantize(batch["image"], key)
-        params, stats, log_px = em_step(state.params, state.model_state, x, self.step_size(state.step),
-                                        self.cov_type, self.reg_covar)
+        params, stats, log_px = em_step(
+            state.params, state.model_state, x, self.step_size(state.step), self.cov_type, self.reg_covar
+        )
         nll = -jnp.mean(log_px)
         metrics = {"loss": nll, "bpd": dequantized_bits_per_dim(nll, self.num_dims)}
         # The EM iterate is the estimate: "EMA" parameters (used for evaluation and samples) equal it.

@@ -41,10 +41,13 @@ class LatentDiffusion(Diffusion):
     def check(cls, config) -> None:
         super().check(config)
         if not config.method.first_stage_workdir:
-            fail("method.first_stage_workdir", config.method.first_stage_workdir,
-                 "latent diffusion needs a trained first stage (a spatial-latent VAE run)",
-                 "train it first: python -m jgen train --config experiments/configs/ldm_autoencoder.py "
-                 "--workdir runs/ldm_autoencoder, then pass --config.method.first_stage_workdir=runs/ldm_autoencoder")
+            fail(
+                "method.first_stage_workdir",
+                config.method.first_stage_workdir,
+                "latent diffusion needs a trained first stage (a spatial-latent VAE run)",
+                "train it first: python -m jgen train --config experiments/configs/ldm_autoencoder.py "
+                "--workdir runs/ldm_autoencoder, then pass --config.method.first_stage_workdir=runs/ldm_autoencoder",
+            )
         if not config.method.latent_scale >= 0:
             fail("method.latent_scale", config.method.latent_scale, "must be >= 0 (0: measured from the data)")
 
@@ -58,8 +61,11 @@ class LatentDiffusion(Diffusion):
         if fs.config.method.name != "vae":
             fail("method.first_stage_workdir", fs_dir, f"it holds a {fs.config.method.name!r} run; it must be a 'vae'")
         if tuple(fs.info.shape) != tuple(info.shape):
-            fail("method.first_stage_workdir", fs_dir,
-                 f"its first stage models images {fs.info.shape}, but the data are {info.shape}")
+            fail(
+                "method.first_stage_workdir",
+                fs_dir,
+                f"its first stage models images {fs.info.shape}, but the data are {info.shape}",
+            )
         self.first_stage = fs.method
         self.first_stage_params = jax.tree.map(jnp.asarray, fs.state.ema_params)
         self.image_info = info

@@ -13,12 +13,14 @@ _REGISTRY: dict[str, type] = {}
 
 def register(name: str) -> Callable[[type], type]:
     """Class decorator: make a Method available as `config.method.name = name`."""
+
     def deco(cls: type) -> type:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"method name {name!r} is registered twice")
         _REGISTRY[name] = cls
         cls.name = name
         return cls
+
     return deco
 
 

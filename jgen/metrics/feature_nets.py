@@ -34,8 +34,9 @@ _LOADERS: dict[str, Callable[..., "FeatureNet"]] = {}
 class FeatureNet:
     """A named feature extractor. `apply(images [B, H, W, C]) -> (features [B, D], probs [B, K])` is pure
     (parameters closed over); the methods below jit it and run it in fixed-size batches."""
+
     name: str
-    input_shape: tuple[int, int, int] | None   # (H, W, C) it accepts (None: any size), values in [0, 1]
+    input_shape: tuple[int, int, int] | None  # (H, W, C) it accepts (None: any size), values in [0, 1]
     feature_dim: int
     num_classes: int
     apply: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -50,9 +51,11 @@ class FeatureNet:
         if x.ndim != 4 or (self.input_shape is not None and x.shape[1:] != tuple(self.input_shape)):
             raise ValueError(f"feature net {self.name!r} takes images [N, {want}]; got shape {x.shape}")
         if x.size and (x.min() < -1e-3 or x.max() > 1.0 + 1e-3):
-            raise ValueError(f"feature net {self.name!r} takes images in [0, 1]; got values in "
-                             f"[{x.min():.3g}, {x.max():.3g}] (convert [-1, 1] images with "
-                             "jgen.data.from_model_range first)")
+            raise ValueError(
+                f"feature net {self.name!r} takes images in [0, 1]; got values in "
+                f"[{x.min():.3g}, {x.max():.3g}] (convert [-1, 1] images with "
+                "jgen.data.from_model_range first)"
+            )
         return x
 
     def features_and_probs(self, images, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +68,7 @@ class FeatureNet:
         if progress and len(starts) > 4:  # long work (e.g. Inception on the CPU) shows progress on a terminal
             starts = tqdm(starts, desc=f"{self.name} features", unit="batch", leave=False, disable=None)
         for start in starts:
-            chunk = x[start:start + bs]
+            chunk = x[start : start + bs]
             valid = chunk.shape[0]
             if valid < bs:  # pad the last batch so the compiled shape never changes
                 chunk = np.concatenate([chunk, np.zeros((bs - valid, *chunk.shape[1:]), np.float32)])
@@ -115,8 +118,16 @@ def cache_dir(*parts: str) -> str:
 
 def classifier_feature_net(method, params, name: str = MNIST_CLASSIFIER, batch_size: int = 500) -> FeatureNet:
     """A FeatureNet from a `classifier` Method and its parameters (penultimate ReLU features, softmax probs)."""
+
     def apply(images):
         logits, feats = method.apply(params, images)
         return feats, jax.nn.softmax(logits, axis=-1)
-    return FeatureNet(name=name, input_shape=tuple(method.info.shape), feature_dim=method.net.feature_dim,
-                      num_classes=method.info.num_classes, apply=apply, batch_size=batch_size)
+
+    return FeatureNet(
+        name=name,
+        input_shape=tuple(method.info.shape),
+        feature_dim=method.net.feature_dim,
+        num_classes=method.info.num_classes,
+        apply=apply,
+        batch_size=batch_size,
+    )

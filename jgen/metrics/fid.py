@@ -29,8 +29,9 @@ from jgen.config import InputError
 from jgen.metrics.inputs import finite_array
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """Squared Fréchet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2).
 
     If the matrix square root of sigma1 @ sigma2 is not finite (a near-singular product), `eps` is added to
@@ -55,17 +56,20 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
             covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0.0, atol=1e-3):
-            raise ValueError(f"sqrtm(sigma1 @ sigma2) has an imaginary component of up to "
-                             f"{np.max(np.abs(covmean.imag)):.3g}: the covariances are not valid PSD matrices")
+            raise ValueError(
+                f"sqrtm(sigma1 @ sigma2) has an imaginary component of up to "
+                f"{np.max(np.abs(covmean.imag)):.3g}: the covariances are not valid PSD matrices"
+            )
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
 class FeatureStats(NamedTuple):
     """Running statistics of feature vectors: count, mean [D] and scatter matrix sum (x - mean)(x - mean)^T [D, D]."""
+
     count: int
-    mean: np.ndarray      # [D] float64
-    scatter: np.ndarray   # [D, D] float64
+    mean: np.ndarray  # [D] float64
+    scatter: np.ndarray  # [D, D] float64
 
 
 def init_stats(dim: int) -> FeatureStats:
@@ -141,8 +145,10 @@ def load_stats(path: str, dim: int | None = None) -> tuple[np.ndarray, np.ndarra
     """(mu [D], sigma [D, D], other arrays of the file) from a `.npz` of `mu` and `sigma` (pytorch-fid's
     `--save-stats` output, the TTUR code's published fid_stats_*.npz, or `save_stats`). With `dim`, D must equal it
     (the feature network's dimension, 2048 for Inception pool3). Raises InputError naming the file and the fix."""
-    fix = ("write one with pytorch-fid (`python -m pytorch_fid --save-stats <images dir> out.npz`) or let "
-           "`jgen eval` compute and cache them from a split (leave --ref_stats out)")
+    fix = (
+        "write one with pytorch-fid (`python -m pytorch_fid --save-stats <images dir> out.npz`) or let "
+        "`jgen eval` compute and cache them from a split (leave --ref_stats out)"
+    )
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -152,15 +158,20 @@ def load_stats(path: str, dim: int | None = None) -> tuple[np.ndarray, np.ndarra
         raise InputError(f"reference statistics {path!r} are not a readable .npz file ({e}); {fix}") from None
     missing = [k for k in ("mu", "sigma") if k not in arrays]
     if missing:
-        raise InputError(f"reference statistics {path!r} lack {missing}: the file holds {sorted(arrays)}, and FID "
-                         f"needs the keys 'mu' [D] and 'sigma' [D, D]; {fix}")
+        raise InputError(
+            f"reference statistics {path!r} lack {missing}: the file holds {sorted(arrays)}, and FID "
+            f"needs the keys 'mu' [D] and 'sigma' [D, D]; {fix}"
+        )
     mu, sigma = arrays.pop("mu"), arrays.pop("sigma")
     d = mu.shape[0] if mu.ndim == 1 else None
     if d is None or sigma.shape != (d, d):
-        raise InputError(f"reference statistics {path!r}: mu must be [D] and sigma [D, D]; got mu {mu.shape} and "
-                         f"sigma {sigma.shape}")
+        raise InputError(
+            f"reference statistics {path!r}: mu must be [D] and sigma [D, D]; got mu {mu.shape} and sigma {sigma.shape}"
+        )
     if dim is not None and d != dim:
-        raise InputError(f"reference statistics {path!r} are of {d}-dimensional features, but the feature network "
-                         f"gives {dim}: use statistics of the same network (Inception pool3: 2048), or choose the "
-                         "network that made them with --feature_net")
+        raise InputError(
+            f"reference statistics {path!r} are of {d}-dimensional features, but the feature network "
+            f"gives {dim}: use statistics of the same network (Inception pool3: 2048), or choose the "
+            "network that made them with --feature_net"
+        )
     return finite_array(f"{path} mu", mu), finite_array(f"{path} sigma", sigma), arrays

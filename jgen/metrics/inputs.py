@@ -12,7 +12,9 @@ def finite_array(name: str, x, dtype=np.float64) -> np.ndarray:
     arr = np.asarray(x, dtype)
     bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
     if bad:
-        raise InputError(f"{name} has {bad} non-finite value(s) (NaN or inf) out of {arr.size}: the images or "
-                         "features it came from are not finite (a diverged model?); metrics of them would be "
-                         "meaningless")
+        raise InputError(
+            f"{name} has {bad} non-finite value(s) (NaN or inf) out of {arr.size}: the images or "
+            "features it came from are not finite (a diverged model?); metrics of them would be "
+            "meaningless"
+        )
     return arr

@@ -31,9 +31,9 @@ def inception_score(probs, splits: int = 10, shuffle_seed: int | None = None) ->
         p = p[np.random.RandomState(shuffle_seed).permutation(n)]
     scores = []
     for i in range(splits):
-        chunk = p[i * n // splits:(i + 1) * n // splits]           # [n_i, K]
-        marginal = chunk.mean(axis=0, keepdims=True)                # [1, K]
+        chunk = p[i * n // splits : (i + 1) * n // splits]  # [n_i, K]
+        marginal = chunk.mean(axis=0, keepdims=True)  # [1, K]
         # KL(p || q) with 0 log 0 = 0; q > 0 wherever p > 0, since q is the mean of rows including p.
-        kl = np.sum(xlogy(chunk, chunk) - xlogy(chunk, marginal), axis=1)   # [n_i]
+        kl = np.sum(xlogy(chunk, chunk) - xlogy(chunk, marginal), axis=1)  # [n_i]
         scores.append(np.exp(np.mean(kl)))
     return float(np.mean(scores)), float(np.std(scores))

@@ -32,8 +32,9 @@ def _check(real, fake, k) -> tuple[np.ndarray, np.ndarray]:
     if not (isinstance(k, (int, np.integer)) and k >= 1):
         raise ValueError(f"k={k!r}: must be an integer >= 1")
     if min(r.shape[0], f.shape[0]) <= k:
-        raise ValueError(f"k={k} nearest neighbours need more than k points in each set; "
-                         f"got {r.shape[0]} real and {f.shape[0]} fake")
+        raise ValueError(
+            f"k={k} nearest neighbours need more than k points in each set; got {r.shape[0]} real and {f.shape[0]} fake"
+        )
     return r, f
 
 
@@ -55,7 +56,7 @@ def knn_sq_radii(x: np.ndarray, k: int) -> np.ndarray:
     x_sq = np.einsum("ij,ij->i", x, x)
     out = np.empty(x.shape[0], np.float64)
     for rows in _blocks(x.shape[0], x.shape[0]):
-        d = _sq_dists(x[rows], x, x_sq)                              # [b, N]
+        d = _sq_dists(x[rows], x, x_sq)  # [b, N]
         d[np.arange(d.shape[0]), np.arange(rows.start, rows.stop)] = np.inf  # exclude the point itself
         out[rows] = np.partition(d, k - 1, axis=1)[:, k - 1]
     return out
@@ -66,7 +67,7 @@ def _ball_counts(queries: np.ndarray, centres: np.ndarray, sq_radii: np.ndarray,
     c_sq = np.einsum("ij,ij->i", centres, centres)
     out = np.empty(queries.shape[0], np.int64)
     for rows in _blocks(queries.shape[0], centres.shape[0]):
-        d = _sq_dists(queries[rows], centres, c_sq)                 # [b, C]
+        d = _sq_dists(queries[rows], centres, c_sq)  # [b, C]
         inside = d < sq_radii[None, :] if strict else d <= sq_radii[None, :]
         out[rows] = inside.sum(axis=1)
     return out

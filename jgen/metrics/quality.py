@@ -26,7 +26,7 @@ def real_image_batches(source, num: int, batch_size: int = 1000) -> Iterator[np.
     """`real_images(source, num)` in consecutive batches of up to `batch_size` images [b, H, W, C]."""
     idx = spread_indices(len(source), num)
     for start in range(0, len(idx), batch_size):
-        yield np.stack([source[int(i)]["image"] for i in idx[start:start + batch_size]])
+        yield np.stack([source[int(i)]["image"] for i in idx[start : start + batch_size]])
 
 
 def real_images(source, num: int) -> np.ndarray:
@@ -36,8 +36,13 @@ def real_images(source, num: int) -> np.ndarray:
     return np.concatenate(list(real_image_batches(source, num, max(num, 1))))
 
 
-def summarize(images: Iterable[np.ndarray], net: FeatureNet, keep_features: bool,
-              summary: FeatureSummary | None = None, name: str = "features") -> FeatureSummary:
+def summarize(
+    images: Iterable[np.ndarray],
+    net: FeatureNet,
+    keep_features: bool,
+    summary: FeatureSummary | None = None,
+    name: str = "features",
+) -> FeatureSummary:
     """Embed each batch of images [b, H, W, C] in [0, 1] with `net` and add it to `summary` (default: an empty one);
     only the summary outlives a batch. `name` names the set in errors about non-finite features."""
     summary = empty_summary(net.feature_dim, keep_features) if summary is None else summary

@@ -45,9 +45,10 @@ def fits_all_features(num_real: int, num_fake: int, dim: int, max_bytes: int = A
 class FeatureSummary(NamedTuple):
     """What the metrics need of one set of images: running feature statistics, the class-probability batches
     (for the Inception Score; empty when there are none), and every feature batch when `features` is not None."""
-    stats: FeatureStats                              # count, mean [D], scatter [D, D], float64
-    probs: tuple[np.ndarray, ...]                    # batches [b, K]
-    features: tuple[np.ndarray, ...] | None          # batches [b, D] as given, or None: not kept
+
+    stats: FeatureStats  # count, mean [D], scatter [D, D], float64
+    probs: tuple[np.ndarray, ...]  # batches [b, K]
+    features: tuple[np.ndarray, ...] | None  # batches [b, D] as given, or None: not kept
 
     @property
     def count(self) -> int:
@@ -66,9 +67,10 @@ class FeatureSummary(NamedTuple):
 
 class ReferenceStats(NamedTuple):
     """A reference set known only by its Gaussian (e.g. a published `.npz` of mu/sigma): enough for FID alone."""
-    mu: np.ndarray       # [D]
-    sigma: np.ndarray    # [D, D]
-    count: int | None    # images behind them, when known
+
+    mu: np.ndarray  # [D]
+    sigma: np.ndarray  # [D, D]
+    count: int | None  # images behind them, when known
 
 
 def empty_summary(dim: int, keep_features: bool) -> FeatureSummary:
@@ -90,9 +92,17 @@ def add_batch(summary: FeatureSummary, feats, probs=None, name: str = "features"
     return out
 
 
-def summary_metrics(real: FeatureSummary | ReferenceStats, fake: FeatureSummary, feature_net_name: str, *,
-                    k: int = 3, is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                    seed: int = 0) -> dict[str, float]:
+def summary_metrics(
+    real: FeatureSummary | ReferenceStats,
+    fake: FeatureSummary,
+    feature_net_name: str,
+    *,
+    k: int = 3,
+    is_splits: int = 10,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
     """The metrics of fake against real that the two summaries allow (see the module docstring): always FID; IS when
     `fake` has probabilities; KID, precision/recall, density/coverage when both kept their features.
 
@@ -101,12 +111,13 @@ def summary_metrics(real: FeatureSummary | ReferenceStats, fake: FeatureSummary,
     permutation of the rows before the IS chunks (so class-ordered samples do not give one-class chunks).
     """
     if not re.fullmatch(r"[a-z0-9_]+", feature_net_name or ""):
-        raise ValueError(f"feature_net_name={feature_net_name!r}: must be lowercase letters, digits and '_' "
-                         "(it becomes part of metric names)")
+        raise ValueError(
+            f"feature_net_name={feature_net_name!r}: must be lowercase letters, digits and '_' "
+            "(it becomes part of metric names)"
+        )
     mu_r, sigma_r = (real.mu, real.sigma) if isinstance(real, ReferenceStats) else finalize_stats(real.stats)
     if mu_r.shape != fake.stats.mean.shape:
-        raise ValueError(f"real and fake features differ in dimension: {mu_r.shape[0]} and "
-                         f"{fake.stats.mean.shape[0]}")
+        raise ValueError(f"real and fake features differ in dimension: {mu_r.shape[0]} and {fake.stats.mean.shape[0]}")
     mu_f, sigma_f = finalize_stats(fake.stats)
     out = {"fid": frechet_distance(mu_f, sigma_f, mu_r, sigma_r)}
     real_all = None if isinstance(real, ReferenceStats) else real.all_features()
@@ -125,9 +136,18 @@ def summary_metrics(real: FeatureSummary | ReferenceStats, fake: FeatureSummary,
     return named
 
 
-def compute_sample_metrics(real_feats, fake_feats, fake_probs, feature_net_name: str, *, k: int = 3,
-                           is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                           seed: int = 0) -> dict[str, float]:
+def compute_sample_metrics(
+    real_feats,
+    fake_feats,
+    fake_probs,
+    feature_net_name: str,
+    *,
+    k: int = 3,
+    is_splits: int = 10,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Every metric of fake vs real features held in memory, [N, D] / [M, D], and the Inception Score of
     fake_probs [M, K] (skipped when None or K = 0): `summary_metrics` of one batch each, every feature kept."""
     real, fake = finite_array("real_feats", real_feats), finite_array("fake_feats", fake_feats)
@@ -135,5 +155,13 @@ def compute_sample_metrics(real_feats, fake_feats, fake_probs, feature_net_name:
         raise ValueError(f"features must be [N, D] and [M, D] with the same D; got {real.shape} and {fake.shape}")
     r = add_batch(empty_summary(real.shape[1], True), real, name="real_feats")
     f = add_batch(empty_summary(fake.shape[1], True), fake, fake_probs, name="fake_feats")
-    return summary_metrics(r, f, feature_net_name, k=k, is_splits=is_splits, kid_subsets=kid_subsets,
-                           kid_subset_size=kid_subset_size, seed=seed)
+    return summary_metrics(
+        r,
+        f,
+        feature_net_name,
+        k=k,
+        is_splits=is_splits,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        seed=seed,
+    )

@@ -31,9 +31,10 @@ class EncoderDecoder(nn.Module):
     kind="conv_spatial" keeps a spatial latent: code [B, h, w, code_dim], latents [B, h, w, latent_dim]
     with h = H / 2**len(features). Both compute in `dtype` (float32 parameters) and return float32.
     """
+
     kind: str
     shape: Sequence[int]
-    code_dim: int          # encoder output size (2 * latent_dim for a VAE: mean and log-variance)
+    code_dim: int  # encoder output size (2 * latent_dim for a VAE: mean and log-variance)
     latent_dim: int
     features: Sequence[int]
     hidden: int = 256
@@ -68,9 +69,16 @@ class EncoderDecoder(nn.Module):
 
 
 def make_encoder_decoder(model_cfg: ml_collections.ConfigDict, shape, latent_dim: int, code_dim: int) -> EncoderDecoder:
-    return EncoderDecoder(kind=model_cfg.kind, shape=tuple(shape), code_dim=code_dim, latent_dim=latent_dim,
-                          features=tuple(model_cfg.features), hidden=model_cfg.get("hidden", 256),
-                          dtype=compute_dtype(model_cfg), param_dtype=param_dtype(model_cfg))
+    return EncoderDecoder(
+        kind=model_cfg.kind,
+        shape=tuple(shape),
+        code_dim=code_dim,
+        latent_dim=latent_dim,
+        features=tuple(model_cfg.features),
+        hidden=model_cfg.get("hidden", 256),
+        dtype=compute_dtype(model_cfg),
+        param_dtype=param_dtype(model_cfg),
+    )
 
 
 def latent_shape(model_cfg: ml_collections.ConfigDict, shape, latent_dim: int) -> tuple[int, ...]:

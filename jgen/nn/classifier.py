@@ -18,6 +18,7 @@ class DigitClassifier(nn.Module):
     Dropout (rate `dropout`) is applied to the features only when train=True (needs a 'dropout' rng).
     Computes in `dtype` from `param_dtype` parameters (jgen/nn/precision.py); both outputs are float32.
     """
+
     num_classes: int = 10
     features: Sequence[int] = (32, 64)
     feature_dim: int = 128
@@ -29,15 +30,15 @@ class DigitClassifier(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         chex.assert_rank(x, 4)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        h = x - 0.5                                   # centre pixel values around 0
+        h = x - 0.5  # centre pixel values around 0
         for f in self.features:
             h = nn.relu(nn.Conv(f, (3, 3), **kw)(h))
             h = nn.relu(nn.Conv(f, (3, 3), **kw)(h))
             h = nn.max_pool(h, (2, 2), strides=(2, 2))
         h = h.reshape(h.shape[0], -1)
-        feats = nn.relu(nn.Dense(self.feature_dim, **kw)(h))    # [B, feature_dim]
+        feats = nn.relu(nn.Dense(self.feature_dim, **kw)(h))  # [B, feature_dim]
         dropped = nn.Dropout(self.dropout, deterministic=not train)(feats)
-        logits = nn.Dense(self.num_classes, **kw)(dropped)      # [B, num_classes]
+        logits = nn.Dense(self.num_classes, **kw)(dropped)  # [B, num_classes]
         return logits.astype(jnp.float32), feats.astype(jnp.float32)
 
 
@@ -52,4 +53,5 @@ def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array
 
     def crop(img, off):
         return jax.lax.dynamic_slice(img, (off[0], off[1], 0), (h, w, c))
+
     return jax.vmap(crop)(padded, offsets)

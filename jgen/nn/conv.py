@@ -28,6 +28,7 @@ class ConvEncoder(nn.Module):
 
     [B, H, W, C] -> [B, out_dim]; H and W must be divisible by 2**len(features).
     """
+
     out_dim: int
     features: Sequence[int] = (32, 64)
     hidden: int = 256
@@ -53,6 +54,7 @@ class ConvDecoder(nn.Module):
 
     [B, D] -> logits [B, H, W, C] (no output activation).
     """
+
     out_shape: Sequence[int]  # (H, W, C)
     features: Sequence[int] = (32, 64)
     hidden: int = 256
@@ -65,7 +67,7 @@ class ConvDecoder(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         height, width, channels = self.out_shape
         n = len(self.features)
-        h0, w0 = height // 2 ** n, width // 2 ** n
+        h0, w0 = height // 2**n, width // 2**n
         h = nn.silu(nn.Dense(self.hidden, **kw)(z))
         h = nn.silu(nn.Dense(h0 * w0 * self.features[-1], **kw)(h))
         h = h.reshape(z.shape[0], h0, w0, self.features[-1])
@@ -81,6 +83,7 @@ class SpatialEncoder(nn.Module):
 
     The first stage of latent diffusion (e.g. 28x28x1 -> 7x7x4 latents, with out_channels = 2 * 4 for a VAE).
     """
+
     out_channels: int
     features: Sequence[int] = (32, 64)
     dtype: Any = jnp.float32
@@ -99,6 +102,7 @@ class SpatialEncoder(nn.Module):
 
 class SpatialDecoder(nn.Module):
     """Latent map [B, h, w, c] -> logits [B, h*2^n, w*2^n, out_channels] by (upsample + conv) stages."""
+
     out_shape: Sequence[int]  # (H, W, C)
     features: Sequence[int] = (32, 64)
     dtype: Any = jnp.float32

@@ -33,7 +33,8 @@ class Generator(nn.Module):
     GroupNorm, ReLU) with features[i] channels, then a 3x3 conv to C channels. H and W must be divisible by 2^n.
     With num_classes > 0, an embedding of the label is concatenated to z.
     """
-    out_shape: Sequence[int]           # (H, W, C)
+
+    out_shape: Sequence[int]  # (H, W, C)
     features: Sequence[int] = (128, 64)
     num_classes: int = 0
     embed_dim: int = 32
@@ -46,14 +47,16 @@ class Generator(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         height, width, channels = self.out_shape
         n = len(self.features)
-        if height % 2 ** n or width % 2 ** n:
-            raise ValueError(f"image shape {tuple(self.out_shape)} is not divisible by 2**{n} "
-                             f"(model.g_features={tuple(self.features)}); use fewer upsampling stages")
+        if height % 2**n or width % 2**n:
+            raise ValueError(
+                f"image shape {tuple(self.out_shape)} is not divisible by 2**{n} "
+                f"(model.g_features={tuple(self.features)}); use fewer upsampling stages"
+            )
         h = z
         if self.num_classes:
             chex.assert_shape(labels, (z.shape[0],))
             h = jnp.concatenate([h, nn.Embed(self.num_classes, self.embed_dim, **kw)(labels)], axis=-1)
-        h0, w0 = height // 2 ** n, width // 2 ** n
+        h0, w0 = height // 2**n, width // 2**n
         h = nn.Dense(h0 * w0 * self.features[0], **kw)(h).reshape(z.shape[0], h0, w0, self.features[0])
         h = nn.relu(GroupNorm(_groups(self.features[0]), **kw)(h))
         for f in self.features:
@@ -70,6 +73,7 @@ class Discriminator(nn.Module):
     flattened map. With num_classes > 0 it is a projection discriminator (Miyato & Koyama 2018):
     logit = w . phi(x) + embed(y) . phi(x).
     """
+
     features: Sequence[int] = (64, 128)
     num_classes: int = 0
     dtype: Any = jnp.float32

@@ -14,6 +14,7 @@ class MLPEncoder(nn.Module):
 
     With `relu_last=True` the bottleneck is ReLU'd too (the course autoencoder: 784-512-256-128, all ReLU).
     """
+
     features: Sequence[int] = (512, 256, 128)
     relu_last: bool = True
     dtype: Any = jnp.float32
@@ -32,6 +33,7 @@ class MLPEncoder(nn.Module):
 
 class MLPDecoder(nn.Module):
     """Maps a code [B, D] through Dense+ReLU layers to logits of shape [B, *out_shape] (no output activation)."""
+
     out_shape: Sequence[int]
     features: Sequence[int] = (256, 512)
     dtype: Any = jnp.float32

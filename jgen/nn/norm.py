@@ -22,9 +22,10 @@ import jax.numpy as jnp
 
 class GroupNorm(nn.Module):
     """GroupNorm over the last axis of [B, ..., C] (statistics over all non-batch axes within each group)."""
+
     num_groups: int
     epsilon: float = 1e-6
-    dtype: Any = jnp.float32        # of the output
+    dtype: Any = jnp.float32  # of the output
     param_dtype: Any = jnp.float32  # of scale and bias
 
     @nn.compact

@@ -34,8 +34,12 @@ def check_precision(model_cfg: ml_collections.ConfigDict) -> None:
     require_choice("model.dtype", model_cfg.get("dtype", "float32"), tuple(DTYPES))
     value = model_cfg.get("param_dtype", "float32")
     if value not in PARAM_DTYPES:
-        fail("model.param_dtype", value, f"choose one of {list(PARAM_DTYPES)} (parameters, optimizer state and EMA "
-             "stay float32)", "set model.dtype=bfloat16 to compute in bfloat16")
+        fail(
+            "model.param_dtype",
+            value,
+            f"choose one of {list(PARAM_DTYPES)} (parameters, optimizer state and EMA stay float32)",
+            "set model.dtype=bfloat16 to compute in bfloat16",
+        )
 
 
 def compute_dtype(model_cfg: ml_collections.ConfigDict) -> Any:

@@ -32,8 +32,8 @@ Cache = list[dict[str, jax.Array]]  # per layer {"k", "v"}: [B, max_len, heads, 
 def rotary(x: jax.Array, positions: jax.Array, base: float = 10000.0) -> jax.Array:
     """Rotary position embedding (Su et al. 2021) of x [B, T, H, Dh] at integer positions [T] (Dh even)."""
     half = x.shape[-1] // 2
-    freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)               # [Dh/2]
-    angle = positions.astype(jnp.float32)[:, None] * freq                       # [T, Dh/2]
+    freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)  # [Dh/2]
+    angle = positions.astype(jnp.float32)[:, None] * freq  # [T, Dh/2]
     cos, sin = jnp.cos(angle)[None, :, None, :], jnp.sin(angle)[None, :, None, :]
     x1, x2 = x[..., :half], x[..., half:]
     return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
@@ -47,12 +47,13 @@ class CausalSelfAttention(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, positions: jax.Array, cache: dict | None, index: jax.Array,
-                 train: bool) -> tuple[jax.Array, dict | None]:
+    def __call__(
+        self, x: jax.Array, positions: jax.Array, cache: dict | None, index: jax.Array, train: bool
+    ) -> tuple[jax.Array, dict | None]:
         b, t, d = x.shape
         h = self.num_heads
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        qkv = nn.DenseGeneral((3, h, d // h), name="qkv", **kw)(x)                 # [B, T, 3, H, Dh]
+        qkv = nn.DenseGeneral((3, h, d // h), name="qkv", **kw)(x)  # [B, T, 3, H, Dh]
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.rope:
             q, k = rotary(q, positions), rotary(k, positions)
@@ -64,7 +65,7 @@ class CausalSelfAttention(nn.Module):
             key_pos = jnp.arange(keys.shape[1])
             cache = {"k": keys, "v": values}
         scores = jnp.einsum("bthd,bshd->bhts", q, keys) / jnp.sqrt(jnp.float32(d // h)).astype(q.dtype)
-        mask = key_pos[None, :] <= positions[:, None]                              # [T, S]
+        mask = key_pos[None, :] <= positions[:, None]  # [T, S]
         scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
         weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(x.dtype)
         weights = nn.Dropout(self.dropout)(weights, deterministic=not train)
@@ -84,7 +85,8 @@ class Block(nn.Module):
     def __call__(self, x, positions, cache, index, train):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         attn, cache = CausalSelfAttention(self.num_heads, self.dropout, self.rope, **kw)(
-            nn.LayerNorm(**kw)(x), positions, cache, index, train)
+            nn.LayerNorm(**kw)(x), positions, cache, index, train
+        )
         x = x + nn.Dropout(self.dropout)(attn, deterministic=not train)
         y = nn.Dense(self.mlp_ratio * x.shape[-1], **kw)(nn.LayerNorm(**kw)(x))
         y = nn.Dense(x.shape[-1], **kw)(nn.gelu(y))
@@ -98,6 +100,7 @@ class Transformer(nn.Module):
     extra class-prefix ids that are inputs only). With `tie_embeddings` the output layer reuses those rows of
     the input embedding. `dtype` is the compute dtype (the logits are float32 either way).
     """
+
     vocab_size: int
     num_outputs: int
     max_len: int
@@ -108,13 +111,14 @@ class Transformer(nn.Module):
     dropout: float = 0.0
     positions: str = "rope"
     tie_embeddings: bool = False
-    dtype: Any = jnp.float32        # compute dtype (float32 | bfloat16)
+    dtype: Any = jnp.float32  # compute dtype (float32 | bfloat16)
     param_dtype: Any = jnp.float32
-    remat: bool = False             # recompute each block's activations in the backward pass
+    remat: bool = False  # recompute each block's activations in the backward pass
 
     @nn.compact
-    def __call__(self, tokens: jax.Array, cache: Cache | None = None, index: jax.Array | int = 0,
-                 train: bool = False) -> tuple[jax.Array, Cache | None]:
+    def __call__(
+        self, tokens: jax.Array, cache: Cache | None = None, index: jax.Array | int = 0, train: bool = False
+    ) -> tuple[jax.Array, Cache | None]:
         chex.assert_rank(tokens, 2)
         if self.positions not in POSITIONS:
             raise ValueError(f"positions={self.positions!r}; choose one of {POSITIONS}")
@@ -124,12 +128,12 @@ class Transformer(nn.Module):
         index = jnp.asarray(index, jnp.int32)
         positions = index + jnp.arange(t)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=nn.initializers.normal(0.02), name="embed",
-                         **kw)
-        x = embed(tokens)                                                          # [B, T, D] in dtype
+        embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=nn.initializers.normal(0.02), name="embed", **kw)
+        x = embed(tokens)  # [B, T, D] in dtype
         if self.positions == "learned":
-            table = self.param("pos_embed", nn.initializers.normal(0.02), (self.max_len, self.d_model),
-                               self.param_dtype)
+            table = self.param(
+                "pos_embed", nn.initializers.normal(0.02), (self.max_len, self.d_model), self.param_dtype
+            )
             x = x + jnp.take(table, positions, axis=0)[None].astype(self.dtype)
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
         new_cache = [] if cache is not None else None
@@ -137,8 +141,9 @@ class Transformer(nn.Module):
         # (argument 5, counting self) is static under remat
         block_cls = nn.remat(Block, static_argnums=(5,)) if self.remat else Block
         for i in range(self.num_layers):
-            x, c = block_cls(self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rope", name=f"block{i}",
-                         **kw)(x, positions, None if cache is None else cache[i], index, train)
+            x, c = block_cls(
+                self.num_heads, self.mlp_ratio, self.dropout, self.positions == "rope", name=f"block{i}", **kw
+            )(x, positions, None if cache is None else cache[i], index, train)
             if cache is not None:
                 new_cache.append(c)
         x = nn.LayerNorm(name="final_norm", dtype=jnp.float32, param_dtype=self.param_dtype)(x)  # float32

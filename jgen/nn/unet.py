@@ -46,6 +46,7 @@ def _groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int
 
 class ResBlock(nn.Module):
     """GN-SiLU-Conv, + Dense(embedding), GN-SiLU-Dropout-Conv (zero-initialised), + (1x1-projected) input."""
+
     out_channels: int
     dropout: float = 0.0
     dtype: Any = jnp.float32
@@ -66,6 +67,7 @@ class ResBlock(nn.Module):
 
 class AttentionBlock(nn.Module):
     """Multi-head self-attention over the H*W positions, pre-GroupNorm, residual (softmax in float32)."""
+
     num_heads: int = 1
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -75,14 +77,20 @@ class AttentionBlock(nn.Module):
         b, hgt, wid, c = x.shape
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         h = GroupNorm(_groups(c), **kw)(x).reshape(b, hgt * wid, c)
-        h = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=c, out_features=c,
-                                            out_kernel_init=nn.initializers.zeros, force_fp32_for_softmax=True,
-                                            **kw)(h, h)
+        h = nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads,
+            qkv_features=c,
+            out_features=c,
+            out_kernel_init=nn.initializers.zeros,
+            force_fp32_for_softmax=True,
+            **kw,
+        )(h, h)
         return x + h.reshape(b, hgt, wid, c)
 
 
 class UNet(nn.Module):
     """(x [B, H, W, C], t [B] in [0, 1], labels [B] int or None) -> prediction [B, H, W, C]."""
+
     channels: int = 32
     channel_mult: Sequence[int] = (1, 2, 2)
     num_res_blocks: int = 1
@@ -90,9 +98,9 @@ class UNet(nn.Module):
     num_heads: int = 1
     dropout: float = 0.0
     num_classes: int = 0  # 0: unconditional; else labels in [0, num_classes], num_classes being the null label
-    dtype: Any = jnp.float32        # compute dtype (float32 | bfloat16); the output is float32 either way
+    dtype: Any = jnp.float32  # compute dtype (float32 | bfloat16); the output is float32 either way
     param_dtype: Any = jnp.float32
-    remat: bool = False             # recompute the blocks' activations in the backward pass
+    remat: bool = False  # recompute the blocks' activations in the backward pass
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None, train: bool = False) -> jax.Array:
@@ -101,8 +109,10 @@ class UNet(nn.Module):
         chex.assert_shape(t, (b,))
         levels = len(self.channel_mult)
         if hgt % 2 ** (levels - 1) or wid % 2 ** (levels - 1):
-            raise ValueError(f"UNet with channel_mult={tuple(self.channel_mult)} halves the resolution "
-                             f"{levels - 1} times: H and W must be divisible by {2 ** (levels - 1)}; got {hgt}x{wid}")
+            raise ValueError(
+                f"UNet with channel_mult={tuple(self.channel_mult)} halves the resolution "
+                f"{levels - 1} times: H and W must be divisible by {2 ** (levels - 1)}; got {hgt}x{wid}"
+            )
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         # Blocks are named as flax names them without remat (ResBlock_0, ...), so that parameters and checkpoints
         # are the same with and without it. `train` (argument 3, counting self) is static under remat.
@@ -160,12 +170,18 @@ class UNet(nn.Module):
 def make_unet(model_cfg, num_classes: int) -> UNet:
     """A UNet from config.model fields (channels, channel_mult, num_res_blocks, attention_resolutions,
     num_heads, dropout, dtype, param_dtype, remat); lists from a JSON-loaded config are accepted."""
-    return UNet(channels=int(model_cfg.channels), channel_mult=tuple(model_cfg.channel_mult),
-                num_res_blocks=int(model_cfg.num_res_blocks),
-                attention_resolutions=tuple(model_cfg.attention_resolutions),
-                num_heads=int(model_cfg.get("num_heads", 1)), dropout=float(model_cfg.get("dropout", 0.0)),
-                num_classes=num_classes, dtype=compute_dtype(model_cfg), param_dtype=param_dtype(model_cfg),
-                remat=bool(model_cfg.get("remat", False)))
+    return UNet(
+        channels=int(model_cfg.channels),
+        channel_mult=tuple(model_cfg.channel_mult),
+        num_res_blocks=int(model_cfg.num_res_blocks),
+        attention_resolutions=tuple(model_cfg.attention_resolutions),
+        num_heads=int(model_cfg.get("num_heads", 1)),
+        dropout=float(model_cfg.get("dropout", 0.0)),
+        num_classes=num_classes,
+        dtype=compute_dtype(model_cfg),
+        param_dtype=param_dtype(model_cfg),
+        remat=bool(model_cfg.get("remat", False)),
+    )
 
 
 def init_params(net: UNet, key: jax.Array, x: jax.Array, t: jax.Array, labels: jax.Array | None = None):

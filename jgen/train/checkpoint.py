@@ -49,8 +49,7 @@ def remove_stale_temporaries(workdir: str) -> list[str]:
 
 
 def make_manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=False)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
@@ -75,8 +74,9 @@ def _is_disk_full(e: BaseException) -> bool:
     return False
 
 
-def save(manager: ocp.CheckpointManager, state: TrainState, data_state: dict | None,
-         loop_state: dict | None = None) -> None:
+def save(
+    manager: ocp.CheckpointManager, state: TrainState, data_state: dict | None, loop_state: dict | None = None
+) -> None:
     """Write `state`, the data iterator's position and the loop's open log window under the step number."""
     step = int(jax.device_get(state.step))
     args = {"state": ocp.args.StandardSave(state)}
@@ -90,15 +90,21 @@ def save(manager: ocp.CheckpointManager, state: TrainState, data_state: dict | N
         manager.wait_until_finished()
     except Exception as e:  # orbax/tensorstore raise many types; all mean "this save did not happen"
         what = "the disk is full" if _is_disk_full(e) else _one_line(e)
-        kept = "no earlier checkpoint exists" if previous is None else \
-            f"the previous checkpoint (step {previous}) is intact"
-        raise CheckpointWriteError(f"could not write the checkpoint of step {step} to {manager.directory}: {what}. "
-                                   f"Nothing else was lost: {kept}; make room and rerun the same command to "
-                                   "resume") from e
+        kept = (
+            "no earlier checkpoint exists"
+            if previous is None
+            else f"the previous checkpoint (step {previous}) is intact"
+        )
+        raise CheckpointWriteError(
+            f"could not write the checkpoint of step {step} to {manager.directory}: {what}. "
+            f"Nothing else was lost: {kept}; make room and rerun the same command to "
+            "resume"
+        ) from e
 
 
-def restore(manager: ocp.CheckpointManager, target: TrainState, step: int | None = None,
-            with_data: bool = True) -> tuple[TrainState, dict | None, dict | None]:
+def restore(
+    manager: ocp.CheckpointManager, target: TrainState, step: int | None = None, with_data: bool = True
+) -> tuple[TrainState, dict | None, dict | None]:
     """Restore into the structure, shapes and shardings of `target` (concrete or abstract arrays):
     (state, data iterator state or None, loop state or None)."""
     step = manager.latest_step() if step is None else step
@@ -107,18 +113,23 @@ def restore(manager: ocp.CheckpointManager, target: TrainState, step: int | None
     def spec(x):  # keep the target's sharding; replicate over this machine's devices where it has none
         sharding = getattr(x, "sharding", None)
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding if sharding is not None else replicated)
+
     args = {"state": ocp.args.StandardRestore(jax.tree.map(spec, target))}
     step_dir = os.path.join(str(manager.directory), str(step))
     for item in ("data", "loop") if with_data else ():
         if os.path.isdir(os.path.join(step_dir, item)):  # older checkpoints have no "loop" item
             args[item] = ocp.args.JsonRestore()
     restored = manager.restore(step, args=ocp.args.Composite(**args))
-    return restored["state"], restored.get("data") if "data" in args else None, \
-        restored.get("loop") if "loop" in args else None
+    return (
+        restored["state"],
+        restored.get("data") if "data" in args else None,
+        restored.get("loop") if "loop" in args else None,
+    )
 
 
 def _quiet_orbax():
     """Orbax logs a long traceback for every failed read; the fallback reports each failure in one line instead."""
+
     class Quiet:
         def __enter__(self):
             self.levels = {n: logging.getLogger(n).level for n in ("absl", "orbax", "asyncio")}
@@ -128,11 +139,13 @@ def _quiet_orbax():
         def __exit__(self, *exc):
             for n, level in self.levels.items():
                 logging.getLogger(n).setLevel(level)
+
     return Quiet()
 
 
-def restore_latest(workdir: str, manager: ocp.CheckpointManager, target: TrainState, with_data: bool = True,
-                   move_aside: bool = True) -> tuple[TrainState, dict | None, dict | None] | None:
+def restore_latest(
+    workdir: str, manager: ocp.CheckpointManager, target: TrainState, with_data: bool = True, move_aside: bool = True
+) -> tuple[TrainState, dict | None, dict | None] | None:
     """The newest checkpoint that restores (None when there is none at all).
 
     A checkpoint that fails while an older one restores is damaged: reported in one line and, with `move_aside`,
@@ -155,7 +168,8 @@ def restore_latest(workdir: str, manager: ocp.CheckpointManager, target: TrainSt
             raise NoRestorableCheckpoint(
                 f"no checkpoint in {manager.directory} restores into this model ({detail}). If the model's code or "
                 "config changed since this run was made, train in a new --workdir; if the files are damaged, "
-                "delete the checkpoints folder to start over.")
+                "delete the checkpoints folder to start over."
+            )
     for step, cause in failures:
         where = os.path.join(str(manager.directory), str(step))
         if move_aside and jax.process_index() == 0:

@@ -23,17 +23,21 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jgen.config import InputError
 
-ENV = {"coordinator_address": "JGEN_COORDINATOR_ADDRESS", "num_processes": "JGEN_NUM_PROCESSES",
-       "process_id": "JGEN_PROCESS_ID"}
+ENV = {
+    "coordinator_address": "JGEN_COORDINATOR_ADDRESS",
+    "num_processes": "JGEN_NUM_PROCESSES",
+    "process_id": "JGEN_PROCESS_ID",
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class DistributedSpec:
     """How this process joins a job. Nothing set: a single-process run (`jax.distributed` is not started)."""
+
     coordinator_address: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
-    auto: bool = False    # jax.distributed.initialize()'s own cluster auto-detection
+    auto: bool = False  # jax.distributed.initialize()'s own cluster auto-detection
 
     @property
     def explicit(self) -> dict:
@@ -44,14 +48,21 @@ class DistributedSpec:
         return self.auto or bool(self.explicit)
 
 
-def spec_from(coordinator_address: str | None = None, num_processes: int | None = None,
-              process_id: int | None = None, mode: str = "off", environ=None) -> DistributedSpec:
+def spec_from(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    mode: str = "off",
+    environ=None,
+) -> DistributedSpec:
     """The spec of command-line values, each falling back to its JGEN_* environment variable (flags win).
     `mode`: "off" (start only when an address/count/id is given) or "auto". Raises InputError for a bad value."""
     environ = os.environ if environ is None else environ
     if mode not in ("off", "auto"):
-        raise InputError(f"--distributed={mode!r}: must be 'auto' (JAX detects the cluster: TPU pod, SLURM, Open "
-                         "MPI) or 'off' (start only with --coordinator_address/--num_processes/--process_id)")
+        raise InputError(
+            f"--distributed={mode!r}: must be 'auto' (JAX detects the cluster: TPU pod, SLURM, Open "
+            "MPI) or 'off' (start only with --coordinator_address/--num_processes/--process_id)"
+        )
     values = {"coordinator_address": coordinator_address, "num_processes": num_processes, "process_id": process_id}
     for name, var in ENV.items():
         if values[name] is None and environ.get(var, "") != "":
@@ -74,10 +85,13 @@ def spec_from(coordinator_address: str | None = None, num_processes: int | None 
     if spec.explicit and not spec.auto:
         missing = [k for k in values if values[k] is None]
         if missing:
-            raise InputError(f"a multi-process run needs all of --coordinator_address, --num_processes and "
-                             f"--process_id (or {', '.join(ENV.values())}); missing: "
-                             + ", ".join("--" + m for m in missing) + ". Or pass --distributed=auto on a cluster "
-                             "JAX detects by itself (TPU pod, SLURM, Open MPI)")
+            raise InputError(
+                f"a multi-process run needs all of --coordinator_address, --num_processes and "
+                f"--process_id (or {', '.join(ENV.values())}); missing: "
+                + ", ".join("--" + m for m in missing)
+                + ". Or pass --distributed=auto on a cluster "
+                "JAX detects by itself (TPU pod, SLURM, Open MPI)"
+            )
     return spec
 
 
@@ -107,9 +121,11 @@ def check_same_config(config_json: str) -> None:
     if len(groups) > 1:
         mine = groups[digests[jax.process_index()].tobytes()]
         others = sorted(p for g in groups.values() if g is not mine for p in g)
-        raise InputError(f"the processes of this job hold different configs: process {jax.process_index()} "
-                         f"(same as processes {mine}) differs from processes {others}. Launch every process with "
-                         "the same --config file and --config.* overrides")
+        raise InputError(
+            f"the processes of this job hold different configs: process {jax.process_index()} "
+            f"(same as processes {mine}) differs from processes {others}. Launch every process with "
+            "the same --config file and --config.* overrides"
+        )
 
 
 class StopAgreement:

@@ -76,8 +76,7 @@ def evaluate(method, state, test_source, config, mesh) -> dict[str, float]:
     params, model_state = gather((state.ema_params, state.model_state), mesh)
     sums, count = {}, 0
     for i, (batch, valid) in enumerate(eval_batches(test_source, config.train.eval_batch_size, limit)):
-        out = p_eval(params, model_state, _to_global(batch, data_sh, is_global=True),
-                     jax.random.fold_in(base, i))
+        out = p_eval(params, model_state, _to_global(batch, data_sh, is_global=True), jax.random.fold_in(base, i))
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v)[:valid], dtype=np.float64))
         count += valid
@@ -96,8 +95,9 @@ def _to_global(batch: dict, sharding: NamedSharding, is_global: bool = False) ->
         x = np.asarray(x)
         if is_global and n > 1:
             local = x.shape[0] // n
-            x = x[p * local:(p + 1) * local]
+            x = x[p * local : (p + 1) * local]
         return jax.make_array_from_process_local_data(sharding, x)
+
     return jax.tree.map(put, batch)
 
 
@@ -113,8 +113,7 @@ def sample_quality(method, state, test_source, config, net: FeatureNet, mesh: Me
     methods) against as many test images (fewer if the split is smaller)."""
     num, seed = int(config.eval.num_samples), int(config.seed)
     params, model_state = gather((state.ema_params, state.model_state), mesh)
-    fake, _ = generate(method, params, model_state, num, seed=seed,
-                       labels=balanced_labels(num, method.num_classes))
+    fake, _ = generate(method, params, model_state, num, seed=seed, labels=balanced_labels(num, method.num_classes))
     return images_quality(real_images(test_source, num), fake, net, seed=seed)
 
 
@@ -136,6 +135,7 @@ def _compile_interruptibly(jitted, args: tuple, stop: "_StopFlag"):
             result["compiled"] = jitted.lower(*args).compile()
         except BaseException as e:  # re-raised on the main thread
             result["error"] = e
+
     thread = threading.Thread(target=work, name="jgen-compile", daemon=True)
     thread.start()
     while thread.is_alive():
@@ -150,6 +150,7 @@ def _compile_interruptibly(jitted, args: tuple, stop: "_StopFlag"):
 def _with_finite_flag(train_step, skip_nonfinite: bool):
     """Wrap a method's train step: metrics gain `nonfinite` (1.0 when any metric is NaN/inf at that step); with
     `skip_nonfinite` such a step leaves the state as it was (but for the step counter, so data and keys move on)."""
+
     def step(state, batch, key):
         new_state, metrics = train_step(state, batch, key)
         ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
@@ -157,11 +158,11 @@ def _with_finite_flag(train_step, skip_nonfinite: bool):
             kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
             new_state = kept.replace(step=new_state.step)
         return new_state, {**metrics, "nonfinite": 1.0 - ok.astype(jnp.float32)}
+
     return step
 
 
-def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinite: bool = False,
-                      state_shardings=None):
+def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinite: bool = False, state_shardings=None):
     """The jit-compiled train call: (state, batch) -> (state, metrics). One step, or K = `steps_per_call` steps in
     one call (a lax.scan over K batches stacked on a leading axis; metrics stacked [K]), which removes the host
     round trip between steps. Step s uses the key fold_in(state.key, s) either way, so K does not change a bit.
@@ -174,11 +175,15 @@ def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinit
 
     def multi_step(state, batches):
         return jax.lax.scan(step_fn, state, batches)
+
     repl = replicated(mesh)
     state_sh = repl if state_shardings is None else state_shardings
-    return jax.jit(step_fn if steps_per_call == 1 else multi_step,
-                   in_shardings=(state_sh, batch_sharding(mesh, steps_per_call)), out_shardings=(state_sh, repl),
-                   donate_argnums=0)
+    return jax.jit(
+        step_fn if steps_per_call == 1 else multi_step,
+        in_shardings=(state_sh, batch_sharding(mesh, steps_per_call)),
+        out_shardings=(state_sh, repl),
+        donate_argnums=0,
+    )
 
 
 class _Window:
@@ -187,9 +192,9 @@ class _Window:
 
     def __init__(self, skip_nonfinite: bool, rows: list[dict] | None = None):
         self.skip = skip_nonfinite
-        self.rows: list[dict] = list(rows or [])   # checked host rows (dicts of floats)
+        self.rows: list[dict] = list(rows or [])  # checked host rows (dicts of floats)
         self.steps: list[int] = [int(r.pop("_step")) for r in self.rows]
-        self.pending: list = []                     # (steps, device metrics, stacked) not fetched yet
+        self.pending: list = []  # (steps, device metrics, stacked) not fetched yet
 
     def add(self, steps: list[int], metrics, stacked: bool = False) -> None:
         """The metrics of one call: of one step, or (`stacked`) of len(steps) steps along their first axis."""
@@ -206,14 +211,18 @@ class _Window:
                 self.steps.append(step)
                 if row["nonfinite"] and not self.skip:
                     bad = {k: v for k, v in row.items() if k != "nonfinite" and not math.isfinite(v)}
-                    kept = "no checkpoint was written" if last_good is None else \
-                        f"the last good checkpoint (step {last_good}) is kept"
+                    kept = (
+                        "no checkpoint was written"
+                        if last_good is None
+                        else f"the last good checkpoint (step {last_good}) is kept"
+                    )
                     raise TrainingDiverged(
                         f"non-finite train metric at step {step}: "
                         + ", ".join(f"{k} = {v}" for k, v in bad.items())
                         + f". The run stopped without saving that state; {kept}. Lower optim.learning_rate (or "
                         "add optim.grad_clip), or pass --config.train.skip_nonfinite_updates=true to skip such "
-                        "batches")
+                        "batches"
+                    )
 
     def row(self) -> dict[str, float]:
         """The mean of each metric over the window's finite steps (`skipped_updates` counts the others)."""
@@ -231,8 +240,14 @@ class _Window:
         self.rows, self.steps, self.pending = [], [], []
 
 
-def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_src, test_src,
-               feature_net: Callable[[], FeatureNet] | None = None) -> dict[str, float]:
+def train_loop(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    method,
+    train_src,
+    test_src,
+    feature_net: Callable[[], FeatureNet] | None = None,
+) -> dict[str, float]:
     """Train `method` on `train_src` in `workdir` (resuming from its newest checkpoint that restores); returns the
     final eval metrics. `feature_net` loads the network of the training-time sample metrics on first use.
 
@@ -243,15 +258,24 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
     t = config.train
 
     d = config.data
-    it = make_train_iterator(train_src, config.seed, d.batch_size, random_flip=d.random_flip,
-                             worker_count=d.worker_count, worker_buffer_size=d.worker_buffer_size,
-                             read_ahead=d.read_ahead)
+    it = make_train_iterator(
+        train_src,
+        config.seed,
+        d.batch_size,
+        random_flip=d.random_flip,
+        worker_count=d.worker_count,
+        worker_buffer_size=d.worker_buffer_size,
+        read_ahead=d.read_ahead,
+    )
     example = _to_global(it.dataset[0], data_sh)  # the global first batch: init sees what a 1-process run sees
     key = jax.random.PRNGKey(config.seed)
     state_sh = state_sharding(mesh, jax.eval_shape(method.init_state, key, example))
     state = jax.jit(method.init_state, out_shardings=state_sh)(key, example)
-    log.info("mesh %s; per device: parameters %.2f MiB, optimizer state %.2f MiB, EMA %.2f MiB", dict(mesh.shape),
-             *(bytes_per_device(x) / 2 ** 20 for x in (state.params, state.opt_state, state.ema_params)))
+    log.info(
+        "mesh %s; per device: parameters %.2f MiB, optimizer state %.2f MiB, EMA %.2f MiB",
+        dict(mesh.shape),
+        *(bytes_per_device(x) / 2**20 for x in (state.params, state.opt_state, state.ema_params)),
+    )
 
     removed = ckpt.remove_stale_temporaries(workdir)
     if removed:
@@ -273,9 +297,11 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
     k = t.steps_per_call
     if start % k:
         manager.close()
-        raise ConfigError(f"config.train.steps_per_call={k} is invalid: this run resumes from step {start}, which "
-                          f"is not a multiple of it. Fix: resume with a train.steps_per_call that divides {start} "
-                          "(e.g. --config.train.steps_per_call=1)")
+        raise ConfigError(
+            f"config.train.steps_per_call={k} is invalid: this run resumes from step {start}, which "
+            f"is not a multiple of it. Fix: resume with a train.steps_per_call that divides {start} "
+            "(e.g. --config.train.steps_per_call=1)"
+        )
     p_step = jitted_train_step(method, mesh, k, t.skip_nonfinite_updates, state_sh)
 
     writer = MetricWriter(workdir)
@@ -307,10 +333,15 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                     log.info("compiling the train step (SIGTERM/SIGINT now stop the run at once)")
                     compiled = _compile_interruptibly(p_step, (state, batch), stop)
                     if compiled is None:
-                        kept = "it had no checkpoint yet" if last_good is None else \
-                            f"its checkpoint at step {last_good} is kept"
-                        raise TrainingInterrupted(f"received signal {stop.signal} while compiling the first step: "
-                                                  f"stopped at once; {kept}. Rerun the same command to resume")
+                        kept = (
+                            "it had no checkpoint yet"
+                            if last_good is None
+                            else f"its checkpoint at step {last_good} is kept"
+                        )
+                        raise TrainingInterrupted(
+                            f"received signal {stop.signal} while compiling the first step: "
+                            f"stopped at once; {kept}. Rerun the same command to resume"
+                        )
                 state, metrics = compiled(state, batch)
                 step += k
                 stopping = agree(stop.signal is not None)
@@ -347,10 +378,14 @@ def train_loop(config: ml_collections.ConfigDict, workdir: str, method, train_sr
                     ckpt.save(manager, state, it.get_state(), window.state())
                     last_good = step
                 if stopping:
-                    why = f"received signal {stop.signal}" if stop.signal else "another process of this job " \
-                        "received a signal"
-                    raise TrainingInterrupted(f"{why}: saved a checkpoint at step {step}; rerun the same command "
-                                              "to resume")
+                    why = (
+                        f"received signal {stop.signal}"
+                        if stop.signal
+                        else "another process of this job received a signal"
+                    )
+                    raise TrainingInterrupted(
+                        f"{why}: saved a checkpoint at step {step}; rerun the same command to resume"
+                    )
             if start >= total:  # already finished: still report the final evaluation
                 final_eval = evaluate(method, state, test_src, config, mesh)
     finally:

@@ -65,10 +65,15 @@ def state_sharding(mesh: Mesh, state: TrainState) -> TrainState:
 
     def split(tree: Any) -> Any:
         return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(x.shape, size)), tree)
-    return state.replace(step=repl, params=split(state.params), opt_state=split(state.opt_state),
-                         ema_params=split(state.ema_params), model_state=jax.tree.map(lambda _: repl,
-                                                                                      state.model_state),
-                         key=repl)
+
+    return state.replace(
+        step=repl,
+        params=split(state.params),
+        opt_state=split(state.opt_state),
+        ema_params=split(state.ema_params),
+        model_state=jax.tree.map(lambda _: repl, state.model_state),
+        key=repl,
+    )
 
 
 def gather(tree: Any, mesh: Mesh) -> Any:

@@ -35,9 +35,17 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "TPU v5p": {"bfloat16": 459.0, "float32": 459.0},
 }
 # `device_kind` strings (lower case, first match wins) -> table row. JAX names a v5e "TPU v5 lite" and a v5p "TPU v5".
-_KINDS = (("h100 pcie", "H100 PCIe"), ("h100", "H100 SXM"), ("h200", "H200"), ("a100", "A100"),
-          ("tpu v4", "TPU v4"), ("tpu v5 lite", "TPU v5e"), ("tpu v5e", "TPU v5e"), ("tpu v5p", "TPU v5p"),
-          ("tpu v5", "TPU v5p"))
+_KINDS = (
+    ("h100 pcie", "H100 PCIe"),
+    ("h100", "H100 SXM"),
+    ("h200", "H200"),
+    ("a100", "A100"),
+    ("tpu v4", "TPU v4"),
+    ("tpu v5 lite", "TPU v5e"),
+    ("tpu v5e", "TPU v5e"),
+    ("tpu v5p", "TPU v5p"),
+    ("tpu v5", "TPU v5p"),
+)
 
 
 def step_flops(compiled, num_devices: int) -> float:
@@ -48,8 +56,10 @@ def step_flops(compiled, num_devices: int) -> float:
         analysis = analysis[0] if analysis else {}
     flops = float((analysis or {}).get("flops", 0.0))
     if flops <= 0:
-        raise ValueError(f"XLA's cost analysis reports no FLOPs for this program ({analysis!r}); this backend may "
-                         "not support cost analysis")
+        raise ValueError(
+            f"XLA's cost analysis reports no FLOPs for this program ({analysis!r}); this backend may "
+            "not support cost analysis"
+        )
     return flops * num_devices
 
 
@@ -59,8 +69,9 @@ def table_row(device_kind: str) -> str | None:
     return next((row for pattern, row in _KINDS if pattern in kind), None)
 
 
-def measure_matmul_flops(dtype: str = "float32", sizes: Sequence[int] = (1024, 2048), reps: int = 5,
-                         device: jax.Device | None = None) -> tuple[float, str]:
+def measure_matmul_flops(
+    dtype: str = "float32", sizes: Sequence[int] = (1024, 2048), reps: int = 5, device: jax.Device | None = None
+) -> tuple[float, str]:
     """(FLOP/s, how) of the fastest of `n`x`n` @ `n`x`n` dense matmuls in `dtype` on `device` (default: the first),
     each timed as the median of `reps` calls after a compiling one: the attainable peak of a CPU, which has no
     table entry (on a host with N fake devices all of them share these cores, so this is the whole host's)."""
@@ -76,7 +87,7 @@ def measure_matmul_flops(dtype: str = "float32", sizes: Sequence[int] = (1024, 2
             t0 = time.perf_counter()
             jax.block_until_ready(matmul(a, b))
             times.append(time.perf_counter() - t0)
-        rate = 2.0 * n ** 3 / statistics.median(times)
+        rate = 2.0 * n**3 / statistics.median(times)
         if rate > best:
             best, how = rate, f"measured {dtype} {n}x{n} @ {n}x{n} matmul, median of {reps}"
     return best, how
@@ -92,7 +103,9 @@ def peak_flops(devices: Sequence[jax.Device], dtype: str = "float32") -> tuple[f
         return measure_matmul_flops(dtype, device=first)
     row = table_row(first.device_kind)
     if row is None:
-        return None, (f"no peak for device kind {first.device_kind!r} in jgen.train.throughput.PEAK_TFLOPS; pass the "
-                      "vendor's dense figure (e.g. --peak_tflops)")
+        return None, (
+            f"no peak for device kind {first.device_kind!r} in jgen.train.throughput.PEAK_TFLOPS; pass the "
+            "vendor's dense figure (e.g. --peak_tflops)"
+        )
     tflops = PEAK_TFLOPS[row][dtype]
     return tflops * 1e12 * len(devices), f"{row} {dtype} dense {tflops:g} TFLOP/s per chip x {len(devices)}"

@@ -16,16 +16,27 @@ from jgen.diffusion.schedules import alpha_sigma, make_schedule
 MEAN = jnp.array([0.5, -0.3, 0.1])
 _A = jnp.array([[0.6, 0.2, 0.0], [0.0, 0.4, 0.1], [0.1, 0.0, 0.3]])
 COV = _A @ _A.T
-MIX_2D = (np.array([0.3, 0.7]), np.array([[1.0, 0.0], [-1.0, 0.5]]),
-          np.array([0.0025 * np.eye(2), [[0.25, 0.05], [0.05, 0.16]]]))  # stds 0.05 / 0.4-0.5
+MIX_2D = (
+    np.array([0.3, 0.7]),
+    np.array([[1.0, 0.0], [-1.0, 0.5]]),
+    np.array([0.0025 * np.eye(2), [[0.25, 0.05], [0.05, 0.16]]]),
+)  # stds 0.05 / 0.4-0.5
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "divergence", "num_probes", "param"))
 def mixture_likelihood(s, weights, means, covs, x, key, steps=25, divergence="exact", num_probes=1, param="x0"):
     """(ODE log-likelihood, the same with the prior N(0, I) swapped for the exact marginal at x_1, the exact
     log-density at t_min), each [B]. The schedule is an argument: one program serves both DDPM schedules."""
-    out = ode_likelihood(mixture_model_fn(s, weights, means, covs, param), s, x, key, steps=steps,
-                         divergence=divergence, num_probes=num_probes, parameterization=param)
+    out = ode_likelihood(
+        mixture_model_fn(s, weights, means, covs, param),
+        s,
+        x,
+        key,
+        steps=steps,
+        divergence=divergence,
+        num_probes=num_probes,
+        parameterization=param,
+    )
     (a0, s0), (a1, s1) = (alpha_sigma(s, jnp.asarray(t)) for t in (1.0 / s.num_steps, 1.0))
     flow = out.log_likelihood - out.prior_log_prob + mixture_log_prob(out.noise, a1, s1, weights, means, covs)
     return out.log_likelihood, flow, mixture_log_prob(x, a0, s0, weights, means, covs)
@@ -52,8 +63,9 @@ def test_exact_gaussian_log_density_on_the_rectified_flow_path():
     """On the rectified-flow path the ODE runs in t with the learned velocity (dx/dt = u_hat) on a time_quadratic grid,
     up to t = 1, where x_1 ~ N(0, I) exactly (alpha_1 = 0): with no prior mismatch the log-likelihood is the Gaussian
     log-density at t_min to 3e-5 nats/dim at 25 RK4 steps (the cosine schedule's error: 1.5e-4)."""
-    raw, _, truth = mixture_likelihood(make_schedule("rectified_flow"), *GAUSS, POINTS, jax.random.PRNGKey(0),
-                                       param="flow")
+    raw, _, truth = mixture_likelihood(
+        make_schedule("rectified_flow"), *GAUSS, POINTS, jax.random.PRNGKey(0), param="flow"
+    )
     err = float(jnp.max(jnp.abs(raw - truth))) / 3
     assert err < 1e-4, err
 
@@ -63,8 +75,9 @@ def test_hutchinson_agrees_in_expectation():
     within 4 standard errors of the exact trace's value (and the estimates do vary)."""
     s = make_schedule("cosine")
     exact = np.asarray(mixture_likelihood(s, *GAUSS, X, jax.random.PRNGKey(0))[0]).reshape(8, COPIES)[:, 0]
-    est = np.asarray(mixture_likelihood(s, *GAUSS, X, jax.random.PRNGKey(1), divergence="hutchinson",
-                                        num_probes=2)[0]).reshape(8, COPIES)
+    est = np.asarray(
+        mixture_likelihood(s, *GAUSS, X, jax.random.PRNGKey(1), divergence="hutchinson", num_probes=2)[0]
+    ).reshape(8, COPIES)
     se = est.std(axis=1, ddof=1) / np.sqrt(COPIES)
     z = (est.mean(axis=1) - exact) / se
     assert np.all(se > 1e-3) and np.all(np.abs(z) < 4.0), (z, se)
@@ -89,15 +102,25 @@ def test_images_keys_nfe_and_a_diagonal_jacobian():
     w = jax.random.uniform(jax.random.PRNGKey(5), (1, 4, 4, 1), minval=0.5, maxval=1.5)
     fn = lambda x, t, labels: w * x  # noqa: E731
     x = jax.random.normal(jax.random.PRNGKey(6), (3, 4, 4, 1))
-    run = jax.jit(lambda x, k: [ode_likelihood(fn, s, x, k, steps=4, solver="heun", divergence=div, num_probes=2)
-                                for div in ("exact", "hutchinson")])
+    run = jax.jit(
+        lambda x, k: [
+            ode_likelihood(fn, s, x, k, steps=4, solver="heun", divergence=div, num_probes=2)
+            for div in ("exact", "hutchinson")
+        ]
+    )
     exact, hutch = run(x, jax.random.PRNGKey(0))
     assert exact.log_likelihood.shape == (3,) and exact.noise.shape == x.shape and exact.nfe == 8
     np.testing.assert_allclose(np.asarray(hutch.log_likelihood), np.asarray(exact.log_likelihood), rtol=1e-5)
-    np.testing.assert_array_equal(np.asarray(run(x, jax.random.PRNGKey(0))[1].log_likelihood),
-                                  np.asarray(hutch.log_likelihood))  # the same key, the same probes
-    for kw, msg in [(dict(solver="euler"), "solver 'euler' is unknown"), (dict(spacing="trailing"), "t_min to t = 1"),
-                    (dict(divergence="hutch"), "divergence 'hutch'"), (dict(num_probes=0), "num_probes=0"),
-                    (dict(steps=0), "steps=0"), (dict(parameterization="flow"), "'flow' cannot be used")]:
+    np.testing.assert_array_equal(
+        np.asarray(run(x, jax.random.PRNGKey(0))[1].log_likelihood), np.asarray(hutch.log_likelihood)
+    )  # the same key, the same probes
+    for kw, msg in [
+        (dict(solver="euler"), "solver 'euler' is unknown"),
+        (dict(spacing="trailing"), "t_min to t = 1"),
+        (dict(divergence="hutch"), "divergence 'hutch'"),
+        (dict(num_probes=0), "num_probes=0"),
+        (dict(steps=0), "steps=0"),
+        (dict(parameterization="flow"), "'flow' cannot be used"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             ode_likelihood(fn, s, x, jax.random.PRNGKey(0), **kw)

@@ -19,13 +19,27 @@ from tests.conftest import tiny_config
 
 def diffusion_config(steps=40, **method):
     c = tiny_config("diffusion", steps=steps)
-    c.method.update(dict(schedule="cosine", timesteps=1000, parameterization="eps", loss_weighting="none",
-                         min_snr_gamma=5.0, conditional=True, label_dropout=0.2, sampler="dpm_solver",
-                         sample_steps=8, guidance=1.0, eta=0.0, clip_denoised=True))
+    c.method.update(
+        dict(
+            schedule="cosine",
+            timesteps=1000,
+            parameterization="eps",
+            loss_weighting="none",
+            min_snr_gamma=5.0,
+            conditional=True,
+            label_dropout=0.2,
+            sampler="dpm_solver",
+            sample_steps=8,
+            guidance=1.0,
+            eta=0.0,
+            clip_denoised=True,
+        )
+    )
     c.method.update(method)
     # one resolution level keeps compile times short; the UNet tests cover the multi-level paths
-    c.model = c.model.__class__(dict(channels=8, channel_mult=(1,), num_res_blocks=1,
-                                     attention_resolutions=(), num_heads=1, dropout=0.0))
+    c.model = c.model.__class__(
+        dict(channels=8, channel_mult=(1,), num_res_blocks=1, attention_resolutions=(), num_heads=1, dropout=0.0)
+    )
     c.optim.learning_rate = 3e-3
     return c
 
@@ -47,18 +61,45 @@ def test_trains_evaluates_and_samples_in_the_loop(tmp_path):
     method, state = run.method, run.state
     key = jax.random.PRNGKey(0)
     # guidance 0 is unconditional sampling: the labels do not matter
-    g0, info = generate(method, state.ema_params, state.model_state, 6, key=key, labels=[0, 1, 2, 3, 4, 5],
-                        sampler="heun", steps=3, guidance=0.0)
+    g0, info = generate(
+        method,
+        state.ema_params,
+        state.model_state,
+        6,
+        key=key,
+        labels=[0, 1, 2, 3, 4, 5],
+        sampler="heun",
+        steps=3,
+        guidance=0.0,
+    )
     unc, _ = generate(method, state.ema_params, state.model_state, 6, key=key, sampler="heun", steps=3)
     assert g0.shape == (6, 8, 8, 1) and info.nfe_per_image == 5
     assert float(g0.min()) >= 0.0 and float(g0.max()) <= 1.0
     np.testing.assert_array_equal(g0, unc)
     with pytest.raises(ValueError, match=r"labels \[10\] are out of range: .*labels 0..9"):
-        generate(method, state.ema_params, state.model_state, 2, key=key, labels=[3, 10], sampler="ddim", steps=2,
-                 guidance=1.0)
+        generate(
+            method,
+            state.ema_params,
+            state.model_state,
+            2,
+            key=key,
+            labels=[3, 10],
+            sampler="ddim",
+            steps=2,
+            guidance=1.0,
+        )
     with pytest.raises(ValueError, match="labels must be 3 integers"):
-        generate(method, state.ema_params, state.model_state, 3, key=key, labels=[3, 1], sampler="ddim", steps=2,
-                 guidance=1.0)
+        generate(
+            method,
+            state.ema_params,
+            state.model_state,
+            3,
+            key=key,
+            labels=[3, 1],
+            sampler="ddim",
+            steps=2,
+            guidance=1.0,
+        )
     # inpainting through the Pipeline: the known upper half comes back as given (to 8 bits), the rest is drawn
     pipe, test = Pipeline(run), np.asarray(real_images(run.test_source, 3))
     mask = np.zeros(test.shape, np.float32)
@@ -76,8 +117,11 @@ def test_trains_evaluates_and_samples_in_the_loop(tmp_path):
     assert 0 < lik["bits_per_dim"] < 16 and lik["bits_per_dim_se"] > 0, lik
     step = method.jitted(("likelihood_step", 4), method.likelihood_step)  # the program evaluate_likelihood compiled
     out = step(state.ema_params, state.model_state, {"image": real_images(run.test_source, 4)}, key)
-    np.testing.assert_allclose(np.asarray(out["bpd_ode"]),  # D = 64 dequantised pixels in [-1, 1]: + D log 128
-                               (np.asarray(out["nll_ode"]) + 64 * np.log(128)) / (64 * np.log(2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(out["bpd_ode"]),  # D = 64 dequantised pixels in [-1, 1]: + D log 128
+        (np.asarray(out["nll_ode"]) + 64 * np.log(128)) / (64 * np.log(2)),
+        rtol=1e-5,
+    )
 
 
 def test_eval_step_is_per_example_and_config_errors():
@@ -86,14 +130,16 @@ def test_eval_step_is_per_example_and_config_errors():
     c = diffusion_config(parameterization="x0")
     _, test, info = get_source(c.data)
     method = get_method("diffusion")(c, info)
-    batch = {"image": jnp.asarray(np.stack([test[i]["image"] for i in range(5)])),
-             "label": jnp.asarray(np.stack([test[i]["label"] for i in range(5)]))}
+    batch = {
+        "image": jnp.asarray(np.stack([test[i]["image"] for i in range(5)])),
+        "label": jnp.asarray(np.stack([test[i]["label"] for i in range(5)])),
+    }
     state = jax.jit(method.init_state)(jax.random.PRNGKey(0), batch)
     out = jax.jit(method.eval_step)(state.params, state.model_state, batch, jax.random.PRNGKey(1))
     assert out["loss"].shape == (5,) and out["mse_eps"].shape == (5,)
     # a zero-initialised x0 network predicts 0: its loss is the mean square of the images in [-1, 1]
     x = 2 * np.asarray(batch["image"]) - 1
-    np.testing.assert_allclose(np.asarray(out["loss"]), np.mean(x ** 2, axis=(1, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["loss"]), np.mean(x**2, axis=(1, 2, 3)), rtol=1e-5)
     assert method.num_classes == 10
     # DDIM-inversion interpolation: the ends reproduce the two images (with an eps network: a constant x0 network
     # maps every code to the same image, which no inversion can undo)
@@ -103,8 +149,12 @@ def test_eval_step_is_per_example_and_config_errors():
     np.testing.assert_allclose(np.asarray(strip[0]), np.asarray(batch["image"][0]), atol=1e-3)
     np.testing.assert_allclose(np.asarray(strip[-1]), np.asarray(batch["image"][1]), atol=1e-3)
 
-    for field, value, msg in [("sampler", "euler_magic", "choose one of"), ("parameterization", "score", "choose one of"),
-                              ("label_dropout", 1.0, "must be in"), ("sample_steps", 2000, "must be an integer")]:
+    for field, value, msg in [
+        ("sampler", "euler_magic", "choose one of"),
+        ("parameterization", "score", "choose one of"),
+        ("label_dropout", 1.0, "must be in"),
+        ("sample_steps", 2000, "must be an integer"),
+    ]:
         bad = diffusion_config(**{field: value})
         with pytest.raises(ConfigError, match=f"config.method.{field}=.*{msg}"):
             validate(bad, num_devices=1)
@@ -116,15 +166,26 @@ def test_eval_step_is_per_example_and_config_errors():
 
 def test_flow_objective_config_and_request_errors():
     """Combinations that cannot work are refused before any compute, naming the fields and the fix."""
-    cases = [(dict(schedule="rectified_flow", parameterization="eps"), "parameterization",
-              "undefined at t = 1.*Fix: --config.method.parameterization=flow"),
-             (dict(schedule="rectified_flow", parameterization="v"), "parameterization", "alpha\\^2 \\+ sigma\\^2 = 1"),
-             (dict(schedule="linear", parameterization="flow"), "parameterization",
-              "method.schedule='linear'.*Fix: --config.method.schedule=rectified_flow"),
-             (dict(schedule="rectified_flow", parameterization="flow", sampler="heun", spacing="time_uniform"),
-              "sampler", "infinite at t = 1.*Fix: --config.method.spacing=karras"),
-             (dict(time_sampling="beta"), "time_sampling", "choose one of"),
-             (dict(logit_std=0.0), "logit_std", "finite number >= 1e-06")]
+    cases = [
+        (
+            dict(schedule="rectified_flow", parameterization="eps"),
+            "parameterization",
+            "undefined at t = 1.*Fix: --config.method.parameterization=flow",
+        ),
+        (dict(schedule="rectified_flow", parameterization="v"), "parameterization", "alpha\\^2 \\+ sigma\\^2 = 1"),
+        (
+            dict(schedule="linear", parameterization="flow"),
+            "parameterization",
+            "method.schedule='linear'.*Fix: --config.method.schedule=rectified_flow",
+        ),
+        (
+            dict(schedule="rectified_flow", parameterization="flow", sampler="heun", spacing="time_uniform"),
+            "sampler",
+            "infinite at t = 1.*Fix: --config.method.spacing=karras",
+        ),
+        (dict(time_sampling="beta"), "time_sampling", "choose one of"),
+        (dict(logit_std=0.0), "logit_std", "finite number >= 1e-06"),
+    ]
     for method, field, msg in cases:
         with pytest.raises(ConfigError, match=f"config.method.{field}=.*{msg}"):
             validate(diffusion_config(**method), num_devices=1)

@@ -17,8 +17,18 @@ _A = jnp.array([[0.6, 0.2, 0.0], [0.0, 0.4, 0.1], [0.1, 0.0, 0.3]])
 COV = _A @ _A.T
 # Steps at which each sampler's discretisation error (see test_diffusion_mixture.py's convergence tests) is
 # below the Monte Carlo error of 4000 samples: this low-variance data needs more steps than images do.
-STEPS = {"ddpm": 1000, "ddim": 200, "dpm_solver": 50, "dpm_solver_3m": 50, "dpm_solver_sde": 200, "unipc": 50,
-         "euler": 200, "heun": 40, "dpm_solver_2s": 30, "dpm_solver_3s": 15}
+STEPS = {
+    "ddpm": 1000,
+    "ddim": 200,
+    "dpm_solver": 50,
+    "dpm_solver_3m": 50,
+    "dpm_solver_sde": 200,
+    "unipc": 50,
+    "euler": 200,
+    "heun": 40,
+    "dpm_solver_2s": 30,
+    "dpm_solver_3s": 15,
+}
 
 
 def gaussian_fn(schedule):
@@ -38,8 +48,9 @@ def rel_cov_error(x, cov):
 FAST_GAUSSIAN = ("ddpm", "ddim", "dpm_solver", "heun", "dpm_solver_sde")
 
 
-@pytest.mark.parametrize("name", [n if n in FAST_GAUSSIAN else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in sorted(STEPS)])
+@pytest.mark.parametrize(
+    "name", [n if n in FAST_GAUSSIAN else pytest.param(n, marks=pytest.mark.slow) for n in sorted(STEPS)]
+)
 def test_sampler_reproduces_gaussian_mean_and_covariance(name):
     s = linear_schedule()
     out = run(gaussian_fn(s), s, jax.random.PRNGKey(0), (4000, 3), sampler=name, steps=STEPS[name])
@@ -89,13 +100,17 @@ def test_shapes_nfe_determinism_and_trajectory(name):
     f = jax.jit(lambda k: sample(fn, s, k, shape, sampler=name, steps=5, trajectory_steps=(0, 2, 5)))
     a, b = f(key), f(key)
     assert a.samples.shape == shape and np.all(np.isfinite(np.asarray(a.samples)))
-    assert a.nfe == sampler_nfe(name, 5) == {"heun": 9, "midpoint": 9, "dpm_solver_2s": 9,
-                                             "dpm_solver_3s": 13}.get(name, 5)
+    assert (
+        a.nfe
+        == sampler_nfe(name, 5)
+        == {"heun": 9, "midpoint": 9, "dpm_solver_2s": 9, "dpm_solver_3s": 13}.get(name, 5)
+    )
     np.testing.assert_array_equal(np.asarray(a.samples), np.asarray(b.samples))  # same key, same samples
     assert a.trajectory.shape == (3, *shape)
     np.testing.assert_array_equal(np.asarray(a.trajectory[-1]), np.asarray(a.samples))
-    np.testing.assert_array_equal(np.asarray(a.trajectory[0]),
-                                  np.asarray(jax.random.normal(jax.random.split(key)[0], shape)))
+    np.testing.assert_array_equal(
+        np.asarray(a.trajectory[0]), np.asarray(jax.random.normal(jax.random.split(key)[0], shape))
+    )
     assert jax.eval_shape(lambda k: sample(fn, s, k, shape, sampler=name, steps=5), key).trajectory is None
     with pytest.raises(ValueError, match="sampler 'euler_magic' is unknown"):
         sample(fn, s, key, shape, sampler="euler_magic")
@@ -107,21 +122,28 @@ def test_ddim_eta_zero_is_deterministic_given_the_noise_and_eta_one_is_not():
     s = linear_schedule()
     fn = gaussian_fn(s)
     z = jax.random.normal(jax.random.PRNGKey(5), (16, 3))
-    outs = [run(fn, s, jax.random.PRNGKey(k), (16, 3), sampler="ddim", steps=20, eta=e, noise=z).samples
-            for e in (0.0, 1.0) for k in (1, 2)]
+    outs = [
+        run(fn, s, jax.random.PRNGKey(k), (16, 3), sampler="ddim", steps=20, eta=e, noise=z).samples
+        for e in (0.0, 1.0)
+        for k in (1, 2)
+    ]
     np.testing.assert_array_equal(np.asarray(outs[0]), np.asarray(outs[1]))
     assert float(jnp.abs(outs[2] - outs[3]).max()) > 1e-2
 
 
 def test_ddim_inversion_encodes_and_decodes():
     s = linear_schedule()
-    fn = mixture_model_fn(s, jnp.array([0.5, 0.5]), jnp.array([[0.8, 0.0], [-0.8, 0.3]]),
-                          jnp.stack([0.05 * jnp.eye(2), 0.1 * jnp.eye(2)]))
-    x0 = jnp.array([[0.8, 0.0], [-0.6, 0.4]])[jnp.arange(16) % 2] + 0.2 * jax.random.normal(jax.random.PRNGKey(1), (16, 2))
+    fn = mixture_model_fn(
+        s, jnp.array([0.5, 0.5]), jnp.array([[0.8, 0.0], [-0.8, 0.3]]), jnp.stack([0.05 * jnp.eye(2), 0.1 * jnp.eye(2)])
+    )
+    x0 = jnp.array([[0.8, 0.0], [-0.6, 0.4]])[jnp.arange(16) % 2] + 0.2 * jax.random.normal(
+        jax.random.PRNGKey(1), (16, 2)
+    )
 
     def roundtrip(steps, iters):
-        x_t, nfe = jax.jit(lambda x: ddim_invert(fn, s, x, steps=steps, parameterization="x0",
-                                                 fixed_point_iters=iters))(x0)
+        x_t, nfe = jax.jit(
+            lambda x: ddim_invert(fn, s, x, steps=steps, parameterization="x0", fixed_point_iters=iters)
+        )(x0)
         back = run(fn, s, jax.random.PRNGKey(9), x_t.shape, sampler="ddim", steps=steps, noise=x_t).samples
         return float(jnp.abs(back - x0).max()), nfe, x_t
 
@@ -163,12 +185,20 @@ def test_guidance_batches_cond_and_uncond_in_one_call():
     labels = jnp.array([0, 1, 2])
     for g, expect in ((0.0, (3, 3)), (1.0, (3, 3)), (2.5, (6, 6))):
         calls.clear()
-        sample(fn, s, jax.random.PRNGKey(0), (3, 4), sampler="ddim", steps=4, labels=labels, guidance=g,
-               null_label=10)
+        sample(fn, s, jax.random.PRNGKey(0), (3, 4), sampler="ddim", steps=4, labels=labels, guidance=g, null_label=10)
         assert calls == [expect], (g, calls)  # traced once inside the scan: one network call per step
     calls.clear()  # a multi-stage step guides each stage: three in the traced step, one at t_min
-    sample(fn, s, jax.random.PRNGKey(0), (3, 4), sampler="dpm_solver_3s", steps=4, labels=labels, guidance=2.5,
-           null_label=10)
+    sample(
+        fn,
+        s,
+        jax.random.PRNGKey(0),
+        (3, 4),
+        sampler="dpm_solver_3s",
+        steps=4,
+        labels=labels,
+        guidance=2.5,
+        null_label=10,
+    )
     assert calls == [(6, 6)] * 4, calls
     with pytest.raises(ValueError, match="guidance=-1.0"):
         sample(fn, s, jax.random.PRNGKey(0), (3, 4), labels=labels, guidance=-1.0, null_label=10)
@@ -190,10 +220,14 @@ def test_sampler_option_errors():
     s = linear_schedule()
     fn = gaussian_fn(s)
     key = jax.random.PRNGKey(0)
-    for kw, msg in [(dict(spacing="cubic"), "spacing 'cubic' is unknown"), (dict(eta=1.5), "eta=1.5"),
-                    (dict(order=4, sampler="unipc"), "order=4"), (dict(rho=-1.0), "rho=-1.0"),
-                    (dict(s_churn=-1.0, sampler="heun"), "churn settings"),
-                    (dict(steps=2000, spacing="trailing", sampler="ddim"), "at most the schedule's T=1000")]:
+    for kw, msg in [
+        (dict(spacing="cubic"), "spacing 'cubic' is unknown"),
+        (dict(eta=1.5), "eta=1.5"),
+        (dict(order=4, sampler="unipc"), "order=4"),
+        (dict(rho=-1.0), "rho=-1.0"),
+        (dict(s_churn=-1.0, sampler="heun"), "churn settings"),
+        (dict(steps=2000, spacing="trailing", sampler="ddim"), "at most the schedule's T=1000"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             sample(fn, s, key, (2, 3), **kw)
 
@@ -206,8 +240,9 @@ def test_trailing_spacing_reproduces_the_old_terminal_jump():
     fn = mixture_model_fn(s, w, m, c)
     stds = {}
     for spacing in ("trailing", "default"):
-        x = np.asarray(run(fn, s, jax.random.PRNGKey(1), (8000, 1), sampler="dpm_solver", steps=20,
-                           spacing=spacing).samples)
+        x = np.asarray(
+            run(fn, s, jax.random.PRNGKey(1), (8000, 1), sampler="dpm_solver", steps=20, spacing=spacing).samples
+        )
         stds[spacing] = mode_stats(x, w, m, c)[1][0, 0]  # the narrow mode's std
     assert stds["trailing"] < 0.08 and abs(stds["default"] - 0.1) < 0.007, stds
 
@@ -221,8 +256,10 @@ def test_edm_churn_adds_noise_and_keeps_the_distribution(name, s_churn):
     z = jax.random.normal(jax.random.PRNGKey(5), (4000, 3))
     kw = dict(sampler=name, steps=STEPS[name], noise=z)
     ode = run(fn, s, jax.random.PRNGKey(1), (4000, 3), **kw).samples
-    churned = [run(fn, s, jax.random.PRNGKey(k), (4000, 3), s_churn=s_churn, s_tmin=0.05, s_tmax=50.0, **kw).samples
-               for k in (1, 2)]
+    churned = [
+        run(fn, s, jax.random.PRNGKey(k), (4000, 3), s_churn=s_churn, s_tmin=0.05, s_tmax=50.0, **kw).samples
+        for k in (1, 2)
+    ]
     assert float(jnp.abs(churned[0] - churned[1]).max()) > 1e-2  # fresh noise per key
     assert float(jnp.abs(churned[0] - ode).mean()) > 1e-2
     x = np.asarray(churned[0])
@@ -241,7 +278,6 @@ def test_deterministic_ddim_draws_no_noise_inside_its_loop():
     fn = gaussian_fn(s)
     x_T = jnp.zeros((4, 3))
     det = lambda k: sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T).samples
-    sto = lambda k: sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T,
-                           eta=0.5).samples
+    sto = lambda k: sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T, eta=0.5).samples
     assert not _draws_random_numbers(det, jax.random.PRNGKey(0))
     assert _draws_random_numbers(sto, jax.random.PRNGKey(0))

@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 
 from jgen.diffusion import parameterization as P
-from jgen.diffusion.schedules import (alpha_sigma, alpha_sigma_at_level, cosine_schedule, linear_schedule, log_snr,
-                                      make_schedule, q_sample, sample_times, start_std, step_times, time_from_log_snr)
+from jgen.diffusion.schedules import (
+    alpha_sigma,
+    alpha_sigma_at_level,
+    cosine_schedule,
+    linear_schedule,
+    log_snr,
+    make_schedule,
+    q_sample,
+    sample_times,
+    start_std,
+    step_times,
+    time_from_log_snr,
+)
 from jgen.diffusion.trajectory import forward_trajectory, trajectory_steps
 
 
@@ -96,7 +107,7 @@ def test_min_snr_weights_equalise_x0_loss():
         w = P.loss_weight(lam, name, "min_snr", 5.0)
         # the weighted error of each parameterisation equals min(SNR, gamma) * x0 error (||eps err||^2 = SNR ||x0 err||^2,
         # ||v err||^2 = (1 + SNR) ||x0 err||^2, ||u err||^2 = ||x0 err||^2 / t^2 on the rectified-flow path)
-        scale = {"eps": snr, "v": 1 + snr, "x0": jnp.ones_like(snr), "flow": 1.0 / t ** 2}[name]
+        scale = {"eps": snr, "v": 1 + snr, "x0": jnp.ones_like(snr), "flow": 1.0 / t**2}[name]
         np.testing.assert_allclose(np.asarray(w * scale), np.asarray(jnp.minimum(snr, 5.0)), rtol=1e-5)
     assert np.all(np.asarray(P.loss_weight(lam, "eps", "none")) == 1.0)
 

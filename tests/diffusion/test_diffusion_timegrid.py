@@ -51,13 +51,12 @@ def test_ddim_leading_and_trailing_match_lin_et_al():
     # Lin et al. 2023, Table 2, T = 1000, 10 steps (1-based step numbers): leading 1, 101, ..., 901 and
     # trailing 1000, 900, ..., 100; step k (1-based) sits at t = k / T.
     np.testing.assert_allclose(np.asarray(time_grid(s, 10, "leading")), np.arange(901, 0, -100) / 1000, atol=1e-7)
-    np.testing.assert_allclose(np.asarray(time_grid(s, 10, "trailing")), np.arange(1000, 0, -100) / 1000,
-                               atol=1e-7)
-    np.testing.assert_allclose(np.asarray(time_grid(s, 1000, "trailing")), np.arange(1000, 0, -1) / 1000,
-                               atol=1e-7)
+    np.testing.assert_allclose(np.asarray(time_grid(s, 10, "trailing")), np.arange(1000, 0, -100) / 1000, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(time_grid(s, 1000, "trailing")), np.arange(1000, 0, -1) / 1000, atol=1e-7)
     assert np.asarray(time_grid(s, 3, "trailing")).shape == (3,)
-    np.testing.assert_allclose(np.asarray(time_grid(s, 1000, "time_uniform")), np.arange(1000, 0, -1) / 1000,
-                               atol=1e-6)  # all T steps: time_uniform is every discrete step
+    np.testing.assert_allclose(
+        np.asarray(time_grid(s, 1000, "time_uniform")), np.arange(1000, 0, -1) / 1000, atol=1e-6
+    )  # all T steps: time_uniform is every discrete step
 
 
 def test_bad_spacings_raise():

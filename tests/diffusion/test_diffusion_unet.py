@@ -28,8 +28,9 @@ def test_unet_shapes_at_28x28():
 
 
 def test_unet_8x8_conditioning_and_null_label():
-    net = UNet(channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), num_classes=10,
-               dropout=0.1)
+    net = UNet(
+        channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), num_classes=10, dropout=0.1
+    )
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
     t = jnp.array([0.1, 0.9])
     labels = jnp.array([3, 10])  # 10 is the null label
@@ -50,7 +51,7 @@ def test_unet_8x8_conditioning_and_null_label():
     (base, other_label, other_time, null), none = outputs(params)
     assert base.shape == x.shape
     assert float(jnp.abs(base - other_label).max()) > 1e-4  # label matters
-    assert float(jnp.abs(base - other_time).max()) > 1e-4   # time matters
+    assert float(jnp.abs(base - other_time).max()) > 1e-4  # time matters
     np.testing.assert_allclose(np.asarray(none), np.asarray(null), atol=1e-5)  # labels None = the null label
 
 

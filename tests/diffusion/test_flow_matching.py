@@ -27,7 +27,7 @@ def test_exact_velocity_of_gaussian_data_is_the_flow_maps_derivative():
     x = jax.random.normal(jax.random.PRNGKey(0), (64, 2))
 
     def both(t):
-        c = (1 - t) ** 2 * COV + t ** 2 * jnp.eye(2)
+        c = (1 - t) ** 2 * COV + t**2 * jnp.eye(2)
         expect = -MEAN + ((x - (1 - t) * MEAN) @ jnp.linalg.inv(c)) @ (t * jnp.eye(2) - (1 - t) * COV)
         return fn(x, jnp.full((64,), t), None), expect
 
@@ -39,10 +39,10 @@ def test_exact_mixture_velocity_solves_the_continuity_equation():
     """d p_t / dt + d (p_t u) / dx = 0 for the 1-D mixture marginal p_t = sum_k w_k N((1 - t) m_k, (1 - t)^2 s_k^2
     + t^2) and the analytic velocity: u transports the marginals of the path, so sampling it reproduces the data."""
     w, m, sd = jnp.array([0.3, 0.7]), jnp.array([-2.0, 1.5]), jnp.array([0.1, 0.3])
-    fn = mixture_model_fn(FLOW, w, m[:, None], (sd ** 2)[:, None, None], "flow")
+    fn = mixture_model_fn(FLOW, w, m[:, None], (sd**2)[:, None, None], "flow")
 
     def density(x, t):
-        var = (1 - t) ** 2 * sd ** 2 + t ** 2
+        var = (1 - t) ** 2 * sd**2 + t**2
         return jnp.sum(w * jnp.exp(-0.5 * (x - (1 - t) * m) ** 2 / var) / jnp.sqrt(2 * jnp.pi * var))
 
     def flux(x, t):
@@ -82,15 +82,29 @@ def test_ddim_is_euler_and_midpoint_is_the_midpoint_rule_in_t():
     euler, mid = (x - times[-1] * u(x, times[-1]) for x in (euler, mid))
 
     for name, expect in (("ddim", euler), ("midpoint", mid)):
-        out = jax.jit(lambda k, name=name: sample(velocity, FLOW, k, z.shape, sampler=name, steps=steps,
-                                                   parameterization="flow", trajectory_steps=(0,)))(key)
+        out = jax.jit(
+            lambda k, name=name: sample(
+                velocity, FLOW, k, z.shape, sampler=name, steps=steps, parameterization="flow", trajectory_steps=(0,)
+            )
+        )(key)
         np.testing.assert_array_equal(np.asarray(out.trajectory[0]), np.asarray(z))  # start_std(t = 1) = 1
         assert out.nfe == (steps if name == "ddim" else 2 * steps - 1)
         np.testing.assert_allclose(np.asarray(out.samples), np.asarray(expect), atol=2e-5)
 
     # the noise-level grids start at s = 80 (t = 80/81), where x_t has std 0.988, not 1
-    out = jax.jit(lambda k: sample(velocity, FLOW, k, z.shape, sampler="ddim", steps=1, spacing="logsnr_uniform",
-                                   parameterization="flow", trajectory_steps=(0,)))(key)
+    out = jax.jit(
+        lambda k: sample(
+            velocity,
+            FLOW,
+            k,
+            z.shape,
+            sampler="ddim",
+            steps=1,
+            spacing="logsnr_uniform",
+            parameterization="flow",
+            trajectory_steps=(0,),
+        )
+    )(key)
     t0 = time_grid(FLOW, 1, "logsnr_uniform")[0]
     assert float(t0) == pytest.approx(80 / 81, rel=1e-5)
     np.testing.assert_allclose(np.asarray(out.trajectory[0]), np.asarray(start_std(FLOW, t0) * z), rtol=1e-6)
@@ -118,22 +132,36 @@ def test_single_step_dpm_solvers_start_at_t_1_in_alpha_over_sigma():
     k3 = x0(state(2 * rho_s / 3, z + 2 * rho_s / 3 * k2), 2 * rho_s / 3)
     heun3 = x0(state(rho_s, z + rho_s * (0.25 * m0 + 0.75 * k3)), rho_s)
     for name, expect in (("dpm_solver_2s", mid), ("dpm_solver_3s", heun3)):
-        out = sample(velocity, flow, jax.random.PRNGKey(3), z.shape, sampler=name, steps=2, spacing="time_uniform",
-                     parameterization="flow")
+        out = sample(
+            velocity,
+            flow,
+            jax.random.PRNGKey(3),
+            z.shape,
+            sampler=name,
+            steps=2,
+            spacing="time_uniform",
+            parameterization="flow",
+        )
         np.testing.assert_allclose(np.asarray(out.samples), np.asarray(expect), atol=2e-5, err_msg=name)
 
 
 def test_inversion_on_the_flow_path_encodes_and_decodes():
     """The velocity form of DDIM inversion (x_t = x_s + (t - s) u(x_t)) runs up to t = 1, where the eps form
     degenerates; with fixed-point iterations decoding reproduces the data."""
-    fn = mixture_model_fn(FLOW, jnp.array([0.5, 0.5]), jnp.array([[0.8, 0.0], [-0.8, 0.3]]),
-                          jnp.stack([0.05 * jnp.eye(2), 0.1 * jnp.eye(2)]), "flow")
-    x0 = jnp.array([[0.8, 0.0], [-0.6, 0.4]])[jnp.arange(16) % 2] + 0.2 * jax.random.normal(jax.random.PRNGKey(1),
-                                                                                           (16, 2))
-    codes, nfe = jax.jit(lambda x: ddim_invert(fn, FLOW, x, steps=50, parameterization="flow",
-                                               fixed_point_iters=3))(x0)
-    back = sample(fn, FLOW, jax.random.PRNGKey(0), codes.shape, sampler="ddim", steps=50, parameterization="flow",
-                  noise=codes).samples
+    fn = mixture_model_fn(
+        FLOW,
+        jnp.array([0.5, 0.5]),
+        jnp.array([[0.8, 0.0], [-0.8, 0.3]]),
+        jnp.stack([0.05 * jnp.eye(2), 0.1 * jnp.eye(2)]),
+        "flow",
+    )
+    x0 = jnp.array([[0.8, 0.0], [-0.6, 0.4]])[jnp.arange(16) % 2] + 0.2 * jax.random.normal(
+        jax.random.PRNGKey(1), (16, 2)
+    )
+    codes, nfe = jax.jit(lambda x: ddim_invert(fn, FLOW, x, steps=50, parameterization="flow", fixed_point_iters=3))(x0)
+    back = sample(
+        fn, FLOW, jax.random.PRNGKey(0), codes.shape, sampler="ddim", steps=50, parameterization="flow", noise=codes
+    ).samples
     assert nfe == 200 and float(jnp.abs(back - x0).max()) < 1e-3
     assert 0.5 < float(jnp.std(codes)) < 1.5  # codes look like unit Gaussian noise
 

@@ -19,8 +19,16 @@ from tests.conftest import tiny_config
 
 
 def _net(positions="rope", tie=False, max_len=12):
-    return Transformer(vocab_size=20, num_outputs=16, max_len=max_len, d_model=32, num_layers=2, num_heads=4,
-                       positions=positions, tie_embeddings=tie)
+    return Transformer(
+        vocab_size=20,
+        num_outputs=16,
+        max_len=max_len,
+        d_model=32,
+        num_layers=2,
+        num_heads=4,
+        positions=positions,
+        tie_embeddings=tie,
+    )
 
 
 @pytest.mark.parametrize("positions,tie", [("rope", False), ("learned", True)])
@@ -30,10 +38,10 @@ def test_cached_logits_equal_full_forward_logits(positions, tie):
     params = net.init(jax.random.PRNGKey(1), toks)["params"]
     full, _ = net.apply({"params": params}, toks)
     step = jax.jit(lambda tok, cache, i: net.apply({"params": params}, tok, cache, i))
-    logits, cache = step(toks[:, :4], net.init_cache(3), 0)          # prefill 4 tokens, then one at a time
+    logits, cache = step(toks[:, :4], net.init_cache(3), 0)  # prefill 4 tokens, then one at a time
     out = [logits]
     for i in range(4, 12):
-        logits, cache = step(toks[:, i:i + 1], cache, i)
+        logits, cache = step(toks[:, i : i + 1], cache, i)
         out.append(logits)
     np.testing.assert_allclose(np.concatenate(out, axis=1), full, rtol=1e-5, atol=1e-5)
 
@@ -69,10 +77,17 @@ def test_filter_logits_top_k_top_p_and_greedy():
     assert keep(filter_logits(logits, top_p=0.5)) == [True, False, False, False]
     assert keep(filter_logits(logits, top_p=0.81)) == [True, False, True, True]
     assert keep(filter_logits(logits, top_p=0.79)) == [True, False, True, False]
-    np.testing.assert_allclose(jax.nn.softmax(filter_logits(logits, temperature=0.5)),
-                               np.array([[0.25, 0.0025, 0.09, 0.0225]]) / 0.365, rtol=1e-5)
-    counts = np.bincount(np.asarray(jax.random.categorical(jax.random.PRNGKey(0), filter_logits(logits, top_k=2),
-                                                           shape=(20000, 1))).ravel(), minlength=4)
+    np.testing.assert_allclose(
+        jax.nn.softmax(filter_logits(logits, temperature=0.5)),
+        np.array([[0.25, 0.0025, 0.09, 0.0225]]) / 0.365,
+        rtol=1e-5,
+    )
+    counts = np.bincount(
+        np.asarray(
+            jax.random.categorical(jax.random.PRNGKey(0), filter_logits(logits, top_k=2), shape=(20000, 1))
+        ).ravel(),
+        minlength=4,
+    )
     np.testing.assert_allclose(counts / 20000, [0.625, 0, 0.375, 0], atol=0.015)
 
 
@@ -100,11 +115,11 @@ def test_a_uniform_model_has_perplexity_equal_to_the_vocabulary_size():
 
 def _markov_chain(seed=0, vocab=6):
     rng = np.random.default_rng(seed)
-    trans = rng.dirichlet(np.full(vocab, 0.3), size=vocab)               # rows: P(next | current)
+    trans = rng.dirichlet(np.full(vocab, 0.3), size=vocab)  # rows: P(next | current)
     evals, evecs = np.linalg.eig(trans.T)
     pi = np.real(evecs[:, np.argmin(np.abs(evals - 1))])
     pi = pi / pi.sum()
-    rate = -np.sum(pi[:, None] * trans * np.log(trans))                  # nats per token
+    rate = -np.sum(pi[:, None] * trans * np.log(trans))  # nats per token
     return trans, pi, rate
 
 
@@ -122,7 +137,7 @@ def _chain_tokens(trans, pi, num, length, seed):
 def test_markov_chain_exact_logits_score_the_entropy_rate_and_a_trained_model_gets_within_5_percent():
     trans, pi, rate = _markov_chain()
     test = _chain_tokens(trans, pi, 400, 33, seed=1)
-    exact_logits = jnp.log(jnp.asarray(trans, jnp.float32))[test[:, :-1]]   # [N, 32, V]
+    exact_logits = jnp.log(jnp.asarray(trans, jnp.float32))[test[:, :-1]]  # [N, 32, V]
     ppl_exact = math.exp(float(jnp.mean(token_nll(exact_logits, jnp.asarray(test[:, 1:])))))
     assert ppl_exact == pytest.approx(math.exp(rate), rel=0.01)
 
@@ -169,8 +184,9 @@ def test_pixel_model_trains_evaluates_and_samples(tmp_path):
     assert (tmp_path / "samples" / "samples_step_0000004.png").exists()
     run = load_run(str(tmp_path))
     method, state = run.method, run.state
-    images, nfe = method.generate(state.ema_params, state.model_state, jax.random.PRNGKey(0), 3,
-                                  labels=jnp.array([1, 2, 3]))
+    images, nfe = method.generate(
+        state.ema_params, state.model_state, jax.random.PRNGKey(0), 3, labels=jnp.array([1, 2, 3])
+    )
     assert images.shape == (3, 8, 8, 1) and nfe == 64
     assert set(np.unique(np.round(np.asarray(images) * 15))) <= set(range(16))
 
@@ -202,8 +218,12 @@ def test_text_model_resumes_bitwise_and_generates_text(tmp_path):
 
 
 def test_bad_config_values_name_the_field():
-    for field, value, match in (("method.levels", 1, "method.levels"), ("method.top_p", 0.0, "method.top_p"),
-                                ("model.d_model", 30, "model.d_model"), ("model.positions", "alibi", "positions")):
+    for field, value, match in (
+        ("method.levels", 1, "method.levels"),
+        ("method.top_p", 0.0, "method.top_p"),
+        ("model.d_model", 30, "model.d_model"),
+        ("model.positions", "alibi", "positions"),
+    ):
         c = _pixel_config()
         section, key = field.split(".")
         c[section][key] = value
@@ -237,8 +257,24 @@ def test_text_run_from_the_command_line_and_in_compare(tmp_path, capsys):
 
     workdir = str(tmp_path / "lm")
     train_and_evaluate(_text_config(3), workdir)
-    assert cli.run_command(["sample", "--workdir", workdir, "--prompt", "def ", "--num_tokens", "6",
-                            "--num_samples", "2", "--temperature", "0.5"]) == 0
+    assert (
+        cli.run_command(
+            [
+                "sample",
+                "--workdir",
+                workdir,
+                "--prompt",
+                "def ",
+                "--num_tokens",
+                "6",
+                "--num_samples",
+                "2",
+                "--temperature",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["prompt"] == "def " and len(out["samples"]) == 2 and all(len(t) == 6 for t in out["samples"])
     assert cli.run_command(["sample", "--workdir", workdir]) == cli.EXIT_BAD_INPUT

@@ -32,9 +32,12 @@ def _fitted_sklearn(x, cov_type):
 
 def _params_of(sk, dtype):
     cov = np.asarray(sk.covariances_)
-    return {"weights": jnp.asarray(sk.weights_, dtype), "means": jnp.asarray(sk.means_, dtype),
-            "covariances": jnp.asarray(cov, dtype),
-            "precisions_cholesky": jnp.asarray(_compute_precision_cholesky(cov, sk.covariance_type), dtype)}
+    return {
+        "weights": jnp.asarray(sk.weights_, dtype),
+        "means": jnp.asarray(sk.means_, dtype),
+        "covariances": jnp.asarray(cov, dtype),
+        "precisions_cholesky": jnp.asarray(_compute_precision_cholesky(cov, sk.covariance_type), dtype),
+    }
 
 
 @pytest.mark.parametrize("cov_type", TYPES)
@@ -47,8 +50,9 @@ def test_log_likelihood_equals_sklearn_score_samples(cov_type):
     # our own precision Cholesky from the covariances agrees too
     own = _params_of(sk, jnp.float32)
     own["precisions_cholesky"] = gmm.precision_cholesky(own["covariances"], cov_type)
-    np.testing.assert_allclose(np.asarray(gmm.log_likelihood(own, jnp.asarray(x, jnp.float32), cov_type)), ref,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(gmm.log_likelihood(own, jnp.asarray(x, jnp.float32), cov_type)), ref, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("cov_type", TYPES)
@@ -60,8 +64,9 @@ def test_one_em_step_matches_sklearn_m_step(cov_type):
         before = sk.score_samples(x)
         _, log_resp = sk._e_step(x)
         sk._m_step(x, log_resp)
-        stats0 = jax.tree.map(jnp.zeros_like, gmm.batch_statistics(jnp.asarray(x), jnp.exp(jnp.asarray(log_resp)),
-                                                                    cov_type))
+        stats0 = jax.tree.map(
+            jnp.zeros_like, gmm.batch_statistics(jnp.asarray(x), jnp.exp(jnp.asarray(log_resp)), cov_type)
+        )
         stats0["n"] = stats0["n"] + 1.0  # any old statistics: rho = 1 discards them
         new, _, log_px = gmm.em_step(params, stats0, jnp.asarray(x), jnp.asarray(1.0), cov_type, 1e-4)
         np.testing.assert_allclose(np.asarray(log_px), before, rtol=1e-10)

@@ -37,9 +37,12 @@ def test_chart30_parts_from_tiny_runs(diffusion_runs, ae_runs, tmp_path):
     a = d["anomaly"]
     vae = load_run(runs["vae_mnist"])
     test, _ = pick_test_images(vae, 20)
-    want = vae.method.eval_step(vae.state.ema_params, vae.state.model_state,
-                                {"image": jnp.asarray(test), "label": jnp.zeros((20,), jnp.int32)},
-                                jax.random.PRNGKey(0))[a["metric"]]
+    want = vae.method.eval_step(
+        vae.state.ema_params,
+        vae.state.model_state,
+        {"image": jnp.asarray(test), "label": jnp.zeros((20,), jnp.int32)},
+        jax.random.PRNGKey(0),
+    )[a["metric"]]
     np.testing.assert_allclose(a["scores"]["MNIST test digits"], want, rtol=1e-5)
     assert set(a["auroc"]) == {"8x8 digits, upsampled", "test digits rotated 180°", "uniform noise"}
     for name, value in a["auroc"].items():  # from the scores the chart shows (a 10-step VAE need not separate them)

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 from jgen.figures import CHARTS
-from jgen.figures.autoencoders import (ae_success_data, draw_ae_success, draw_generation_problem, draw_vae_plane,
-                                       generation_problem_data, vae_plane_data)
+from jgen.figures.autoencoders import (
+    ae_success_data,
+    draw_ae_success,
+    draw_generation_problem,
+    draw_vae_plane,
+    generation_problem_data,
+    vae_plane_data,
+)
 from jgen.figures.common import pick_test_images
 from jgen.run import load_run
 from jgen.sampling import generate
@@ -38,27 +44,31 @@ def test_chart12_curves_are_the_logged_mse_rows(ae_runs, ae_charts):
         np.testing.assert_allclose(d["curves"][split]["per_image_sum"], [64 * r["mse"] for r in logged])
         np.testing.assert_allclose(d["curves"][split]["epoch"], [r["step"] * 32 / run.info.num_train for r in logged])
     assert len(d["curves"]["eval"]["per_pixel"]) == 4
-    assert sorted(d["slide"]) == sorted((s, c) for s in ("train", "eval") for c in ("per_pixel", "per_image_sum",
-                                                                                      "rmse"))
+    assert sorted(d["slide"]) == sorted(
+        (s, c) for s in ("train", "eval") for c in ("per_pixel", "per_image_sum", "rmse")
+    )
     labels = [int(run.test_source[i]["label"]) for i in range(len(run.test_source))]
     assert len(d["images"]) == len(set(labels))  # one test digit per class
-    np.testing.assert_allclose(d["reconstructions"], run.method.reconstruct(run.state.ema_params, d["images"]),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        d["reconstructions"], run.method.reconstruct(run.state.ema_params, d["images"]), atol=1e-6
+    )
 
 
 def test_chart13_shows_the_models_own_samples_and_projects_the_codes(ae_runs, ae_charts):
     runs = {"ae_mnist": str(ae_runs / "ae_mnist"), "vae_mnist": str(ae_runs / "vae_mnist")}
     d = ae_charts[13]
     ae, vae = load_run(runs["ae_mnist"]), load_run(runs["vae_mnist"])
-    np.testing.assert_array_equal(d["fitted"], generate(ae.method, ae.state.ema_params, ae.state.model_state, 4,
-                                                        seed=3)[0])
-    np.testing.assert_array_equal(d["vae"], generate(vae.method, vae.state.ema_params, vae.state.model_state, 4,
-                                                     seed=3)[0])
+    np.testing.assert_array_equal(
+        d["fitted"], generate(ae.method, ae.state.ema_params, ae.state.model_state, 4, seed=3)[0]
+    )
+    np.testing.assert_array_equal(
+        d["vae"], generate(vae.method, vae.state.ema_params, vae.state.model_state, 4, seed=3)[0]
+    )
     z = jax.random.normal(jax.random.PRNGKey(3), (4, 4))
     np.testing.assert_allclose(d["normal"], ae.method.decode(ae.state.ema_params, z), atol=1e-6)
     codes = d["plane"]["codes"]
     assert codes.shape == (100, 2) and 0 < d["explained"] <= 1
-    np.testing.assert_allclose(codes.mean(axis=0), 0, atol=1e-9)             # centred, principal axes
+    np.testing.assert_allclose(codes.mean(axis=0), 0, atol=1e-9)  # centred, principal axes
     assert abs(np.cov(codes.T)[0, 1]) < 1e-8 and np.var(codes[:, 0]) >= np.var(codes[:, 1])
     images, _ = pick_test_images(ae, 100)
     full = np.asarray(ae.method.encode(ae.state.ema_params, jnp.asarray(images)), np.float64)

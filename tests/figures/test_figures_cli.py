@@ -15,7 +15,8 @@ def test_every_chart_names_known_runs_and_its_png():
     assert train_commands("ldm_mnist", "runs") == [
         "python -m jgen train --config experiments/configs/ldm_autoencoder.py --workdir runs/ldm_autoencoder",
         "python -m jgen train --config experiments/configs/ldm_mnist.py --workdir runs/ldm_mnist "
-        "--config.method.first_stage_workdir=runs/ldm_autoencoder"]
+        "--config.method.first_stage_workdir=runs/ldm_autoencoder",
+    ]
 
 
 def test_figures_command_draws_skips_and_exits(gan_runs, tmp_path, capsys):
@@ -28,8 +29,7 @@ def test_figures_command_draws_skips_and_exits(gan_runs, tmp_path, capsys):
     empty = tmp_path / "no_runs"
     assert run_command(["figures", f"--runs={empty}", f"--out={out}", "--only=21"]) == 2  # asked for, not drawable
     captured = capsys.readouterr()
-    assert f"python -m jgen train --config experiments/configs/gan_mnist.py --workdir {empty}/gan_mnist" \
-        in captured.out
+    assert f"python -m jgen train --config experiments/configs/gan_mnist.py --workdir {empty}/gan_mnist" in captured.out
     assert "named by --only could not be drawn" in captured.err
 
     assert run_command(["figures", f"--runs={gan_runs}", "--only=21,99"]) == 2
@@ -53,10 +53,12 @@ def test_training_plan_skips_finished_runs_and_resumes_unfinished_ones(gan_runs,
     (runs / "gan_mnist").mkdir(parents=True)
     shutil.copy(gan_runs / "gan_mnist" / "config.json", runs / "gan_mnist")  # a run that has not checkpointed yet
     plan = training_plan([27, 21, 25], str(runs))
-    assert [(p.name, p.why) for p in plan] == [("ldm_autoencoder", "no run directory"),
-                                               ("ldm_mnist", "no run directory"),
-                                               ("gan_mnist", "no checkpoint yet"),
-                                               ("gan_dstar", "no dstar_curves.json")]
+    assert [(p.name, p.why) for p in plan] == [
+        ("ldm_autoencoder", "no run directory"),
+        ("ldm_mnist", "no run directory"),
+        ("gan_mnist", "no checkpoint yet"),
+        ("gan_dstar", "no dstar_curves.json"),
+    ]
     # each run's command is the one the skip messages print (the last of its train_commands)
     assert [p.command for p in plan] == [train_commands(p.name, str(runs))[-1] for p in plan]
     assert plan[1].argv[-1] == f"--config.method.first_stage_workdir={runs}/ldm_autoencoder"
@@ -69,12 +71,25 @@ def test_the_classifier_trains_first_when_a_chart_or_a_run_scores_samples(gan_ru
     for ids in ([29], [26], [28, 12]):  # 29, 28 score samples; 26's seed-0 runs log sample quality as they train
         first = training_plan(ids, runs)[0]
         assert first.name == "mnist_classifier" and first.why.endswith("no run directory")
-        assert first.argv == ("-m", "jgen", "train", "--config", "experiments/configs/classifier_mnist.py",
-                              "--workdir", f"{cache}/mnist_classifier")
+        assert first.argv == (
+            "-m",
+            "jgen",
+            "train",
+            "--config",
+            "experiments/configs/classifier_mnist.py",
+            "--workdir",
+            f"{cache}/mnist_classifier",
+        )
     assert "mnist_classifier" not in [p.name for p in training_plan([12, 21, 27], runs)]  # nothing scored
     out = draw_chart(CHARTS[28], str(gan_runs), str(tmp_path / "figs"))  # its run is ready, the classifier is not
-    assert out.status == "skipped" and "classifier" in out.message and out.commands == (
-        f"python -m jgen train --config experiments/configs/classifier_mnist.py --workdir {cache}/mnist_classifier",)
+    assert (
+        out.status == "skipped"
+        and "classifier" in out.message
+        and out.commands
+        == (
+            f"python -m jgen train --config experiments/configs/classifier_mnist.py --workdir {cache}/mnist_classifier",
+        )
+    )
     cache.mkdir()
     (cache / "mnist_classifier").symlink_to(gan_runs / "gan_mnist")  # any finished run counts as trained here
     assert "mnist_classifier" not in [p.name for p in training_plan([29], runs)]
@@ -99,7 +114,9 @@ def test_train_missing_trains_in_order_and_stops_at_an_interrupted_run(tmp_path,
 def test_figures_command_trains_missing_runs_first(tmp_path, monkeypatch, capsys):
     started = []
     monkeypatch.setattr(training, "run_child", lambda argv: started.append(argv) or EXIT_INTERRUPTED)
-    assert run_command(["figures", f"--runs={tmp_path}", f"--out={tmp_path}/figs", "--only=21",
-                        "--train_missing"]) == EXIT_INTERRUPTED  # the training run's own code; nothing drawn
+    assert (
+        run_command(["figures", f"--runs={tmp_path}", f"--out={tmp_path}/figs", "--only=21", "--train_missing"])
+        == EXIT_INTERRUPTED
+    )  # the training run's own code; nothing drawn
     assert started == [tuple(train_argv("gan_mnist", str(tmp_path)))]
     assert not (tmp_path / "figs").exists()

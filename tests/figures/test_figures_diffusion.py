@@ -8,17 +8,26 @@ import pytest
 from jgen.diffusion import alpha_sigma, make_schedule, sample
 from jgen.diffusion.analytic import mixture_density_1d, mixture_model_fn
 from jgen.figures import CHARTS
-from jgen.figures.diffusion import (MIXTURE, ddpm_trajectory_data, diffusion_maths_data, draw_ddpm_trajectory,
-                                    draw_diffusion_maths, draw_guidance, draw_reverse_corruption, guidance_data,
-                                    reverse_corruption_data)
+from jgen.figures.diffusion import (
+    MIXTURE,
+    ddpm_trajectory_data,
+    diffusion_maths_data,
+    draw_ddpm_trajectory,
+    draw_diffusion_maths,
+    draw_guidance,
+    draw_reverse_corruption,
+    guidance_data,
+    reverse_corruption_data,
+)
 from jgen.run import load_run
 from jgen.sampling import generate
 
 
 def test_chart22_is_exact_and_its_ode_paths_are_what_a_fine_ddim_solve_gives(tmp_path):
     T = 200
-    d = diffusion_maths_data(timesteps=T, num_times=41, num_x=241, x_range=(-6.0, 6.0), num_ode_paths=8,
-                             num_sde_paths=3)
+    d = diffusion_maths_data(
+        timesteps=T, num_times=41, num_x=241, x_range=(-6.0, 6.0), num_ode_paths=8, num_sde_paths=3
+    )
     w, m, s = (np.asarray(MIXTURE[k]) for k in ("weights", "means", "stds"))
     # every column of the heat map is a density; t = 0 is the data's own
     np.testing.assert_allclose(np.trapezoid(d["density"], d["x"], axis=1), 1.0, atol=1e-3)
@@ -26,11 +35,23 @@ def test_chart22_is_exact_and_its_ode_paths_are_what_a_fine_ddim_solve_gives(tmp
     # the exact probability-flow paths end where DDIM (the ODE's first-order solver) on the exact denoiser lands
     # from the same points at t = 1
     sched = make_schedule("linear", T)
-    model_fn = mixture_model_fn(sched, jnp.asarray(w, jnp.float32), jnp.asarray(m[:, None], jnp.float32),
-                                jnp.asarray((s ** 2)[:, None, None], jnp.float32))
+    model_fn = mixture_model_fn(
+        sched,
+        jnp.asarray(w, jnp.float32),
+        jnp.asarray(m[:, None], jnp.float32),
+        jnp.asarray((s**2)[:, None, None], jnp.float32),
+    )
     starts = d["ode"]["paths"][-1]
-    ddim = sample(model_fn, sched, jax.random.PRNGKey(0), (8, 1), sampler="ddim", steps=T, parameterization="x0",
-                  noise=jnp.asarray(starts[:, None], jnp.float32)).samples[:, 0]
+    ddim = sample(
+        model_fn,
+        sched,
+        jax.random.PRNGKey(0),
+        (8, 1),
+        sampler="ddim",
+        steps=T,
+        parameterization="x0",
+        noise=jnp.asarray(starts[:, None], jnp.float32),
+    ).samples[:, 0]
     np.testing.assert_allclose(d["ode"]["paths"][0], np.asarray(ddim), atol=0.03)
     assert np.all(np.diff(d["ode"]["paths"], axis=1) > 0)  # 1-D flows never cross
     assert d["sde"]["t"][0] == 1.0 and d["sde"]["t"][-1] == 0.0 and d["sde"]["paths"].shape[1] == 3
@@ -49,8 +70,10 @@ def test_chart22_is_exact_and_its_ode_paths_are_what_a_fine_ddim_solve_gives(tmp
 def ddpm_charts(diffusion_runs):
     """Charts 19 and 24's data from the tiny run, at small settings (computed once)."""
     runs = {"ddpm_mnist": str(diffusion_runs / "ddpm_mnist")}
-    return {19: reverse_corruption_data(runs, index=7, num_points=5, steps=8),
-            24: ddpm_trajectory_data(runs, num=3, num_points=6, steps=20, seed=5)}
+    return {
+        19: reverse_corruption_data(runs, index=7, num_points=5, steps=8),
+        24: ddpm_trajectory_data(runs, num=3, num_points=6, steps=20, seed=5),
+    }
 
 
 @pytest.mark.slow  # the tiny diffusion run and its samplers: about 40 s of CPU on 2 cores
@@ -86,8 +109,9 @@ def test_chart24_keeps_the_states_at_the_requested_times(ddpm_charts):
 def test_chart24_ends_at_the_image_generate_draws(diffusion_runs, ddpm_charts):
     d = ddpm_charts[24]
     run = load_run(str(diffusion_runs / "ddpm_mnist"))
-    images, _ = generate(run.method, run.state.ema_params, run.state.model_state, 3, seed=5, labels=d["labels"],
-                         sampler="ddpm", steps=20)
+    images, _ = generate(
+        run.method, run.state.ema_params, run.state.model_state, 3, seed=5, labels=d["labels"], sampler="ddpm", steps=20
+    )
     np.testing.assert_allclose(d["x_t"][-1], images, atol=1e-5)
 
 

@@ -8,8 +8,15 @@ import pytest
 from PIL import Image
 
 from jgen.figures import CHARTS, draw_charts
-from jgen.figures.gans import (detective_data, draw_dstar, draw_ring_dynamics, dstar_data, gan_steps_data,
-                              mastery_data, ring_dynamics_data)
+from jgen.figures.gans import (
+    detective_data,
+    draw_dstar,
+    draw_ring_dynamics,
+    dstar_data,
+    gan_steps_data,
+    mastery_data,
+    ring_dynamics_data,
+)
 
 
 def _rows(workdir, split):
@@ -21,7 +28,7 @@ def _png_cell(workdir, step, index, size=8):
     """Image `index` of the 8-per-row grid samples_step_<step>.png, cut out of the file by hand."""
     grid = np.asarray(Image.open(workdir / "samples" / f"samples_step_{step:07d}.png"), np.float32) / 255.0
     r, c = divmod(index, 8)
-    return grid[1 + r * (size + 1): 1 + r * (size + 1) + size, 1 + c * (size + 1): 1 + c * (size + 1) + size]
+    return grid[1 + r * (size + 1) : 1 + r * (size + 1) + size, 1 + c * (size + 1) : 1 + c * (size + 1) + size]
 
 
 def test_chart21_table_is_the_metrics_rows_at_the_requested_steps(gan_runs):
@@ -36,8 +43,9 @@ def test_chart21_table_is_the_metrics_rows_at_the_requested_steps(gan_runs):
     assert [r["window"] for r in data["table"]] == [(1, 1), (9, 10), (17, 24)]
     for row in data["table"]:
         logged = train[row["step"]]
-        assert {k: row[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")} == \
-            {k: logged[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")}
+        assert {k: row[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")} == {
+            k: logged[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")
+        }
     np.testing.assert_array_equal(data["curve"]["step"], sorted(train))
     np.testing.assert_array_equal(data["curve"]["d_fake"], [train[s]["d_fake"] for s in sorted(train)])
     # samples: the first grid at or after each row's step (grids every 8 steps), cut from the PNG files
@@ -51,7 +59,7 @@ def test_chart18_and_16_read_the_curves_and_grids(gan_runs):
     train, evals = _rows(workdir, "train"), _rows(workdir, "eval")
     np.testing.assert_array_equal(d18["train"]["d_real"], [r["d_real"] for r in train])
     np.testing.assert_array_equal(d18["eval"]["d_fake"], [r["d_fake"] for r in evals])
-    assert [s for s, _ in d18["samples"]] == [8, 24]   # first and last grid
+    assert [s for s, _ in d18["samples"]] == [8, 24]  # first and last grid
     d16 = mastery_data({"gan_mnist": str(workdir)}, num_images=5)
     np.testing.assert_array_equal(d16["steps"], [8, 16, 24])
     assert d16["images"].shape == (3, 5, 8, 8, 1)
@@ -81,8 +89,11 @@ def test_chart25_is_the_toy_experiments_files(tmp_path):
     assert len(d["curves"]["loss"]) == len(d["curves"]["loss_equal"]) == 100
     for k in ("x", "d", "d_star", "p_data", "p_g", "loss"):
         np.testing.assert_array_equal(d["curves"][k], curves[k])
-    np.testing.assert_allclose(d["curves"]["d_star"],  # D* = p_data / (p_data + p_g) on the grid
-                               curves["p_data"] / (np.asarray(curves["p_data"]) + curves["p_g"]), atol=1e-5)
+    np.testing.assert_allclose(
+        d["curves"]["d_star"],  # D* = p_data / (p_data + p_g) on the grid
+        curves["p_data"] / (np.asarray(curves["p_data"]) + curves["p_g"]),
+        atol=1e-5,
+    )
     assert d["numbers"] == numbers and d["jsd"] == pytest.approx((2 * np.log(2) - numbers["optimal_loss"]) / 2)
     draw_dstar(d, str(tmp_path / "25.png"))
     assert (tmp_path / "25.png").stat().st_size > 20_000

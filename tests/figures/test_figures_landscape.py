@@ -9,9 +9,17 @@ import pytest
 from jgen.figures import CHARTS, MissingData, draw_charts
 from jgen.figures.ethics import copying_z, draw_memorisation, memorisation_data, nearest
 from jgen.figures.common import RUNS, SEED_STEPS, SEEDS, seed_run
-from jgen.figures.landscape import (draw_interpolation, draw_landscape, draw_tradeoffs, draw_two_approaches,
-                                    interpolation_data, landscape_data, quality_curves_data, tradeoffs_data,
-                                    two_approaches_data)
+from jgen.figures.landscape import (
+    draw_interpolation,
+    draw_landscape,
+    draw_tradeoffs,
+    draw_two_approaches,
+    interpolation_data,
+    landscape_data,
+    quality_curves_data,
+    tradeoffs_data,
+    two_approaches_data,
+)
 from jgen.figures.registry import draw_chart
 from jgen.run import evaluate_likelihood, evaluate_run, load_run, train_and_evaluate
 from jgen.sampling import generate
@@ -22,8 +30,11 @@ from tests.figures.tiny_runs import PIXEL_NET, tiny_autoencoder
 
 def test_chart26_curves_are_the_sample_quality_rows(gan_runs, tmp_path):
     workdir = gan_runs / "gan_mnist"
-    rows = [r for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
-            if r["split"] == "sample_quality"]
+    rows = [
+        r
+        for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+        if r["split"] == "sample_quality"
+    ]
     data = quality_curves_data({"gan_mnist": str(workdir)})
     c = data["curves"]["gan_mnist"]
     assert c["net"] == PIXEL_NET and data["without"] == []
@@ -75,8 +86,9 @@ def test_chart17_samples_curves_and_costs(gan_runs, diffusion_runs, tmp_path):
     d = two_approaches_data(runs, num=10, timing_num=10)
     for name in runs:
         run = load_run(runs[name])
-        images, info = generate(run.method, run.state.ema_params, run.state.model_state, 10, seed=0,
-                                labels=d[name]["labels"])
+        images, info = generate(
+            run.method, run.state.ema_params, run.state.model_state, 10, seed=0, labels=d[name]["labels"]
+        )
         np.testing.assert_array_equal(d[name]["images"], images)
         assert d[name]["nfe"] == info.nfe_per_image and d[name]["images_per_sec"] > 0
         rows = read_metrics(runs[name], "train")
@@ -95,8 +107,12 @@ def test_chart28_rows_are_evaluate_run_rows(gan_runs, diffusion_runs, tmp_path):
     gan, ddpm = d["rows"]
     row = evaluate_run(load_run(runs["gan_mnist"]), 40, 0, PIXEL_NET)
     assert (gan["fid"], gan["precision"], gan["recall"], gan["is"], gan["nfe"]) == (
-        row[f"fid_{PIXEL_NET}"], row[f"precision_{PIXEL_NET}"], row[f"recall_{PIXEL_NET}"], row[f"is_{PIXEL_NET}"],
-        row["nfe"])
+        row[f"fid_{PIXEL_NET}"],
+        row[f"precision_{PIXEL_NET}"],
+        row[f"recall_{PIXEL_NET}"],
+        row[f"is_{PIXEL_NET}"],
+        row["nfe"],
+    )
     assert gan["images_per_sec"] > 0 and gan["bits_per_dim"] is None  # a GAN has no likelihood
     ode = evaluate_likelihood(load_run(runs["ddpm_mnist"]), 4)  # diffusion's is computed on demand, on 4 test images
     assert ddpm["bits_per_dim"] == pytest.approx(ode["bits_per_dim"])
@@ -136,12 +152,16 @@ def test_chart29_without_seed_runs_names_the_commands_that_make_them(tmp_path, m
     out = draw_chart(CHARTS[29], str(tmp_path), str(tmp_path / "figs"))
     seeds = [c for c in out.commands if "/seeds/" in c]
     assert out.status == "skipped" and len(seeds) == len(SEED_STEPS) * len(SEEDS) >= 3 * 8
-    assert f"python -m jgen train --config experiments/configs/gan_mnist.py --workdir {tmp_path}/seeds/gan_mnist_s2 " \
+    assert (
+        f"python -m jgen train --config experiments/configs/gan_mnist.py --workdir {tmp_path}/seeds/gan_mnist_s2 "
         f"--config.seed=2 --config.train.steps={SEED_STEPS['gan_mnist']}" in out.commands
+    )
     # first the classifier, then the default first stage the latent diffusion seeds share (once, before theirs)
     classifier, first_stage = [c for c in out.commands if c not in seeds]
-    assert out.commands[0] == classifier == "python -m jgen train --config experiments/configs/classifier_mnist.py " \
+    assert (
+        out.commands[0] == classifier == "python -m jgen train --config experiments/configs/classifier_mnist.py "
         f"--workdir {tmp_path}/cache/mnist_classifier"
+    )
     assert f"--workdir {tmp_path}/ldm_autoencoder" in first_stage
     assert out.commands.index(first_stage) < min(i for i, c in enumerate(out.commands) if "ldm_mnist_s" in c)
     assert f"--config.method.first_stage_workdir={tmp_path}/ldm_autoencoder" in seeds[-4]  # ldm's s2, before ar's
@@ -161,7 +181,12 @@ def test_chart29_table_is_the_seed_runs_evaluations(tmp_path):
     for r in d["per_run"]:
         row = evaluate_run(load_run(runs[r["run"]]), 40, 0, PIXEL_NET)
         assert (r["fid"], r["recall"], r["bits_per_dim"], r["nfe"], r["steps"]) == (
-            row[f"fid_{PIXEL_NET}"], row[f"recall_{PIXEL_NET}"], row.get("bits_per_dim"), row["nfe"], 10)
+            row[f"fid_{PIXEL_NET}"],
+            row[f"recall_{PIXEL_NET}"],
+            row.get("bits_per_dim"),
+            row["nfe"],
+            10,
+        )
         train = read_metrics(runs[r["run"]], "train")  # logged every 5 steps: 5 steps over each row's steps/s
         assert r["train_seconds"] == pytest.approx(sum(5 / t["steps_per_sec"] for t in train))
     assert len({r["fid"] for r in d["per_run"]}) == 6  # the seeds give different models
@@ -171,6 +196,7 @@ def test_chart29_table_is_the_seed_runs_evaluations(tmp_path):
         assert f["fid_range"] == pytest.approx(max(fids) - min(fids)) and f["seeds"] == 3
     ae, vae = d["families"]
     assert ae["bits_per_dim"] is None and vae["bits_per_dim"] == pytest.approx(
-        np.mean([r["bits_per_dim"] for r in d["per_run"] if r["family"] == "vae_mnist"]))
+        np.mean([r["bits_per_dim"] for r in d["per_run"] if r["family"] == "vae_mnist"])
+    )
     draw_tradeoffs(d, str(tmp_path / "29.png"))
     assert (tmp_path / "29.png").stat().st_size > 20_000

@@ -19,6 +19,7 @@ def pixel_feature_net() -> FeatureNet:
     def apply(x):
         flat = x.reshape(x.shape[0], -1)
         return flat, jax.nn.softmax(flat @ w)
+
     return FeatureNet(PIXEL_NET, (8, 8, 1), 64, 10, apply, batch_size=64)
 
 
@@ -28,7 +29,7 @@ register_feature_net(PIXEL_NET, pixel_feature_net)
 def tiny_gan(steps: int = 24):
     c = gan_config(tiny_config, steps)
     c.train.log_every = 8
-    c.train.log_steps = (1, 10)    # the table's steps 0 and 1 (the first row) and 10 get rows of their own
+    c.train.log_steps = (1, 10)  # the table's steps 0 and 1 (the first row) and 10 get rows of their own
     c.train.sample_every = 8
     c.eval.sample_metrics_every = 8
     c.eval.num_samples = 64

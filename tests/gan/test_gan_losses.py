@@ -69,7 +69,7 @@ def test_gradient_penalty_interpolates_between_real_and_fake():
     """D(x) = ||x||^2 / 2 has gradient x: the penalty is (||u r + (1-u) f|| - 1)^2, u ~ U(0, 1) per example."""
     real, fake = jnp.full((64, 3), 1.0), jnp.full((64, 3), -1.0)
     key = jax.random.PRNGKey(0)
-    gp = np.asarray(gradient_penalty(lambda x: 0.5 * jnp.sum(x ** 2, axis=1), real, fake, key))
+    gp = np.asarray(gradient_penalty(lambda x: 0.5 * jnp.sum(x**2, axis=1), real, fake, key))
     u = np.asarray(jax.random.uniform(key, (64, 1)))[:, 0]
     np.testing.assert_allclose(gp, (math.sqrt(3) * np.abs(2 * u - 1) - 1) ** 2, rtol=1e-4, atol=1e-6)
     assert u.std() > 0.1, "u must differ between examples"
@@ -77,7 +77,11 @@ def test_gradient_penalty_interpolates_between_real_and_fake():
 
 def test_r1_penalty_analytic():
     x = jax.random.normal(jax.random.PRNGKey(3), (4, 3, 3, 2))
-    np.testing.assert_allclose(r1_penalty(lambda v: 0.5 * jnp.sum(v ** 2, axis=(1, 2, 3)), x),
-                               0.5 * np.sum(np.asarray(x) ** 2, axis=(1, 2, 3)), rtol=1e-5)
-    np.testing.assert_allclose(r1_penalty(lambda v: jnp.sum(3.0 * v, axis=(1, 2, 3)), x), np.full(4, 0.5 * 9 * 18),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        r1_penalty(lambda v: 0.5 * jnp.sum(v**2, axis=(1, 2, 3)), x),
+        0.5 * np.sum(np.asarray(x) ** 2, axis=(1, 2, 3)),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        r1_penalty(lambda v: jnp.sum(3.0 * v, axis=(1, 2, 3)), x), np.full(4, 0.5 * 9 * 18), rtol=1e-5
+    )

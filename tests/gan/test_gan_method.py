@@ -13,10 +13,11 @@ from jgen.run import train_and_evaluate
 
 def gan_config(tiny, steps=20, **method):
     c = tiny("gan", steps)
-    c.method.update(dict(loss="non_saturating", n_critic=1, gp_weight=10.0, r1_gamma=0.0, latent_dim=8,
-                         conditional=False))
+    c.method.update(
+        dict(loss="non_saturating", n_critic=1, gp_weight=10.0, r1_gamma=0.0, latent_dim=8, conditional=False)
+    )
     c.method.update(method)
-    c.model.g_features = (16, 8)   # 2x2 -> 4x4 -> 8x8
+    c.model.g_features = (16, 8)  # 2x2 -> 4x4 -> 8x8
     c.model.d_features = (8, 16)
     c.optim = {"generator": optim_config(2e-4, b1=0.5), "discriminator": optim_config(2e-4, b1=0.5)}
     c.train.log_every = 2
@@ -51,8 +52,9 @@ def test_resume_gives_bitwise_equal_gan_state(tmp_path, tiny):
     train_and_evaluate(gan_config(tiny, steps=12, n_critic=2, loss="wgan_gp"), str(cut))
     a, b = load_run(str(full)).state, load_run(str(cut)).state
     assert int(b.step) == 12
-    for x, y in zip(jax.tree.leaves((a.params, a.opt_state, a.ema_params)),
-                    jax.tree.leaves((b.params, b.opt_state, b.ema_params))):
+    for x, y in zip(
+        jax.tree.leaves((a.params, a.opt_state, a.ema_params)), jax.tree.leaves((b.params, b.opt_state, b.ema_params))
+    ):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 

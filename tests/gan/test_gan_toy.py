@@ -16,15 +16,28 @@ from jgen.gan import toys as toy
 def test_mixture_logpdf_matches_scipy():
     means = jnp.array([[-2.0, 0.0], [1.0, 1.0]])
     x = np.random.default_rng(0).normal(size=(7, 2))
-    want = np.log(0.5 * stats.multivariate_normal(means[0], 0.25).pdf(x)
-                  + 0.5 * stats.multivariate_normal(means[1], 0.25).pdf(x))
+    want = np.log(
+        0.5 * stats.multivariate_normal(means[0], 0.25).pdf(x) + 0.5 * stats.multivariate_normal(means[1], 0.25).pdf(x)
+    )
     np.testing.assert_allclose(toy.gaussian_mixture_logpdf(jnp.asarray(x), means, 0.5), want, rtol=1e-5)
 
 
 def test_learned_discriminator_matches_the_optimal_one():
-    cfg = ml_collections.ConfigDict(dict(
-        data_means=(-2.0, 2.0), data_std=0.5, g_mean=0.0, g_std=1.5, hidden=(32, 32), learning_rate=3e-3,
-        batch_size=512, steps=1500, grid_min=-4.0, grid_max=4.0, mass_threshold=0.02))
+    cfg = ml_collections.ConfigDict(
+        dict(
+            data_means=(-2.0, 2.0),
+            data_std=0.5,
+            g_mean=0.0,
+            g_std=1.5,
+            hidden=(32, 32),
+            learning_rate=3e-3,
+            batch_size=512,
+            steps=1500,
+            grid_min=-4.0,
+            grid_max=4.0,
+            mass_threshold=0.02,
+        )
+    )
     out = toy.dstar_experiment(cfg, jax.random.PRNGKey(0))
     assert out["mean_abs_error_vs_dstar"] < 0.03, out
     assert out["max_abs_error_vs_dstar"] < 0.12, out
@@ -63,9 +76,15 @@ def test_ring_experiment_runs_and_reports_each_snapshot(tmp_path):
     assert 0 <= final["modes_covered"] <= 8 and (tmp_path / "ring.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("loss", "least_squares", "choose one of"), ("steps", 150, "multiple of toy.snapshot_every"),
-    ("batch_size", 0, "integer >= 1"), ("std", -0.1, "must be > 0")])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("loss", "least_squares", "choose one of"),
+        ("steps", 150, "multiple of toy.snapshot_every"),
+        ("batch_size", 0, "integer >= 1"),
+        ("std", -0.1, "must be > 0"),
+    ],
+)
 def test_toy_configs_are_checked_before_any_compute(tmp_path, field, value, needle):
     from experiments import gan_toys
     from experiments.configs import gan_ring

@@ -5,8 +5,7 @@ import pytest
 import scipy.linalg
 
 from jgen.metrics import fid as fid_lib
-from jgen.metrics.fid import (feature_stats, finalize_stats, frechet_distance, init_stats, merge_stats,
-                              update_stats)
+from jgen.metrics.fid import feature_stats, finalize_stats, frechet_distance, init_stats, merge_stats, update_stats
 
 
 def _random_cov(rng, d, n=None):
@@ -66,6 +65,7 @@ def test_non_finite_root_retries_with_eps_offset(monkeypatch):
     def flaky(a):
         calls.append(a.copy())
         return np.full_like(a, np.nan) if len(calls) == 1 else real_sqrtm(a)
+
     monkeypatch.setattr(fid_lib.scipy.linalg, "sqrtm", flaky)
     s1, s2 = np.diag([1.0, 0.0]), np.diag([4.0, 0.0])
     got = frechet_distance(np.zeros(2), s1, np.zeros(2), s2, eps=1e-2)
@@ -89,10 +89,10 @@ def test_shape_mismatch_raises():
 
 def test_streaming_stats_equal_numpy_mean_and_cov():
     rng = np.random.default_rng(4)
-    x = rng.normal(loc=100.0, scale=2.0, size=(1003, 7)).astype(np.float32)   # large mean: tests stability
+    x = rng.normal(loc=100.0, scale=2.0, size=(1003, 7)).astype(np.float32)  # large mean: tests stability
     acc = init_stats(7)
     for start, size in [(0, 1), (1, 500), (501, 2), (503, 500)]:
-        acc = update_stats(acc, x[start:start + size])
+        acc = update_stats(acc, x[start : start + size])
     mu, sigma = finalize_stats(acc)
     x64 = x.astype(np.float64)
     assert acc.count == 1003

@@ -22,7 +22,7 @@ def test_average_pool_does_not_count_padding():
     want = np.zeros_like(x)
     for i in range(5):
         for j in range(6):
-            want[:, i, j] = padded[:, i:i + 3, j:j + 3].sum((1, 2)) / valid[i:i + 3, j:j + 3].sum()
+            want[:, i, j] = padded[:, i : i + 3, j : j + 3].sum((1, 2)) / valid[i : i + 3, j : j + 3].sum()
     np.testing.assert_allclose(inc.avg_pool_exclude_pad(jnp.asarray(x)), want, rtol=1e-5, atol=1e-6)
     assert np.isclose(want[0, 0, 0, 0], padded[0, 0:3, 0:3, 0].sum() / 4)  # a corner averages 4 values, not 9
 
@@ -53,8 +53,11 @@ def test_resize_matches_pytorch_bilinear_reference(n_in):
 
 
 def test_block_shapes():
-    out = jax.eval_shape(lambda v, x: inc.FIDInceptionV3().apply(v, x), inc.random_variables(0),
-                         jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32))
+    out = jax.eval_shape(
+        lambda v, x: inc.FIDInceptionV3().apply(v, x),
+        inc.random_variables(0),
+        jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32),
+    )
     blocks, logits = out
     assert [b.shape for b in blocks] == [(2, 73, 73, 64), (2, 35, 35, 192), (2, 17, 17, 768), (2, 2048)]
     assert logits.shape == (2, inc.NUM_LOGITS)
@@ -112,8 +115,11 @@ def test_tf_names_cover_every_convolution_once():
         if tv in _TF_BRANCHES:
             tf_names += [f"net.layers.{b}.{path}.weight" for path in _TF_BRANCHES[tv]]
     mapped = {tf_to_torchvision_name(n) for n in tf_names}
-    convs = {k.split("/", 1)[1].replace("/", ".").replace(".kernel", ".weight")
-             for k in inc.expected_shapes() if k.endswith("/conv/kernel")}
+    convs = {
+        k.split("/", 1)[1].replace("/", ".").replace(".kernel", ".weight")
+        for k in inc.expected_shapes()
+        if k.endswith("/conv/kernel")
+    }
     assert len(tf_names) == 94 and mapped == convs
 
 
@@ -176,11 +182,14 @@ def test_feature_net_from_a_converted_file_embeds_images(converted_file):
     assert "fid_inception" in metrics and not any(k.startswith("is_") for k in metrics)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None or importlib.util.find_spec("pytorch_fid") is None,
-                    reason="parity with pytorch-fid needs torch, torchvision and pytorch-fid")
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None or importlib.util.find_spec("pytorch_fid") is None,
+    reason="parity with pytorch-fid needs torch, torchvision and pytorch-fid",
+)
 def test_parity_with_pytorch_fid_on_random_weights():
-    spec = importlib.util.spec_from_file_location("inception_parity", os.path.join(ROOT, "benchmarks",
-                                                                                   "inception_parity.py"))
+    spec = importlib.util.spec_from_file_location(
+        "inception_parity", os.path.join(ROOT, "benchmarks", "inception_parity.py")
+    )
     parity = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(parity)
     model, state = parity.randomised_pytorch_fid_model(0)

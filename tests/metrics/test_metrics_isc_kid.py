@@ -18,7 +18,7 @@ def test_is_is_one_for_identical_predictions():
 
 def test_is_is_k_for_confident_evenly_spread_predictions():
     k = 10
-    probs = np.eye(k)[np.arange(1000) % k]      # every chunk of 100 holds 10 of each class
+    probs = np.eye(k)[np.arange(1000) % k]  # every chunk of 100 holds 10 of each class
     mean, std = inception_score(probs, splits=10)
     np.testing.assert_allclose(mean, k, rtol=1e-12)
     assert std < 1e-12
@@ -39,7 +39,7 @@ def test_is_chunks_follow_reference_boundaries():
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     scores = []
     for i in range(4):
-        c = probs[i * 23 // 4:(i + 1) * 23 // 4]
+        c = probs[i * 23 // 4 : (i + 1) * 23 // 4]
         q = c.mean(0)
         scores.append(math.exp(np.mean(np.sum(c * (np.log(c) - np.log(q)), axis=1))))
     mean, std = inception_score(probs, splits=4)
@@ -85,7 +85,7 @@ def test_kid_near_zero_for_same_distribution_and_positive_for_shift():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
     mean, std = kid(a, b, num_subsets=20, subset_size=300)
-    shifted, _ = kid(a, b + 0.2, num_subsets=20, subset_size=300)   # about 0.13
+    shifted, _ = kid(a, b + 0.2, num_subsets=20, subset_size=300)  # about 0.13
     assert abs(mean) < 0.01 and abs(mean) < 0.1 * shifted
 
 
@@ -103,7 +103,7 @@ def test_kid_subset_size_is_clipped_and_too_few_samples_raise():
 
 
 def test_is_shuffle_mixes_class_sorted_rows():
-    probs = np.eye(10)[np.repeat(np.arange(10), 100)]      # sorted by class: each chunk holds one class
+    probs = np.eye(10)[np.repeat(np.arange(10), 100)]  # sorted by class: each chunk holds one class
     assert inception_score(probs, splits=10)[0] == pytest.approx(1.0)
     perm = np.random.RandomState(3).permutation(1000)
     assert inception_score(probs, 10, shuffle_seed=3) == inception_score(probs[perm], 10)

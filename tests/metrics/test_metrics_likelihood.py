@@ -11,7 +11,7 @@ from jgen.metrics.likelihood import bits_per_dim, dequantized_bits_per_dim, iwae
 
 def test_bits_per_dim_of_uniform_discrete_model_is_eight():
     d = 784
-    nll = d * math.log(256.0)                 # uniform over 256 levels per pixel
+    nll = d * math.log(256.0)  # uniform over 256 levels per pixel
     np.testing.assert_allclose(bits_per_dim(nll, d), 8.0, rtol=1e-12)
 
 
@@ -30,15 +30,15 @@ def test_perplexity_closed_forms():
     assert perplexity(np.full((4, 7), math.log(vocab))) == pytest.approx(vocab, rel=1e-12)
     nll = np.array([[math.log(2.0), math.log(8.0)], [99.0, 99.0]])
     mask = np.array([[True, True], [False, False]])
-    assert perplexity(nll, mask) == pytest.approx(4.0, rel=1e-12)   # exp(mean(log 2, log 8)) = sqrt(16)
+    assert perplexity(nll, mask) == pytest.approx(4.0, rel=1e-12)  # exp(mean(log 2, log 8)) = sqrt(16)
 
 
 def test_iwae_bound():
-    lw = jnp.log(jnp.array([[1.0, 2.0], [3.0, 2.0]]))              # [K=2, B=2]
+    lw = jnp.log(jnp.array([[1.0, 2.0], [3.0, 2.0]]))  # [K=2, B=2]
     np.testing.assert_allclose(iwae_bound(lw), np.log([2.0, 2.0]), rtol=1e-6)
     one = jnp.array([[-3.5, 1.25]])
     np.testing.assert_allclose(iwae_bound(one), [-3.5, 1.25], rtol=1e-6)
-    big = jnp.array([[-1000.0], [-1001.0]])                          # stable for very negative log-weights
+    big = jnp.array([[-1000.0], [-1001.0]])  # stable for very negative log-weights
     np.testing.assert_allclose(iwae_bound(big), [-1000.0 + math.log((1 + math.exp(-1)) / 2)], rtol=1e-6)
 
 

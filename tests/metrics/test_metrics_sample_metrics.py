@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from jgen.metrics import compute_sample_metrics, inception_score, density_coverage, feature_stats, frechet_distance, kid, precision_recall
+from jgen.metrics import (
+    compute_sample_metrics,
+    inception_score,
+    density_coverage,
+    feature_stats,
+    frechet_distance,
+    kid,
+    precision_recall,
+)
 
 
 def test_keys_carry_the_feature_net_name_and_values_match():
@@ -14,7 +22,9 @@ def test_keys_carry_the_feature_net_name_and_values_match():
     names = ["fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is", "is_std"]
     assert set(out) == {f"{n}_mnist_classifier" for n in names} | {"num_real", "num_fake"}
     assert all(isinstance(v, float) for v in out.values())
-    np.testing.assert_allclose(out["fid_mnist_classifier"], frechet_distance(*feature_stats(fake), *feature_stats(real)))
+    np.testing.assert_allclose(
+        out["fid_mnist_classifier"], frechet_distance(*feature_stats(fake), *feature_stats(real))
+    )
     assert out["kid_mnist_classifier"] == kid(fake, real, 10, 50, 0)[0]
     assert (out["precision_mnist_classifier"], out["recall_mnist_classifier"]) == precision_recall(real, fake, 3)
     assert (out["density_mnist_classifier"], out["coverage_mnist_classifier"]) == density_coverage(real, fake, 3)

@@ -14,8 +14,15 @@ from jgen.data import ArraySource, DataInfo
 from jgen.metrics.feature_nets import FeatureNet
 from jgen.metrics.fid import load_stats, save_stats
 from jgen.metrics.quality import images_quality, real_images
-from jgen.metrics.sample_metrics import (ALL_FEATURES_METRICS, ReferenceStats, add_batch, compute_sample_metrics,
-                                         empty_summary, fits_all_features, summary_metrics)
+from jgen.metrics.sample_metrics import (
+    ALL_FEATURES_METRICS,
+    ReferenceStats,
+    add_batch,
+    compute_sample_metrics,
+    empty_summary,
+    fits_all_features,
+    summary_metrics,
+)
 from jgen.run import Run, evaluate_run
 from jgen.sampling import balanced_labels, generate
 
@@ -83,12 +90,15 @@ def test_npz_round_trip_and_published_format(tmp_path):
     np.testing.assert_allclose(from_file["fid_net"], from_features["fid_net"], rtol=1e-12)
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"m": np.zeros(3), "s": np.eye(3)}, r"lack \['mu', 'sigma'\]: the file holds \['m', 's'\]"),
-    ({"mu": np.zeros(3), "sigma": np.eye(3)}, "3-dimensional features, but the feature network gives 4"),
-    ({"mu": np.zeros(4), "sigma": np.eye(3)}, r"sigma \[D, D\]; got mu \(4,\) and sigma \(3, 3\)"),
-    (None, "not a readable .npz"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"m": np.zeros(3), "s": np.eye(3)}, r"lack \['mu', 'sigma'\]: the file holds \['m', 's'\]"),
+        ({"mu": np.zeros(3), "sigma": np.eye(3)}, "3-dimensional features, but the feature network gives 4"),
+        ({"mu": np.zeros(4), "sigma": np.eye(3)}, r"sigma \[D, D\]; got mu \(4,\) and sigma \(3, 3\)"),
+        (None, "not a readable .npz"),
+    ],
+)
 def test_bad_npz_gives_a_clear_error(tmp_path, content, message):
     path = tmp_path / "ref.npz"
     if content is None:
@@ -109,6 +119,7 @@ def test_the_all_features_rule():
 # -- evaluate_run, streaming ------------------------------------------------------------------------------------
 class _Noise(jgen.methods.Method):
     """Uniform-noise 8x8 images: a generator with no network, for exercising the evaluation path."""
+
     name = "noise"
     capabilities = frozenset({"sample"})
 
@@ -129,6 +140,7 @@ def _projection_net() -> FeatureNet:
     def apply(images):
         h = images.reshape(images.shape[0], -1) @ w
         return h[:, :8], jax.nn.softmax(h[:, 8:])
+
     return FeatureNet("proj", None, 8, 4, apply, batch_size=64)
 
 
@@ -145,8 +157,7 @@ def noise_run(tmp_path, monkeypatch):
 
 def test_evaluate_run_streams_and_matches_the_in_memory_metrics(noise_run, tmp_path):
     net, n = _projection_net(), 300  # two generate batches (250, 50) against 100 test images
-    fake, _ = generate(noise_run.method, noise_run.state.ema_params, {}, n, seed=0,
-                       labels=balanced_labels(n, 0))
+    fake, _ = generate(noise_run.method, noise_run.state.ema_params, {}, n, seed=0, labels=balanced_labels(n, 0))
     want = images_quality(real_images(noise_run.test_source, n), fake, net)
     row = evaluate_run(noise_run, n, feature_net=net)
     assert row["num_samples"] == n and "skipped" not in row and row["reference"] == "100 images of the test split"
@@ -154,8 +165,9 @@ def test_evaluate_run_streams_and_matches_the_in_memory_metrics(noise_run, tmp_p
         np.testing.assert_allclose(row[key], value, rtol=1e-9, err_msg=key)
 
     # Over the memory rule's limit: FID and IS only, the others named as skipped; the reference statistics cached.
-    small = evaluate_run(noise_run, n, feature_net=net, all_features_max_bytes=0,
-                         ref_stats_out=str(tmp_path / "ref.npz"))
+    small = evaluate_run(
+        noise_run, n, feature_net=net, all_features_max_bytes=0, ref_stats_out=str(tmp_path / "ref.npz")
+    )
     assert small["skipped"] == [f"{m}_proj" for m in ALL_FEATURES_METRICS] and "0 MiB limit" in small["skipped_reason"]
     assert not set(small["skipped"]) & set(small)
     np.testing.assert_allclose(small["fid_proj"], want["fid_proj"], rtol=1e-9)
