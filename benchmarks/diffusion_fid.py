@@ -6,8 +6,9 @@
 
 Every row draws `--num` class-balanced samples (labels 0, 1, ..., 9, 0, ...) with the same keys, from the run's
 EMA parameters, and scores them against as many test images with the MNIST classifier's features (FID,
-precision, recall; `jgen.metrics.quality.images_quality`), taken evenly across the split. A row is SAMPLER:STEPS[:key=value,...] with keys
-spacing, guidance, clip (0/1: clip the x0 prediction to [-1, 1]), eta, order, s_churn, s_tmin, s_tmax, s_noise.
+precision, recall; `jgen.metrics.quality.images_quality`), taken evenly across the split. A row is
+SAMPLER:STEPS[:key=value,...] with keys spacing, guidance, clip (0/1: clip the x0 prediction to [-1, 1]), eta,
+order, s_churn, s_tmin, s_tmax, s_noise.
 
   --plan gap   the suspects for the deterministic samplers' gap to DDPM-1000 (issue 15), one change per row:
                the old terminal grid (DDIM 'trailing' spacing), x0 clipping, the spacing, guidance, and

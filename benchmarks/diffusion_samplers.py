@@ -11,8 +11,8 @@ the exact velocity (x_t - E[x0 | x_t]) / t. For every schedule, sampler,
 spacing and NFE the table gives the W1 distance to as many exact draws (sliced W1 in 2-D) next to the Monte
 Carlo floor (W1 between two exact samples), the largest mode-weight error and the relative std errors of the
 narrow and the broad mode (per axis, the worst). Printed as Markdown; with --out also written there as
-mixture.md with mixture.png (error against NFE, log-log, one line per sampler at its default spacing: the ODE path error in 1-D,
-W1 in 2-D).
+mixture.md with mixture.png (error against NFE, log-log, one line per sampler at its default spacing: the ODE path
+error in 1-D, W1 in 2-D).
 Part 2 (--workdir): wall time per image for each sampler at 20 NFE on a trained run's EMA parameters, against
 20 calls of the bare network on the same batch (the difference is the sampler's own overhead).
 """
@@ -102,7 +102,7 @@ def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: 
                         continue  # EDM's samplers cannot start at t = 1 of the rectified-flow path
                     x_T = start_std(s, time_grid(s, steps, spacing)[0]) * z  # what sample() would draw
                     f = jax.jit(
-                        lambda k, z, name=name, steps=steps, spacing=spacing: sample(
+                        lambda k, z, fn=fn, s=s, param=param, name=name, steps=steps, spacing=spacing: sample(
                             fn,
                             s,
                             k,

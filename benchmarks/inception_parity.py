@@ -135,11 +135,12 @@ def main() -> None:
         print(f"random weights, {label}: " + ", ".join(f"{n} {e:.2e}" for n, e in zip(names, errs)), flush=True)
 
     if args.weights:
-        from jgen.data import get_source
+        import torch
+
         from jgen.config import base_config
+        from jgen.data import get_source
         from jgen.metrics.convert_inception import read_torch_file, tf_to_torchvision_name
         from jgen.metrics.fid import feature_stats, frechet_distance
-        import torch
 
         raw = read_torch_file(args.weights)
         tv = {}

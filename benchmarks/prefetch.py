@@ -50,11 +50,11 @@ def main() -> None:
 
     import jax
     import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     from jgen.data import get_source, make_train_iterator
     from jgen.methods import get_method
-
     from jgen.run import load_config
 
     cfg = load_config(a.config)

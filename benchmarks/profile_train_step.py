@@ -73,11 +73,11 @@ def main() -> None:
 
     import jax
     import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     from jgen.data import get_source, make_train_iterator
     from jgen.methods import get_method
-
     from jgen.run import load_config
 
     cfg = load_config(a.config)
@@ -130,16 +130,16 @@ def main() -> None:
         family = re.sub(r"[.]\d+$", "", name)
         kind = re.sub(r"\[\d+ elementwise ops\]", "", kinds[name])
         by_kind[f"{family:<28} {kind}"] += t
+    threads = len({(e["pid"], e["tid"]) for e in events if e["name"] in kinds})
     print(
         f"{cfg.name}: batch {a.batch}, {a.steps} profiled steps, {wall:.4f} s/step wall (under the profiler), "
-        f"{busy:.4f} s/step summed over op events on {len({(e['pid'], e['tid']) for e in events if e['name'] in kinds})} threads; "
+        f"{busy:.4f} s/step summed over op events on {threads} threads; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
     )
     print(f"\ntop {a.top} ops by time (s per step, share of the summed op time, calls per step):")
     for name, t in total.most_common(a.top):
-        print(
-            f"  {t / a.steps:8.4f} s  {100 * t / a.steps / busy:5.1f}%  {count[name] / a.steps:5.1f}x  {name:<40} {kinds[name]}"
-        )
+        share, calls = 100 * t / a.steps / busy, count[name] / a.steps
+        print(f"  {t / a.steps:8.4f} s  {share:5.1f}%  {calls:5.1f}x  {name:<40} {kinds[name]}")
     print("\nby op family (name without its number, and kind):")
     for kind, t in by_kind.most_common(15):
         print(f"  {t / a.steps:8.4f} s  {100 * t / a.steps / busy:5.1f}%  {kind}")

@@ -83,7 +83,8 @@ def worker(a) -> dict:
 
     import jax
     import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     sys.path.insert(0, ROOT)
     from jgen.data import get_source, make_train_iterator

@@ -63,7 +63,8 @@ class JgenBench:
     def __init__(self, out_dir: str, batch: int, cases):
         import jax
         import numpy as np
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from jax.sharding import Mesh, NamedSharding
+        from jax.sharding import PartitionSpec as P
 
         self.jax, self.np = jax, np
         self.out_dir, self.batch, self.wanted = out_dir, batch, set(cases)
@@ -171,6 +172,7 @@ class JgenBench:
     def setup_unet(self):
         jax, np = self.jax, self.np
         import jax.numpy as jnp
+
         from jgen.diffusion.sampler_core import grid_alpha_sigma
         from jgen.diffusion.samplers import DEFAULT_SPACING, sample
         from jgen.diffusion.schedules import alpha_sigma, step_to_time
@@ -494,7 +496,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="jgen_vs_pytorch_")
     specs = [("jgen", {})] + [_parse_variant(v) for v in a.variant]
     workers: list[Worker] = []
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     load_start = os.getloadavg()
     infos, failed = {}, {}
     try:
@@ -565,7 +567,7 @@ def main() -> None:
         for w in workers:
             w.close()
         shutil.rmtree(work, ignore_errors=True)
-    finished = datetime.datetime.now(datetime.timezone.utc)
+    finished = datetime.datetime.now(datetime.UTC)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"infos": infos, "records": records}, f, indent=1)

@@ -8,6 +8,7 @@ prints train and held-out bits/dim. The test split is not touched.
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -39,8 +40,10 @@ def main() -> None:
         cov_type, k, reg = spec.split(":")
         k, reg = int(k), float(reg)
         t0 = time.perf_counter()
-        params, stats = jax.jit(lambda key, x: gmm.init_gmm(key, x, k, cov_type, reg, 10))(key, x_fit)
-        step = jax.jit(lambda p, s: gmm.em_step(p, s, x_fit, jnp.float32(1.0), cov_type, reg))
+        init = functools.partial(gmm.init_gmm, k=k, cov_type=cov_type, reg_covar=reg, kmeans_iters=10)
+        params, stats = jax.jit(init)(key, x_fit)
+        em = functools.partial(gmm.em_step, x=x_fit, rho=jnp.float32(1.0), cov_type=cov_type, reg_covar=reg)
+        step = jax.jit(em)
         for _ in range(a.steps):
             params, stats, log_px = step(params, stats)
         fit = float(dequantized_bits_per_dim(-jnp.mean(gmm.log_likelihood(params, x_fit, cov_type)), d))

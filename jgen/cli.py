@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from absl import flags
 from absl import logging as absl_logging
@@ -402,7 +402,7 @@ def command_help(name: str) -> str:
     lines = [f"usage: python -m jgen {name} [flags]", "", c.help, "", "flags:"]
     lines += [f"  --{f:<21}{FLAGS[f].help}" for f in c.flags]
     if c.takes_config_overrides:
-        lines.append(f"  --config.<field>=<value>  override a config field, e.g. --config.train.steps=500")
+        lines.append("  --config.<field>=<value>  override a config field, e.g. --config.train.steps=500")
     return "\n".join(lines)
 
 

@@ -13,7 +13,8 @@ import ast
 import difflib
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ml_collections
 

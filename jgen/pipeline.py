@@ -38,7 +38,7 @@ class Pipeline:
         )
 
     @classmethod
-    def from_workdir(cls, workdir: str, step: int | None = None) -> "Pipeline":
+    def from_workdir(cls, workdir: str, step: int | None = None) -> Pipeline:
         """Load the config and the latest (or given) checkpoint of a trained run."""
         return cls(load_run(workdir, step))
 
@@ -171,7 +171,8 @@ class Pipeline:
         return to_uint8(np.asarray(out))
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, num: int = 10, **kwargs) -> np.ndarray:
-        """A uint8 strip [num, H, W, C] from image a to image b ([H, W, C] in [0, 1]) through the model's latent space."""
+        """A uint8 strip [num, H, W, C] from image a to image b ([H, W, C] in [0, 1]) through the model's latent
+        space."""
         if "interpolate" not in self.method.capabilities:
             raise InputError(f"method {self.method.name!r} has no latent space to interpolate in")
         if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 2:

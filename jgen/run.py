@@ -20,7 +20,8 @@ import logging
 import math
 import os
 import re
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -170,7 +171,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             t.log_steps,
             f"steps {off_grid} are not multiples of train.steps_per_call={k} (the "
             f"loop logs between calls of {k} steps)",
-            f"--config.train.steps_per_call=1",
+            "--config.train.steps_per_call=1",
         )
     intervals = {f"train.{f}": t[f] for f in ("steps", "log_every", "checkpoint_every", "eval_every", "sample_every")}
     intervals["eval.sample_metrics_every"] = config.eval.sample_metrics_every
@@ -503,7 +504,7 @@ def evaluate_run(
         save_stats(ref_stats_out, mu, sigma, **({} if reference.count is None else {"num_images": reference.count}))
     fake, seconds, nfe = empty_summary(net.feature_dim, keep), 0.0, 0
     progress = _Progress(num_samples, f"{num_samples} samples through {net.name}")
-    for images, nfe, dt in generate_batches(
+    for images, batch_nfe, dt in generate_batches(
         run.method,
         run.state.ema_params,
         run.state.model_state,
@@ -515,6 +516,7 @@ def evaluate_run(
     ):
         fake = summarize([images], net, keep, fake, name="sample features")
         seconds += dt
+        nfe = batch_nfe  # the same for every batch
         progress.update(len(images))
     progress.bar.close()
     row = {

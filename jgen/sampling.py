@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -151,9 +152,10 @@ def generate(
     images batch by batch.
     """
     out, nfe, seconds = [], 1, 0.0
-    for images, nfe, dt in generate_batches(
+    for images, batch_nfe, dt in generate_batches(
         method, params, model_state, num, seed, key, labels, batch_size, timed, **options
     ):
         out.append(images)
         seconds += dt
+        nfe = batch_nfe  # the same for every batch
     return np.concatenate(out), Generated(num, nfe, seconds)

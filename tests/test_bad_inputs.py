@@ -12,7 +12,8 @@ import pytest
 
 from jgen import cli
 from jgen.config import InputError
-from jgen.diffusion import make_schedule, sample as diffusion_sample
+from jgen.diffusion import make_schedule
+from jgen.diffusion import sample as diffusion_sample
 from jgen.metrics import (
     compute_sample_metrics,
     density_coverage,
@@ -189,7 +190,6 @@ API_CASES = [  # (call, fragment)
 
 
 def _feature_net(runs):
-    run = load_run(str(runs / "vae"))
     return classifier_feature_net(_Classifierish(), {}, "x")
 
 

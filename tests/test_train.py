@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from jgen.config import ConfigError
-from jgen.run import load_run
-from jgen.run import train_and_evaluate
+from jgen.run import load_run, train_and_evaluate
 from jgen.train import checkpoint as ckpt
 from jgen.train.writer import read_metrics
 from tests.conftest import ROOT, tiny_config
@@ -168,7 +167,7 @@ def test_one_and_eight_devices_agree(tmp_path):
     for n in (1, 8):
         env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
         procs[n] = _cli_train(tmp_path / f"dev{n}", 8, ["--config.train.ema_decay=0.5"], env=env)
-    for n, p in procs.items():
+    for p in procs.values():
         out, _ = p.communicate(timeout=300)
         assert p.returncode == 0, out
     a, b = _params(tmp_path / "dev1"), _params(tmp_path / "dev8")

@@ -8,7 +8,8 @@ Runtime: the default 2,000 steps of batch 64 (32 epochs of the 4,000 training im
 2 shared CPU cores (about 0.5 s per step on an idle pair); the test loss (eps MSE) reaches about 0.024, and
 the class-per-column grid shows clearly recognisable digits of the requested class.
 Model: a 280k-parameter UNet (16 channels, 28 -> 14 -> 7, attention at 7x7), linear schedule over 1,000
-steps, eps prediction, label dropout 0.1. Reported at each evaluation: the per-example training loss (`loss`, eps MSE) on the test split.
+steps, eps prediction, label dropout 0.1. Reported at each evaluation: the per-example training loss (`loss`, eps
+MSE) on the test split.
 Samples (samples/*.png): class-per-column grid, a noise-to-image trajectory and a forward-process strip.
 For better samples raise model.channels to 32-64 and train.steps to 10k+ (GPU).
 """

@@ -1,7 +1,8 @@
 """The geometric view of GAN training: 8 Gaussians on a circle, MLP generator and discriminator.
 
     python experiments/gan_toys.py --config experiments/configs/gan_ring.py --workdir runs/gan_ring
-    python experiments/gan_toys.py --config experiments/configs/gan_ring.py --workdir runs/ring_hinge --config.toy.loss=hinge
+    python experiments/gan_toys.py --config experiments/configs/gan_ring.py --workdir runs/ring_hinge \
+        --config.toy.loss=hinge
 
 Writes ring.png (samples from the same latents at several steps, with the 8 modes marked) and ring.json
 (per snapshot: modes covered of 8, fraction of high-quality samples within 3 std of a mode, both losses).

@@ -16,7 +16,7 @@ the same for every worker count, and so is the iterator state.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import grain
 import jax
@@ -126,7 +126,7 @@ class TrainIterator:
             )
         return iter(ds)
 
-    def __iter__(self) -> "TrainIterator":
+    def __iter__(self) -> TrainIterator:
         return self
 
     def __next__(self) -> dict:
@@ -153,7 +153,7 @@ class TrainIterator:
             self._it.close()
             self._it = None
 
-    def __enter__(self) -> "TrainIterator":
+    def __enter__(self) -> TrainIterator:
         return self
 
     def __exit__(self, *exc) -> None:

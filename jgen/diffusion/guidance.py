@@ -12,7 +12,7 @@ the other and the weights (1 - w, w) sum to one.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -23,7 +23,7 @@ the multi-stage ones) refuse it by name at the door (`check_inpaint_sampler`).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import chex
 import jax

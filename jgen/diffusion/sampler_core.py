@@ -12,7 +12,8 @@ times and once more at t_min: NFE = S (N - 1) + 1 (N for the one-stage samplers,
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -30,14 +30,13 @@ rule in t, the two textbook flow-matching samplers.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.diffusion import ddim as _ddim, dpm_solver as _dpm, edm as _edm, unipc as _unipc  # noqa: F401 (register)
-from jgen.diffusion import midpoint as _midpoint  # noqa: F401 (registers "midpoint")
+from jgen.diffusion import ddim, dpm_solver, edm, midpoint, unipc
 from jgen.diffusion.guidance import ModelFn, make_denoiser
 from jgen.diffusion.inpaint import check_inpaint_sampler, make_projector
 from jgen.diffusion.parameterization import check_path
@@ -57,6 +56,10 @@ from jgen.diffusion.sampler_core import (
 )
 from jgen.diffusion.schedules import Schedule, start_std
 from jgen.diffusion.timegrid import SPACINGS, check_spacing, starts_at_infinite_noise, time_grid
+
+# The sampler modules: importing each runs its @register_sampler, so SAMPLERS holds every sampler once this module
+# is imported. A new sampler is one module and one entry here.
+SAMPLER_MODULES = (ddim, dpm_solver, edm, midpoint, unipc)
 
 
 def sampler_options(

@@ -15,7 +15,7 @@ continuation), for whichever of its runs exist.
 from __future__ import annotations
 
 import textwrap
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -138,8 +138,9 @@ def applications_data(
     denoising: {"levels" [L], "clean" [num, ...], "noisy", "denoised" [L, num, ...], "psnr_noisy", "psnr_denoised"
       [L, num] dB}; inpainting: {"originals" [n, H, W, C] one test digit per class, "mask" [H, W, C] (1: known, the
       upper half), "masked" [n, ...] (unknown pixels grey), "completions" [draws, n, ...] from `Pipeline.inpaint`
-      (uint8 levels / 255), "sampler", "steps"}; anomaly: {"metric", "kind", "scores": {"MNIST test digits" | OOD name: bits/dim [n]},
-      "auroc": {OOD name: float}}; text: {"prompt", "samples": [3 continuations]}."""
+      (uint8 levels / 255), "sampler", "steps"}; anomaly: {"metric", "kind",
+      "scores": {"MNIST test digits" | OOD name: bits/dim [n]}, "auroc": {OOD name: float}}; text: {"prompt",
+      "samples": [3 continuations]}."""
     out: dict = {"conditional": None, "denoising": None, "inpainting": None, "anomaly": None, "text": None}
     if diffusion in runs:
         r = load_run(runs[diffusion])

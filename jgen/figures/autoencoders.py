@@ -10,7 +10,7 @@ method's public `encode` / `decode` / `reconstruct`.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -10,13 +10,14 @@ returns the trajectory) and the network only through `jgen.diffusion.make_denois
 from __future__ import annotations
 
 import statistics
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.diffusion import alpha_sigma, make_denoiser, make_schedule, sample as diffusion_sample
+from jgen.diffusion import alpha_sigma, make_denoiser, make_schedule
+from jgen.diffusion import sample as diffusion_sample
 from jgen.diffusion.analytic import mixture_density_1d, mixture_marginal_1d, mixture_model_fn, pf_ode_path_1d
 from jgen.diffusion.schedules import SCHEDULES
 from jgen.diffusion.timegrid import time_grid

@@ -12,7 +12,7 @@ without labels, against the data's class frequencies.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -9,7 +9,7 @@ FID, IS, precision, recall of EMA samples under the run's `eval.feature_net`, ke
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -28,8 +28,8 @@ from jgen.figures.common import (
     show_images,
 )
 from jgen.methods.base import slerp
-from jgen.pipeline import Pipeline
 from jgen.metrics.feature_nets import get_feature_net
+from jgen.pipeline import Pipeline
 from jgen.run import evaluate_run, load_run, read_config
 from jgen.sampling import balanced_labels, generate
 from jgen.train.writer import read_metrics

@@ -10,7 +10,7 @@ import dataclasses
 import os
 import time
 import traceback
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from jgen.config import InputError
 from jgen.figures import applications, autoencoders, diffusion, ethics, gans, landscape

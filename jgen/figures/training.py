@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from jgen.figures.common import (
     MNIST_CLASSIFIER,

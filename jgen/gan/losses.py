@@ -15,7 +15,7 @@ probabilistic reading. log D = -softplus(-logit) and log(1 - D) = -softplus(logi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import chex
 import jax

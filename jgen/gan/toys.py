@@ -26,7 +26,6 @@ from jgen.gan.losses import LOSSES, discriminator_loss, generator_loss
 from jgen.gan.step import Players, adversarial_update
 from jgen.nn.mlp import MLPDecoder
 
-
 FIELD_POINTS = 25  # grid points per axis where the ring experiment records D and the generator's gradient field
 
 

@@ -33,9 +33,11 @@ import numpy as np
 import optax
 
 from jgen.config import InputError, fail, optim_config
-from jgen.data.text import TextInfo, decode as decode_text, encode as encode_text
-from jgen.methods.registry import register
+from jgen.data.text import TextInfo
+from jgen.data.text import decode as decode_text
+from jgen.data.text import encode as encode_text
 from jgen.methods.base import Batch, Method
+from jgen.methods.registry import register
 from jgen.nn.precision import check_precision, compute_dtype, param_dtype, precision_defaults
 from jgen.nn.transformer import POSITIONS, Transformer
 from jgen.viz import image_grid

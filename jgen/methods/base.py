@@ -13,16 +13,16 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-
-from jgen.config import InputError
 import optax
 
+from jgen.config import InputError
 from jgen.data import DataInfo
 from jgen.train.optim import check_optim, ema_update, make_optimizer
 from jgen.train.state import TrainState

@@ -27,7 +27,8 @@ from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.likelihood import ode_likelihood
-from jgen.diffusion.samplers import SamplerOutput, check_start, sample as run_sampler, sampler_names, sampler_options
+from jgen.diffusion.samplers import SamplerOutput, check_start, sampler_names, sampler_options
+from jgen.diffusion.samplers import sample as run_sampler
 from jgen.diffusion.schedules import (
     SCHEDULES,
     TIME_SAMPLINGS,

@@ -22,6 +22,7 @@ The method plugs into the shared loop by overriding `init_state` (empty optimize
 from __future__ import annotations
 
 import math
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -29,8 +30,8 @@ import ml_collections
 import numpy as np
 
 from jgen.config import fail
-from jgen.methods.registry import register
 from jgen.methods.base import Batch, Method
+from jgen.methods.registry import register
 from jgen.metrics.likelihood import dequantized_bits_per_dim, uniform_dequantize
 from jgen.train.state import TrainState
 

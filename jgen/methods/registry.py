@@ -6,7 +6,7 @@ Method modules register themselves with `@register(name)`; `jgen.methods` import
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 _REGISTRY: dict[str, type] = {}
 

@@ -190,11 +190,11 @@ def read_torch_file(path: str) -> dict[str, np.ndarray]:
         raise SystemExit("converting needs torch (only for this step): pip install torch") from e
     try:
         state = torch.jit.load(path, map_location="cpu").state_dict()
-    except RuntimeError:
+    except RuntimeError:  # not TorchScript: a pickled state dict
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"{path!r} holds a {type(state).__name__}, not a state dict or TorchScript module")
-        state = state.get("state_dict", state)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path!r} holds a {type(state).__name__}, not a state dict or TorchScript module")
+    state = state.get("state_dict", state)
     return {k: v.detach().cpu().numpy() for k, v in state.items()}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ from jgen.config import InputError
 from jgen.metrics.inputs import finite_array
 
 MNIST_CLASSIFIER = "mnist_classifier"
-_LOADERS: dict[str, Callable[..., "FeatureNet"]] = {}
+_LOADERS: dict[str, Callable[..., FeatureNet]] = {}
 
 
 @dataclasses.dataclass(frozen=True)

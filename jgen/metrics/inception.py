@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+
 import chex
 import flax.linen as nn
 import jax

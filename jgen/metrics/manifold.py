@@ -16,7 +16,7 @@ only a few hundred MB; squared distances are compared with squared radii (no squ
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

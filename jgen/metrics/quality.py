@@ -8,7 +8,7 @@ is `jgen.run.evaluate_run`'s. Images can be embedded all at once (`images_qualit
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 

@@ -1,6 +1,7 @@
 """Encoder-decoder pairs built from config, shared by the autoencoder, the VAE and latent diffusion."""
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -8,7 +9,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from jgen.config import require_choice, require_int, require_int_tuple
-
 from jgen.nn.conv import ConvDecoder, ConvEncoder, SpatialDecoder, SpatialEncoder
 from jgen.nn.mlp import MLPDecoder, MLPEncoder
 from jgen.nn.precision import check_precision, compute_dtype, param_dtype

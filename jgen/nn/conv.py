@@ -4,7 +4,8 @@ Each module computes in `dtype` from `param_dtype` parameters (see jgen/nn/preci
 outputs; `jgen.nn.autoencoder.EncoderDecoder` casts them to float32.
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import chex
 import flax.linen as nn

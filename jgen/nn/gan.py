@@ -8,7 +8,8 @@ parameters (see jgen/nn/precision.py) and return float32.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import chex
 import flax.linen as nn

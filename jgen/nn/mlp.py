@@ -1,7 +1,8 @@
 """Fully connected encoder and decoder (computing in `dtype` from `param_dtype` parameters, as jgen/nn/conv.py)."""
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import chex
 import flax.linen as nn

@@ -15,7 +15,7 @@ import math
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -125,7 +125,7 @@ class TrainingInterrupted(RuntimeError):
     """SIGTERM/SIGINT: the run saved a checkpoint (or kept the one it had) and stopped; rerun to resume."""
 
 
-def _compile_interruptibly(jitted, args: tuple, stop: "_StopFlag"):
+def _compile_interruptibly(jitted, args: tuple, stop: _StopFlag):
     """`jitted.lower(*args).compile()` on a helper thread, so that a signal during a long first compilation ends the
     run at once instead of after it. Returns None when a signal came first."""
     result: dict = {}

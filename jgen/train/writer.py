@@ -84,7 +84,7 @@ def _parse_lines(text: str) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            if i < len(lines) - 1 and any(l.strip() for l in lines[i + 1 :]):
+            if i < len(lines) - 1 and any(rest.strip() for rest in lines[i + 1 :]):
                 raise
     return rows
 

@@ -10,9 +10,8 @@ from jgen.config import ConfigError
 from jgen.methods import get_method
 from jgen.metrics.quality import real_images
 from jgen.pipeline import Pipeline, to_uint8
-from jgen.run import evaluate_likelihood, load_run, validate
+from jgen.run import evaluate_likelihood, load_run, train_and_evaluate, validate
 from jgen.sampling import generate
-from jgen.run import train_and_evaluate
 from jgen.train.writer import read_metrics
 from tests.conftest import tiny_config
 

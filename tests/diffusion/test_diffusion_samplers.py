@@ -277,7 +277,12 @@ def test_deterministic_ddim_draws_no_noise_inside_its_loop():
     s = linear_schedule()
     fn = gaussian_fn(s)
     x_T = jnp.zeros((4, 3))
-    det = lambda k: sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T).samples
-    sto = lambda k: sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T, eta=0.5).samples
+
+    def det(k):
+        return sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T).samples
+
+    def sto(k):
+        return sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T, eta=0.5).samples
+
     assert not _draws_random_numbers(det, jax.random.PRNGKey(0))
     assert _draws_random_numbers(sto, jax.random.PRNGKey(0))

@@ -105,8 +105,9 @@ def test_min_snr_weights_equalise_x0_loss():
     t = 1.0 / (1.0 + jnp.sqrt(snr))  # the rectified-flow time of this SNR: ((1 - t) / t)^2 = SNR
     for name in P.PARAMETERIZATIONS:
         w = P.loss_weight(lam, name, "min_snr", 5.0)
-        # the weighted error of each parameterisation equals min(SNR, gamma) * x0 error (||eps err||^2 = SNR ||x0 err||^2,
-        # ||v err||^2 = (1 + SNR) ||x0 err||^2, ||u err||^2 = ||x0 err||^2 / t^2 on the rectified-flow path)
+        # the weighted error of each parameterisation equals min(SNR, gamma) * x0 error
+        # (||eps err||^2 = SNR ||x0 err||^2, ||v err||^2 = (1 + SNR) ||x0 err||^2, ||u err||^2 = ||x0 err||^2 / t^2
+        # on the rectified-flow path)
         scale = {"eps": snr, "v": 1 + snr, "x0": jnp.ones_like(snr), "flow": 1.0 / t**2}[name]
         np.testing.assert_allclose(np.asarray(w * scale), np.asarray(jnp.minimum(snr, 5.0)), rtol=1e-5)
     assert np.all(np.asarray(P.loss_weight(lam, "eps", "none")) == 1.0)

@@ -22,7 +22,8 @@ MODEL = mixture_model_fn(
 
 
 def _conditional():
-    """Mean [2] and std [2] of (u1, u2) given (k1, k2) = KNOWN: m_u + S_uk S_kk^-1 (x_k - m_k), S_uu - S_uk S_kk^-1 S_ku."""
+    """Mean [2] and std [2] of (u1, u2) given (k1, k2) = KNOWN: m_u + S_uk S_kk^-1 (x_k - m_k) and
+    S_uu - S_uk S_kk^-1 S_ku."""
     s_kk, s_uk, s_uu = COV[:2, :2], COV[2:, :2], COV[2:, 2:]
     mean = MEAN[2:] + s_uk @ np.linalg.solve(s_kk, KNOWN - MEAN[:2])
     return mean, np.sqrt(np.diag(s_uu - s_uk @ np.linalg.solve(s_kk, s_uk.T)))

@@ -11,8 +11,7 @@ from jgen.config import ConfigError, base_config
 from jgen.data.text import TextInfo, TextSource
 from jgen.methods.autoregressive import Autoregressive, decode, filter_logits, quantize, token_nll
 from jgen.nn.transformer import Transformer
-from jgen.run import load_run
-from jgen.run import train_and_evaluate
+from jgen.run import load_run, train_and_evaluate
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
 from tests.conftest import tiny_config

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from jgen.figures import CHARTS, MissingData, draw_charts
-from jgen.figures.ethics import copying_z, draw_memorisation, memorisation_data, nearest
 from jgen.figures.common import RUNS, SEED_STEPS, SEEDS, seed_run
+from jgen.figures.ethics import copying_z, draw_memorisation, memorisation_data, nearest
 from jgen.figures.landscape import (
     draw_interpolation,
     draw_landscape,

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from jgen.config import ConfigError, optim_config
-from jgen.run import load_run
-from jgen.run import train_and_evaluate
+from jgen.run import load_run, train_and_evaluate
 
 
 def gan_config(tiny, steps=20, **method):

@@ -7,16 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from classifier_test_config import tiny_classifier_config as _tiny_config
 
 import jgen.methods.classifier  # noqa: F401  (registers "classifier")
 from jgen.data import DataInfo
-from jgen.metrics import feature_nets
+from jgen.methods import get_method
 from jgen.metrics.feature_nets import cache_dir, classifier_feature_net, get_feature_net
+from jgen.nn.classifier import DigitClassifier, random_shift
 from jgen.run import load_mnist_classifier
 from jgen.sampling import generate
-from jgen.methods import get_method
-from jgen.nn.classifier import DigitClassifier, random_shift
-from classifier_test_config import tiny_classifier_config as _tiny_config
 
 MNIST = DataInfo("mnist", (28, 28, 1), 10, 4000, 1000)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jgen.metrics import inception as inc
-from jgen.metrics.convert_inception import convert_state_dict, tf_to_torchvision_name, _TF_BLOCKS, _TF_BRANCHES
+from jgen.metrics.convert_inception import _TF_BLOCKS, _TF_BRANCHES, convert_state_dict, tf_to_torchvision_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -55,7 +55,10 @@ def test_is_rejects_logits_and_bad_splits():
 
 def _slow_mmd2(x, y):
     m = len(x)
-    k = lambda a, b: (np.dot(a, b) / len(a) + 1.0) ** 3
+
+    def k(a, b):
+        return (np.dot(a, b) / len(a) + 1.0) ** 3
+
     xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j)
     yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j)
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m))

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from classifier_test_config import tiny_classifier_config as _tiny_config
 
 import jgen.methods
-
 from jgen.data import ArraySource, DataInfo
 from jgen.methods import get_method
 from jgen.metrics.feature_nets import classifier_feature_net
@@ -16,7 +16,6 @@ from jgen.metrics.quality import real_images
 from jgen.sampling import generate
 from jgen.train.loop import sample_quality
 from jgen.train.sharding import make_mesh
-from classifier_test_config import tiny_classifier_config as _tiny_config
 
 
 class _NoiseGenerator(jgen.methods.Method):

@@ -5,10 +5,10 @@ import pytest
 
 from jgen.metrics import (
     compute_sample_metrics,
-    inception_score,
     density_coverage,
     feature_stats,
     frechet_distance,
+    inception_score,
     kid,
     precision_recall,
 )
