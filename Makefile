@@ -1,10 +1,12 @@
-# `make run` (the default experiment), `make test` (the test suite), `make figures` (the course's charts).
+# `make run` (the default experiment), `make test` (lint, format check, the test suite), `make figures` (the course's
+# charts).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run figures test test-slow clean
+.PHONY: run figures lint test test-slow clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +21,16 @@ run: $(STAMP)
 figures: $(STAMP)
 	$(BIN)/python -m jgen figures --runs runs --out figures --train_missing
 
-test: $(STAMP)
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
+# ruff's settings (rules, line length 120) are in pyproject.toml; `ruff format .` rewrites what the check refuses.
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
