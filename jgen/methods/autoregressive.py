@@ -151,8 +151,8 @@ class Autoregressive(Method):
                     conditional=True,  # pixels: class-label prefix token (else one start token)
                     temperature=1.0,  # sampling: 0 = greedy
                     top_k=0,  # sampling: keep the k most probable tokens (0 = all)
-                    top_p=1.0,
-                ),  # sampling: nucleus mass (1 = all)
+                    top_p=1.0,  # sampling: nucleus mass (1 = all)
+                ),
                 model=dict(
                     d_model=64,
                     num_layers=2,

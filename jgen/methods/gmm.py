@@ -233,8 +233,8 @@ class GMM(Method):
                     reg_covar=1e-3,  # added to every covariance's diagonal (pixels in [0, 1])
                     em="full_batch",  # full_batch (data.batch_size = training-set size) | stepwise
                     stepwise_power=0.6,  # stepwise EM step size rho_t = (t + 2)^-power, in (0.5, 1]
-                    kmeans_iters=10,
-                ),  # Lloyd iterations after k-means++ seeding
+                    kmeans_iters=10,  # Lloyd iterations after k-means++ seeding
+                ),
                 model=dict(),
             )
         )
