@@ -114,12 +114,10 @@ def generate_row(method, state, sampler: str, steps: int, opts: dict, num: int, 
         state.ema_params,
         state.model_state,
         num,
+        method.sampling_spec(sampler=sampler, steps=steps, **opts),
         seed=seed,
         labels=balanced_labels(num, method.num_classes),
         batch_size=batch,
-        sampler=sampler,
-        steps=steps,
-        **opts,
     )
     return images, info.nfe_per_image
 

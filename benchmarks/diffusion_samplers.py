@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jgen.diffusion import SAMPLERS, SamplingSpec, check_fits, make_denoiser, sample  # noqa: E402
 from jgen.diffusion.analytic import (
     mixture_draw,
     mixture_flow_map_1d,
@@ -37,7 +38,8 @@ from jgen.diffusion.analytic import (
     mode_stats,  # noqa: E402
     wasserstein1,
 )
-from jgen.diffusion.samplers import DEFAULT_SPACING, check_start, sample, sampler_names, steps_for_nfe  # noqa: E402
+from jgen.diffusion.sampler_core import sampler_names  # noqa: E402
+from jgen.diffusion.samplers import Given, steps_for_nfe  # noqa: E402
 from jgen.diffusion.schedules import RECTIFIED_FLOW, alpha_sigma, make_schedule, start_std  # noqa: E402
 from jgen.diffusion.timegrid import SPACINGS, time_grid  # noqa: E402
 
@@ -91,27 +93,20 @@ def mixture_rows(data_name: str, samplers, spacings: str, nfes, schedules, num: 
         param = "flow" if s.path == RECTIFIED_FLOW else "x0"
         fn = mixture_model_fn(s, jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs), param)
         for name in samplers:
-            for spacing in SPACINGS if spacings == "all" else (DEFAULT_SPACING[name],):
+            for spacing in SPACINGS if spacings == "all" else (SAMPLERS[name].spacing,):
                 if spacing == "trailing" and name not in ("ddim", "ddpm"):
                     continue
                 for nfe in nfes:
                     steps = steps_for_nfe(name, nfe)
+                    spec = SamplingSpec(sampler=name, steps=steps, spacing=spacing)
                     try:
-                        check_start(name, spacing, steps, s)
+                        check_fits(spec, s)
                     except ValueError:
                         continue  # EDM's samplers cannot start at t = 1 of the rectified-flow path
                     x_T = start_std(s, time_grid(s, steps, spacing)[0]) * z  # what sample() would draw
                     f = jax.jit(
-                        lambda k, z, fn=fn, s=s, param=param, name=name, steps=steps, spacing=spacing: sample(
-                            fn,
-                            s,
-                            k,
-                            z.shape,
-                            sampler=name,
-                            steps=steps,
-                            spacing=spacing,
-                            parameterization=param,
-                            noise=z,
+                        lambda k, z, fn=fn, s=s, param=param, spec=spec: sample(
+                            make_denoiser(fn, s, param), s, k, z.shape, spec, Given(noise=z)
                         )
                     )
                     t0 = time.perf_counter()
@@ -169,7 +164,7 @@ def plot(rows, path: str) -> None:
                 for r in rows
                 if r["schedule"] == sched
                 and r["sampler"] == name
-                and r["spacing"] == DEFAULT_SPACING[name]
+                and r["spacing"] == SAMPLERS[name].spacing
                 and np.isfinite(r[key])
             )
             if pts:
@@ -216,11 +211,9 @@ def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64
             state.ema_params,
             state.model_state,
             num,
+            method.sampling_spec(sampler=name, steps=steps, guidance=g),
             key=key,
             labels=labels,
-            sampler=name,
-            steps=steps,
-            guidance=g,
             batch_size=num,
             timed=True,
         )  # timed: compilation excluded

@@ -76,7 +76,8 @@ def ddim_noise(runs: int) -> None:
     params = method.init_variables(jax.random.PRNGKey(0), batch)[0]
     labels = jnp.arange(b, dtype=jnp.int32) % 10
     steps = 20
-    sampler = jax.jit(lambda p, k: method.generate(p, None, k, b, labels, sampler="ddim", steps=steps, eta=0.0)[0])
+    ddim = method.sampling_spec(sampler="ddim", steps=steps, eta=0.0)
+    sampler = jax.jit(lambda p, k: method.generate(p, None, k, b, labels, ddim)[0])
 
     @jax.jit
     def noise_only(key):  # the draws of _ddim_loop's body: normal(fold_in(key, i), x.shape) for each step

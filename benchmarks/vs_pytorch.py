@@ -174,7 +174,7 @@ class JgenBench:
         import jax.numpy as jnp
 
         from jgen.diffusion.sampler_core import grid_alpha_sigma
-        from jgen.diffusion.samplers import DEFAULT_SPACING, sample
+        from jgen.diffusion.samplers import SAMPLERS, Given
         from jgen.diffusion.schedules import alpha_sigma, step_to_time
         from jgen.diffusion.timegrid import time_grid
 
@@ -227,24 +227,12 @@ class JgenBench:
 
         noise = jax.random.normal(kn, shape)
 
-        def ddim_from(p, noise, labels):
-            return sample(
-                method.model_fn(p),
-                sched,
-                jax.random.PRNGKey(0),
-                shape,
-                sampler="ddim",
-                steps=20,
-                labels=labels,
-                guidance=m.guidance,
-                null_label=method.null_label,
-                parameterization=m.parameterization,
-                eta=0.0,
-                clip_denoised=m.clip_denoised,
-                noise=noise,
-            ).samples
+        ddim20 = method.sampling_spec(sampler="ddim", steps=20, eta=0.0)
 
-        times = time_grid(sched, 20, DEFAULT_SPACING["ddim"])  # the grid `sample` uses for ddim, 20 steps
+        def ddim_from(p, noise, labels):
+            return method.run_sampler(p, jax.random.PRNGKey(0), shape[0], labels, ddim20, Given(noise=noise)).samples
+
+        times = time_grid(sched, 20, SAMPLERS["ddim"].spacing)  # the grid `sample` uses for ddim, 20 steps
         ga, gs = grid_alpha_sigma(sched, times)
         arrays.update(
             ddim_noise=np.asarray(noise),
@@ -260,7 +248,7 @@ class JgenBench:
         state = self._next_step(step, state, gbatch, meta, arrays)
         self._save("unet", meta, arrays)
 
-        gen = jax.jit(lambda p, k, lab: method.generate(p, None, k, b, lab, sampler="ddim", steps=20, eta=0.0)[0])
+        gen = jax.jit(lambda p, k, lab: method.generate(p, None, k, b, lab, ddim20)[0])
         keys = iter(jax.random.split(jax.random.PRNGKey(2), 100000))
         self.cases["unet_train"] = self._train_case(step, state, gbatch)
         self.cases["unet_forward"] = lambda: jax.block_until_ready(fwd(params, fx, ft, flab))

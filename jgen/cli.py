@@ -32,7 +32,11 @@ from absl import logging as absl_logging
 from jgen import run as run_lib
 from jgen.compare import compare_workdirs, guidance_sweep
 from jgen.config import InputError
+from jgen.diffusion.sampler_core import sampler_names
+from jgen.diffusion.timegrid import SPACINGS
 from jgen.figures import draw_charts, parse_only, train_missing
+from jgen.methods import get_method, method_names
+from jgen.metrics.feature_nets import feature_net_names
 from jgen.pipeline import Pipeline
 from jgen.train import distributed
 from jgen.train.checkpoint import CheckpointWriteError
@@ -53,17 +57,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list("workdirs", [], "compare: run directories to compare.", flag_values=FLAGS)
 flags.DEFINE_string(
-    "sampler",
-    None,
-    "diffusion sampler: ddpm, ddim, dpm_solver (DPM-Solver++ 2M), dpm_solver_3m, "
-    "dpm_solver_2s, dpm_solver_3s, dpm_solver_sde, unipc, euler, heun, midpoint; default: the run's.",
-    flag_values=FLAGS,
+    "sampler", None, f"diffusion sampler, one of {', '.join(sampler_names())}; default: the run's.", flag_values=FLAGS
 )
 flags.DEFINE_string(
     "spacing",
     None,
-    "diffusion time grid: time_uniform, time_quadratic, logsnr_uniform, karras, "
-    "leading, trailing; default: the sampler's own.",
+    f"diffusion time grid, one of {', '.join(SPACINGS)}; default: the sampler's own.",
     flag_values=FLAGS,
 )
 flags.DEFINE_integer("steps", None, "number of sampler steps; default: the run's.", flag_values=FLAGS)
@@ -93,8 +92,8 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "feature_net",
     None,
-    "feature network (mnist_classifier, inception); default: the run's "
-    "config.eval.feature_net. Another net writes eval_<name>.json.",
+    f"feature network, one of {', '.join(feature_net_names())}; default: the run's config.eval.feature_net. "
+    "Another net writes eval_<name>.json.",
     flag_values=FLAGS,
 )
 flags.DEFINE_string("out", None, "sample: output PNG; compare, figures: output directory.", flag_values=FLAGS)
@@ -169,6 +168,9 @@ flags.DEFINE_list(
     "guidance_scales", [], "compare: sweep these guidance scales for one run, e.g. 0,1,2,4,8.", flag_values=FLAGS
 )
 
+# The sampling flags: those that name an option some method's requests take (`Method.generate_options`).
+SAMPLING_FLAGS = tuple(f for f in FLAGS if any(f in get_method(n).generate_options for n in method_names()))
+
 
 def _require(name: str, example: str) -> None:
     if FLAGS[name].value in (None, []):
@@ -204,14 +206,19 @@ def _num_samples(default: int) -> int:
     return default if n is None else n
 
 
+def _sampling_options() -> dict:
+    """The sampling flags given on the command line (the run's method says which it takes)."""
+    return {name: FLAGS[name].value for name in SAMPLING_FLAGS if FLAGS[name].value is not None}
+
+
 def cmd_sample(overrides: list[str]) -> None:
     _require("workdir", "runs/vae_mnist")
     pipe = Pipeline.from_workdir(FLAGS.workdir)
-    extra = {k: FLAGS[k].value for k in ("temperature", "top_k", "top_p", "spacing") if FLAGS[k].value is not None}
+    options = _sampling_options()
     if "text" in pipe.method.capabilities:
         if FLAGS.prompt is None:
             raise InputError("this run is a language model: pass --prompt='some text' to continue")
-        texts = pipe.text(FLAGS.prompt, _num_samples(1), FLAGS.num_tokens, FLAGS.seed, **extra)
+        texts = pipe.text(FLAGS.prompt, _num_samples(1), FLAGS.num_tokens, FLAGS.seed, **options)
         print(json.dumps({"workdir": FLAGS.workdir, "prompt": FLAGS.prompt, "samples": texts}, indent=2))
         return
     if FLAGS.prompt is not None:
@@ -221,31 +228,10 @@ def cmd_sample(overrides: list[str]) -> None:
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples.png")
     labels = _labels_flag()
     num = _num_samples(8 if labels else 64)
-    _, info = pipe(
-        labels=labels,
-        num_samples_per_label=num,
-        sampler=FLAGS.sampler,
-        steps=FLAGS.steps,
-        guidance_scale=FLAGS.guidance,
-        eta=FLAGS.eta,
-        seed=FLAGS.seed,
-        save_to=out,
-        return_info=True,
-        **extra,
-    )
+    _, info = pipe(labels=labels, num_samples_per_label=num, seed=FLAGS.seed, save_to=out, return_info=True, **options)
     print(
         json.dumps(
-            {
-                "out": out,
-                "workdir": FLAGS.workdir,
-                "method": pipe.method.name,
-                "sampler": FLAGS.sampler,
-                "steps": FLAGS.steps,
-                "guidance": FLAGS.guidance,
-                "labels": labels,
-                **info,
-            },
-            indent=2,
+            {"out": out, "workdir": FLAGS.workdir, "method": pipe.method.name, "labels": labels, **info}, indent=2
         )
     )
 
@@ -287,7 +273,7 @@ def cmd_compare(overrides: list[str]) -> None:
             raise InputError(
                 f"--guidance_scales={','.join(FLAGS.guidance_scales)!r}: must be numbers, e.g. 0,1,2,4,8"
             ) from None
-        print(guidance_sweep(FLAGS.workdirs[0], scales, out, num, FLAGS.seed, FLAGS.sampler, FLAGS.steps))
+        print(guidance_sweep(FLAGS.workdirs[0], scales, out, num, FLAGS.seed, **_sampling_options()))
     else:
         print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Hashable
 
 import jax
 import numpy as np
@@ -66,10 +67,10 @@ def _write(out_dir: str, name: str, rows: list[dict], columns: list[str], x: str
     return md
 
 
-def _row(run, num_samples: int, seed: int, net, real, likelihood_images: int = 0, **options) -> dict:
+def _row(run, num_samples: int, seed: int, net, real, likelihood_images: int = 0, spec: Hashable = None) -> dict:
     if "likelihood" not in run.method.capabilities:  # the others report their evaluations' bits/dim
         likelihood_images = 0
-    row = evaluate_run(run, num_samples, seed, net, real, timed=True, likelihood_images=likelihood_images, **options)
+    row = evaluate_run(run, num_samples, seed, net, real, timed=True, likelihood_images=likelihood_images, spec=spec)
     row.pop("workdir")
     return row
 
@@ -151,21 +152,16 @@ def compare_workdirs(
 
 
 def guidance_sweep(
-    workdir: str,
-    scales: list[float],
-    out_dir: str,
-    num_samples: int = 1000,
-    seed: int = 0,
-    sampler: str | None = None,
-    steps: int | None = None,
+    workdir: str, scales: list[float], out_dir: str, num_samples: int = 1000, seed: int = 0, **options
 ) -> str:
-    """FID and recall of a conditional diffusion run against the guidance scale: the quality/diversity trade-off."""
-    net = load_mnist_classifier()
+    """FID and recall of a conditional diffusion run against the guidance scale: the quality/diversity trade-off.
+    `options`: the run's other sampling options (sampler, steps, ...), the same at every scale."""
     run = load_run(workdir)
+    specs = [run.method.sampling_spec(**options, guidance=s) for s in scales]  # every request checked first
+    net = load_mnist_classifier()
     real = real_images(run.test_source, num_samples)
     rows = [
-        {"guidance_scale": s, **_row(run, num_samples, seed, net, real, sampler=sampler, steps=steps, guidance=s)}
-        for s in scales
+        {"guidance_scale": s, **_row(run, num_samples, seed, net, real, spec=spec)} for s, spec in zip(scales, specs)
     ]
     fid = f"fid_{MNIST_CLASSIFIER}"
     columns = [

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 
 class InputError(ValueError):
@@ -26,6 +27,38 @@ class InputError(ValueError):
 
 class ConfigError(InputError):
     """A config field holds a value jgen cannot run with."""
+
+
+class OptionError(InputError):
+    """A named option of a request (a sampling option, a function's argument) holds a value that cannot be used:
+    `name=value: allowed`, or `name=value is unknown; choose one of [...]` for a choice. `fix` maps options to
+    values that would work. A config door turns it into the `ConfigError` of the field the value came from."""
+
+    def __init__(self, name: str, value: Any, allowed: str, choices: Sequence | None = None, fix: dict | None = None):
+        if choices is not None:
+            allowed = f"choose one of {list(choices)}"
+        super().__init__(
+            f"{name}={value!r} is unknown; {allowed}" if choices is not None else f"{name}={value!r}: {allowed}"
+        )
+        self.name, self.value, self.allowed, self.fix = name, value, allowed, dict(fix or {})
+
+
+def is_integer(value: Any, minimum: float = -math.inf) -> bool:
+    """`value` is an int or a numpy integer (not a bool) and >= `minimum`."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+
+
+def is_number(value: Any, minimum: float = -math.inf, maximum: float = math.inf) -> bool:
+    """`value` is a finite int or float (numpy's too; not a bool) in [minimum, maximum]."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return ok and math.isfinite(value) and minimum <= value <= maximum
+
+
+def check_int(name: str, value: Any, minimum: int = 1, why: str = "") -> int:
+    """`value` as an int, or OptionError `name=value: must be an integer >= minimum` (`why` appended)."""
+    if not is_integer(value, minimum):
+        raise OptionError(name, value, f"must be an integer >= {minimum}{why}")
+    return int(value)
 
 
 def optim_config(learning_rate: float = 1e-3, **overrides) -> ml_collections.ConfigDict:
@@ -117,7 +150,7 @@ def fail(field: str, value: Any, allowed: str, fix: str = "") -> None:
 
 def require_int(field: str, value: Any, minimum: int = 1, fix: str = "") -> None:
     """`fail` unless `value` is an integer (not a bool) >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_integer(value, minimum):
         fail(field, value, f"must be an integer >= {minimum}", fix)
 
 
@@ -125,8 +158,7 @@ def require_number(
     field: str, value: Any, minimum: float = -math.inf, maximum: float = math.inf, fix: str = ""
 ) -> None:
     """`fail` unless `value` is a finite number in [minimum, maximum]."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not (ok and minimum <= value <= maximum):
+    if not is_number(value, minimum, maximum):
         bounds = (
             f"in [{minimum}, {maximum}]"
             if math.isfinite(minimum) and math.isfinite(maximum)
@@ -139,11 +171,7 @@ def require_number(
 
 def require_int_tuple(field: str, value: Any, min_len: int = 1, fix: str = "") -> None:
     """`fail` unless `value` is a tuple/list of at least `min_len` positive integers (e.g. conv widths)."""
-    ok = (
-        isinstance(value, (tuple, list))
-        and len(value) >= min_len
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
-    )
+    ok = isinstance(value, (tuple, list)) and len(value) >= min_len and all(is_integer(v, 1) for v in value)
     if not ok:
         fail(field, value, f"must be a tuple of {min_len}+ positive integers, e.g. (16, 32)", fix)
 

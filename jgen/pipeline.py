@@ -2,7 +2,7 @@
 
     pipe = Pipeline.from_workdir("runs/ldm")
     images = pipe(labels=[3, 7], num_samples_per_label=8, sampler="dpm_solver", steps=20,
-                  guidance_scale=3.0, seed=0, save_to="grid.png")   # uint8 [16, H, W, C]
+                  guidance=3.0, seed=0, save_to="grid.png")   # uint8 [16, H, W, C]
 
 The same call works for every method that generates (AE, VAE, GAN, pixel or latent diffusion); sampler options
 apply to the diffusion families. Same seed, same images. Generation goes through `jgen.sampling.generate`.
@@ -10,12 +10,14 @@ apply to the diffusion families. Same seed, same images. Generation goes through
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.config import InputError
-from jgen.diffusion.inpaint import check_inpaint_sampler, check_mask
+from jgen.config import InputError, check_int
+from jgen.diffusion.inpaint import check_mask
 from jgen.run import Run, load_run
 from jgen.sampling import check_request, generate
 from jgen.viz import image_grid, save_png
@@ -50,10 +52,6 @@ class Pipeline:
         self,
         labels: list[int] | None = None,
         num_samples_per_label: int = 8,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        eta: float | None = None,
         seed: int = 0,
         save_to: str | None = None,
         return_info: bool = False,
@@ -61,10 +59,10 @@ class Pipeline:
     ):
         """Generate uint8 images [N, H, W, C]: `num_samples_per_label` per label (label-major), or that many
         unconditional samples when `labels` is None. Optionally save a grid (one row per label) as PNG.
-        `options`: the method's other sampling options (the autoregressive model's temperature, top_k, top_p)."""
-        per = num_samples_per_label
-        if isinstance(per, bool) or not isinstance(per, (int, np.integer)) or per < 1:
-            raise InputError(f"num_samples_per_label={per!r}: must be an integer >= 1")
+        `options`: the method's sampling options (`pipe.method.generate_options`: a diffusion model's sampler, steps,
+        guidance, eta, spacing, ...; the autoregressive model's temperature, top_k, top_p), None: the run's own."""
+        per = check_int("num_samples_per_label", num_samples_per_label)
+        spec = self.method.sampling_spec(**options)
         flat = None
         if labels is not None:
             arr = np.asarray(labels) if not isinstance(labels, (str, bytes)) else np.asarray([labels])
@@ -74,32 +72,29 @@ class Pipeline:
                 )
             flat = np.repeat(arr, per)  # label-major: per images of each label
         n = per if flat is None else len(flat)
-        options = {"sampler": sampler, "steps": steps, "guidance": guidance_scale, "eta": eta, **options}
         images, gen = generate(
-            self.method,
-            self.state.ema_params,
-            self.state.model_state,
-            n,
-            seed=seed,
-            labels=flat,
-            batch_size=n,
-            **options,
+            self.method, self.state.ema_params, self.state.model_state, n, spec, seed=seed, labels=flat, batch_size=n
         )
         if save_to:
             save_png(save_to, image_grid(images, ncol=per if labels is not None else None))
         out = to_uint8(images)
         if return_info:
-            return out, {"num_images": n, "nfe_per_image": gen.nfe_per_image, "seconds": gen.seconds}
+            sampling = dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else None
+            return out, {
+                "num_images": n,
+                "nfe_per_image": gen.nfe_per_image,
+                "seconds": gen.seconds,
+                "sampling": sampling,
+            }
         return out
 
     def text(self, prompt: str, num_samples: int = 1, num_tokens: int = 200, seed: int = 0, **options) -> list[str]:
         """`num_samples` continuations of `prompt` by a language model (`options`: temperature, top_k, top_p)."""
         if "text" not in self.method.capabilities:
             raise InputError(f"this {self.method.name!r} run models images, not text: call the pipeline for images")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-            raise InputError(f"num_samples={num_samples!r}: must be an integer >= 1")
+        spec = self.method.sampling_spec(**options)
         return self.method.generate_text(
-            self.state.ema_params, jax.random.PRNGKey(seed), prompt, int(num_samples), num_tokens, **options
+            self.state.ema_params, jax.random.PRNGKey(seed), prompt, num_samples, num_tokens, spec
         )
 
     def _check_image(self, name: str, image) -> np.ndarray:
@@ -121,10 +116,6 @@ class Pipeline:
         mask: np.ndarray,
         labels: list[int] | None = None,
         seed: int = 0,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance_scale: float | None = None,
-        eta: float | None = None,
         **options,
     ) -> np.ndarray:
         """Fill in `images` ([B, H, W, C] in [0, 1]) where `mask` (same shape, or [B, H, W]) is 0, keeping them where
@@ -145,29 +136,12 @@ class Pipeline:
         x = np.stack([self._check_image(f"images[{i}]", im) for i, im in enumerate(x)])
         m = np.asarray(mask, np.float32)
         m = m[..., None] if m.shape == x.shape[:3] else m
-        options = {
-            k: v
-            for k, v in {"sampler": sampler, "steps": steps, "guidance": guidance_scale, "eta": eta, **options}.items()
-            if v is not None
-        }
-        flat = check_request(self.method, len(x), labels, **options)
-        try:
-            check_mask(m, x.shape)
-            check_inpaint_sampler(options.get("sampler", self.config.method.sampler))
-        except ValueError as e:
-            raise InputError(str(e)) from None
-        static = tuple(sorted(options.items()))
-        run = self.method.jitted(
-            ("inpaint", x.shape, flat is None, static),
-            lambda params, key, x, m, labels: self.method.inpaint(params, key, x, m, labels, **options)[0],
-        )
-        out = run(
-            self.state.ema_params,
-            jax.random.PRNGKey(seed),
-            jnp.asarray(x),
-            jnp.asarray(m),
-            None if flat is None else jnp.asarray(flat),
-        )
+        spec = self.method.sampling_spec(inpaint=True, **options)
+        flat = check_request(self.method, len(x), labels)
+        check_mask(m, x.shape)
+        run = self.method.jitted("inpaint", self.method.inpaint, static_argnames=("spec",))
+        labels = None if flat is None else jnp.asarray(flat)
+        out, _ = run(self.state.ema_params, jax.random.PRNGKey(seed), jnp.asarray(x), jnp.asarray(m), labels, spec=spec)
         return to_uint8(np.asarray(out))
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, num: int = 10, **kwargs) -> np.ndarray:
@@ -175,8 +149,7 @@ class Pipeline:
         space."""
         if "interpolate" not in self.method.capabilities:
             raise InputError(f"method {self.method.name!r} has no latent space to interpolate in")
-        if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 2:
-            raise InputError(f"num={num!r}: must be an integer >= 2 (the strip includes both ends)")
+        num = check_int("num", num, 2, " (the strip includes both ends)")
         a, b = self._check_image("a", a), self._check_image("b", b)
-        strip = self.method.interpolate(self.state.ema_params, jnp.asarray(a), jnp.asarray(b), int(num), **kwargs)
+        strip = self.method.interpolate(self.state.ema_params, jnp.asarray(a), jnp.asarray(b), num, **kwargs)
         return to_uint8(np.asarray(strip))

@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -425,7 +425,7 @@ def evaluate_likelihood(run: Run, num_images: int, seed: int = 0, batch_size: in
     metric, kind = run.method.likelihood_metric()
     images = real_images(run.test_source, num_images)
     bs = min(batch_size, len(images))
-    step = run.method.jitted(("likelihood_step", bs), run.method.likelihood_step)
+    step = run.method.jitted("likelihood_step", run.method.likelihood_step)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)  # a stream apart from generate's PRNGKey(seed)
     values = []
     for i in tqdm(range(0, len(images), bs), desc=f"{metric} ({kind})", unit="batch", leave=False, disable=None):
@@ -454,13 +454,14 @@ def evaluate_run(
     ref_stats_out: str | None = None,
     all_features_max_bytes: int = ALL_FEATURES_MAX_BYTES,
     likelihood_images: int = 0,
-    **options,
+    spec: Hashable = None,
 ) -> dict:
     """The one evaluation of a run: `num_samples` EMA samples (class-balanced labels for a conditional method;
-    `options` are its sampling options) against a reference under `feature_net` (default: the run's
-    config.eval.feature_net): FID, IS, KID, precision/recall, density/coverage, plus bits/dim where the method has
-    a likelihood (from its last evaluation, or with `likelihood_images` > 0 and an on-demand likelihood,
-    `evaluate_likelihood` on that many test images), and images/s (generation only, after compilation) with `timed`.
+    `spec` its sampling settings, `run.method.sampling_spec(...)`, None: the configured ones) against a reference
+    under `feature_net` (default: the run's config.eval.feature_net): FID, IS, KID, precision/recall,
+    density/coverage, plus bits/dim where the method has a likelihood (from its last evaluation, or with
+    `likelihood_images` > 0 and an on-demand likelihood, `evaluate_likelihood` on that many test images), and
+    images/s (generation only, after compilation) with `timed`.
 
     Samples are generated, embedded and dropped batch by batch: memory holds one batch of images, the running
     feature statistics and the class probabilities, and every feature only when KID, precision/recall and
@@ -509,10 +510,10 @@ def evaluate_run(
         run.state.ema_params,
         run.state.model_state,
         num_samples,
+        spec,
         seed=seed,
         labels=balanced_labels(num_samples, run.method.num_classes),
         timed=timed,
-        **options,
     ):
         fake = summarize([images], net, keep, fake, name="sample features")
         seconds += dt

@@ -12,8 +12,7 @@ import pytest
 
 from jgen import cli
 from jgen.config import InputError
-from jgen.diffusion import make_schedule
-from jgen.diffusion import sample as diffusion_sample
+from jgen.diffusion import SamplingSpec, make_denoiser, make_schedule
 from jgen.metrics import (
     compute_sample_metrics,
     density_coverage,
@@ -91,7 +90,7 @@ CLI_CASES = [  # (arguments, fragment of the error)
     (["sample", "--workdir", "{runs}/diffusion", "--guidance", "inf"], "guidance=inf: must be a finite number >= 0"),
     (["sample", "--workdir", "{runs}/diffusion", "--sampler", "euler_magic"], "sampler='euler_magic' is unknown"),
     (["sample", "--workdir", "{runs}/diffusion", "--steps", "0"], "steps=0: must be an integer >= 1"),
-    (["sample", "--workdir", "{runs}/diffusion", "--spacing", "evenly"], "spacing 'evenly' is unknown; choose one of"),
+    (["sample", "--workdir", "{runs}/diffusion", "--spacing", "evenly"], "spacing='evenly' is unknown; choose one of"),
     (["sample", "--workdir", "{runs}/vae", "--spacing", "karras"], "does not take the sampling option(s) ['spacing']"),
     (["sample", "--workdir", "{runs}/diffusion", "--eta", "2"], "eta=2.0: must be in [0, 1]"),
     (["eval"], "--workdir is required"),
@@ -140,8 +139,8 @@ API_CASES = [  # (call, fragment)
     (lambda r: _feature_net(r).features(np.full((2, 8, 8, 1), np.nan)), "images has 128 non-finite"),
     (lambda r: _diffusion_pipe(r)(labels=[]), "must be a non-empty list of class labels"),
     (lambda r: _diffusion_pipe(r)(labels=[1.5]), "labels must be integers in [0, 9]"),
-    (lambda r: _diffusion_pipe(r)(labels=[3], guidance_scale=float("inf")), "guidance=inf"),
-    (lambda r: _diffusion_pipe(r)(labels=[3], guidance_scale=float("nan")), "guidance=nan"),
+    (lambda r: _diffusion_pipe(r)(labels=[3], guidance=float("inf")), "guidance=inf"),
+    (lambda r: _diffusion_pipe(r)(labels=[3], guidance=float("nan")), "guidance=nan"),
     (lambda r: _diffusion_pipe(r).interpolate(np.zeros((8, 8)), np.zeros((8, 8, 1))), "add the channel axis"),
     (
         lambda r: _diffusion_pipe(r).interpolate(np.zeros((4, 4, 1)), np.zeros((8, 8, 1))),
@@ -162,30 +161,10 @@ API_CASES = [  # (call, fragment)
     (lambda r: load_run(str(r / "vae"), step=999), "step=999"),
     (lambda r: generate(load_run(str(r / "vae")).method, {}, {}, 0, seed=0), "num=0: must be an integer >= 1"),
     (
-        lambda r: diffusion_sample(
-            lambda x, t, y: x,
-            make_schedule("linear", 10),
-            jax.random.PRNGKey(0),
-            (2, 4),
-            sampler="ddim",
-            steps=2,
-            labels=np.array([0.5, 1.0]),
-            null_label=10,
-        ),
+        lambda r: make_denoiser(lambda x, t, y: x, make_schedule("linear", 10), "eps", np.array([0.5, 1.0]), 1.0, 10),
         "labels must be integer class indices",
     ),
-    (
-        lambda r: diffusion_sample(
-            lambda x, t, y: x,
-            make_schedule("linear", 10),
-            jax.random.PRNGKey(0),
-            (2, 4),
-            sampler="ddim",
-            steps=2,
-            guidance=float("nan"),
-        ),
-        "guidance=nan",
-    ),
+    (lambda r: SamplingSpec(sampler="ddim", steps=2, guidance=float("nan")), "guidance=nan"),
 ]
 
 

@@ -53,13 +53,13 @@ def test_pipeline_is_deterministic_and_conditional(runs):
     pipe = Pipeline.from_workdir(str(runs / "ldm"))
     assert pipe.num_classes == 10 and pipe.method.info.shape == (4, 4, 2)
     a, info = pipe(
-        labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance_scale=2.0, seed=5, return_info=True
+        labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance=2.0, seed=5, return_info=True
     )
-    b = pipe(labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance_scale=2.0, seed=5)
+    b = pipe(labels=[3, 7], num_samples_per_label=2, sampler="ddim", steps=4, guidance=2.0, seed=5)
     assert a.shape == (4, 8, 8, 1) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert info["nfe_per_image"] == 4  # guided: one network call per step on the [cond; uncond] batch
-    assert pipe(labels=[3], num_samples_per_label=2, steps=4, guidance_scale=0.0, seed=1).shape == (2, 8, 8, 1)
+    assert pipe(labels=[3], num_samples_per_label=2, steps=4, guidance=0.0, seed=1).shape == (2, 8, 8, 1)
 
 
 def test_pipeline_argument_errors(runs, tmp_path):
@@ -71,7 +71,7 @@ def test_pipeline_argument_errors(runs, tmp_path):
     with pytest.raises(ValueError, match="unknown"):
         pipe(labels=[1], sampler="euler_magic")
     with pytest.raises(ValueError, match="guidance=-2.0: must be a finite number >= 0"):
-        pipe(labels=[1], guidance_scale=-2.0)
+        pipe(labels=[1], guidance=-2.0)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text((runs / "ldm" / "config.json").read_text())

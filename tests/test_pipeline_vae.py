@@ -36,7 +36,7 @@ def test_bad_arguments_say_what_is_allowed(vae_run, tmp_path):
     with pytest.raises(ValueError, match="num_samples_per_label=0: must be an integer >= 1"):
         pipe(num_samples_per_label=0)
     with pytest.raises(ValueError, match="does not take the sampling option"):
-        pipe(guidance_scale=-1.0)
+        pipe(guidance=-1.0)
     with pytest.raises(FileNotFoundError, match="not a jgen run directory"):
         Pipeline.from_workdir(str(tmp_path))
 

@@ -149,7 +149,7 @@ def test_bfloat16_sampling_matches_float32_for_the_same_weights():
     for dtype, m in methods.items():
 
         def draw(p, key, lab, m=m):
-            return m.run_sampler(p, key, 16, lab, sampler="ddim", steps=4, guidance=2.0).samples
+            return m.run_sampler(p, key, 16, lab, m.sampling_spec(sampler="ddim", steps=4, guidance=2.0)).samples
 
         samples[dtype] = jax.jit(draw)(params, jax.random.PRNGKey(2), labels)
         assert samples[dtype].dtype == jnp.float32
@@ -158,7 +158,11 @@ def test_bfloat16_sampling_matches_float32_for_the_same_weights():
     assert 1e-4 < rel < 0.04, rel
     jaxpr = jax.make_jaxpr(
         lambda p: methods["bfloat16"].run_sampler(
-            p, jax.random.PRNGKey(2), 16, labels, sampler="ddim", steps=4, guidance=2.0
+            p,
+            jax.random.PRNGKey(2),
+            16,
+            labels,
+            methods["bfloat16"].sampling_spec(sampler="ddim", steps=4, guidance=2.0),
         )
     )(params)
     scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]

@@ -213,7 +213,7 @@ def test_quality_over_training_rows_compile_the_sampler_once(tmp_path):
     assert [r["step"] for r in rows] == [5, 10, 15]
     assert all(np.isfinite(r["fid_tiny_digits"]) and 0 <= r["recall_tiny_digits"] <= 1 for r in rows)
     # three sample-metric intervals: one compiled sampler and one compiled feature net in total
-    assert compiled.count("jit(generate_batch)") == 1 and compiled.count("jit(apply)") == 1, compiled
+    assert compiled.count("jit(generate)") == 1 and compiled.count("jit(apply)") == 1, compiled
 
 
 def test_steps_per_call_is_bitwise_k_single_calls(tmp_path):

@@ -9,47 +9,31 @@ from __future__ import annotations
 from jgen.diffusion.guidance import make_denoiser
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.likelihood import LikelihoodOutput, ode_likelihood
-from jgen.diffusion.samplers import (
-    DEFAULT_SPACING,
-    DEFAULT_STEPS,
-    SAMPLERS,
-    SamplerOutput,
-    register_sampler,
-    sample,
-    sampler_names,
-    sampler_options,
-)
-from jgen.diffusion.schedules import (
-    Schedule,
-    alpha_sigma,
-    cosine_schedule,
-    linear_schedule,
-    log_snr,
-    make_schedule,
-    q_sample,
-)
+from jgen.diffusion.sampler_core import SAMPLERS, SamplerOutput, SamplerSpec, SamplingSpec, register_sampler
+from jgen.diffusion.samplers import Given, check_fits, sample, sampler_table
+from jgen.diffusion.schedules import SCHEDULES, Schedule, alpha_sigma, log_snr, make_schedule, q_sample
 from jgen.diffusion.timegrid import SPACINGS, time_grid
 
 __all__ = [
-    "Schedule",
-    "linear_schedule",
-    "cosine_schedule",
-    "make_schedule",
-    "alpha_sigma",
-    "log_snr",
-    "q_sample",
-    "time_grid",
-    "SPACINGS",
-    "make_denoiser",
-    "sample",
-    "sampler_options",
-    "SamplerOutput",
     "SAMPLERS",
-    "DEFAULT_STEPS",
-    "DEFAULT_SPACING",
-    "register_sampler",
-    "sampler_names",
-    "ddim_invert",
-    "ode_likelihood",
+    "SCHEDULES",
+    "SPACINGS",
+    "Given",
     "LikelihoodOutput",
+    "SamplerOutput",
+    "SamplerSpec",
+    "SamplingSpec",
+    "Schedule",
+    "alpha_sigma",
+    "check_fits",
+    "ddim_invert",
+    "log_snr",
+    "make_denoiser",
+    "make_schedule",
+    "ode_likelihood",
+    "q_sample",
+    "register_sampler",
+    "sample",
+    "sampler_table",
+    "time_grid",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jgen.diffusion.sampler_core import Recorder, SamplerOptions, grid_alpha_sigma, register_sampler
+from jgen.diffusion.sampler_core import Recorder, SamplingSpec, grid_alpha_sigma, register_sampler
 
 
 def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array, eta, rec: Recorder, project=None):
@@ -50,13 +50,16 @@ def ddim_loop(denoise, schedule, x: jax.Array, key: jax.Array, times: jax.Array,
 
 
 @register_sampler("ddpm", steps=1000, spacing="time_uniform", inpaint=True)
-def ddpm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
-    """Ancestral sampling, x_s ~ q(x_s | x_t, x0_hat): all T steps of the schedule by default (the original
-    DDPM), or any coarser grid."""
+def ddpm(denoise, schedule, x, key, times, spec: SamplingSpec, rec, project=None):
+    """Ancestral sampling from the DDPM posterior; N = T by default.
+
+    x_s ~ q(x_s | x_t, x0_hat): all T steps of the schedule by default (the original DDPM), or any coarser grid."""
     return ddim_loop(denoise, schedule, x, key, times, 1.0, rec, project)
 
 
 @register_sampler("ddim", steps=50, spacing="time_uniform", inpaint=True)
-def ddim(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
-    """DDIM: deterministic for eta = 0 (the default); eta interpolates towards ancestral sampling (eta = 1)."""
-    return ddim_loop(denoise, schedule, x, key, times, float(opts.eta), rec, project)
+def ddim(denoise, schedule, x, key, times, spec: SamplingSpec, rec, project=None):
+    """DDIM: eta = 0 deterministic (a first-order ODE solver), eta = 1 ancestral.
+
+    Deterministic for eta = 0 (the default); eta interpolates towards ancestral sampling (eta = 1)."""
+    return ddim_loop(denoise, schedule, x, key, times, float(spec.eta), rec, project)

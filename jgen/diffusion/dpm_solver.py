@@ -44,7 +44,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jgen.diffusion.sampler_core import SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler, step_orders
+from jgen.diffusion.sampler_core import SamplingSpec, grid_alpha_sigma, grid_log_snr, register_sampler, step_orders
 from jgen.diffusion.schedules import alpha_sigma_at_log_snr, time_from_log_snr
 
 
@@ -95,21 +95,21 @@ def _multistep(
 
 
 @register_sampler("dpm_solver", steps=20, spacing="logsnr_uniform", inpaint=True)
-def dpm_solver(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
+def dpm_solver(denoise, schedule, x, key, times, spec: SamplingSpec, rec, project=None):
     """DPM-Solver++(2M): second-order multistep, one network evaluation per step."""
-    return _multistep(denoise, schedule, x, key, times, 2, opts.lower_order_final, rec, project=project)
+    return _multistep(denoise, schedule, x, key, times, 2, spec.lower_order_final, rec, project=project)
 
 
 @register_sampler("dpm_solver_3m", steps=20, spacing="logsnr_uniform", inpaint=True)
-def dpm_solver_3m(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
+def dpm_solver_3m(denoise, schedule, x, key, times, spec: SamplingSpec, rec, project=None):
     """DPM-Solver++(3M): third-order multistep, one network evaluation per step."""
-    return _multistep(denoise, schedule, x, key, times, 3, opts.lower_order_final, rec, project=project)
+    return _multistep(denoise, schedule, x, key, times, 3, spec.lower_order_final, rec, project=project)
 
 
 @register_sampler("dpm_solver_sde", steps=20, spacing="logsnr_uniform", inpaint=True)
-def dpm_solver_sde(denoise, schedule, x, key, times, opts: SamplerOptions, rec, project=None):
+def dpm_solver_sde(denoise, schedule, x, key, times, spec: SamplingSpec, rec, project=None):
     """DPM-Solver++(2M) SDE: the stochastic second-order multistep sampler (fresh noise every step)."""
-    return _multistep(denoise, schedule, x, key, times, 2, opts.lower_order_final, rec, sde=True, project=project)
+    return _multistep(denoise, schedule, x, key, times, 2, spec.lower_order_final, rec, sde=True, project=project)
 
 
 def _singlestep(denoise, schedule, x, times, order: int, rec):
@@ -158,12 +158,12 @@ def _singlestep(denoise, schedule, x, times, order: int, rec):
 
 
 @register_sampler("dpm_solver_2s", steps=10, spacing="logsnr_uniform", stages=2)
-def dpm_solver_2s(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+def dpm_solver_2s(denoise, schedule, x, key, times, spec: SamplingSpec, rec):
     """Single-step DPM-Solver-2 (midpoint, r1 = 1/2): second order, 2N - 1 evaluations for N grid times."""
     return _singlestep(denoise, schedule, x, times, 2, rec)
 
 
 @register_sampler("dpm_solver_3s", steps=7, spacing="logsnr_uniform", stages=3)
-def dpm_solver_3s(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+def dpm_solver_3s(denoise, schedule, x, key, times, spec: SamplingSpec, rec):
     """Single-step DPM-Solver-3 (r1 = 1/3, r2 = 2/3): third order, 3N - 2 evaluations for N grid times."""
     return _singlestep(denoise, schedule, x, times, 3, rec)

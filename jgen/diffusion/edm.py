@@ -21,15 +21,15 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jgen.diffusion.sampler_core import SamplerOptions, register_sampler
+from jgen.diffusion.sampler_core import SamplingSpec, register_sampler
 from jgen.diffusion.schedules import alpha_sigma, alpha_sigma_at_level, time_from_log_snr
 
 
-def _edm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, heun: bool):
+def _edm(denoise, schedule, x, key, times, spec: SamplingSpec, rec, heun: bool):
     steps = times.shape[0]
     alphas, sigmas = alpha_sigma(schedule, times)
     levels = jnp.append(sigmas / alphas, 0.0).astype(jnp.float32)  # s_0 > ... > s_{N-1} > s_N = 0
-    gamma_max = min(float(opts.s_churn) / steps, math.sqrt(2.0) - 1.0)
+    gamma_max = min(float(spec.s_churn) / steps, math.sqrt(2.0) - 1.0)
 
     def data_pred(y, s, t):  # D(y; s): the denoiser at x = alpha y
         a, sigma = alpha_sigma_at_level(schedule, s)
@@ -37,10 +37,10 @@ def _edm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, heun: bool
 
     def churn(y, i):
         s_i = levels[i]
-        gamma = jnp.where((s_i >= opts.s_tmin) & (s_i <= opts.s_tmax), gamma_max, 0.0)
+        gamma = jnp.where((s_i >= spec.s_tmin) & (s_i <= spec.s_tmax), gamma_max, 0.0)
         s_hat = s_i * (1.0 + gamma)
         z = jax.random.normal(jax.random.fold_in(key, i), y.shape, jnp.float32)
-        y_hat = y + jnp.sqrt(jnp.maximum(s_hat**2 - s_i**2, 0.0)) * opts.s_noise * z  # fused ops can round below 0
+        y_hat = y + jnp.sqrt(jnp.maximum(s_hat**2 - s_i**2, 0.0)) * spec.s_noise * z  # fused ops can round below 0
         t_hat = jnp.where(gamma > 0, time_from_log_snr(schedule, -2.0 * jnp.log(s_hat)), times[i])
         return y_hat, s_hat, t_hat
 
@@ -75,12 +75,12 @@ def _edm(denoise, schedule, x, key, times, opts: SamplerOptions, rec, heun: bool
 
 
 @register_sampler("euler", steps=50, spacing="karras", noise_level=True)
-def euler(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+def euler(denoise, schedule, x, key, times, spec: SamplingSpec, rec):
     """EDM Euler: first order, N evaluations; with S_churn > 0 the stochastic EDM sampler's Euler form."""
-    return _edm(denoise, schedule, x, key, times, opts, rec, heun=False)
+    return _edm(denoise, schedule, x, key, times, spec, rec, heun=False)
 
 
 @register_sampler("heun", steps=18, spacing="karras", stages=2, noise_level=True)
-def heun(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+def heun(denoise, schedule, x, key, times, spec: SamplingSpec, rec):
     """EDM Heun: second order, 2N - 1 evaluations; deterministic unless S_churn > 0 (EDM's stochastic sampler)."""
-    return _edm(denoise, schedule, x, key, times, opts, rec, heun=True)
+    return _edm(denoise, schedule, x, key, times, spec, rec, heun=True)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jgen.diffusion.parameterization import check_parameterization, to_x0_eps, x0_to_eps
+from jgen.diffusion.parameterization import check_path, to_x0_eps, x0_to_eps
+from jgen.diffusion.schedules import Schedule
 
 ModelFn = Callable[[jax.Array, jax.Array, "jax.Array | None"], jax.Array]  # (x [B,...], t [B], labels [B]) -> pred
 Denoiser = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -25,31 +26,36 @@ Denoiser = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Arra
 
 def make_denoiser(
     model_fn: ModelFn,
+    schedule: Schedule,
     parameterization: str = "eps",
     labels: jax.Array | None = None,
     guidance: float = 1.0,
     null_label: int | None = None,
     clip_denoised: bool = False,
 ) -> Denoiser:
-    """Wrap a network into `denoise(x, t, alpha, sigma) -> (x0_hat, eps_hat)` with t, alpha, sigma scalars.
+    """Wrap a network into `denoise(x, t, alpha, sigma) -> (x0_hat, eps_hat)` with t, alpha, sigma scalars, on the
+    path of `schedule` (ValueError for a parameterisation that cannot be converted there: `path_mismatch`).
 
     labels None: unconditional. With `null_label` (a class-conditional network) the network is called with
-    that label; without it (an unconditional network) with labels=None.
-    `guidance` must be a Python number (it decides, at trace time, how many passes are made).
+    that label; without it (an unconditional network) with labels=None. labels [B] must be integer class indices.
+    `guidance` (a request's `SamplingSpec.guidance`, checked there) is a Python number: it decides, at trace time,
+    how many passes are made.
     `clip_denoised`: clip x0_hat to [-1, 1] (data in the model range) and recompute eps_hat to match.
     """
-    check_parameterization(parameterization)
+    check_path(parameterization, schedule.path)
     guidance = float(guidance)
-    if guidance < 0:
-        raise ValueError(f"guidance={guidance}: must be >= 0 (0: unconditional, 1: conditional, >1: guided)")
     if labels is not None and null_label is None:
         raise ValueError("labels were given but the model has no null label: it is not class-conditional")
+    if labels is not None and not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise ValueError(f"labels must be integer class indices; got dtype {jnp.result_type(labels)}")
 
     def call(x, t, lab):  # a bfloat16 network's prediction is combined and solved with in float32
         tb = jnp.full((x.shape[0],), t, jnp.float32)
         return model_fn(x, tb, lab).astype(jnp.float32)
 
     def predict(x, t):
+        if labels is not None and labels.shape != (x.shape[0],):
+            raise ValueError(f"labels have shape {labels.shape}; expected ({x.shape[0]},), one label per sample")
         if labels is None or guidance == 0.0:
             null = None if null_label is None else jnp.full((x.shape[0],), null_label, jnp.int32)
             return call(x, t, null)

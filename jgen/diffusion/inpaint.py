@@ -16,9 +16,9 @@ deterministic samplers couple worse: 0.20 and 37% for DDIM at 100 steps, 0.17 an
 (Ignoring the known values altogether would give the marginal: off by 1.0, std 2.3 times too large.) RePaint's
 resampling, not done here, is what closes that gap.
 
-Samplers whose state between steps is the noisy image x_t at a grid time take the replacement (`INPAINT_SAMPLERS`
-in sampler_core: ddpm, ddim and the multistep DPM-Solvers); the others (EDM's in x / alpha, UniPC's corrector,
-the multi-stage ones) refuse it by name at the door (`check_inpaint_sampler`).
+Samplers whose state between steps is the noisy image x_t at a grid time take the replacement (their
+`SamplerSpec.inpaint`: ddpm, ddim and the multistep DPM-Solvers); the others (EDM's in x / alpha, UniPC's corrector,
+the multi-stage ones) are refused by name when the request is made (`SamplingSpec(inpaint=True)`).
 """
 
 from __future__ import annotations
@@ -30,28 +30,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.diffusion.sampler_core import INPAINT_SAMPLERS
+from jgen.config import InputError
 
 # project(x [B, ...], k: index of the grid state (0 = the start), alpha_k, sigma_k) -> x with the known region put back
 Project = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def check_inpaint_sampler(sampler: str) -> None:
-    """ValueError unless `sampler` can inpaint by replacement (its state between steps is x_t)."""
-    if sampler not in INPAINT_SAMPLERS:
-        raise ValueError(
-            f"sampler {sampler!r} cannot inpaint: replacing the known pixels needs a sampler whose state "
-            f"between steps is the noisy image x_t; use one of {sorted(INPAINT_SAMPLERS)}"
-        )
-
-
 def check_mask(mask, shape) -> None:
-    """ValueError unless `mask` (host array) has `shape` and holds only 0 and 1."""
+    """InputError unless `mask` (host array) has `shape` and holds only 0 and 1."""
     m = np.asarray(mask)
     if m.shape != tuple(shape):
-        raise ValueError(f"mask has shape {m.shape}; expected {tuple(shape)}, the shape of the known images")
+        raise InputError(f"mask has shape {m.shape}; expected {tuple(shape)}, the shape of the known images")
     if not np.all((m == 0) | (m == 1)):
-        raise ValueError(f"mask must hold only 0 (to fill in) and 1 (known); got values {np.unique(m)[:5].tolist()}")
+        raise InputError(f"mask must hold only 0 (to fill in) and 1 (known); got values {np.unique(m)[:5].tolist()}")
 
 
 def replace_known(
@@ -73,4 +64,4 @@ def make_projector(known: jax.Array, mask: jax.Array, key: jax.Array) -> Project
     return project
 
 
-__all__ = ["Project", "check_inpaint_sampler", "check_mask", "replace_known", "make_projector"]
+__all__ = ["Project", "check_mask", "replace_known", "make_projector"]

@@ -1,7 +1,7 @@
 """DDIM inversion: run the deterministic DDIM map backwards, data x_0 -> noise x_T.
 
-Decoding with `sample(..., sampler="ddim", eta=0, steps=N, noise=x_T)` on the same grid returns (close to) x_0,
-which makes x_T a latent code for interpolation and editing. One DDIM step from t down to s is
+Decoding with `sample(..., SamplingSpec(sampler="ddim", steps=N), Given(noise=x_T))` on the same grid returns
+(close to) x_0, which makes x_T a latent code for interpolation and editing. One DDIM step from t down to s is
     x_s = alpha_s x0_hat(x_t) + sigma_s eps_hat(x_t),   x0_hat = (x_t - sigma_t eps_hat) / alpha_t,
 so its inverse solves x_t = (alpha_t / alpha_s)(x_s - sigma_s eps) + sigma_t eps with eps = eps_hat(x_t, t).
 The usual inversion takes eps = eps_hat(x_s, t) (first order in the step size); `fixed_point_iters` more
@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 
 from jgen.diffusion.guidance import ModelFn, make_denoiser
-from jgen.diffusion.parameterization import check_path
 from jgen.diffusion.schedules import RECTIFIED_FLOW, Schedule, alpha_sigma
 from jgen.diffusion.timegrid import time_grid
 
@@ -42,8 +41,7 @@ def ddim_invert(
     `spacing` (decode with the same steps and spacing; time_uniform is DDIM's default)."""
     if fixed_point_iters < 0:
         raise ValueError(f"fixed_point_iters={fixed_point_iters}: must be >= 0")
-    check_path(parameterization, schedule.path)
-    denoise = make_denoiser(model_fn, parameterization, labels, guidance, null_label, clip_denoised)
+    denoise = make_denoiser(model_fn, schedule, parameterization, labels, guidance, null_label, clip_denoised)
     velocity_form = schedule.path == RECTIFIED_FLOW
     times = time_grid(schedule, steps, spacing)[::-1]  # increasing: t_min .. t_max = 1
     alphas, sigmas = alpha_sigma(schedule, times)

@@ -43,8 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgen.config import check_int
 from jgen.diffusion.guidance import ModelFn, make_denoiser
-from jgen.diffusion.parameterization import check_path
 from jgen.diffusion.schedules import (
     RECTIFIED_FLOW,
     VARIANCE_PRESERVING,
@@ -129,10 +129,8 @@ def check_likelihood_options(steps: int, solver: str, spacing: str, divergence: 
         raise ValueError(f"spacing {spacing!r}: the likelihood ODE runs from t_min to t = 1; choose one of {SPACINGS}")
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence {divergence!r} is unknown; choose one of {DIVERGENCES}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps={steps!r}: must be an integer >= 1")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, (int, np.integer)) or num_probes < 1:
-        raise ValueError(f"num_probes={num_probes!r}: must be an integer >= 1")
+    check_int("steps", steps)
+    check_int("num_probes", num_probes)
 
 
 def ode_likelihood(
@@ -157,7 +155,7 @@ def ode_likelihood(
     `steps` solver steps of `solver` on the `spacing` grid (None: the path's DEFAULT_SPACING); `divergence`
     "exact" (D JVPs per evaluation) or "hutchinson" with `num_probes` Rademacher probes per example drawn from
     `key` (unused for "exact").
-    `labels`/`guidance`/`null_label` as in `sample`: the default, no labels, is the unconditional model
+    `labels`/`guidance`/`null_label` as in `make_denoiser`: the default, no labels, is the unconditional model
     (the null label of a class-conditional network). Pure: jit it with everything but x/key/labels static.
     """
     spacing = DEFAULT_SPACING[schedule.path] if spacing is None else spacing
@@ -165,10 +163,9 @@ def ode_likelihood(
     check_spacing(spacing, steps + 1, schedule)
     if labels is not None:
         chex.assert_shape(labels, (x.shape[0],))
-    check_path(parameterization, schedule.path)
     x = jnp.asarray(x, jnp.float32)
     shape, dim = x.shape, math.prod(x.shape[1:])
-    denoise = make_denoiser(model_fn, parameterization, labels, guidance, null_label, clip_denoised=False)
+    denoise = make_denoiser(model_fn, schedule, parameterization, labels, guidance, null_label, clip_denoised=False)
     # the grid from the data end (t_min) to t = 1, in the path's variable (lambda decreasing, or t increasing)
     to_tau, at_tau = _path_variable(schedule)
     taus = to_tau(_grid(schedule, steps, spacing))  # [steps + 1]

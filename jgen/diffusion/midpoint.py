@@ -19,12 +19,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jgen.diffusion.sampler_core import SamplerOptions, grid_alpha_sigma, register_sampler
+from jgen.diffusion.sampler_core import SamplingSpec, grid_alpha_sigma, register_sampler
 from jgen.diffusion.schedules import alpha_sigma
 
 
 @register_sampler("midpoint", steps=10, spacing="time_uniform", stages=2)
-def midpoint(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
+def midpoint(denoise, schedule, x, key, times, spec: SamplingSpec, rec):
     """Explicit midpoint rule in t: two network evaluations per step, 2N - 1 for N grid times."""
     steps = times.shape[0]
     alphas, sigmas = grid_alpha_sigma(schedule, times)  # [N + 1], with the clean end point

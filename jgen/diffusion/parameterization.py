@@ -23,11 +23,6 @@ PARAMETERIZATIONS = ("eps", "x0", "v", "flow")
 LOSS_WEIGHTINGS = ("none", "min_snr")
 
 
-def check_parameterization(name: str) -> None:
-    if name not in PARAMETERIZATIONS:
-        raise ValueError(f"parameterization {name!r} is unknown; choose one of {PARAMETERIZATIONS}")
-
-
 def path_mismatch(parameterization: str, path: str) -> str:
     """Why `parameterization` cannot be used on a schedule with this `path` ('' when it can)."""
     if parameterization == "flow" and path != RECTIFIED_FLOW:
@@ -46,7 +41,9 @@ def path_mismatch(parameterization: str, path: str) -> str:
 
 
 def check_path(parameterization: str, path: str) -> None:
-    """Raise ValueError when `parameterization` cannot be used on `path` (see `path_mismatch`)."""
+    """Raise ValueError when `parameterization` is unknown or cannot be used on `path` (see `path_mismatch`)."""
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization {parameterization!r} is unknown; choose one of {PARAMETERIZATIONS}")
     why = path_mismatch(parameterization, path)
     if why:
         raise ValueError(f"parameterization {parameterization!r} cannot be used on the {path} path: {why}")

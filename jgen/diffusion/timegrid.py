@@ -27,6 +27,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from jgen.config import OptionError, check_int
 from jgen.diffusion.schedules import RECTIFIED_FLOW, Schedule, log_snr, time_from_log_snr
 
 SPACINGS = ("time_uniform", "time_quadratic", "logsnr_uniform", "karras", "leading", "trailing")
@@ -40,15 +41,16 @@ def time_bounds(schedule: Schedule) -> tuple[float, float]:
 
 
 def check_spacing(spacing: str, steps: int, schedule: Schedule) -> None:
-    """Raise ValueError naming the value and what is allowed, for a spacing/step count this schedule can't do."""
+    """OptionError (a ValueError) naming the value and what is allowed, for a spacing/step count this schedule
+    can't do."""
     if spacing not in SPACINGS:
-        raise ValueError(f"spacing {spacing!r} is unknown; choose one of {SPACINGS}")
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps={steps!r}: must be an integer >= 1")
+        raise OptionError("spacing", spacing, "", choices=SPACINGS)
+    check_int("steps", steps)
     if spacing in ("leading", "trailing") and steps > schedule.num_steps:
-        raise ValueError(
-            f"steps={steps}: the {spacing!r} spacing picks discrete steps, so at most the schedule's "
-            f"T={schedule.num_steps}"
+        raise OptionError(
+            "steps",
+            steps,
+            f"the {spacing!r} spacing picks discrete steps, so at most the schedule's T={schedule.num_steps}",
         )
 
 

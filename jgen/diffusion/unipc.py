@@ -23,7 +23,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jgen.diffusion.sampler_core import SamplerOptions, grid_alpha_sigma, grid_log_snr, register_sampler, step_orders
+from jgen.diffusion.sampler_core import SamplingSpec, grid_alpha_sigma, grid_log_snr, register_sampler, step_orders
 from jgen.diffusion.timegrid import starts_at_infinite_noise
 
 
@@ -58,13 +58,13 @@ def _update(p: int, corrector: bool, x, ms, lams, lam_t, a_t, s_t, s_s0, m_t):
 
 
 @register_sampler("unipc", steps=20, spacing="logsnr_uniform")
-def unipc(denoise, schedule, x, key, times, opts: SamplerOptions, rec):
-    """UniPC-p bh2 (p = opts.order, 1..3): one network evaluation per step."""
-    order = int(opts.order)
+def unipc(denoise, schedule, x, key, times, spec: SamplingSpec, rec):
+    """UniPC-p bh2 predictor-corrector (p = `order`, 1..3): one network evaluation per step."""
+    order = int(spec.order)
     steps = times.shape[0]
     alphas, sigmas = grid_alpha_sigma(schedule, times)
     lams = grid_log_snr(alphas, sigmas)
-    orders = step_orders(steps, order, opts.lower_order_final, starts_at_infinite_noise(opts.spacing, steps, schedule))
+    orders = step_orders(steps, order, spec.lower_order_final, starts_at_infinite_noise(spec.spacing, steps, schedule))
     branches = [lambda args, p=p, c=c: _update(p, c, *args) for c in (False, True) for p in range(1, order + 1)]
 
     def body(carry, i):

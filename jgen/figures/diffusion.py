@@ -4,11 +4,12 @@ image in 1000 steps) and 27 (the Stable Diffusion API).
 Chart 22 needs no run: it is exact, from the closed-form marginals of a 1-D Gaussian mixture (jgen.diffusion.analytic)
 and the schedules. The others read a trained diffusion run through `load_run` / `Pipeline`; the reverse process
 runs only through the method's own sampler (`Diffusion.run_sampler`, the function `generate` calls, which also
-returns the trajectory) and the network only through `jgen.diffusion.make_denoiser`.
+returns the trajectory) and the network only through its denoiser (`Diffusion.denoiser`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Mapping, Sequence
 
@@ -16,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.diffusion import alpha_sigma, make_denoiser, make_schedule
-from jgen.diffusion import sample as diffusion_sample
+from jgen.diffusion import Given, SamplingSpec, alpha_sigma, make_denoiser, make_schedule, sample
 from jgen.diffusion.analytic import mixture_density_1d, mixture_marginal_1d, mixture_model_fn, pf_ode_path_1d
 from jgen.diffusion.schedules import SCHEDULES
 from jgen.diffusion.timegrid import time_grid
@@ -75,18 +75,9 @@ def diffusion_maths_data(
         jnp.asarray((s**2)[:, None, None], jnp.float32),
     )
     keep = tuple(int(k) for k in np.unique(np.linspace(0, timesteps, min(timesteps + 1, 201)).round()))
-    out = jax.jit(
-        lambda key: diffusion_sample(
-            model_fn,
-            sched,
-            key,
-            (num_sde_paths, 1),
-            sampler="ddpm",
-            steps=timesteps,
-            parameterization="x0",
-            trajectory_steps=keep,
-        )
-    )(jax.random.PRNGKey(seed))
+    spec = SamplingSpec(sampler="ddpm", steps=timesteps, trajectory_steps=keep)
+    denoise = make_denoiser(model_fn, sched, "x0")
+    out = jax.jit(lambda key: sample(denoise, sched, key, (num_sde_paths, 1), spec))(jax.random.PRNGKey(seed))
     grid = np.append(np.asarray(time_grid(sched, timesteps, "time_uniform"), np.float64), 0.0)  # state k's time
     schedules = {}
     for name in SCHEDULES:
@@ -147,9 +138,7 @@ def x0_predictor(run: Run, labels: jax.Array | None):
     m, cfg = run.method, run.method.config.method
 
     def predict(params, x, t):
-        denoise = make_denoiser(
-            m.model_fn(params), cfg.parameterization, labels, cfg.guidance, m.null_label, cfg.clip_denoised
-        )
+        denoise = m.denoiser(params, labels, cfg.guidance, cfg.clip_denoised)
         a, s = alpha_sigma(m.schedule, t)
         return denoise(x, t, a, s)[0]
 
@@ -169,12 +158,11 @@ def _trajectory(
 ) -> np.ndarray:
     """The states [K, num, ...] (model space) the run's sampler passes through at the state indices `keep`."""
     m = run.method
-    options = {} if noise is None else {"noise": noise}
+    spec = dataclasses.replace(m.sampling_spec(sampler=sampler, steps=steps, eta=0.0), trajectory_steps=keep)
+    given = Given(noise=noise)
 
     def traj(params, key, labels):
-        return m.run_sampler(
-            params, key, num, labels, sampler=sampler, steps=steps, eta=0.0, trajectory_steps=keep, **options
-        ).trajectory
+        return m.run_sampler(params, key, num, labels, spec, given).trajectory
 
     return np.asarray(jax.jit(traj)(run.state.ema_params, key, labels))
 
@@ -311,7 +299,7 @@ def pipeline_call(workdir: str, kwargs: Mapping) -> str:
     args = f",\n{pad}".join(f"{k}={v!r}" for k, v in kwargs.items())
     return (
         f"from jgen.pipeline import Pipeline\n\npipe = Pipeline.from_workdir({workdir!r})\n"
-        f"images = {{g: pipe({args},\n{pad}guidance_scale=g)\n          for g in GUIDANCE_SCALES}}"
+        f"images = {{g: pipe({args},\n{pad}guidance=g)\n          for g in GUIDANCE_SCALES}}"
     )
 
 
@@ -331,7 +319,7 @@ def guidance_data(
     if pipe.num_classes == 0:
         raise MissingData(f"{runs[run]} is an unconditional model: guidance needs a class-conditional run")
     kwargs = {"labels": list(labels), "num_samples_per_label": 1, "sampler": sampler, "steps": steps, "seed": seed}
-    images = np.stack([pipe(**kwargs, guidance_scale=float(g)) for g in scales]).astype(np.float32) / 255.0
+    images = np.stack([pipe(**kwargs, guidance=float(g)) for g in scales]).astype(np.float32) / 255.0
     return {
         "run": run,
         "method": pipe.method.name,

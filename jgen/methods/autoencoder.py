@@ -110,7 +110,7 @@ class Autoencoder(Method):
         mean, chol = code_gaussian(model_state["prior"])
         return mean + jax.random.normal(key, (num, mean.shape[0])) @ chol.T
 
-    def generate(self, params, model_state, key, num, labels=None, **options):
+    def generate(self, params, model_state, key, num, labels=None, spec=None):
         """Decode `num` draws from the Gaussian fitted to the training codes: [num, H, W, C] in [0, 1]."""
         return self.decode(params, self.sample_codes(model_state, key, num)), 1
 

@@ -23,6 +23,7 @@ the full forward pass over the whole buffer at every step instead (the baseline 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import chex
@@ -32,7 +33,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jgen.config import InputError, fail, optim_config
+from jgen.config import InputError, OptionError, check_int, fail, is_integer, is_number, optim_config
 from jgen.data.text import TextInfo
 from jgen.data.text import decode as decode_text
 from jgen.data.text import encode as encode_text
@@ -134,12 +135,33 @@ def decode(
     return buf
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenSampling:
+    """A token-sampling request, checked when it is made (OptionError names a bad value) and trusted below.
+    Hashable: the static argument of the compiled decoder."""
+
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 0  # keep the k most probable tokens (0 = all)
+    top_p: float = 1.0  # nucleus mass (1 = all)
+
+    def __post_init__(self):
+        if not is_number(self.temperature, 0.0):
+            raise OptionError("temperature", self.temperature, "must be a finite number >= 0 (0 = greedy)")
+        if not is_integer(self.top_k, 0):
+            raise OptionError("top_k", self.top_k, "must be an integer >= 0 (0 keeps every token)")
+        if not (is_number(self.top_p) and 0.0 < self.top_p <= 1.0):
+            raise OptionError("top_p", self.top_p, "must be in (0, 1] (1 keeps every token)")
+        object.__setattr__(self, "temperature", float(self.temperature))  # 1 and 1.0: one program
+        object.__setattr__(self, "top_k", int(self.top_k))
+        object.__setattr__(self, "top_p", float(self.top_p))
+
+
 @register("autoregressive")
 class Autoregressive(Method):
     """Decoder-only causal transformer over pixel tokens (image data) or text tokens (a text source)."""
 
     progress_keys = ("loss",)
-    generate_options = ("temperature", "top_k", "top_p")
+    generate_options = tuple(f.name for f in dataclasses.fields(TokenSampling))
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
@@ -177,12 +199,10 @@ class Autoregressive(Method):
             fail("method.levels", m.levels, "must be an integer in [2, 256] (256: 8-bit pixels)")
         if not isinstance(m.conditional, bool):
             fail("method.conditional", m.conditional, "must be true or false")
-        if not (isinstance(m.temperature, (int, float)) and math.isfinite(m.temperature) and m.temperature >= 0):
-            fail("method.temperature", m.temperature, "must be a finite number >= 0 (0 = greedy)")
-        if not (isinstance(m.top_k, int) and m.top_k >= 0):
-            fail("method.top_k", m.top_k, "must be an integer >= 0 (0 keeps every token)")
-        if not 0.0 < m.top_p <= 1.0:
-            fail("method.top_p", m.top_p, "must be in (0, 1] (1 keeps every token)")
+        try:  # the configured sampling is a request like any other, checked where it is made
+            TokenSampling(m.temperature, m.top_k, m.top_p)
+        except OptionError as e:
+            fail(f"method.{e.name}", e.value, e.allowed)
         for k in ("d_model", "num_layers", "num_heads", "mlp_ratio"):
             if not (isinstance(net[k], int) and net[k] >= 1):
                 fail(f"model.{k}", net[k], "must be an integer >= 1")
@@ -287,12 +307,8 @@ class Autoregressive(Method):
         return {"perplexity": float(np.exp(averaged["nll"]))} if self.text else {}
 
     # -- generation ------------------------------------------------------------------------------------
-    def _decode(self, params, prompt, num_new, key, **sampling):
-        opts = {
-            k: self.config.method[k] if sampling.get(k) is None else sampling[k]
-            for k in ("temperature", "top_k", "top_p")
-        }
-        return decode(self.net, params, prompt, num_new, key, **opts)
+    def _decode(self, params, prompt, num_new: int, key, spec: TokenSampling):
+        return decode(self.net, params, prompt, num_new, key, spec.temperature, spec.top_k, spec.top_p)
 
     def likelihood_metric(self):
         if self.text:
@@ -300,24 +316,19 @@ class Autoregressive(Method):
         # a class-conditional model's bpd adds log(10) for the uniform class prior: an upper bound on -log2 p(x) / D
         return "bpd", "bound" if self.prefix_classes else "exact"
 
-    def check_generate_options(self, **options) -> None:
-        super().check_generate_options(**options)
-        t, k, p = options.get("temperature"), options.get("top_k"), options.get("top_p")
-        if t is not None and not (isinstance(t, (int, float)) and math.isfinite(t) and t >= 0):
-            raise InputError(f"temperature={t!r}: must be a finite number >= 0 (0 = greedy)")
-        if k is not None and not (isinstance(k, (int, np.integer)) and k >= 0):
-            raise InputError(f"top_k={k!r}: must be an integer >= 0 (0 keeps every token)")
-        if p is not None and not (isinstance(p, (int, float)) and 0.0 < p <= 1.0):
-            raise InputError(f"top_p={p!r}: must be in (0, 1] (1 keeps every token)")
+    def sampling_spec(self, **options) -> TokenSampling:
+        """A request's temperature, top_k, top_p (None: the configured value) as a checked TokenSampling."""
+        self.refuse_unknown_options(options)
+        m = self.config.method
+        return TokenSampling(**{k: m[k] if options.get(k) is None else options[k] for k in self.generate_options})
 
-    def generate(self, params, model_state, key, num, labels=None, temperature=None, top_k=None, top_p=None):
+    def generate(self, params, model_state, key, num, labels=None, spec: TokenSampling | None = None):
         """(images [num, H, W, C] in [0, 1], NFE = D sequential network calls per image); a conditional model cycles
-        through the classes without labels."""
+        through the classes without labels. `spec` None: the configured sampling."""
         if self.prefix_classes and labels is None:
             labels = jnp.arange(num) % self.prefix_classes
-        tokens = self._decode(
-            params, self.prefix(labels, num), self.num_dims, key, temperature=temperature, top_k=top_k, top_p=top_p
-        )
+        spec = self.sampling_spec() if spec is None else spec
+        tokens = self._decode(params, self.prefix(labels, num), self.num_dims, key, spec)
         return dequantize_tokens(tokens[:, 1:], self.levels, self.shape), self.num_dims
 
     def generate_text(
@@ -327,16 +338,14 @@ class Autoregressive(Method):
         prompt: str,
         num_samples: int = 1,
         num_tokens: int = 200,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        spec: TokenSampling | None = None,
     ) -> list[str]:
-        """`num_samples` continuations of `prompt` ([1, max_len - num_tokens + 1] tokens) of `num_tokens` tokens."""
+        """`num_samples` continuations of `prompt` ([1, max_len - num_tokens + 1] tokens) of `num_tokens` tokens,
+        sampled as `spec` says (None: the configured sampling)."""
         if not self.text:
             raise InputError("generate_text needs a text model (data.name = 'pydoc_text')")
-        self.check_generate_options(temperature=temperature, top_k=top_k, top_p=top_p)
-        if not isinstance(num_tokens, (int, np.integer)) or num_tokens < 1:
-            raise InputError(f"num_tokens={num_tokens!r}: must be an integer >= 1")
+        spec = self.sampling_spec() if spec is None else spec
+        num_samples, num_tokens = check_int("num_samples", num_samples), check_int("num_tokens", num_tokens)
         ids = encode_text(prompt, self.info)
         if len(ids) < 1:
             raise InputError("the prompt must hold at least one character")
@@ -346,16 +355,14 @@ class Autoregressive(Method):
                 f"of {self.net.max_len} tokens: use at most {self.net.max_len - len(ids) + 1} tokens"
             )
         prompt_ids = jnp.tile(jnp.asarray(ids, jnp.int32)[None], (num_samples, 1))
-        fn = self.jitted(
-            f"text_{len(ids)}_{num_samples}_{num_tokens}_{temperature}_{top_k}_{top_p}",
-            lambda p, k: self._decode(p, prompt_ids, num_tokens, k, temperature=temperature, top_k=top_k, top_p=top_p),
-        )
-        out = np.asarray(fn(params, key))
+        fn = self.jitted("decode", self._decode, static_argnames=("num_new", "spec"))
+        out = np.asarray(fn(params, prompt_ids, num_new=num_tokens, key=key, spec=spec))
         return [decode_text(row[len(ids) :], self.info) for row in out]
 
     def visualize(self, state, batch, key):
         if self.text:
             return {}
         labels = jnp.tile(jnp.arange(10), 6) % max(self.prefix_classes, 1) if self.prefix_classes else None
-        fn = self.jitted("visualize_samples", lambda p, k: self.generate(p, None, k, 60, labels)[0])
-        return {"samples": image_grid(np.asarray(fn(state.ema_params, key)), ncol=10)}
+        draw = self.jitted("generate", self.generate, static_argnames=("num", "spec"))
+        images, _ = draw(state.ema_params, state.model_state, key, num=60, labels=labels, spec=self.sampling_spec())
+        return {"samples": image_grid(np.asarray(images), ncol=10)}

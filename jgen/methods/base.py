@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import jax
@@ -69,7 +69,7 @@ class Method(abc.ABC):
     name: str = ""  # set by @register
     progress_keys: tuple[str, ...] = ("loss",)  # train metrics the progress bar shows
     capabilities: frozenset[str] = frozenset()  # subset of CAPABILITIES
-    generate_options: tuple[str, ...] = ()  # keyword options `generate` accepts (checked at the door)
+    generate_options: tuple[str, ...] = ()  # the options a request may set (`sampling_spec`)
 
     def __init__(self, config: ml_collections.ConfigDict, info: DataInfo, resources: Resources | None = None):
         self.config = config
@@ -132,9 +132,11 @@ class Method(abc.ABC):
         )
         return new_state, metrics
 
-    def jitted(self, name, fn, **jit_kwargs):
-        """`jax.jit(fn, **jit_kwargs)`, compiled once per `name` for this Method instance (the name must say
-        everything that changes the program: shapes, static choices)."""
+    def jitted(self, name: str, fn: Callable, **jit_kwargs) -> Callable:
+        """`jax.jit(fn, **jit_kwargs)`, made once per `name` for this Method instance. `name` names the function
+        (one constant per call site), never a setting: what changes the program is an argument of `fn`, a static
+        one (`static_argnames`: a SamplingSpec, a count) for a Python value, so that JAX compiles one program per
+        value and a setting left out of the name cannot reuse another's program."""
         cache = self.__dict__.setdefault("_jit_cache", {})
         if name not in cache:
             cache[name] = jax.jit(fn, **jit_kwargs)
@@ -165,9 +167,17 @@ class Method(abc.ABC):
         capability: `jgen.run.evaluate_likelihood` runs it on test images when asked, never every evaluation."""
         raise NotImplementedError(f"{type(self).__name__} declares no 'likelihood' capability")
 
-    def check_generate_options(self, **options) -> None:
-        """Raise ValueError naming any option value this method cannot generate with (called once, at the door)."""
-        unknown = sorted(set(options) - set(self.generate_options))
+    def sampling_spec(self, **options) -> Hashable:
+        """A generation request's options (`generate_options`; None: not given, the configured value) as this
+        method's typed sampling settings, checked here once and trusted by `generate` (InputError names a value it
+        cannot use). Hashable: the static argument of the compiled generation program. A single-pass generator
+        takes no options: None."""
+        self.refuse_unknown_options(options)
+        return None
+
+    def refuse_unknown_options(self, options: dict) -> None:
+        """InputError naming the given (not None) options that are not among `generate_options`."""
+        unknown = sorted(k for k, v in options.items() if v is not None and k not in self.generate_options)
         if unknown:
             allowed = ", ".join(self.generate_options) or "none: it is a single-pass generator"
             raise InputError(
@@ -175,15 +185,16 @@ class Method(abc.ABC):
             )
 
     def generate(
-        self, params, model_state, key: jax.Array, num: int, labels: jax.Array | None = None, **options
+        self, params, model_state, key: jax.Array, num: int, labels: jax.Array | None = None, spec: Hashable = None
     ) -> tuple[jax.Array, int]:
         """(images float32 [num, H, W, C] in [0, 1], network evaluations per image). Pure; the one place a family
-        samples. `labels`: [num] int32 for conditional methods or None; `options`: `generate_options`."""
+        samples. `labels`: [num] int32 for conditional methods or None; `spec`: `sampling_spec(...)`'s."""
         raise NotImplementedError(f"method {self.name!r} is not a generative model: it cannot generate images")
 
     def visualize(self, state: TrainState, batch: Batch, key: jax.Array) -> dict[str, np.ndarray]:
         """Named uint8 image grids; by default a grid of 64 samples from the EMA parameters."""
         if "sample" not in self.capabilities:
             return {}
-        draw = self.jitted(("visualize", 64), lambda p, ms, k: self.generate(p, ms, k, 64)[0])
-        return {"samples": image_grid(np.asarray(draw(state.ema_params, state.model_state, key)), ncol=8)}
+        draw = self.jitted("generate", self.generate, static_argnames=("num", "spec"))
+        images, _ = draw(state.ema_params, state.model_state, key, num=64, spec=self.sampling_spec())
+        return {"samples": image_grid(np.asarray(images), ncol=8)}

@@ -15,6 +15,7 @@ unconditional, 1 conditional, > 1 guided (see jgen/diffusion/guidance.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -22,23 +23,23 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jgen.config import InputError, fail, require_choice, require_int, require_int_tuple, require_number
+from jgen.config import InputError, OptionError, fail, require_choice, require_int, require_int_tuple, require_number
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
+from jgen.diffusion.guidance import Denoiser, make_denoiser
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.likelihood import ode_likelihood
-from jgen.diffusion.samplers import SamplerOutput, check_start, sampler_names, sampler_options
-from jgen.diffusion.samplers import sample as run_sampler
+from jgen.diffusion.samplers import Given, SamplerOutput, SamplingSpec, check_fits, sample
 from jgen.diffusion.schedules import (
     SCHEDULES,
     TIME_SAMPLINGS,
+    Schedule,
     alpha_sigma,
     log_snr,
     make_schedule,
     sample_times,
     schedule_path,
 )
-from jgen.diffusion.timegrid import SPACINGS
 from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods.base import Batch, Method, slerp
 from jgen.methods.registry import register
@@ -47,25 +48,39 @@ from jgen.nn.precision import check_precision, precision_defaults
 from jgen.nn.unet import init_params, make_unet
 from jgen.viz import image_grid
 
+# SamplingSpec field -> the config.method field that holds its configured value
+CONFIG_FIELDS = {
+    "sampler": "sampler",
+    "steps": "sample_steps",
+    "spacing": "spacing",
+    "guidance": "guidance",
+    "eta": "eta",
+    "clip_denoised": "clip_denoised",
+}
+# what a user's request may set (`Diffusion.sampling_spec`, `--sampler`, `Pipeline(...)`); the rest of a
+# SamplingSpec (trajectory_steps, inpaint) is set by the code that asks for it
+SAMPLING_OPTIONS = tuple(
+    f.name for f in dataclasses.fields(SamplingSpec) if f.name not in ("trajectory_steps", "inpaint")
+)
+
+
+def configured_spec(m: ml_collections.ConfigDict, schedule: Schedule, **options) -> SamplingSpec:
+    """The SamplingSpec of config section `m` (`config.method`) with `options` (None: not given) in place of its
+    values, checked against `schedule` (`check_fits`). Another sampler than the configured one runs on its own
+    steps and grid unless `options` name them."""
+    given = {k: v for k, v in options.items() if v is not None}
+    values = {field: m[name] for field, name in CONFIG_FIELDS.items()}
+    if given.get("sampler", m.sampler) != m.sampler:
+        values.update(steps=None, spacing="default")
+    spec = SamplingSpec(**{**values, **given})
+    check_fits(spec, schedule)
+    return spec
+
 
 @register("diffusion")
 class Diffusion(Method):
     capabilities = frozenset({"sample", "interpolate", "likelihood", "inpaint"})
-    generate_options = (
-        "sampler",
-        "steps",
-        "guidance",
-        "eta",
-        "spacing",
-        "clip_denoised",
-        "rho",
-        "order",
-        "lower_order_final",
-        "s_churn",
-        "s_tmin",
-        "s_tmax",
-        "s_noise",
-    )
+    generate_options = SAMPLING_OPTIONS
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
@@ -87,8 +102,8 @@ class Diffusion(Method):
                     "spacing": "default",  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
                     "time_sampling": "uniform",
                     "logit_mean": 0.0,
-                    "logit_std": 1.0,
-                },  # training times
+                    "logit_std": 1.0,  # training times
+                },
                 "model": {
                     "channels": 16,
                     "channel_mult": (1, 2, 2),
@@ -134,7 +149,6 @@ class Diffusion(Method):
             bad("min_snr_gamma", m.min_snr_gamma, "must be > 0")
         if not 0.0 <= m.label_dropout < 1.0:
             bad("label_dropout", m.label_dropout, "must be in [0, 1)")
-        require_choice("method.sampler", m.sampler, sampler_names())
         md = config.model
         require_int("model.channels", md.channels)
         require_int_tuple("model.channel_mult", md.channel_mult)
@@ -150,50 +164,21 @@ class Diffusion(Method):
             )
         if not isinstance(md.attention_resolutions, (tuple, list)):
             fail("model.attention_resolutions", md.attention_resolutions, "must be a tuple of resolutions, e.g. (7,)")
-        if not isinstance(m.sample_steps, int) or not 1 <= m.sample_steps <= m.timesteps:
+        try:  # the configured sampling settings are a request like any other, made once here
+            configured_spec(m, make_schedule(m.schedule, m.timesteps))
+        except OptionError as e:
+            field = CONFIG_FIELDS.get(e.name, e.name)
+            fix = " ".join(f"--config.method.{CONFIG_FIELDS[k]}={v}" for k, v in e.fix.items())
+            fail(f"method.{field}", m[field], e.allowed, fix)
+        if m.sample_steps > m.timesteps:
             bad("sample_steps", m.sample_steps, f"must be an integer in [1, timesteps={m.timesteps}]")
-        if not (isinstance(m.guidance, (int, float)) and math.isfinite(m.guidance) and m.guidance >= 0):
-            bad("guidance", m.guidance, "must be a finite number >= 0 (0: unconditional, 1: conditional, >1: guided)")
-        if not 0.0 <= m.eta <= 1.0:
-            bad("eta", m.eta, "must be in [0, 1]")
-        if m.spacing != "default" and m.spacing not in SPACINGS:
-            bad("spacing", m.spacing, f"choose 'default' (the sampler's own) or one of {SPACINGS}")
-        try:  # euler/heun cannot start at t = 1 of the rectified-flow path, where the time grids start
-            steps, opts = sampler_options(m.sampler, m.sample_steps, spacing=m.spacing)
-            check_start(m.sampler, opts.spacing, steps, make_schedule(m.schedule, m.timesteps))
-        except ValueError as e:
-            bad(
-                "sampler",
-                m.sampler,
-                f"with method.spacing={m.spacing!r} and method.schedule={m.schedule!r}: {e}",
-                "--config.method.spacing=karras (or --config.method.sampler=midpoint)",
-            )
 
-    def check_generate_options(self, **options) -> None:
-        super().check_generate_options(**options)
-        sampler, steps = options.get("sampler"), options.get("steps")
-        guidance, eta = options.get("guidance"), options.get("eta")
-        if sampler is not None and sampler not in sampler_names():
-            raise InputError(f"sampler={sampler!r} is unknown; choose one of {sampler_names()}")
-        if steps is not None and not (
-            isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 1
-        ):
-            raise InputError(f"steps={steps!r}: must be an integer >= 1")
-        if guidance is not None and not (
-            isinstance(guidance, (int, float, np.floating)) and math.isfinite(guidance) and guidance >= 0
-        ):
-            raise InputError(
-                f"guidance={guidance!r}: must be a finite number >= 0 (0: unconditional, 1: conditional, >1: guided)"
-            )
-        if eta is not None and not (isinstance(eta, (int, float, np.floating)) and 0.0 <= eta <= 1.0):
-            raise InputError(f"eta={eta!r}: must be in [0, 1] (0: deterministic DDIM, 1: ancestral)")
-        solver = {k: v for k, v in options.items() if k not in ("sampler", "steps", "guidance", "clip_denoised")}
-        sampler, steps, solver["spacing"] = self._sampler_setting(sampler, steps, solver.get("spacing"))
-        try:  # the samplers' own host-side check of spacing, rho, order and churn, and of where they can start
-            steps, opts = sampler_options(sampler, steps, **solver)
-            check_start(sampler, opts.spacing, steps, self.schedule)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+    def sampling_spec(self, inpaint: bool = False, **options) -> SamplingSpec:
+        """A sampling request as a checked `SamplingSpec`: `options` (SAMPLING_OPTIONS; None: not given) over the
+        config's settings (`configured_spec`); `inpaint` for `inpaint`'s requests. OptionError names a value this
+        model cannot sample with."""
+        self.refuse_unknown_options(options)
+        return configured_spec(self.config.method, self.schedule, inpaint=inpaint, **options)
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)
@@ -281,71 +266,34 @@ class Diffusion(Method):
         nll = -out.log_likelihood
         return {"nll_ode": nll, "bpd_ode": dequantized_bits_per_dim(nll, math.prod(x.shape[1:]), data_width=2.0)}
 
-    # -- sampling -------------------------------------------------------------------------------------------
-    def _sampler_setting(self, sampler: str | None, steps: int | None, spacing: str | None):
-        """(sampler, steps, spacing) of a request: None takes the config's for its own sampler, else the sampler's
-        own defaults (steps None, spacing 'default')."""
-        m = self.config.method
-        sampler = m.sampler if sampler is None else sampler
-        if steps is None and sampler == m.sampler:
-            steps = m.sample_steps
-        if spacing is None:
-            spacing = m.get("spacing", "default") if sampler == m.sampler else "default"
-        return sampler, steps, spacing
-
-    def run_sampler(
-        self,
-        params,
-        key,
-        num: int,
-        labels=None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        guidance: float | None = None,
-        eta: float | None = None,
-        trajectory_steps=(),
-        spacing: str | None = None,
-        clip_denoised: bool | None = None,
-        **options,
-    ) -> SamplerOutput:
-        """The sampler's output in the model range [-1, 1] (pure; jit with everything but params/key/labels
-        static). spacing/clip_denoised None take the config's; `options` go to `jgen.diffusion.sample`
-        (rho, order, lower_order_final, s_churn, s_tmin, s_tmax, s_noise)."""
-        m = self.config.method
-        sampler, steps, spacing = self._sampler_setting(sampler, steps, spacing)
+    # -- sampling: every request arrives as a SamplingSpec, checked where it was made ---------------------------
+    def denoiser(self, params, labels: jax.Array | None, guidance: float, clip_denoised: bool) -> Denoiser:
+        """The network as the samplers' denoiser (guidance.py), with classifier-free guidance towards `labels`."""
         if labels is not None and not self._num_classes:
             raise InputError("this diffusion model is unconditional (method.conditional=False); sample without labels")
-        return run_sampler(
-            self.model_fn(params),
-            self.schedule,
-            key,
-            (num, *self.info.shape),
-            sampler=sampler,
-            steps=steps,
-            spacing=spacing,
-            labels=labels,
-            guidance=m.guidance if guidance is None else guidance,
-            null_label=self.null_label,
-            parameterization=m.parameterization,
-            eta=m.eta if eta is None else eta,
-            clip_denoised=m.clip_denoised if clip_denoised is None else clip_denoised,
-            trajectory_steps=trajectory_steps,
-            **options,
+        m = self.config.method
+        return make_denoiser(
+            self.model_fn(params), self.schedule, m.parameterization, labels, guidance, self.null_label, clip_denoised
         )
 
-    def generate(
-        self, params, model_state, key, num, labels=None, sampler=None, steps=None, guidance=None, eta=None, **options
-    ):
-        """(images [num, H, W, C] in [0, 1], NFE); `options` as in `run_sampler` (spacing, clip_denoised, ...)."""
-        out = self.run_sampler(params, key, num, labels, sampler, steps, guidance, eta, **options)
+    def run_sampler(
+        self, params, key, num: int, labels: jax.Array | None, spec: SamplingSpec, given: Given | None = None
+    ) -> SamplerOutput:
+        """The sampler's output in the model range [-1, 1] (pure; jit it with `num` and `spec` static)."""
+        denoise = self.denoiser(params, labels, spec.guidance, spec.clip_denoised)
+        return sample(denoise, self.schedule, key, (num, *self.info.shape), spec, given)
+
+    def generate(self, params, model_state, key, num, labels=None, spec: SamplingSpec | None = None):
+        """(images [num, H, W, C] in [0, 1], NFE) for the request `spec` (None: the configured sampling)."""
+        out = self.run_sampler(params, key, num, labels, self.sampling_spec() if spec is None else spec)
         return self.decode_x0(out.samples), out.nfe
 
-    def inpaint(self, params, key, images: jax.Array, mask: jax.Array, labels=None, **options) -> tuple[jax.Array, int]:
+    def inpaint(self, params, key, images: jax.Array, mask: jax.Array, labels, spec: SamplingSpec):
         """Fill in images [B, H, W, C] in [0, 1] where mask [B, H, W, C] is 0, keeping them where it is 1: the
-        sampler runs with the known pixels replaced at every step (jgen/diffusion/inpaint.py). (images [B, H, W, C]
-        in [0, 1] equal to `images` where mask = 1, NFE). Pure; `options` as in `generate`."""
-        known = self.encode_x0(images)
-        out = self.run_sampler(params, key, images.shape[0], labels, inpaint=(known, mask), **options)
+        sampler runs with the known pixels replaced at every step (jgen/diffusion/inpaint.py; `spec.inpaint`).
+        (images [B, H, W, C] in [0, 1] equal to `images` where mask = 1, NFE). Pure; jit it with `spec` static."""
+        given = Given(known=self.encode_x0(images), mask=mask)
+        out = self.run_sampler(params, key, images.shape[0], labels, spec, given)
         return jnp.where(mask.astype(bool), images, self.decode_x0(out.samples)), out.nfe  # exact, not 2x-1 rounded
 
     def _labels_and_guidance(self, label: int | None, num: int):
@@ -381,21 +329,8 @@ class Diffusion(Method):
     def decode(self, params, codes: jax.Array, steps: int = 50, label: int | None = None) -> jax.Array:
         """Deterministic DDIM(eta=0) decoding of codes x_T -> images in [0, 1] (pure; inverse of `encode`)."""
         labels, guidance = self._labels_and_guidance(label, codes.shape[0])
-        out = run_sampler(
-            self.model_fn(params),
-            self.schedule,
-            jax.random.PRNGKey(0),
-            codes.shape,
-            sampler="ddim",
-            steps=steps,
-            labels=labels,
-            guidance=guidance,
-            null_label=self.null_label,
-            parameterization=self.config.method.parameterization,
-            eta=0.0,
-            clip_denoised=False,
-            noise=codes,
-        )
+        spec = SamplingSpec(sampler="ddim", steps=steps, guidance=guidance)
+        out = self.run_sampler(params, jax.random.PRNGKey(0), codes.shape[0], labels, spec, Given(noise=codes))
         return self.decode_x0(out.samples)
 
     def interpolate(
@@ -405,12 +340,13 @@ class Diffusion(Method):
         decoded, so the ends reproduce a and b and the middle stays on the data manifold. With `label`
         (conditional models) inversion and decoding are conditioned on it; otherwise unconditional."""
         self._labels_and_guidance(label, 1)  # check the label on the host
+        program = self.jitted("interpolate_codes", self.interpolate_codes, static_argnames=("num", "label", "steps"))
+        return program(params, jnp.asarray(a), jnp.asarray(b), num=num, label=label, steps=steps)
 
-        def run(params, a, b):
-            z = self.encode(params, jnp.stack([a, b]), steps, label)
-            return self.decode(params, slerp(z[0], z[1], num), steps, label)
-
-        return self.jitted(f"interpolate_{num}_{label}_{steps}", run)(params, jnp.asarray(a), jnp.asarray(b))
+    def interpolate_codes(self, params, a: jax.Array, b: jax.Array, num: int, label: int | None, steps: int):
+        """`interpolate`'s pure part: encode a and b, slerp their codes, decode ([num, H, W, C])."""
+        z = self.encode(params, jnp.stack([a, b]), steps, label)
+        return self.decode(params, slerp(z[0], z[1], num), steps, label)
 
     def visualize(self, state, batch, key):
         params = state.ema_params
@@ -420,23 +356,20 @@ class Diffusion(Method):
             ncol = self._num_classes
         else:
             labels, ncol = None, 8
-        n = 8 * ncol
-        draw = self.jitted(
-            ("visualize", n, labels is None), lambda params, key, labels: self.generate(params, None, key, n, labels)[0]
-        )
-        images = draw(params, k_s, labels)
+        spec = self.sampling_spec()
+        draw = self.jitted("generate", self.generate, static_argnames=("num", "spec"))
+        images, _ = draw(params, state.model_state, k_s, num=8 * ncol, labels=labels, spec=spec)
 
-        keep = trajectory_steps(self.config.method.sample_steps, 10)
+        keep = trajectory_steps(spec.steps, 10)
+        run = self.jitted("run_sampler", self.run_sampler, static_argnames=("num", "spec"))
         traj_labels = None if labels is None else labels[:8]
-
-        def traj(params, key, labels):
-            return self.run_sampler(params, key, 8, labels, trajectory_steps=keep).trajectory
-
-        path = self.jitted(f"trajectory_{labels is None}", traj)(params, k_t, traj_labels)  # [K, 8, H, W, C]
+        path = run(params, k_t, num=8, labels=traj_labels, spec=dataclasses.replace(spec, trajectory_steps=keep))
         spread = batch["image"][:: max(1, len(batch["image"]) // 8)][:8]  # different classes in a spread batch
         fwd = forward_strip(self.schedule, self.encode_x0(jnp.asarray(spread)), k_f, 10)
         return {
             "samples": image_grid(np.asarray(images), ncol=ncol),
-            "trajectory": image_grid(np.asarray(self.decode_x0(jnp.asarray(strip(path)))), ncol=len(keep)),
+            "trajectory": image_grid(
+                np.asarray(self.decode_x0(jnp.asarray(strip(path.trajectory)))), ncol=len(keep)
+            ),  # [K, 8, H, W, C] -> one row per sample
             "forward": image_grid(np.asarray(self.decode_x0(jnp.asarray(fwd))), ncol=10),
         }

@@ -177,7 +177,7 @@ class GAN(Method):
             "g_loss": generator_loss(kind, f),
         }
 
-    def generate(self, params, model_state, key, num, labels=None, **options):
+    def generate(self, params, model_state, key, num, labels=None, spec=None):
         """Images [num, H, W, C] in [0, 1]; a conditional GAN draws uniform labels when none are given."""
         k_z, k_y = jax.random.split(key)
         if self._num_classes and labels is None:
@@ -191,9 +191,9 @@ class GAN(Method):
             labels, ncol = jnp.tile(jnp.arange(self._num_classes, dtype=jnp.int32), 8), self._num_classes
         else:
             labels, ncol = None, 8
-        n = 8 * ncol
-        draw = self.jitted(("visualize", n), lambda params, key, labels: self.generate(params, None, key, n, labels)[0])
-        return {
-            "samples": image_grid(np.asarray(draw(state.ema_params, key, labels)), ncol=ncol),
-            "samples_raw": image_grid(np.asarray(draw(state.params, key, labels)), ncol=ncol),
-        }
+        draw = self.jitted("generate", self.generate, static_argnames=("num", "spec"))
+        grids = {}
+        for name, params in (("samples", state.ema_params), ("samples_raw", state.params)):
+            images, _ = draw(params, state.model_state, key, num=8 * ncol, labels=labels)
+            grids[name] = image_grid(np.asarray(images), ncol=ncol)
+        return grids

@@ -320,7 +320,7 @@ class GMM(Method):
     def likelihood_metric(self):
         return "bpd", "exact"
 
-    def generate(self, params, model_state, key, num, labels=None, **options):
+    def generate(self, params, model_state, key, num, labels=None, spec=None):
         """Images [num, H, W, C]: samples of the density on the (k + u) / 256 scale, clipped to [0, 1]; 1 NFE."""
         x, _ = sample_gmm(key, params, num, self.cov_type)
         return jnp.clip(x, 0.0, 1.0).reshape(num, *self.shape), 1

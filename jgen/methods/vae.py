@@ -180,7 +180,7 @@ class VAE(Method):
     def likelihood_metric(self):
         return ("bpd_iwae" if self.config.method.eval_iw_samples > 1 else "bpd"), "bound"
 
-    def generate(self, params, model_state, key, num, labels=None, **options):
+    def generate(self, params, model_state, key, num, labels=None, spec=None):
         """Decoder means of `num` prior draws: [num, H, W, C] in [0, 1]."""
         z = jax.random.normal(key, (num, *self.latent_shape))
         return self.decode(params, z), 1

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from jgen.diffusion.analytic import mixture_draw, mixture_flow_map_1d, mixture_model_fn, mode_stats, wasserstein1
-from jgen.diffusion.samplers import DEFAULT_SPACING, sample
+from jgen.diffusion.sampler_core import SAMPLERS
 from jgen.diffusion.schedules import RECTIFIED_FLOW, alpha_sigma, make_schedule, start_std
 from jgen.diffusion.timegrid import time_grid
+from tests.diffusion.drawing import draw as draw_samples
 
 MIX_1D = (np.array([0.3, 0.7]), np.array([[-2.0], [1.5]]), np.array([[[0.01]], [[0.09]]]))  # stds 0.1 / 0.3
 MIX_2D = (
@@ -51,8 +52,8 @@ def draw(data, schedule_name, num, **kw):
     fn = mixture_model_fn(s, jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs), param)
     z = jax.random.normal(jax.random.PRNGKey(NOISE_KEY[means.shape[1]]), (num, means.shape[1]))
     # the start sample() itself would draw: unit noise, scaled where the path's marginal is not (start_std)
-    z = start_std(s, time_grid(s, kw["steps"], kw.get("spacing") or DEFAULT_SPACING[kw["sampler"]])[0]) * z
-    out = jax.jit(lambda k, z: sample(fn, s, k, z.shape, parameterization=param, noise=z, **kw))(
+    z = start_std(s, time_grid(s, kw["steps"], kw.get("spacing") or SAMPLERS[kw["sampler"]].spacing)[0]) * z
+    out = jax.jit(lambda k, z: draw_samples(fn, s, k, z.shape, parameterization=param, noise=z, **kw))(
         jax.random.PRNGKey(1), z
     )
     return np.asarray(out.samples, np.float64), np.asarray(z), s
@@ -158,7 +159,7 @@ def affine_map_error(name, steps, schedule_name="cosine", spacing=None):
     basis = jnp.concatenate([jnp.zeros((1, 3)), jnp.eye(3)])  # x_0 = 0, e_1, e_2, e_3
     out = jax.jit(
         lambda z: (
-            sample(
+            draw_samples(
                 fn,
                 s,
                 jax.random.PRNGKey(0),
@@ -172,7 +173,7 @@ def affine_map_error(name, steps, schedule_name="cosine", spacing=None):
         )
     )(basis)
     a = (out[1:] - out[0]).T  # column j = A e_j
-    spacing = spacing or DEFAULT_SPACING[name]
+    spacing = spacing or SAMPLERS[name].spacing
     alpha, sigma = alpha_sigma(s, time_grid(s, steps, spacing)[0])
     start_cov = alpha**2 * COV + sigma**2 * jnp.eye(3)
     # the exact solution ends with the data prediction at t_min, E[x0 | x_tmin], whose covariance is

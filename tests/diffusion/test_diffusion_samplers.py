@@ -9,8 +9,9 @@ import pytest
 from jgen.diffusion import parameterization as P
 from jgen.diffusion.analytic import mixture_model_fn, mode_stats
 from jgen.diffusion.inversion import ddim_invert
-from jgen.diffusion.samplers import sample, sampler_names, sampler_nfe
+from jgen.diffusion.sampler_core import SAMPLERS, sampler_names
 from jgen.diffusion.schedules import alpha_sigma, cosine_schedule, linear_schedule
+from tests.diffusion.drawing import draw
 
 MEAN = jnp.array([0.5, -0.3, 0.1])
 _A = jnp.array([[0.6, 0.2, 0.0], [0.0, 0.4, 0.1], [0.1, 0.0, 0.3]])
@@ -37,7 +38,7 @@ def gaussian_fn(schedule):
 
 def run(fn, schedule, key, shape, **kw):
     kw.setdefault("parameterization", "x0")
-    return jax.jit(lambda k: sample(fn, schedule, k, shape, **kw))(key)
+    return jax.jit(lambda k: draw(fn, schedule, k, shape, **kw))(key)
 
 
 def rel_cov_error(x, cov):
@@ -58,7 +59,7 @@ def test_sampler_reproduces_gaussian_mean_and_covariance(name):
     # Monte Carlo std of the mean is sqrt(diag(COV) / 4000) <= 0.011; of the covariance ~ 3% relative
     np.testing.assert_allclose(x.mean(0), np.asarray(MEAN), atol=0.04)
     assert rel_cov_error(x, COV) < 0.08
-    assert out.nfe == sampler_nfe(name, STEPS[name])
+    assert out.nfe == SAMPLERS[name].nfe(STEPS[name])
 
 
 def test_mixture_of_gaussians_weights_and_moments():
@@ -97,12 +98,12 @@ def test_shapes_nfe_determinism_and_trajectory(name):
     fn = lambda x, t, labels: 0.5 * jnp.tanh(x) * t[:, None, None, None]  # noqa: E731 (any network)
     shape = (3, 8, 8, 1)
     key = jax.random.PRNGKey(0)
-    f = jax.jit(lambda k: sample(fn, s, k, shape, sampler=name, steps=5, trajectory_steps=(0, 2, 5)))
+    f = jax.jit(lambda k: draw(fn, s, k, shape, sampler=name, steps=5, trajectory_steps=(0, 2, 5)))
     a, b = f(key), f(key)
     assert a.samples.shape == shape and np.all(np.isfinite(np.asarray(a.samples)))
     assert (
         a.nfe
-        == sampler_nfe(name, 5)
+        == SAMPLERS[name].nfe(5)
         == {"heun": 9, "midpoint": 9, "dpm_solver_2s": 9, "dpm_solver_3s": 13}.get(name, 5)
     )
     np.testing.assert_array_equal(np.asarray(a.samples), np.asarray(b.samples))  # same key, same samples
@@ -111,11 +112,11 @@ def test_shapes_nfe_determinism_and_trajectory(name):
     np.testing.assert_array_equal(
         np.asarray(a.trajectory[0]), np.asarray(jax.random.normal(jax.random.split(key)[0], shape))
     )
-    assert jax.eval_shape(lambda k: sample(fn, s, k, shape, sampler=name, steps=5), key).trajectory is None
-    with pytest.raises(ValueError, match="sampler 'euler_magic' is unknown"):
-        sample(fn, s, key, shape, sampler="euler_magic")
+    assert jax.eval_shape(lambda k: draw(fn, s, k, shape, sampler=name, steps=5), key).trajectory is None
+    with pytest.raises(ValueError, match="sampler='euler_magic' is unknown"):
+        draw(fn, s, key, shape, sampler="euler_magic")
     with pytest.raises(ValueError, match=r"trajectory_steps \[6\] out of range"):
-        sample(fn, s, key, shape, steps=5, trajectory_steps=(6,))
+        draw(fn, s, key, shape, steps=5, trajectory_steps=(6,))
 
 
 def test_ddim_eta_zero_is_deterministic_given_the_noise_and_eta_one_is_not():
@@ -185,10 +186,10 @@ def test_guidance_batches_cond_and_uncond_in_one_call():
     labels = jnp.array([0, 1, 2])
     for g, expect in ((0.0, (3, 3)), (1.0, (3, 3)), (2.5, (6, 6))):
         calls.clear()
-        sample(fn, s, jax.random.PRNGKey(0), (3, 4), sampler="ddim", steps=4, labels=labels, guidance=g, null_label=10)
+        draw(fn, s, jax.random.PRNGKey(0), (3, 4), sampler="ddim", steps=4, labels=labels, guidance=g, null_label=10)
         assert calls == [expect], (g, calls)  # traced once inside the scan: one network call per step
     calls.clear()  # a multi-stage step guides each stage: three in the traced step, one at t_min
-    sample(
+    draw(
         fn,
         s,
         jax.random.PRNGKey(0),
@@ -201,7 +202,7 @@ def test_guidance_batches_cond_and_uncond_in_one_call():
     )
     assert calls == [(6, 6)] * 4, calls
     with pytest.raises(ValueError, match="guidance=-1.0"):
-        sample(fn, s, jax.random.PRNGKey(0), (3, 4), labels=labels, guidance=-1.0, null_label=10)
+        draw(fn, s, jax.random.PRNGKey(0), (3, 4), labels=labels, guidance=-1.0, null_label=10)
 
 
 def test_solver_state_stays_float32_under_a_bfloat16_network():
@@ -221,7 +222,7 @@ def test_sampler_option_errors():
     fn = gaussian_fn(s)
     key = jax.random.PRNGKey(0)
     for kw, msg in [
-        (dict(spacing="cubic"), "spacing 'cubic' is unknown"),
+        (dict(spacing="cubic"), "spacing='cubic' is unknown"),
         (dict(eta=1.5), "eta=1.5"),
         (dict(order=4, sampler="unipc"), "order=4"),
         (dict(rho=-1.0), "rho=-1.0"),
@@ -229,7 +230,7 @@ def test_sampler_option_errors():
         (dict(steps=2000, spacing="trailing", sampler="ddim"), "at most the schedule's T=1000"),
     ]:
         with pytest.raises(ValueError, match=msg):
-            sample(fn, s, key, (2, 3), **kw)
+            draw(fn, s, key, (2, 3), **kw)
 
 
 def test_trailing_spacing_reproduces_the_old_terminal_jump():
@@ -279,10 +280,10 @@ def test_deterministic_ddim_draws_no_noise_inside_its_loop():
     x_T = jnp.zeros((4, 3))
 
     def det(k):
-        return sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T).samples
+        return draw(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T).samples
 
     def sto(k):
-        return sample(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T, eta=0.5).samples
+        return draw(fn, s, k, (4, 3), sampler="ddim", steps=5, parameterization="x0", noise=x_T, eta=0.5).samples
 
     assert not _draws_random_numbers(det, jax.random.PRNGKey(0))
     assert _draws_random_numbers(sto, jax.random.PRNGKey(0))

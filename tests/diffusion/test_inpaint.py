@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from jgen.diffusion.analytic import mixture_model_fn
-from jgen.diffusion.sampler_core import INPAINT_SAMPLERS
-from jgen.diffusion.samplers import sample
+from jgen.diffusion.sampler_core import SAMPLERS
 from jgen.diffusion.schedules import make_schedule
+from tests.diffusion.drawing import draw
 
 SCHEDULE = make_schedule("linear", 1000)
 # x = (k1, k2, u1, u2): each unknown coordinate correlates 0.9 with one known coordinate
@@ -34,7 +34,7 @@ def _inpaint(sampler, steps, num, seed=0):
     mask = jnp.zeros((num, 4)).at[:, :2].set(1.0)
     run = jax.jit(
         lambda key: (
-            sample(
+            draw(
                 MODEL,
                 SCHEDULE,
                 key,
@@ -66,7 +66,13 @@ def test_replacement_inpainting_approaches_the_exact_conditional(sampler, steps,
 
 
 def test_every_multistep_dpm_solver_and_ddpm_ddim_take_the_replacement():
-    assert INPAINT_SAMPLERS == {"ddpm", "ddim", "dpm_solver", "dpm_solver_3m", "dpm_solver_sde"}
+    assert {n for n, r in SAMPLERS.items() if r.inpaint} == {
+        "ddpm",
+        "ddim",
+        "dpm_solver",
+        "dpm_solver_3m",
+        "dpm_solver_sde",
+    }
 
 
 # ddpm and dpm_solver are checked by the test above; dpm_solver_3m runs dpm_solver's code with another order
@@ -79,5 +85,5 @@ def test_the_known_region_is_returned_exactly(sampler):
 
 def test_samplers_that_cannot_replace_say_so():
     known = jnp.zeros((2, 4))
-    with pytest.raises(ValueError, match=r"sampler 'heun' cannot inpaint.*use one of \['ddim', 'ddpm', 'dpm_solver'"):
-        sample(MODEL, SCHEDULE, jax.random.PRNGKey(0), (2, 4), sampler="heun", inpaint=(known, known))
+    with pytest.raises(ValueError, match=r"sampler='heun'.*cannot inpaint.*use one of \['ddim', 'ddpm', 'dpm_solver'"):
+        draw(MODEL, SCHEDULE, jax.random.PRNGKey(0), (2, 4), sampler="heun", inpaint=(known, known))

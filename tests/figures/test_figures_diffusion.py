@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jgen.diffusion import alpha_sigma, make_schedule, sample
+from jgen.diffusion import alpha_sigma, make_schedule
 from jgen.diffusion.analytic import mixture_density_1d, mixture_model_fn
 from jgen.figures import CHARTS
 from jgen.figures.diffusion import (
@@ -21,6 +21,7 @@ from jgen.figures.diffusion import (
 )
 from jgen.run import load_run
 from jgen.sampling import generate
+from tests.diffusion.drawing import draw as draw_samples
 
 
 def test_chart22_is_exact_and_its_ode_paths_are_what_a_fine_ddim_solve_gives(tmp_path):
@@ -42,7 +43,7 @@ def test_chart22_is_exact_and_its_ode_paths_are_what_a_fine_ddim_solve_gives(tmp
         jnp.asarray((s**2)[:, None, None], jnp.float32),
     )
     starts = d["ode"]["paths"][-1]
-    ddim = sample(
+    ddim = draw_samples(
         model_fn,
         sched,
         jax.random.PRNGKey(0),
@@ -110,7 +111,13 @@ def test_chart24_ends_at_the_image_generate_draws(diffusion_runs, ddpm_charts):
     d = ddpm_charts[24]
     run = load_run(str(diffusion_runs / "ddpm_mnist"))
     images, _ = generate(
-        run.method, run.state.ema_params, run.state.model_state, 3, seed=5, labels=d["labels"], sampler="ddpm", steps=20
+        run.method,
+        run.state.ema_params,
+        run.state.model_state,
+        3,
+        run.method.sampling_spec(sampler="ddpm", steps=20),
+        seed=5,
+        labels=d["labels"],
     )
     np.testing.assert_allclose(d["x_t"][-1], images, atol=1e-5)
 

@@ -31,7 +31,7 @@ class _NoiseGenerator(jgen.methods.Method):
     def eval_step(self, params, model_state, batch, key):
         return {}
 
-    def generate(self, params, model_state, key, num, labels=None):
+    def generate(self, params, model_state, key, num, labels=None, spec=None):
         type(self).traces += 1  # runs once per compilation (tracing), not once per call
         return jax.random.uniform(key, (num, 28, 28, 1)) * params["scale"], 1
 
@@ -51,7 +51,7 @@ def test_generate_is_seeded_trims_the_last_batch_and_compiles_once():
     with pytest.raises(ValueError, match="num=0"):
         generate(gen, params, {}, 0, seed=0)
     with pytest.raises(ValueError, match=r"sampling option\(s\) \['steps'\]"):
-        generate(gen, params, {}, 2, seed=0, steps=3)
+        generate(gen, params, {}, 2, gen.sampling_spec(steps=3), seed=0)
 
 
 def test_sample_quality_returns_named_metrics():

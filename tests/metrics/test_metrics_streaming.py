@@ -129,7 +129,7 @@ class _Noise(jgen.methods.Method):
     def eval_step(self, params, model_state, batch, key):
         return {}
 
-    def generate(self, params, model_state, key, num, labels=None):
+    def generate(self, params, model_state, key, num, labels=None, spec=None):
         return jax.random.uniform(key, (num, 8, 8, 1)) ** params["power"], 1
 
 
