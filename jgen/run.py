@@ -33,6 +33,7 @@ from jgen.config import (
     InputError,
     apply_overrides,
     base_config,
+    check_int,
     fail,
     from_json,
     identity_mismatches,
@@ -118,8 +119,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             "--config.data.tfds_name=mnist --config.data.data_dir=/path/to/tfds",
         )
     bs = config.data.batch_size
-    if not isinstance(bs, int) or bs <= 0:
-        fail("data.batch_size", bs, "must be a positive integer")
+    require_int("data.batch_size", bs)
     if bs % n:
         fail(
             "data.batch_size",
@@ -153,8 +153,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     )
     cls = method_class(config)
     t = config.train
-    if not isinstance(t.steps, int) or t.steps <= 0:
-        fail("train.steps", t.steps, "must be a positive integer")
+    require_int("train.steps", t.steps)
     for k in ("log_every", "checkpoint_every"):
         if t[k] < 0:
             fail(f"train.{k}", t[k], "must be >= 0 (0: only at the end)")
@@ -405,8 +404,7 @@ def _reference(
 
 
 def _check_likelihood_images(run: Run, num_images) -> None:
-    if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 2:
-        raise InputError(f"likelihood_images={num_images!r}: must be an integer >= 2 (test images, e.g. 64)")
+    check_int("likelihood_images", num_images, 2, " (test images, e.g. 64)")
     if "likelihood" not in run.method.capabilities:
         raise InputError(
             f"likelihood_images={num_images}: a {run.method.name!r} run has no on-demand likelihood "
@@ -470,8 +468,7 @@ def evaluate_run(
     mu/sigma, FID only), else the images `real`, else min(num_samples, split size) evenly spread images of
     `ref_split` ("test", jgen's default, or "train", the DDPM/score_sde CIFAR-10 protocol), whose statistics are
     cached on disk when the features are not kept. `ref_stats_out` writes the reference statistics as `.npz`."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise InputError(f"num_samples={num_samples!r}: must be an integer >= 2")
+    check_int("num_samples", num_samples, 2)
     if ref_split not in REF_SPLITS:
         raise InputError(f"ref_split={ref_split!r}: choose one of {list(REF_SPLITS)}")
     if ref_stats is not None and real is not None:

@@ -23,6 +23,8 @@ import jax
 import numpy as np
 from absl import flags
 
+from jgen.config import is_integer
+
 # Reader threads per reading process; grain's own default (16) and the most `read_ahead` can keep busy.
 MAX_READ_THREADS = 16
 
@@ -141,7 +143,7 @@ class TrainIterator:
 
     def set_state(self, state: dict) -> None:
         n = state.get("next_index") if isinstance(state, dict) else None
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if not is_integer(n, 0):
             raise ValueError(f"a data iterator state is {{'next_index': batches read >= 0}}; got {state!r}")
         if n != self._next:
             self.close()

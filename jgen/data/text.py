@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jgen.config import InputError
+from jgen.config import InputError, check_int
 from jgen.data.sources import DataInfo, _tfds_split
 
 TEXT_UNITS = ("char", "byte")
@@ -89,8 +89,7 @@ def _unit_and_length(data_cfg) -> tuple[str, int]:
     unit, seq_len = data_cfg.get("text_unit", "char"), data_cfg.get("seq_len", 128)
     if unit not in TEXT_UNITS:
         raise ValueError(f"data.text_unit={unit!r}; choose one of {TEXT_UNITS}")
-    if not (isinstance(seq_len, int) and seq_len >= 1):
-        raise ValueError(f"data.seq_len={seq_len!r}: must be an integer >= 1 (e.g. 128)")
+    check_int("data.seq_len", seq_len, 1, " (e.g. 128)")
     return unit, seq_len
 
 

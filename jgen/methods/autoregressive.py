@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jgen.config import InputError, OptionError, check_int, fail, is_integer, is_number, optim_config
+from jgen.config import InputError, OptionError, check_int, fail, is_integer, is_number, optim_config, require_int
 from jgen.data.text import TextInfo
 from jgen.data.text import decode as decode_text
 from jgen.data.text import encode as encode_text
@@ -195,7 +195,7 @@ class Autoregressive(Method):
     @classmethod
     def check(cls, config: ml_collections.ConfigDict) -> None:
         m, net = config.method, config.model
-        if not (isinstance(m.levels, int) and 2 <= m.levels <= 256):
+        if not (is_integer(m.levels, 2) and m.levels <= 256):
             fail("method.levels", m.levels, "must be an integer in [2, 256] (256: 8-bit pixels)")
         if not isinstance(m.conditional, bool):
             fail("method.conditional", m.conditional, "must be true or false")
@@ -204,8 +204,7 @@ class Autoregressive(Method):
         except OptionError as e:
             fail(f"method.{e.name}", e.value, e.allowed)
         for k in ("d_model", "num_layers", "num_heads", "mlp_ratio"):
-            if not (isinstance(net[k], int) and net[k] >= 1):
-                fail(f"model.{k}", net[k], "must be an integer >= 1")
+            require_int(f"model.{k}", net[k])
         if net.d_model % net.num_heads or (net.d_model // net.num_heads) % 2:
             fail(
                 "model.d_model",

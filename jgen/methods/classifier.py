@@ -46,8 +46,7 @@ class Classifier(Method):
     @classmethod
     def check(cls, config) -> None:
         super().check(config)
-        if not (isinstance(config.method.max_shift, int) and config.method.max_shift >= 0):
-            fail("method.max_shift", config.method.max_shift, "must be an integer >= 0 (pixels of random shift)")
+        require_int("method.max_shift", config.method.max_shift, 0, "--config.method.max_shift=2 (pixels of shift)")
         require_int_tuple("model.features", config.model.features)
         require_int("model.feature_dim", config.model.feature_dim)
         if not 0.0 <= config.model.dropout < 1.0:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jgen.config import fail
+from jgen.config import fail, require_int
 from jgen.methods.base import Batch, Method
 from jgen.methods.registry import register
 from jgen.metrics.likelihood import dequantized_bits_per_dim, uniform_dequantize
@@ -243,8 +243,7 @@ class GMM(Method):
     def check(cls, config: ml_collections.ConfigDict) -> None:
         m = config.method
         k = m.num_components
-        if not (isinstance(k, int) and k >= 1):
-            fail("method.num_components", k, "must be an integer >= 1", "--config.method.num_components=10")
+        require_int("method.num_components", k, 1, "--config.method.num_components=10")
         if m.covariance_type not in COVARIANCE_TYPES:
             fail("method.covariance_type", m.covariance_type, f"choose one of {COVARIANCE_TYPES}")
         if not (isinstance(m.reg_covar, (int, float)) and math.isfinite(m.reg_covar) and m.reg_covar > 0):
@@ -263,8 +262,7 @@ class GMM(Method):
                 "must be in (0.5, 1] (a convergent step size)",
                 "--config.method.stepwise_power=0.6",
             )
-        if not (isinstance(m.kmeans_iters, int) and m.kmeans_iters >= 0):
-            fail("method.kmeans_iters", m.kmeans_iters, "must be an integer >= 0")
+        require_int("method.kmeans_iters", m.kmeans_iters, 0)
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.linalg
 
-from jgen.config import InputError
+from jgen.config import InputError, check_int
 from jgen.metrics.inputs import finite_array
 
 
@@ -74,8 +74,7 @@ class FeatureStats(NamedTuple):
 
 def init_stats(dim: int) -> FeatureStats:
     """Empty statistics for features of dimension `dim`."""
-    if not (isinstance(dim, (int, np.integer)) and dim >= 1):
-        raise ValueError(f"dim={dim!r}: the feature dimension must be an integer >= 1")
+    check_int("dim", dim, 1, " (the feature dimension)")
     return FeatureStats(0, np.zeros((dim,), np.float64), np.zeros((dim, dim), np.float64))
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import xlogy
 
+from jgen.config import is_integer
+
 
 def inception_score(probs, splits: int = 10, shuffle_seed: int | None = None) -> tuple[float, float]:
     """(mean, std) of the Inception Score over `splits` chunks of probs [N, K] (rows sum to 1), in row order
@@ -23,7 +25,7 @@ def inception_score(probs, splits: int = 10, shuffle_seed: int | None = None) ->
     if p.ndim != 2:
         raise ValueError(f"probs must be [N, K]; got shape {p.shape}")
     n = p.shape[0]
-    if not (isinstance(splits, (int, np.integer)) and 1 <= splits <= n):
+    if not (is_integer(splits, 1) and splits <= n):
         raise ValueError(f"splits={splits!r}: must be an integer in [1, N={n}]")
     if np.any(p < 0) or not np.allclose(p.sum(axis=1), 1.0, atol=1e-4):
         raise ValueError("probs must be non-negative with rows summing to 1 (pass softmax outputs, not logits)")

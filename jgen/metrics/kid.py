@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jgen.config import check_int
 from jgen.metrics.inputs import finite_array
 
 
@@ -40,10 +41,8 @@ def kid(feats1, feats2, num_subsets: int = 100, subset_size: int = 1000, seed: i
     x, y = finite_array("feats1", feats1), finite_array("feats2", feats2)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"features must be [N1, D] and [N2, D] with the same D; got {x.shape} and {y.shape}")
-    if not (isinstance(num_subsets, (int, np.integer)) and num_subsets >= 1):
-        raise ValueError(f"num_subsets={num_subsets!r}: must be an integer >= 1")
-    if not (isinstance(subset_size, (int, np.integer)) and subset_size >= 2):
-        raise ValueError(f"subset_size={subset_size!r}: must be an integer >= 2")
+    check_int("num_subsets", num_subsets)
+    check_int("subset_size", subset_size, 2)
     n1, n2 = x.shape[0], y.shape[0]
     m = min(subset_size, n1, n2)
     if m < 2:

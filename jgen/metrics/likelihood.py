@@ -29,10 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgen.config import check_int
+
 
 def _check_dims(num_dims: int) -> None:
-    if not (isinstance(num_dims, (int, np.integer)) and num_dims >= 1):
-        raise ValueError(f"num_dims={num_dims!r}: must be an integer >= 1 (e.g. H * W * C of an image)")
+    check_int("num_dims", num_dims, 1, " (e.g. H * W * C of an image)")
 
 
 def bits_per_dim(nll_nats_per_example, num_dims: int):
@@ -47,8 +48,7 @@ def dequantized_bits_per_dim(nll_nats_per_example, num_dims: int, data_width: fl
     _check_dims(num_dims)
     if not data_width > 0:
         raise ValueError(f"data_width={data_width!r}: must be > 0 (1.0 for data in [0, 1], 2.0 for [-1, 1])")
-    if not (isinstance(num_levels, (int, np.integer)) and num_levels >= 2):
-        raise ValueError(f"num_levels={num_levels!r}: must be an integer >= 2 (256 for 8-bit images)")
+    check_int("num_levels", num_levels, 2, " (256 for 8-bit images)")
     offset = num_dims * math.log(num_levels / data_width)
     return (nll_nats_per_example + offset) / (num_dims * math.log(2.0))
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from jgen.config import check_int
 from jgen.metrics.inputs import finite_array
 
 _BLOCK_ELEMENTS = 1 << 24  # float64 entries per block of the distance matrix (128 MiB)
@@ -29,8 +30,7 @@ def _check(real, fake, k) -> tuple[np.ndarray, np.ndarray]:
     r, f = finite_array("real features", real), finite_array("fake features", fake)
     if r.ndim != 2 or f.ndim != 2 or r.shape[1] != f.shape[1]:
         raise ValueError(f"features must be [N, D] and [M, D] with the same D; got {r.shape} and {f.shape}")
-    if not (isinstance(k, (int, np.integer)) and k >= 1):
-        raise ValueError(f"k={k!r}: must be an integer >= 1")
+    check_int("k", k)
     if min(r.shape[0], f.shape[0]) <= k:
         raise ValueError(
             f"k={k} nearest neighbours need more than k points in each set; got {r.shape[0]} real and {f.shape[0]} fake"

@@ -23,6 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jgen.config import is_integer
 from jgen.train.state import TrainState
 
 DATA, FSDP = "data", "fsdp"
@@ -32,7 +33,7 @@ def make_mesh(fsdp: int = 1, devices: Sequence[jax.Device] | None = None) -> Mes
     """The (devices / fsdp) x fsdp mesh with axes ("data", "fsdp") over `devices` (default: all of them)."""
     devices = list(jax.devices() if devices is None else devices)
     n = len(devices)
-    if isinstance(fsdp, bool) or not isinstance(fsdp, int) or fsdp < 1 or n % fsdp:
+    if not is_integer(fsdp, 1) or n % fsdp:
         raise ValueError(f"fsdp={fsdp!r}: must be a positive integer dividing the device count ({n})")
     return Mesh(np.array(devices).reshape(n // fsdp, fsdp), (DATA, FSDP))
 
