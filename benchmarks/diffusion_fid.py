@@ -141,7 +141,7 @@ def main() -> None:
     import jgen.methods.diffusion  # noqa: F401  (registers the method)
     from jgen.data import get_source
     from jgen.metrics.quality import images_quality
-    from jgen.run import load_mnist_classifier, load_run
+    from jgen.run import load_feature_net, load_run
 
     if args.rows:
         rows = args.rows.split(";")
@@ -159,7 +159,7 @@ def main() -> None:
     run = load_run(args.workdir)
     config, method, state = run.config, run.method, run.state
     _, test, _ = get_source(config.data)
-    net = load_mnist_classifier()
+    net = load_feature_net("mnist_classifier")
     # an evenly strided subset of the test split: its first images are sorted by class (the embedded MNIST test
     # split's first 500 hold digits 0-4 only), which would score class-balanced samples against half the classes
     idx = np.unique(np.round(np.linspace(0, len(test) - 1, min(args.num, len(test)))).astype(int))

@@ -36,7 +36,7 @@ from jgen.diffusion.sampler_core import sampler_names
 from jgen.diffusion.timegrid import SPACINGS
 from jgen.figures import draw_charts, parse_only, train_missing
 from jgen.methods import get_method, method_names
-from jgen.metrics.feature_nets import feature_net_names
+from jgen.metrics.feature_nets import MNIST_CLASSIFIER, feature_net_names
 from jgen.pipeline import Pipeline
 from jgen.train import distributed
 from jgen.train.checkpoint import CheckpointWriteError
@@ -92,8 +92,8 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "feature_net",
     None,
-    f"feature network, one of {', '.join(feature_net_names())}; default: the run's config.eval.feature_net. "
-    "Another net writes eval_<name>.json.",
+    f"feature network, one of {', '.join(feature_net_names())}; eval: default the run's config.eval.feature_net "
+    f"(another net writes eval_<name>.json); compare: default {MNIST_CLASSIFIER}.",
     flag_values=FLAGS,
 )
 flags.DEFINE_string("out", None, "sample: output PNG; compare, figures: output directory.", flag_values=FLAGS)
@@ -273,9 +273,14 @@ def cmd_compare(overrides: list[str]) -> None:
             raise InputError(
                 f"--guidance_scales={','.join(FLAGS.guidance_scales)!r}: must be numbers, e.g. 0,1,2,4,8"
             ) from None
-        print(guidance_sweep(FLAGS.workdirs[0], scales, out, num, FLAGS.seed, **_sampling_options()))
+        net = FLAGS.feature_net or MNIST_CLASSIFIER
+        print(guidance_sweep(FLAGS.workdirs[0], scales, out, num, FLAGS.seed, net, **_sampling_options()))
     else:
-        print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images))
+        print(
+            compare_workdirs(
+                FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images, FLAGS.feature_net or MNIST_CLASSIFIER
+            )
+        )
 
 
 def cmd_figures(overrides: list[str]) -> int:
@@ -361,7 +366,17 @@ COMMANDS: dict[str, Command] = {
     "compare": Command(
         cmd_compare,
         "one table (Markdown, JSON, PNG) over several runs, or a guidance sweep",
-        ("workdirs", "num_samples", "seed", "out", "guidance_scales", "sampler", "steps", "likelihood_images"),
+        (
+            "workdirs",
+            "num_samples",
+            "seed",
+            "out",
+            "guidance_scales",
+            "sampler",
+            "steps",
+            "feature_net",
+            "likelihood_images",
+        ),
     ),
     "figures": Command(
         cmd_figures,

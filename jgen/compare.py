@@ -21,8 +21,9 @@ import jax
 import numpy as np
 
 from jgen.config import InputError
+from jgen.metrics.feature_nets import MNIST_CLASSIFIER
 from jgen.metrics.quality import real_images
-from jgen.run import MNIST_CLASSIFIER, evaluate_run, load_mnist_classifier, load_run
+from jgen.run import evaluate_run, load_feature_net, load_run
 from jgen.train.writer import read_metrics
 from jgen.viz import pyplot
 
@@ -103,10 +104,15 @@ def text_row(run, seed: int = 0) -> dict:
 
 
 def compare_workdirs(
-    workdirs: list[str], out_dir: str, num_samples: int = 1000, seed: int = 0, likelihood_images: int = 0
+    workdirs: list[str],
+    out_dir: str,
+    num_samples: int = 1000,
+    seed: int = 0,
+    likelihood_images: int = 0,
+    feature_net: str = MNIST_CLASSIFIER,
 ) -> str:
-    """Evaluate every run: image models on the same test features (compare.{json,md,png}), language models on
-    their test perplexity and speed (compare_text.{json,md,png}). Returns the Markdown table(s).
+    """Evaluate every run: image models on the same test features of `feature_net` (compare.{json,md,png}),
+    language models on their test perplexity and speed (compare_text.{json,md,png}). Returns the Markdown table(s).
     `likelihood_images` > 0: runs with an on-demand likelihood (diffusion) report bits/dim on that many test images."""
     runs = [load_run(w) for w in workdirs]
     image_runs = [r for r in runs if "sample" in r.method.capabilities]
@@ -121,29 +127,13 @@ def compare_workdirs(
         )
     tables = []
     if image_runs:
-        net = load_mnist_classifier()
+        net = load_feature_net(feature_net)
         real = real_images(image_runs[0].test_source, num_samples)
         rows = [_row(run, num_samples, seed, net, real, likelihood_images) for run in image_runs]
-        fid = f"fid_{MNIST_CLASSIFIER}"
-        columns = [
-            "run",
-            "method",
-            "num_samples",
-            fid,
-            f"is_{MNIST_CLASSIFIER}",
-            f"precision_{MNIST_CLASSIFIER}",
-            f"recall_{MNIST_CLASSIFIER}",
-            f"coverage_{MNIST_CLASSIFIER}",
-            "bits_per_dim",
-            "bits_per_dim_kind",
-            "images_per_sec",
-            "nfe",
-        ]
-        tables.append(
-            _write(
-                out_dir, "compare", rows, columns, "run", [fid, f"recall_{MNIST_CLASSIFIER}", "images_per_sec"], "run"
-            )
-        )
+        columns = ["run", "method", "num_samples", *_quality_columns(net.name), "bits_per_dim", "bits_per_dim_kind"]
+        columns += ["images_per_sec", "nfe"]
+        plotted = [f"fid_{net.name}", f"recall_{net.name}", "images_per_sec"]
+        tables.append(_write(out_dir, "compare", rows, columns, "run", plotted, "run"))
     if text_runs:
         rows = [text_row(run, seed) for run in text_runs]
         columns = ["run", "method", "step", "perplexity", "bits_per_char", "tokens_per_sec"]
@@ -152,35 +142,29 @@ def compare_workdirs(
 
 
 def guidance_sweep(
-    workdir: str, scales: list[float], out_dir: str, num_samples: int = 1000, seed: int = 0, **options
+    workdir: str,
+    scales: list[float],
+    out_dir: str,
+    num_samples: int = 1000,
+    seed: int = 0,
+    feature_net: str = MNIST_CLASSIFIER,
+    **options,
 ) -> str:
-    """FID and recall of a conditional diffusion run against the guidance scale: the quality/diversity trade-off.
-    `options`: the run's other sampling options (sampler, steps, ...), the same at every scale."""
+    """FID and recall (on `feature_net`'s features) of a conditional diffusion run against the guidance scale: the
+    quality/diversity trade-off. `options`: the run's other sampling options (sampler, steps, ...), the same at
+    every scale."""
     run = load_run(workdir)
     specs = [run.method.sampling_spec(**options, guidance=s) for s in scales]  # every request checked first
-    net = load_mnist_classifier()
+    net = load_feature_net(feature_net)
     real = real_images(run.test_source, num_samples)
     rows = [
         {"guidance_scale": s, **_row(run, num_samples, seed, net, real, spec=spec)} for s, spec in zip(scales, specs)
     ]
-    fid = f"fid_{MNIST_CLASSIFIER}"
-    columns = [
-        "guidance_scale",
-        "num_samples",
-        fid,
-        f"is_{MNIST_CLASSIFIER}",
-        f"precision_{MNIST_CLASSIFIER}",
-        f"recall_{MNIST_CLASSIFIER}",
-        f"coverage_{MNIST_CLASSIFIER}",
-        "images_per_sec",
-        "nfe",
-    ]
-    return _write(
-        out_dir,
-        "guidance_sweep",
-        rows,
-        columns,
-        "guidance_scale",
-        [fid, f"recall_{MNIST_CLASSIFIER}"],
-        "guidance scale",
-    )
+    columns = ["guidance_scale", "num_samples", *_quality_columns(net.name), "images_per_sec", "nfe"]
+    plotted = [f"fid_{net.name}", f"recall_{net.name}"]
+    return _write(out_dir, "guidance_sweep", rows, columns, "guidance_scale", plotted, "guidance scale")
+
+
+def _quality_columns(net: str) -> list[str]:
+    """The sample-quality columns of a table on feature net `net`'s features."""
+    return [f"{metric}_{net}" for metric in ("fid", "is", "precision", "recall", "coverage")]

@@ -13,6 +13,7 @@ import ast
 import difflib
 import json
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,13 @@ def check_int(name: str, value: Any, minimum: int = 1, why: str = "") -> int:
     if not is_integer(value, minimum):
         raise OptionError(name, value, f"must be an integer >= {minimum}{why}")
     return int(value)
+
+
+def cache_dir(*parts: str) -> str:
+    """Where jgen keeps what it makes once (feature networks, reference statistics): `$JGEN_CACHE/<parts>` if
+    JGEN_CACHE is set, else `~/.cache/jgen/<parts>`."""
+    root = os.environ.get("JGEN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jgen")
+    return os.path.join(root, *parts)
 
 
 def optim_config(learning_rate: float = 1e-3, **overrides) -> ml_collections.ConfigDict:

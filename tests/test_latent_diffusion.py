@@ -107,7 +107,7 @@ def test_compare_two_runs(runs, tmp_path, monkeypatch):
     method, state = run.method, run.state
     # The real feature net is the 28x28 MNIST classifier; an 8x8 digits classifier stands in for it here.
     monkeypatch.setattr(
-        compare, "load_mnist_classifier", lambda: feature_nets.classifier_feature_net(method, state.ema_params)
+        compare, "load_feature_net", lambda name: feature_nets.classifier_feature_net(method, state.ema_params, name)
     )
     md = compare.compare_workdirs([str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out"), num_samples=40)
     rows = json.loads((tmp_path / "out" / "compare.json").read_text())

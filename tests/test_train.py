@@ -189,9 +189,8 @@ def test_quality_over_training_rows_compile_the_sampler_once(tmp_path):
     train_and_evaluate(cls, str(tmp_path / "classifier"))
     run = load_run(str(tmp_path / "classifier"))
     # An 8x8 digits classifier stands in for the 28x28 MNIST one under its own name.
-    feature_nets.register_feature_net(
-        "tiny_digits", lambda **kw: feature_nets.classifier_feature_net(run.method, run.state.ema_params, "tiny_digits")
-    )
+    net = feature_nets.classifier_feature_net(run.method, run.state.ema_params, "tiny_digits")
+    feature_nets.register_feature_net(feature_nets.FeatureNetSpec("tiny_digits", "an 8x8 classifier", load=lambda: net))
     c = tiny_config("vae", steps=15)
     c.eval.sample_metrics_every, c.eval.num_samples, c.eval.feature_net = 5, 60, "tiny_digits"
     compiled = []

@@ -2,7 +2,8 @@
 
     python -m jgen train --config experiments/configs/classifier_mnist.py --workdir ~/.cache/jgen/mnist_classifier
 
-(or `$JGEN_CACHE/mnist_classifier` when JGEN_CACHE is set: that is where `load_mnist_classifier()` looks.)
+(or `$JGEN_CACHE/mnist_classifier` when JGEN_CACHE is set: that is where
+`jgen.run.load_feature_net("mnist_classifier")` looks.)
 A CNN (3x3 conv 32, 32, max-pool, 64, 64, max-pool, Dense 128 = features, Dense 10) trained with Adam and
 a cosine schedule on the 4,000 embedded training digits, with random shifts of up to 3 pixels and dropout
 on the features. Reported: test accuracy and cross-entropy on the 1,000 embedded test digits

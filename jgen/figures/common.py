@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jgen.config import cache_dir
 from jgen.data import get_source
-from jgen.metrics.feature_nets import MNIST_CLASSIFIER, cache_dir
-from jgen.run import MNIST_CLASSIFIER_CONFIG, Run, read_config, run_progress
+from jgen.metrics.feature_nets import FEATURE_NETS, MNIST_CLASSIFIER
+from jgen.run import Run, read_config, run_progress
 from jgen.train.writer import read_metrics, sample_grids
 from jgen.viz import grid_cells, image_grid, pyplot, read_png
 
@@ -172,7 +173,15 @@ def logs_sample_quality(name: str) -> bool:
 
 def classifier_argv() -> list[str]:
     """The arguments after `python` that train (or resume) the MNIST classifier in its cache folder."""
-    return ["-m", "jgen", "train", "--config", MNIST_CLASSIFIER_CONFIG, "--workdir", cache_dir(MNIST_CLASSIFIER)]
+    return [
+        "-m",
+        "jgen",
+        "train",
+        "--config",
+        FEATURE_NETS[MNIST_CLASSIFIER].trained_by,
+        "--workdir",
+        cache_dir(MNIST_CLASSIFIER),
+    ]
 
 
 def classifier_missing() -> str | None:

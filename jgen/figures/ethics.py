@@ -17,8 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from jgen.figures.common import MissingData, new_figure, save, show_images
-from jgen.metrics.feature_nets import get_feature_net
-from jgen.run import load_run, read_config
+from jgen.run import load_feature_net, load_run, read_config
 from jgen.sampling import generate
 
 
@@ -54,7 +53,7 @@ def memorisation_data(
         raise MissingData("chart 31 needs at least one image family's run")
     names = list(runs)
     net_name = feature_net or read_config(runs[names[0]]).eval.feature_net
-    net = get_feature_net(net_name)
+    net = load_feature_net(net_name)
     first = load_run(runs[names[0]])
     train = np.stack([first.train_source[i]["image"] for i in range(len(first.train_source))])
     test = np.stack([first.test_source[i]["image"] for i in range(len(first.test_source))])

@@ -28,9 +28,8 @@ from jgen.figures.common import (
     show_images,
 )
 from jgen.methods.base import slerp
-from jgen.metrics.feature_nets import get_feature_net
 from jgen.pipeline import Pipeline
-from jgen.run import evaluate_run, load_run, read_config
+from jgen.run import evaluate_run, load_feature_net, load_run, read_config
 from jgen.sampling import balanced_labels, generate
 from jgen.train.writer import read_metrics
 
@@ -251,7 +250,7 @@ def landscape_data(
     if not names:
         raise MissingData("chart 28 needs at least one image family's run")
     net_name = feature_net or read_config(runs[names[0]]).eval.feature_net
-    net = get_feature_net(net_name)
+    net = load_feature_net(net_name)
     rows = []
     for name in names:
         row = _evaluate(load_run(runs[name]), num_samples, seed, net, likelihood_images)
@@ -342,7 +341,7 @@ def tradeoffs_data(
     if missing:
         raise MissingData(f"chart 29 needs the seed runs {missing}")
     net_name = feature_net or read_config(runs[names[0]]).eval.feature_net
-    net = get_feature_net(net_name)
+    net = load_feature_net(net_name)
     per_run, summary = [], []
     for family in families:
         rows = []

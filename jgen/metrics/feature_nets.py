@@ -1,21 +1,21 @@
-"""Feature networks for sample metrics, by name: a jit-compiled, batched map from images to features and
-class probabilities.
+"""Feature networks for sample metrics: a jit-compiled, batched map from images to features and class
+probabilities (`FeatureNet`), and the registry of the networks jgen knows by name (one `FeatureNetSpec` each).
 
-    net = get_feature_net("mnist_classifier")        # after `import jgen.run`, which registers the built-in nets
-    feats = net.features(images)                     # images [N, 28, 28, 1] in [0, 1] -> [N, 128] float32
-    probs = net.probs(images)                        # -> [N, 10]
+    net = jgen.run.load_feature_net("mnist_classifier")   # the run layer loads a net by name
+    feats = net.features(images)                          # images [N, 28, 28, 1] in [0, 1] -> [N, 128] float32
+    probs = net.probs(images)                             # -> [N, 10]
 
-The run layer registers the two built-in networks: "mnist_classifier" (trained by jgen itself into
-`cache_dir("mnist_classifier")` by experiments/configs/classifier_mnist.py; see `jgen.run.load_mnist_classifier`)
-and "inception" (the FID InceptionV3, jgen.metrics.inception). Other networks add themselves with
-`register_feature_net`. Nothing is downloaded.
+The two built-in networks are registered here, where the registry is defined, so `feature_net_names()` is complete
+as soon as this module is imported: "mnist_classifier", a classifier jgen trains itself into
+`cache_dir("mnist_classifier")` (experiments/configs/classifier_mnist.py; the run layer loads that run), and
+"inception", the FID InceptionV3 whose weights are a converted file (jgen.metrics.inception). Other networks add
+themselves with `register_feature_net`. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import Callable
 
 import jax
@@ -23,11 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jgen.config import InputError
+from jgen.metrics import inception
 from jgen.metrics.inputs import finite_array
 
 MNIST_CLASSIFIER = "mnist_classifier"
-_LOADERS: dict[str, Callable[..., FeatureNet]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,29 +92,6 @@ class FeatureNet:
         return self.features_and_probs(images)[1]
 
 
-def register_feature_net(name: str, loader: Callable[..., FeatureNet]) -> None:
-    """Make `loader(**kwargs) -> FeatureNet` available as `get_feature_net(name)` (config.eval.feature_net)."""
-    if name in _LOADERS and _LOADERS[name] is not loader:
-        raise ValueError(f"feature net {name!r} is registered twice")
-    _LOADERS[name] = loader
-
-
-def feature_net_names() -> list[str]:
-    return sorted(_LOADERS)
-
-
-def get_feature_net(name: str, **kwargs) -> FeatureNet:
-    if name not in _LOADERS:
-        raise InputError(f"feature_net={name!r} is not known; choose one of {sorted(_LOADERS)}")
-    return _LOADERS[name](**kwargs)
-
-
-def cache_dir(*parts: str) -> str:
-    """Where feature networks live: `$JGEN_CACHE/<parts>` if JGEN_CACHE is set, else `~/.cache/jgen/<parts>`."""
-    root = os.environ.get("JGEN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jgen")
-    return os.path.join(root, *parts)
-
-
 def classifier_feature_net(method, params, name: str = MNIST_CLASSIFIER, batch_size: int = 500) -> FeatureNet:
     """A FeatureNet from a `classifier` Method and its parameters (penultimate ReLU features, softmax probs)."""
 
@@ -131,3 +107,63 @@ def classifier_feature_net(method, params, name: str = MNIST_CLASSIFIER, batch_s
         apply=apply,
         batch_size=batch_size,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNetSpec:
+    """One feature network jgen knows, by the name configs and flags use (`eval.feature_net`, `--feature_net`).
+
+    Either `load(**kwargs) -> FeatureNet` builds it from a weights file, or it is a classifier jgen trains itself
+    with the config `trained_by` into `cache_dir(name)`, for images `input_shape` of `num_classes` classes; the run
+    layer loads that run (`jgen.run.load_feature_net`)."""
+
+    name: str
+    about: str  # what it is, in a line (help texts and docs)
+    load: Callable[..., FeatureNet] | None = None
+    trained_by: str = ""
+    input_shape: tuple[int, int, int] | None = None
+    num_classes: int = 0
+
+
+def load_inception(path: str | None = None, batch_size: int = 50) -> FeatureNet:
+    """The FID Inception as a FeatureNet named "inception" (metrics fid_inception, is_inception, ...); weights from
+    `path` (default: `inception.default_weights_path()` or $JGEN_INCEPTION_WEIGHTS)."""
+    variables = inception.load_inception_variables(path)
+    return FeatureNet(
+        name=inception.INCEPTION,
+        input_shape=None,
+        feature_dim=2048,
+        num_classes=inception.NUM_LOGITS if inception.has_logits(variables) else 0,
+        apply=inception.inception_apply(variables),
+        batch_size=batch_size,
+    )
+
+
+FEATURE_NETS: dict[str, FeatureNetSpec] = {
+    spec.name: spec
+    for spec in (
+        FeatureNetSpec(
+            MNIST_CLASSIFIER,
+            "jgen's MNIST classifier: 128 penultimate ReLU features, a 10-way softmax (for 28x28 digits)",
+            trained_by="experiments/configs/classifier_mnist.py",
+            input_shape=(28, 28, 1),
+            num_classes=10,
+        ),
+        FeatureNetSpec(
+            inception.INCEPTION,
+            "the FID InceptionV3 of pytorch-fid: 2,048 pool features (for natural images)",
+            load=load_inception,
+        ),
+    )
+}
+
+
+def register_feature_net(spec: FeatureNetSpec) -> None:
+    """Make `spec` available by its name (config.eval.feature_net, --feature_net)."""
+    if spec.name in FEATURE_NETS and FEATURE_NETS[spec.name] != spec:
+        raise ValueError(f"feature net {spec.name!r} is registered twice")
+    FEATURE_NETS[spec.name] = spec
+
+
+def feature_net_names() -> list[str]:
+    return sorted(FEATURE_NETS)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.metrics.feature_nets import FeatureNet, cache_dir
+from jgen.config import cache_dir
 
 INCEPTION = "inception"
 BLOCK_DIMS = (64, 192, 768, 2048)
@@ -303,19 +303,6 @@ def inception_apply(variables: dict, resize: bool = True):
         return pool, probs
 
     return apply
-
-
-def load_inception(path: str | None = None, batch_size: int = 50):
-    """The FID Inception as a FeatureNet named "inception" (metrics fid_inception, is_inception, ...)."""
-    variables = load_inception_variables(path)
-    return FeatureNet(
-        name=INCEPTION,
-        input_shape=None,
-        feature_dim=2048,
-        num_classes=NUM_LOGITS if has_logits(variables) else 0,
-        apply=inception_apply(variables),
-        batch_size=batch_size,
-    )
 
 
 def block_features(variables: dict, images: jax.Array, resize: bool = True) -> list[jax.Array]:

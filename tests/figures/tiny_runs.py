@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.metrics.feature_nets import FeatureNet, register_feature_net
+from jgen.metrics.feature_nets import FeatureNet, FeatureNetSpec, register_feature_net
 from tests.conftest import tiny_config
 from tests.diffusion.test_diffusion_method import diffusion_config
 from tests.gan.test_gan_method import gan_config
@@ -23,7 +23,7 @@ def pixel_feature_net() -> FeatureNet:
     return FeatureNet(PIXEL_NET, (8, 8, 1), 64, 10, apply, batch_size=64)
 
 
-register_feature_net(PIXEL_NET, pixel_feature_net)
+register_feature_net(FeatureNetSpec(PIXEL_NET, "8x8 pixels as features (tests)", load=pixel_feature_net))
 
 
 def tiny_gan(steps: int = 24):

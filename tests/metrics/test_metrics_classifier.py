@@ -10,11 +10,12 @@ import pytest
 from classifier_test_config import tiny_classifier_config as _tiny_config
 
 import jgen.methods.classifier  # noqa: F401  (registers "classifier")
+from jgen.config import cache_dir
 from jgen.data import DataInfo
 from jgen.methods import get_method
-from jgen.metrics.feature_nets import cache_dir, classifier_feature_net, get_feature_net
+from jgen.metrics.feature_nets import classifier_feature_net
 from jgen.nn.classifier import DigitClassifier, random_shift
-from jgen.run import load_mnist_classifier
+from jgen.run import load_feature_net
 from jgen.sampling import generate
 
 MNIST = DataInfo("mnist", (28, 28, 1), 10, 4000, 1000)
@@ -80,12 +81,12 @@ def test_feature_net_batches_and_checks_inputs():
 def test_loader_refuses_missing_and_unfinished_runs(tmp_path):
     missing = str(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="classifier_mnist.py"):
-        load_mnist_classifier(missing)
+        load_feature_net("mnist_classifier", workdir=missing)
     from jgen.run import train_and_evaluate
 
     workdir = str(tmp_path / "cls")
     train_and_evaluate(_tiny_config(steps=2), workdir)
-    net = get_feature_net("mnist_classifier", workdir=workdir)
+    net = load_feature_net("mnist_classifier", workdir=workdir)
     assert net.name == "mnist_classifier" and net.feature_dim == 16
     assert net.probs(np.zeros((3, 28, 28, 1), np.float32)).shape == (3, 10)
     path = os.path.join(workdir, "config.json")  # pretend the run was meant to be longer
@@ -95,7 +96,7 @@ def test_loader_refuses_missing_and_unfinished_runs(tmp_path):
     with open(path, "w") as f:
         json.dump(cfg, f)
     with pytest.raises(ValueError, match="unfinished"):
-        load_mnist_classifier(workdir)
+        load_feature_net("mnist_classifier", workdir=workdir)
 
 
 def test_default_cache_dir_follows_env(monkeypatch):

@@ -13,3 +13,16 @@ def test_training_imports_do_not_pull_in_scipy_and_public_names_still_import():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_the_feature_net_registry_is_complete_without_the_run_layer():
+    """The built-in feature networks are registered where their registry is defined: a fresh interpreter that
+    imports only jgen.metrics knows both names, without the run layer or any method."""
+    code = (
+        "import sys; from jgen.metrics.feature_nets import feature_net_names; "
+        "assert not [m for m in sys.modules if m.startswith(('jgen.run', 'jgen.methods'))]; "
+        "print(feature_net_names())"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "['inception', 'mnist_classifier']"

@@ -148,8 +148,6 @@ def test_missing_weights_say_how_to_make_them(tmp_path):
 
 @pytest.fixture
 def converted_file(tmp_path):
-    import jgen.run  # noqa: F401 (registers the built-in feature nets, "inception" among them)
-
     variables = inc.random_variables(0, with_logits=False)
     path = tmp_path / "w.npz"
     np.savez(path, **{k: np.asarray(v) for k, v in inc.flatten_variables(variables).items()})
@@ -157,9 +155,9 @@ def converted_file(tmp_path):
 
 
 def test_feature_net_loads_a_converted_file_and_refuses_a_damaged_one(converted_file, tmp_path):
-    from jgen.metrics.feature_nets import get_feature_net
+    from jgen.run import load_feature_net
 
-    net = get_feature_net("inception", path=str(converted_file), batch_size=2)
+    net = load_feature_net("inception", path=str(converted_file), batch_size=2)
     assert net.name == "inception" and net.num_classes == 0 and net.feature_dim == 2048
     bad = dict(np.load(converted_file))
     bad["params/Mixed_5b/branch1x1/conv/kernel"] = np.zeros((1, 1, 192, 3), np.float32)
@@ -170,10 +168,10 @@ def test_feature_net_loads_a_converted_file_and_refuses_a_damaged_one(converted_
 
 @pytest.mark.slow  # compiling the whole 299x299 network takes about a minute of a 2-core CI machine
 def test_feature_net_from_a_converted_file_embeds_images(converted_file):
-    from jgen.metrics.feature_nets import get_feature_net
     from jgen.metrics.sample_metrics import compute_sample_metrics
+    from jgen.run import load_feature_net
 
-    net = get_feature_net("inception", path=str(converted_file), batch_size=2)
+    net = load_feature_net("inception", path=str(converted_file), batch_size=2)
     images = np.random.default_rng(0).uniform(size=(5, 28, 28, 1)).astype(np.float32)
     feats, probs = net.features_and_probs(images)
     assert feats.shape == (5, 2048) and probs.shape == (5, 0) and np.all(np.isfinite(feats))
