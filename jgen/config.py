@@ -95,7 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.data = ml_collections.ConfigDict(
         dict(
-            name="mnist",  # mnist (embedded, 4k/1k) | digits (sklearn 8x8) | tfds
+            name="mnist",  # mnist (embedded, 4k/1k) | digits (sklearn 8x8) | tfds | pydoc_text | tfds_text
             batch_size=128,  # global batch size, split over all devices
             tfds_name="",  # for name=tfds: the TFDS dataset name, e.g. "mnist" or "fashion_mnist"
             data_dir="",  # for name=tfds: where the prepared dataset lives

@@ -22,14 +22,14 @@ def get_config():
     c.name = "ddpm_mnist"
     c.data.name = "mnist"
     c.data.batch_size = 64
-    c.method.schedule = "linear"  # linear (DDPM: 1e-4..0.02) | cosine (Improved DDPM, s=0.008)
+    c.method.schedule = "linear"  # linear (DDPM: 1e-4..0.02) | cosine (Improved DDPM, s=0.008) | rectified_flow
     c.method.timesteps = 1000
-    c.method.parameterization = "eps"  # eps | v | x0
+    c.method.parameterization = "eps"  # eps | v | x0 | flow (rectified_flow only)
     c.method.loss_weighting = "none"  # none (DDPM "simple") | min_snr (min-SNR-gamma)
     c.method.min_snr_gamma = 5.0
     c.method.conditional = True  # class-conditional with a null label for classifier-free guidance
     c.method.label_dropout = 0.1  # probability of training on the null label
-    c.method.sampler = "dpm_solver"  # ddpm | ddim | dpm_solver | heun
+    c.method.sampler = "dpm_solver"  # any of jgen.diffusion.SAMPLERS (`python -m jgen sample --help` lists them)
     c.method.sample_steps = 20
     c.method.guidance = 1.0  # 0: unconditional, 1: conditional, >1: guided
     c.method.eta = 0.0  # DDIM noise (0: deterministic)

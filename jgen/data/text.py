@@ -22,6 +22,7 @@ from jgen.config import InputError, check_int
 from jgen.data.sources import DataInfo, _tfds_split
 
 TEXT_UNITS = ("char", "byte")
+EVAL_SPLITS = ("test", "validation")  # the held-out parts a text corpus evaluates on (`data.test_split`)
 _SPLITS = {"train": (0.0, 0.9), "validation": (0.9, 0.95), "test": (0.95, 1.0)}
 
 
@@ -110,7 +111,7 @@ def text_sources(text: str, name: str, data_cfg) -> tuple[TextSource, TextSource
     says (the char alphabet is that of the whole corpus, whichever split is evaluated)."""
     unit, seq_len = _unit_and_length(data_cfg)
     test_split = data_cfg.get("test_split", "test")
-    if test_split not in ("validation", "test"):
+    if test_split not in EVAL_SPLITS:
         raise ValueError(f"data.test_split={test_split!r}: a text corpus evaluates on 'test' or 'validation'")
     return split_sources(_split(text, "train"), _split(text, test_split), name, unit, seq_len, text)
 
