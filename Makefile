@@ -19,7 +19,7 @@ run: $(STAMP)
 
 # Trains (or resumes) every run the charts need that is not finished, at the default settings, then draws them all.
 figures: $(STAMP)
-	$(BIN)/python -m jgen figures --runs runs --out figures --train_missing
+	$(BIN)/python -m course --runs runs --out figures --train_missing
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt

@@ -7,7 +7,7 @@
 dstar.json, dstar_curves.json with the curves and both discriminators' losses, dstar.png) or "ring" (8 Gaussians on
 a circle: samples from the same latents over training, modes covered and the share of high-quality samples per
 snapshot in ring.json, ring.png; ring_snapshots.npz adds the discriminator and the generator's gradient field on a
-grid at every snapshot). `jgen figures` draws charts 25 and 20 from these files. The computations are
+grid at every snapshot). `python -m course` draws charts 25 and 20 from these files. The computations are
 jgen.gan.toys; this script only validates the config, runs them and draws.
 """
 
@@ -37,7 +37,7 @@ def run_dstar(config, workdir: str) -> dict:
     curves = out.pop("curves")
     with open(os.path.join(workdir, "dstar.json"), "w") as f:
         json.dump(out, f, indent=2)
-    with open(os.path.join(workdir, "dstar_curves.json"), "w") as f:  # what chart 25 of `jgen figures` draws
+    with open(os.path.join(workdir, "dstar_curves.json"), "w") as f:  # what chart 25 of `python -m course` draws
         json.dump({k: np.asarray(v, np.float64).tolist() for k, v in curves.items()}, f)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -67,7 +67,7 @@ def run_ring(config, workdir: str) -> dict:
     with open(os.path.join(workdir, "ring.json"), "w") as f:
         json.dump({"loss": cfg.loss, "num_modes": cfg.num_modes, "std": cfg.std, "rows": rows}, f, indent=2)
     np.savez_compressed(
-        os.path.join(workdir, "ring_snapshots.npz"),  # what chart 20 of `jgen figures` draws
+        os.path.join(workdir, "ring_snapshots.npz"),  # what chart 20 of `python -m course` draws
         steps=np.array([r["step"] for r in rows]),
         samples=np.stack(out["snapshots"]),
         means=out["means"],

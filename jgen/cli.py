@@ -7,7 +7,6 @@
            [--likelihood_images 64]
   compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000] [--likelihood_images 64]
   compare  --workdirs runs/ldm --guidance_scales 0,1,2,4,8 --out sweep/
-  figures  --runs runs --out figures [--only 12,21] [--train_missing]
 
 Exit codes (for batch schedulers): 0 finished; 2 bad input (a config value, a flag, a run directory: the message
 says what to change); 3 diverged (a non-finite loss or gradient; the last good checkpoint is kept); 74 a checkpoint
@@ -34,7 +33,6 @@ from jgen.compare import compare_workdirs, guidance_sweep
 from jgen.config import InputError
 from jgen.diffusion.sampler_core import sampler_names
 from jgen.diffusion.timegrid import SPACINGS
-from jgen.figures import draw_charts, parse_only, train_missing
 from jgen.methods import get_method, method_names
 from jgen.metrics.feature_nets import MNIST_CLASSIFIER, feature_net_names
 from jgen.pipeline import Pipeline
@@ -96,23 +94,7 @@ flags.DEFINE_string(
     f"(another net writes eval_<name>.json); compare: default {MNIST_CLASSIFIER}.",
     flag_values=FLAGS,
 )
-flags.DEFINE_string("out", None, "sample: output PNG; compare, figures: output directory.", flag_values=FLAGS)
-flags.DEFINE_string(
-    "runs", "runs", "figures: the folder holding the run directories (gan_mnist, ddpm_mnist, ...).", flag_values=FLAGS
-)
-flags.DEFINE_list(
-    "only",
-    [],
-    "figures: draw only these charts, e.g. 12,21 (default: every chart whose runs exist).",
-    flag_values=FLAGS,
-)
-flags.DEFINE_bool(
-    "train_missing",
-    False,
-    "figures: first train (or resume) every run the charts need that is not "
-    "finished, in dependency order, with the commands the skip messages print; then draw.",
-    flag_values=FLAGS,
-)
+flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.", flag_values=FLAGS)
 flags.DEFINE_string("prompt", None, "sample, for a language model: the text to continue.", flag_values=FLAGS)
 flags.DEFINE_integer("num_tokens", 200, "sample, for a language model: tokens to generate.", flag_values=FLAGS)
 flags.DEFINE_float(
@@ -283,34 +265,6 @@ def cmd_compare(overrides: list[str]) -> None:
         )
 
 
-def cmd_figures(overrides: list[str]) -> int:
-    """Draw every chart whose runs exist (after training the missing ones with --train_missing); exit 1 if a chart
-    failed, 2 if a chart named by --only was skipped, a training run's own code if it stopped."""
-    ids = parse_only(FLAGS.only)
-    out = FLAGS.out or "figures"
-    if FLAGS.train_missing:
-        code = train_missing(ids, FLAGS.runs)
-        if code != EXIT_OK:
-            return code
-    outcomes = draw_charts(FLAGS.runs, out, ids)
-    drawn = [o.chart for o in outcomes if o.status == "drawn"]
-    skipped = [o.chart for o in outcomes if o.status == "skipped"]
-    failed = [o.chart for o in outcomes if o.status == "failed"]
-    print(
-        f"drew {len(drawn)} of {len(outcomes)} charts into {out}/: {drawn}"
-        + (f"; skipped {skipped} (their runs are missing: the commands above make them)" if skipped else "")
-        + (f"; FAILED {failed}" if failed else "")
-    )
-    if failed:
-        return EXIT_ERROR
-    if FLAGS.only and skipped:
-        print(
-            f"jgen figures: error: chart(s) {skipped} named by --only could not be drawn (see above)", file=sys.stderr
-        )
-        return EXIT_BAD_INPUT
-    return EXIT_OK
-
-
 @dataclasses.dataclass(frozen=True)
 class Command:
     run: Callable[[list[str]], int | None]  # returns an exit code, or None for EXIT_OK
@@ -377,13 +331,6 @@ COMMANDS: dict[str, Command] = {
             "feature_net",
             "likelihood_images",
         ),
-    ),
-    "figures": Command(
-        cmd_figures,
-        "draw the course's charts from the runs under --runs (those whose runs exist; "
-        "the others are listed with the commands that make their runs; --train_missing trains them "
-        "first)",
-        ("runs", "out", "only", "train_missing"),
     ),
 }
 

@@ -49,7 +49,7 @@ def tiny():
     return tiny_config
 
 
-# -- tiny runs under the names the course's charts read (tests/figures, tests/test_notebooks.py) -----------------
+# -- tiny runs under the names the course's charts read (tests/course, tests/test_notebooks.py) -----------------
 @pytest.fixture(scope="session")
 def runs_root(tmp_path_factory):
     """One runs folder per session; each tiny run in it is trained the first time a test asks for it, on the 8x8
@@ -62,7 +62,7 @@ def runs_root(tmp_path_factory):
 def gan_runs(runs_root):
     """The runs folder, holding a finished tiny `gan_mnist` (sample grids and sample-quality rows every 8 steps)."""
     from jgen.run import train_and_evaluate
-    from tests.figures.tiny_runs import tiny_gan
+    from tests.course.tiny_runs import tiny_gan
 
     train_and_evaluate(tiny_gan(), str(runs_root / "gan_mnist"))
     return runs_root
@@ -72,7 +72,7 @@ def gan_runs(runs_root):
 def diffusion_runs(runs_root):
     """The runs folder, holding a finished tiny class-conditional `ddpm_mnist`."""
     from jgen.run import train_and_evaluate
-    from tests.figures.tiny_runs import tiny_diffusion
+    from tests.course.tiny_runs import tiny_diffusion
 
     train_and_evaluate(tiny_diffusion(), str(runs_root / "ddpm_mnist"))
     return runs_root
@@ -82,7 +82,7 @@ def diffusion_runs(runs_root):
 def ae_runs(runs_root):
     """The runs folder, holding a finished tiny `ae_mnist` (evaluated every 10 steps) and `vae_mnist`."""
     from jgen.run import train_and_evaluate
-    from tests.figures.tiny_runs import tiny_autoencoder
+    from tests.course.tiny_runs import tiny_autoencoder
 
     train_and_evaluate(tiny_autoencoder(), str(runs_root / "ae_mnist"))
     train_and_evaluate(tiny_config("vae", steps=10), str(runs_root / "vae_mnist"))
@@ -93,7 +93,7 @@ def ae_runs(runs_root):
 def vae_2d_runs(runs_root):
     """The runs folder, holding a finished tiny `vae_2d_mnist` (a VAE with a 2-D latent, evaluated every 5 steps)."""
     from jgen.run import train_and_evaluate
-    from tests.figures.tiny_runs import tiny_vae_2d
+    from tests.course.tiny_runs import tiny_vae_2d
 
     train_and_evaluate(tiny_vae_2d(), str(runs_root / "vae_2d_mnist"))
     return runs_root

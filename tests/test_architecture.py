@@ -1,4 +1,5 @@
-"""The package's import structure: no import circles, and imports at the top of modules.
+"""The package's import structure: no import circles, imports at the top of modules, and the library never importing
+the course that is built on it.
 
 An import inside a function is allowed only for an optional or heavy dependency, and says why in a comment on
 its line (e.g. `import tensorflow_datasets as tfds  # local: heavy, only for data.name=tfds`).
@@ -98,3 +99,29 @@ def test_function_level_imports_say_why():
                     if isinstance(node, (ast.Import, ast.ImportFrom)) and "# local:" not in lines[node.lineno - 1]:
                         unexplained.append(f"{path}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not unexplained, "imports inside functions without a '# local: why' comment:\n" + "\n".join(unexplained)
+
+
+def imported_modules(path: str) -> set[str]:
+    """Every module name a file imports, at any depth (`from a.b import c` counts a.b and a.b.c)."""
+    names = set()
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_the_library_never_imports_the_course():
+    """course/ (the course's charts and notebook helpers) depends on jgen, never the other way: jgen keeps no chart
+    code, and `python -m course` is the course's own door."""
+    found = {
+        os.path.relpath(path, ROOT): sorted(n for n in imported_modules(path) if n.split(".")[0] == "course")
+        for path in _modules().values()
+    }
+    assert not {p: n for p, n in found.items() if n}, found
+    course = os.path.join(ROOT, "course")
+    assert any(
+        "jgen" in n for f in os.listdir(course) if f.endswith(".py") for n in imported_modules(os.path.join(course, f))
+    )
+    assert not any(f in ("figures", "notebook.py") for f in os.listdir(PACKAGE)), "chart code belongs in course/"

@@ -1,6 +1,6 @@
 """Every notebook runs top to bottom at tiny settings, through its documented parameters.
 
-Mechanism: a notebook's first code cell calls `jgen.notebook.notebook_params(defaults)`, which replaces defaults by
+Mechanism: a notebook's first code cell calls `course.notebook.notebook_params(defaults)`, which replaces defaults by
 the values of the JSON object in $JGEN_NOTEBOOK_PARAMS. The test sets that variable and runs the code cells in
 order in a fresh namespace of this process, where the tiny runs' compiled programs and the test feature net already
 are. The notebook's source is never edited. The course notebooks read the tiny runs of tests/conftest.py.
@@ -13,12 +13,12 @@ import os
 import numpy as np
 import pytest
 
+from course import CHARTS
+from course.notebook import PARAMS_ENV, notebook_params
 from jgen.config import InputError
-from jgen.figures import CHARTS
-from jgen.notebook import PARAMS_ENV, notebook_params
 from jgen.viz import pyplot
 from tests.conftest import ROOT
-from tests.figures.tiny_runs import PIXEL_NET
+from tests.course.tiny_runs import PIXEL_NET
 
 NOTEBOOKS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 TINY = [

@@ -1,4 +1,4 @@
-"""A VAE with a 2-D latent on the embedded MNIST: the latent plane can be drawn (chart 15 of `jgen figures`).
+"""A VAE with a 2-D latent on the embedded MNIST: the latent plane can be drawn (chart 15 of `python -m course`).
 
     python -m jgen train --config experiments/configs/vae_2d_mnist.py --workdir runs/vae_2d_mnist
 

@@ -1,12 +1,13 @@
-"""`python -m jgen figures`: draws what its runs allow, names the commands that make the others, exit codes; with
+"""`python -m course`: draws what its runs allow, names the commands that make the others, exit codes; with
 --train_missing, the plan of runs to train (which, in what order) and how it stops."""
 
 import shutil
 
-from jgen.cli import EXIT_INTERRUPTED, run_command
-from jgen.figures import CHARTS, RUNS, needed_runs, train_commands, train_missing, training, training_plan
-from jgen.figures.common import train_argv
-from jgen.figures.registry import draw_chart
+from course import CHARTS, RUNS, needed_runs, train_commands, train_missing, training, training_plan
+from course.__main__ import main
+from course.common import train_argv
+from course.registry import draw_chart
+from jgen.cli import EXIT_INTERRUPTED
 
 
 def test_every_chart_names_known_runs_and_its_png():
@@ -21,20 +22,20 @@ def test_every_chart_names_known_runs_and_its_png():
 
 def test_figures_command_draws_skips_and_exits(gan_runs, tmp_path, capsys):
     out = tmp_path / "figs"
-    assert run_command(["figures", f"--runs={gan_runs}", f"--out={out}", "--only=21,18"]) == 0
+    assert main([f"--runs={gan_runs}", f"--out={out}", "--only=21,18"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted([CHARTS[18].filename, CHARTS[21].filename])
     text = capsys.readouterr().out
     assert "[1/2] chart 21" in text and "[2/2] chart 18" in text and "drew 2 of 2 charts" in text  # in --only order
 
     empty = tmp_path / "no_runs"
-    assert run_command(["figures", f"--runs={empty}", f"--out={out}", "--only=21"]) == 2  # asked for, not drawable
+    assert main([f"--runs={empty}", f"--out={out}", "--only=21"]) == 2  # asked for, not drawable
     captured = capsys.readouterr()
     assert f"python -m jgen train --config experiments/configs/gan_mnist.py --workdir {empty}/gan_mnist" in captured.out
     assert "named by --only could not be drawn" in captured.err
 
-    assert run_command(["figures", f"--runs={gan_runs}", "--only=21,99"]) == 2
+    assert main([f"--runs={gan_runs}", "--only=21,99"]) == 2
     assert "no chart [99]" in capsys.readouterr().err
-    assert run_command(["figures", f"--runs={gan_runs}", "--workdir=x"]) == 2  # another command's flag
+    assert main([f"--runs={gan_runs}", "--workdir=x"]) == 2  # another command's flag
 
 
 def test_needed_runs_come_after_the_runs_they_are_built_on_once_each():
@@ -115,8 +116,7 @@ def test_figures_command_trains_missing_runs_first(tmp_path, monkeypatch, capsys
     started = []
     monkeypatch.setattr(training, "run_child", lambda argv: started.append(argv) or EXIT_INTERRUPTED)
     assert (
-        run_command(["figures", f"--runs={tmp_path}", f"--out={tmp_path}/figs", "--only=21", "--train_missing"])
-        == EXIT_INTERRUPTED
+        main([f"--runs={tmp_path}", f"--out={tmp_path}/figs", "--only=21", "--train_missing"]) == EXIT_INTERRUPTED
     )  # the training run's own code; nothing drawn
     assert started == [tuple(train_argv("gan_mnist", str(tmp_path)))]
     assert not (tmp_path / "figs").exists()

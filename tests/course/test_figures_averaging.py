@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from course.autoencoders import averaging_data, draw_averaging
 from jgen.config import base_config
 from jgen.data import get_source
-from jgen.figures.autoencoders import averaging_data, draw_averaging
 
 
 def test_chart14_mean_of_the_nearest_training_lower_halves(tmp_path):

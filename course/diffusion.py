@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from course.common import MissingData, new_figure, save, show_images
 from jgen.diffusion import Given, SamplingSpec, alpha_sigma, make_denoiser, make_schedule, sample
 from jgen.diffusion.analytic import mixture_density_1d, mixture_marginal_1d, mixture_model_fn, pf_ode_path_1d
 from jgen.diffusion.schedules import SCHEDULES
 from jgen.diffusion.timegrid import time_grid
 from jgen.diffusion.trajectory import forward_trajectory
-from jgen.figures.common import MissingData, new_figure, save, show_images
 from jgen.pipeline import Pipeline
 from jgen.run import Run, load_run
 

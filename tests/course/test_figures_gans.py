@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jgen.figures import CHARTS, draw_charts
-from jgen.figures.gans import (
+from course import CHARTS, draw_charts
+from course.gans import (
     detective_data,
     draw_dstar,
     draw_ring_dynamics,

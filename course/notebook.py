@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import jgen
+from course import CHARTS, MissingData, chart_inputs
 from jgen.config import InputError
-from jgen.figures import CHARTS, MissingData, chart_inputs
 
 PARAMS_ENV = "JGEN_NOTEBOOK_PARAMS"
 

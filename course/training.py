@@ -1,7 +1,7 @@
-"""`jgen figures --train_missing`: train every run the charts need that is not finished, then draw.
+"""`python -m course --train_missing`: train every run the charts need that is not finished, then draw.
 
 The plan reads the same registry as the skip messages (`CHARTS[i].runs`, `common.RUNS`, `common.train_argv`), so a
-run is made by exactly the command `jgen figures` prints for it. Runs come in dependency order (a run's `built_on`
+run is made by exactly the command `python -m course` prints for it. Runs come in dependency order (a run's `built_on`
 runs first, e.g. ldm_autoencoder before ldm_mnist); finished runs are left alone; an unfinished one is resumed by
 the same command (the loop restarts from its newest checkpoint). Each run trains in a child process with its output
 shown as it comes; an interrupted or failed run stops the plan with the child's exit code, and a rerun picks up
@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from jgen.figures.common import (
+from course.common import (
     MNIST_CLASSIFIER,
     RUNS,
     classifier_argv,
@@ -26,7 +26,7 @@ from jgen.figures.common import (
     shell_command,
     train_argv,
 )
-from jgen.figures.registry import CHARTS, needs_classifier
+from course.registry import CHARTS, needs_classifier
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from course.common import MissingData, new_figure, pick_test_images, save, show_images
+from course.diffusion import x0_predictor
 from jgen.config import base_config
 from jgen.data import get_source
 from jgen.diffusion.schedules import time_from_log_snr
-from jgen.figures.common import MissingData, new_figure, pick_test_images, save, show_images
-from jgen.figures.diffusion import x0_predictor
 from jgen.pipeline import Pipeline
 from jgen.run import Run, load_run
 from jgen.sampling import generate

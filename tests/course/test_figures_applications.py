@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jgen.figures.applications import applications_data, auroc, draw_applications, psnr
-from jgen.figures.common import pick_test_images
+from course.applications import applications_data, auroc, draw_applications, psnr
+from course.common import pick_test_images
 from jgen.run import load_run
 
 

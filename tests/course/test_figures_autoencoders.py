@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jgen.figures import CHARTS
-from jgen.figures.autoencoders import (
+from course import CHARTS
+from course.autoencoders import (
     ae_success_data,
     draw_ae_success,
     draw_generation_problem,
@@ -18,7 +18,7 @@ from jgen.figures.autoencoders import (
     generation_problem_data,
     vae_plane_data,
 )
-from jgen.figures.common import pick_test_images
+from course.common import pick_test_images
 from jgen.run import load_run
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics

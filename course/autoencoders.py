@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from course.common import MissingData, draw_table, new_figure, pick_test_images, save, show_images
 from jgen.config import base_config
 from jgen.data import get_source
-from jgen.figures.common import MissingData, draw_table, new_figure, pick_test_images, save, show_images
 from jgen.run import load_run
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jgen.figures import CHARTS, MissingData, draw_charts
-from jgen.figures.common import RUNS, SEED_STEPS, SEEDS, seed_run
-from jgen.figures.ethics import copying_z, draw_memorisation, memorisation_data, nearest
-from jgen.figures.landscape import (
+from course import CHARTS, MissingData, draw_charts
+from course.common import RUNS, SEED_STEPS, SEEDS, seed_run
+from course.ethics import copying_z, draw_memorisation, memorisation_data, nearest
+from course.landscape import (
     draw_interpolation,
     draw_landscape,
     draw_tradeoffs,
@@ -20,12 +20,12 @@ from jgen.figures.landscape import (
     tradeoffs_data,
     two_approaches_data,
 )
-from jgen.figures.registry import draw_chart
+from course.registry import draw_chart
 from jgen.run import evaluate_likelihood, evaluate_run, load_run, train_and_evaluate
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
 from tests.conftest import tiny_config
-from tests.figures.tiny_runs import PIXEL_NET, tiny_autoencoder
+from tests.course.tiny_runs import PIXEL_NET, tiny_autoencoder
 
 
 def test_chart26_curves_are_the_sample_quality_rows(gan_runs, tmp_path):

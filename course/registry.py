@@ -12,9 +12,8 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 
-from jgen.config import InputError
-from jgen.figures import applications, autoencoders, diffusion, ethics, gans, landscape
-from jgen.figures.common import (
+from course import applications, autoencoders, diffusion, ethics, gans, landscape
+from course.common import (
     IMAGE_FAMILIES,
     RUNS,
     SEED_STEPS,
@@ -28,6 +27,7 @@ from jgen.figures.common import (
     shell_command,
     train_commands,
 )
+from jgen.config import InputError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from jgen.figures.common import MissingData, new_figure, save, show_images
+from course.common import MissingData, new_figure, save, show_images
 from jgen.run import load_feature_net, load_run, read_config
 from jgen.sampling import generate
 

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 
-from jgen.data import from_model_range
-from jgen.figures.common import (
+from course.common import (
     SEED_STEPS,
     SEEDS,
     MissingData,
@@ -27,6 +26,7 @@ from jgen.figures.common import (
     seed_run,
     show_images,
 )
+from jgen.data import from_model_range
 from jgen.methods.base import slerp
 from jgen.pipeline import Pipeline
 from jgen.run import evaluate_run, load_feature_net, load_run, read_config

@@ -5,10 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jgen.diffusion import alpha_sigma, make_schedule
-from jgen.diffusion.analytic import mixture_density_1d, mixture_model_fn
-from jgen.figures import CHARTS
-from jgen.figures.diffusion import (
+from course import CHARTS
+from course.diffusion import (
     MIXTURE,
     ddpm_trajectory_data,
     diffusion_maths_data,
@@ -19,6 +17,8 @@ from jgen.figures.diffusion import (
     guidance_data,
     reverse_corruption_data,
 )
+from jgen.diffusion import alpha_sigma, make_schedule
+from jgen.diffusion.analytic import mixture_density_1d, mixture_model_fn
 from jgen.run import load_run
 from jgen.sampling import generate
 from tests.diffusion.drawing import draw as draw_samples

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jgen.figures.common import (
+from course.common import (
     MissingData,
     at_or_after,
     draw_table,
