@@ -7,7 +7,7 @@
 Everything but the objective is ddpm_mnist's (the same 280k-parameter UNet, batch 64, 2,000 steps, optimizer,
 EMA, label dropout 0.1): the path is the straight line x_t = (1 - t) x0 + t eps (schedule `rectified_flow`,
 t in [1/1000, 1], drawn uniformly) and the UNet regresses the velocity u = eps - x0 (parameterization `flow`),
-so `jgen compare` sets the two objectives side by side. Every sampler works on it (README, "Flow matching").
+so `jgen compare` sets the two objectives side by side. Every sampler works on it (docs/diffusion.md, "Flow matching").
 Runtime: a step costs what a ddpm_mnist step does. The full run: 33 minutes of wall time on 2 cores shared with
 other jobs (18.4 CPU-minutes); the training loss (velocity MSE, mean over each 50 steps) fell 1.50 (steps 1-50),
 0.23 (251-300), 0.18 (951-1000), 0.169 (1951-2000); test loss 0.170 at step 1,000, 0.164 at 2,000.

@@ -7,7 +7,7 @@
         --labels 0,1,2,3,4,5,6,7,8,9 --num_samples 8 --out ldm.png
 
 The latent is 16x smaller than the image (196 vs 784 values), so a step costs a fraction of pixel-space
-diffusion's. Runtime: see README for the measured time on 2 CPU cores.
+diffusion's. Runtime: docs/training.md has the measured time on 2 CPU cores.
 """
 
 from experiments.configs import ddpm_mnist
