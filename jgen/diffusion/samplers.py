@@ -47,10 +47,9 @@ class Given(NamedTuple):
     mask: jax.Array | None = None  # 1 = known, 0 = to fill in
 
 
-def check_fits(spec: SamplingSpec, schedule: Schedule) -> None:
-    """OptionError when `spec` cannot run on `schedule`: a grid of discrete steps longer than its T, or a sampler that
-    works in s = sigma / alpha (euler, heun) on a grid that starts at t = 1 of the rectified-flow path, where alpha =
-    0 and s is infinite. The door calls it with the request; `sample` again, for a direct caller."""
+def check_start(spec: SamplingSpec, schedule: Schedule) -> None:
+    """OptionError for a sampler that works in s = sigma / alpha (euler, heun) on a grid that starts at t = 1 of the
+    rectified-flow path, where alpha = 0 and s is infinite: `sample`'s one guard (its result would be NaN)."""
     if SAMPLERS[spec.sampler].noise_level and starts_at_infinite_noise(spec.spacing, spec.steps, schedule):
         raise OptionError(
             "sampler",
@@ -60,6 +59,13 @@ def check_fits(spec: SamplingSpec, schedule: Schedule) -> None:
             f"or sample on {spec.spacing!r} with 'ddim' (Euler in t) or 'midpoint'",
             fix={"spacing": "karras"},
         )
+
+
+def check_fits(spec: SamplingSpec, schedule: Schedule) -> None:
+    """OptionError when `spec` cannot run on `schedule` (what a valid spec can still get wrong there): the sampler
+    cannot start where the grid does (`check_start`), or a grid of discrete steps is longer than the schedule's T.
+    The door (`Method.sampling_spec`) calls it when a request is made, before any work."""
+    check_start(spec, schedule)
     check_spacing(spec.spacing, spec.steps, schedule)
 
 
@@ -81,7 +87,7 @@ def sample(
     """
     given = given or Given()
     shape = tuple(int(s) for s in shape)
-    check_fits(spec, schedule)
+    check_start(spec, schedule)  # the grid itself is guarded by time_grid
     if spec.inpaint != (given.known is not None) or (given.known is None) != (given.mask is None):
         raise InputError("inpainting takes spec.inpaint=True with given.known and given.mask; plain sampling neither")
     for name, array in zip(Given._fields, given):
@@ -118,4 +124,4 @@ def sampler_table() -> str:
     return "\n".join(rows)
 
 
-__all__ = ["Given", "SAMPLERS", "SamplerOutput", "SamplingSpec", "check_fits", "sample", "sampler_table"]
+__all__ = ["Given", "SAMPLERS", "SamplerOutput", "SamplingSpec", "check_fits", "check_start", "sample", "sampler_table"]

@@ -61,7 +61,7 @@ def test_ddim_leading_and_trailing_match_lin_et_al():
 
 def test_bad_spacings_raise():
     s = linear_schedule(100)
-    with pytest.raises(ValueError, match="spacing 'cubic' is unknown"):
+    with pytest.raises(ValueError, match="spacing='cubic' is unknown"):
         time_grid(s, 10, "cubic")
     with pytest.raises(ValueError, match="steps=0"):
         time_grid(s, 0)
