@@ -55,6 +55,7 @@ def drawn(out) -> set[int]:
     return {i for i, c in CHARTS.items() if c.filename in files}
 
 
+@pytest.mark.slow  # ~45 s; the README's tour (tests/test_readme.py) trains and samples the same way in make test
 def test_quickstart_runs(tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
     run_notebook("quickstart.ipynb", {"overrides": TINY, "workdir": workdir}, monkeypatch)

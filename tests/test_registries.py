@@ -20,10 +20,14 @@ from jgen.gan.losses import LOSSES
 from jgen.methods import get_method, method_names
 from jgen.methods.gmm import COVARIANCE_TYPES, EM_MODES
 from jgen.methods.vae import LIKELIHOODS
-from jgen.metrics.feature_nets import feature_net_names
+from jgen.metrics.feature_nets import FEATURE_NETS, feature_net_names
 from jgen.nn.transformer import POSITIONS
 from tests.conftest import ROOT
 
+# the feature networks jgen registers itself (tests register stand-ins of their own beside them)
+JGEN_FEATURE_NETS = sorted(
+    n for n, s in FEATURE_NETS.items() if s.load is None or s.load.__module__.startswith("jgen.")
+)
 # config field -> its registered choices (a field whose comment lists choices must be here)
 FIELD_CHOICES = {
     "sampler": sorted(SAMPLERS),
@@ -40,7 +44,7 @@ FIELD_CHOICES = {
     "text_unit": TEXT_UNITS,
     "test_split": EVAL_SPLITS,
     "name": sorted(SOURCES),  # data.name (method.name's choices are the methods: no comment lists them)
-    "feature_net": feature_net_names(),
+    "feature_net": JGEN_FEATURE_NETS,
 }
 # where config fields are set with a comment: the experiment files, the core defaults, each method's defaults()
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py"))) + [
