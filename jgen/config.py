@@ -50,15 +50,17 @@ def base_config() -> ml_collections.ConfigDict:
         random_flip=False,     # training images mirrored left-right with probability 1/2 (seeded per example)
         worker_count=0,        # grain worker processes reading training batches (0: read in the training process)
         worker_buffer_size=1,  # finished batches each worker keeps ready
-        read_ahead=16))        # batches each reading process keeps in flight on its reader threads (grain's own
+        read_ahead=16,         # batches each reading process keeps in flight on its reader threads (grain's own
                                # default, 500, holds ~790 MB for ddpm_cifar10 at batch 128; 16 holds ~25 MB)
+        prefetch=2))           # calls' batches a background thread puts on the devices ahead of use (0: inline)
     c.method = ml_collections.ConfigDict(dict(name=""))
     c.model = ml_collections.ConfigDict()
     c.optim = optim_config()
     c.train = ml_collections.ConfigDict(dict(
         steps=1000,
-        steps_per_call=1,       # K optimizer steps per compiled call (lax.scan over K batches); the step count and
-                                # every interval below must be multiples of K
+        steps_per_call=0,       # K optimizer steps per compiled call (lax.scan over K batches); the step count and
+                                # every interval below must be multiples of K. 0: chosen by the loop (1 on the CPU;
+                                # on an accelerator the largest K <= 16 dividing them all)
         log_every=50,           # steps between metrics.jsonl / TensorBoard rows
         log_steps=(),           # extra steps that also end a train row, e.g. (1, 10, 100, 1000) for the early steps
                                 # a log_every grid misses (each row is still the mean since the previous row)
@@ -71,7 +73,9 @@ def base_config() -> ml_collections.ConfigDict:
         ema_decay=0.999,        # 0 makes the EMA equal to the parameters
         eval_batch_size=250,
         num_eval_examples=0,    # 0: the whole test split
-        progress=True))
+        progress=True,
+        deterministic=False))   # True: XLA:GPU runs only deterministic kernels (bitwise-repeatable GPU runs; the
+                                # CPU always is); set before JAX starts, so a fresh process is needed
     c.parallel = ml_collections.ConfigDict(dict(
         fsdp=1))                # devices each parameter, its optimizer state and EMA are sharded over (1: replicated);
                                 # the mesh is (devices / fsdp) "data" x fsdp "fsdp", the batch is split over both

@@ -40,6 +40,7 @@ from jgen.metrics.sample_metrics import (ALL_FEATURES_MAX_BYTES, ALL_FEATURES_ME
                                          ReferenceStats, empty_summary, fits_all_features, summary_metrics)
 from jgen.sampling import balanced_labels, generate_batches
 from jgen.train import checkpoint as ckpt
+from jgen.train.determinism import use_deterministic_ops
 from jgen.train.distributed import check_same_config
 from jgen.train.loop import evaluate, train_loop
 from jgen.train.writer import read_metrics
@@ -105,6 +106,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     require_int("data.worker_buffer_size", config.data.worker_buffer_size, 1, "--config.data.worker_buffer_size=1")
     require_int("data.read_ahead", config.data.read_ahead, 0,
                 "--config.data.read_ahead=16 (batches in flight per reading process; 0 reads on demand)")
+    require_int("data.prefetch", config.data.prefetch, 0,
+                "--config.data.prefetch=2 (calls' batches put on the devices ahead; 0: inline)")
     cls = method_class(config)
     t = config.train
     if not isinstance(t.steps, int) or t.steps <= 0:
@@ -116,20 +119,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         if t[k] < -1:
             fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
     k = t.steps_per_call
-    require_int("train.steps_per_call", k, 1, "--config.train.steps_per_call=1")
+    require_int("train.steps_per_call", k, 0, "--config.train.steps_per_call=0 (chosen automatically)")
     require_int_tuple("train.log_steps", t.log_steps, 0, "--config.train.log_steps='(1, 10, 100)' (or () for none)")
-    off_grid = [s for s in t.log_steps if s % k]
+    off_grid = [s for s in t.log_steps if k and s % k]
     if off_grid:
         fail("train.log_steps", t.log_steps, f"steps {off_grid} are not multiples of train.steps_per_call={k} (the "
              f"loop logs between calls of {k} steps)", f"--config.train.steps_per_call=1")
     intervals = {f"train.{f}": t[f] for f in ("steps", "log_every", "checkpoint_every", "eval_every", "sample_every")}
     intervals["eval.sample_metrics_every"] = config.eval.sample_metrics_every
     for field, every in intervals.items():
-        if every > 0 and every % k:
+        if k and every > 0 and every % k:
             fail(field, every, f"must be a multiple of train.steps_per_call={k} (the loop logs, evaluates and "
                  f"saves between calls of {k} steps)", f"--config.{field}={max(k, round(every / k) * k)}")
     require_int("train.keep_checkpoints", t.keep_checkpoints, 1, "--config.train.keep_checkpoints=2")
     require_int("train.num_eval_examples", t.num_eval_examples, 0, "0 evaluates the whole test split")
+    if not isinstance(t.deterministic, bool):
+        fail("train.deterministic", t.deterministic, "must be true or false")
     if not isinstance(t.skip_nonfinite_updates, bool):
         fail("train.skip_nonfinite_updates", t.skip_nonfinite_updates, "must be true or false")
     if not 0.0 <= t.ema_decay < 1.0:
@@ -215,6 +220,7 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Train `config` in `workdir` (resuming from its latest checkpoint); returns the final evaluation metrics."""
     config = with_defaults(config)
+    use_deterministic_ops(bool(config.train.get("deterministic", False)))  # before validate starts JAX's backends
     validate(config)
     check_same_config(to_json(config))  # every process of a multi-process job must train the same config
     if os.path.exists(workdir) and not os.path.isdir(workdir):
