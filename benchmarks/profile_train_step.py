@@ -109,10 +109,10 @@ def summarize(events: list[dict], kinds: dict[str, str], steps: int, top: int, w
 
 
 def read_trace(logdir: str) -> dict:
-    files = glob.glob(os.path.join(logdir, "**", "*.trace.json.gz"), recursive=True)
-    files = [f for f in files if "perfetto" in os.path.basename(f)] or files
+    files = glob.glob(os.path.join(logdir, "**", "*trace.json.gz"), recursive=True)
+    files = [f for f in files if "perfetto" not in os.path.basename(f)] or files  # the trace viewer's events
     if not files:
-        sys.exit(f"no Perfetto trace (*.trace.json.gz) under {logdir}")
+        sys.exit(f"no trace (*trace.json.gz) under {logdir}")
     with gzip.open(sorted(files)[-1]) as f:
         return json.load(f)
 
