@@ -134,7 +134,8 @@ def plot(rows, path: str) -> None:
     plt.close(fig)
 
 
-def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64, repeats: int = 1) -> None:
+def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64, repeats: int = 1,
+                  samplers: list[str] | None = None) -> None:
     """Wall time per image of each sampler at 20 NFE against 20 bare network calls, on a trained run (each the
     median of `repeats` timed calls after a compiling one)."""
     from jgen.run import load_run
@@ -162,7 +163,7 @@ def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64
     bare = float(np.median(bares))
     print(f"20 bare network calls: {1000 * bare:.3f} ms per image\n")
     print("| sampler | NFE | ms per image | overhead vs 20 calls |\n|---|---|---|---|")
-    for name in sampler_names():
+    for name in samplers or sampler_names():
         steps = steps_for_nfe(name, 20)
         key = jax.random.PRNGKey(seed)
         per = []
@@ -178,8 +179,9 @@ def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="1d", choices=sorted(MIXTURES))
-    p.add_argument("--samplers", default=",".join(n for n in sampler_names() if n not in STOCHASTIC),
-                   help="comma-separated sampler names, or 'all' (the stochastic ones too; default: the ODE samplers)")
+    p.add_argument("--samplers", default=None,
+                   help="comma-separated sampler names, or 'all' (default: the ODE samplers for the mixture table, "
+                   "every sampler for the timings)")
     p.add_argument("--spacings", default="default", choices=("default", "all"),
                    help="each sampler's own spacing, or every spacing")
     p.add_argument("--nfe", default="5,10,15,20,50", help="comma-separated network-evaluation budgets")
@@ -194,10 +196,12 @@ def main() -> None:
     p.add_argument("--timing_batch", type=int, default=64, help="images per batch for the timings")
     p.add_argument("--repeats", type=int, default=1, help="timed calls per sampler (the median is shown)")
     args = p.parse_args()
+    samplers = None if args.samplers is None else \
+        sampler_names() if args.samplers == "all" else args.samplers.split(",")
     if not args.skip_mixture:
         rows = []
-        samplers = sampler_names() if args.samplers == "all" else args.samplers.split(",")
-        for r in mixture_rows(args.data, samplers, args.spacings,
+        ode = [n for n in sampler_names() if n not in STOCHASTIC]
+        for r in mixture_rows(args.data, samplers or ode, args.spacings,
                               [int(v) for v in args.nfe.split(",")], args.schedules.split(","), args.num, args.seed):
             rows.append(r)
             print(f"{r['schedule']:7} {r['sampler']:14} {r['spacing']:15} NFE {r['nfe']:3d} W1 {r['w1']:.4f} "
@@ -211,7 +215,7 @@ def main() -> None:
                 f.write(table)
             plot(rows, os.path.join(args.out, "mixture.png"))
     if args.workdir:
-        model_timings(args.workdir, args.guidance, args.seed, args.timing_batch, args.repeats)
+        model_timings(args.workdir, args.guidance, args.seed, args.timing_batch, args.repeats, samplers)
 
 
 if __name__ == "__main__":
