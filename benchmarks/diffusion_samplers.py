@@ -179,8 +179,11 @@ def plot(rows, path: str) -> None:
     plt.close(fig)
 
 
-def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64) -> None:
-    """Wall time per image of each sampler at 20 NFE against 20 bare network calls, on a trained run."""
+def model_timings(
+    workdir: str, guidance: float | None, seed: int, num: int = 64, repeats: int = 1, samplers: list[str] | None = None
+) -> None:
+    """Wall time per image of each sampler at 20 NFE against 20 bare network calls, on a trained run (each the
+    median of `repeats` timed calls after a compiling one)."""
     from jgen.run import load_run
     from jgen.sampling import generate
 
@@ -190,36 +193,45 @@ def model_timings(workdir: str, guidance: float | None, seed: int, num: int = 64
     g = config.method.guidance if guidance is None else guidance
     print(
         f"\nrun {workdir}: step {int(state.step)}, image {info.shape}, guidance {g}, {num} images per batch, "
-        f"{jax.device_count()} {jax.devices()[0].platform} device(s)"
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s) ({jax.devices()[0].device_kind}), "
+        f"median of {repeats}"
     )
     net = jax.jit(lambda p, x, t, lab: method.model_fn(p)(x, t, lab))
     x = jax.random.normal(jax.random.PRNGKey(seed), (num, *info.shape))
     t = jnp.full((num,), 0.5)
     lab = None if labels is None else jnp.asarray(labels, jnp.int32)
     jax.block_until_ready(net(state.ema_params, x, t, lab))
-    t0 = time.perf_counter()
-    for _ in range(20):
-        jax.block_until_ready(net(state.ema_params, x, t, lab))
-    bare = (time.perf_counter() - t0) / num
-    print(f"20 bare network calls: {1000 * bare:.2f} ms per image\n")
+    bares = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(20):
+            out = net(state.ema_params, x, t, lab)
+        jax.block_until_ready(out)
+        bares.append((time.perf_counter() - t0) / num)
+    bare = float(np.median(bares))
+    print(f"20 bare network calls: {1000 * bare:.3f} ms per image\n")
     print("| sampler | NFE | ms per image | overhead vs 20 calls |\n|---|---|---|---|")
-    for name in sampler_names():
+    for name in samplers or sampler_names():
         steps = steps_for_nfe(name, 20)
         key = jax.random.PRNGKey(seed)
-        _, info = generate(
-            method,
-            state.ema_params,
-            state.model_state,
-            num,
-            method.sampling_spec(sampler=name, steps=steps, guidance=g),
-            key=key,
-            labels=labels,
-            batch_size=num,
-            timed=True,
-        )  # timed: compilation excluded
+        per = []
+        for _ in range(repeats):
+            spec = method.sampling_spec(sampler=name, steps=steps, guidance=g)
+            _, info = generate(
+                method,
+                state.ema_params,
+                state.model_state,
+                num,
+                spec,
+                key=key,
+                labels=labels,
+                batch_size=num,
+                timed=True,
+            )  # compile excluded
+            per.append(info.seconds / num)
         nfe = info.nfe_per_image
-        per = info.seconds / num
-        print(f"| {name} | {nfe} | {1000 * per:.2f} | {100 * (per / (bare * nfe / 20) - 1):+.0f}% |")
+        p = float(np.median(per))
+        print(f"| {name} | {nfe} | {1000 * p:.3f} | {100 * (p / (bare * nfe / 20) - 1):+.0f}% |", flush=True)
 
 
 def main() -> None:
@@ -227,8 +239,9 @@ def main() -> None:
     p.add_argument("--data", default="1d", choices=sorted(MIXTURES))
     p.add_argument(
         "--samplers",
-        default=",".join(n for n in sampler_names() if n not in STOCHASTIC),
-        help="comma-separated sampler names, or 'all' (the stochastic ones too; default: the ODE samplers)",
+        default=None,
+        help="comma-separated sampler names, or 'all' (default: the ODE samplers for the mixture table, "
+        "every sampler for the timings)",
     )
     p.add_argument(
         "--spacings", default="default", choices=("default", "all"), help="each sampler's own spacing, or every spacing"
@@ -246,13 +259,18 @@ def main() -> None:
     p.add_argument("--workdir", help="a trained diffusion run directory (for the timing table)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale for the timings (default: config)")
     p.add_argument("--skip_mixture", action="store_true")
+    p.add_argument("--timing_batch", type=int, default=64, help="images per batch for the timings")
+    p.add_argument("--repeats", type=int, default=1, help="timed calls per sampler (the median is shown)")
     args = p.parse_args()
+    samplers = (
+        None if args.samplers is None else sampler_names() if args.samplers == "all" else args.samplers.split(",")
+    )
     if not args.skip_mixture:
         rows = []
-        samplers = sampler_names() if args.samplers == "all" else args.samplers.split(",")
+        ode = [n for n in sampler_names() if n not in STOCHASTIC]
         for r in mixture_rows(
             args.data,
-            samplers,
+            samplers or ode,
             args.spacings,
             [int(v) for v in args.nfe.split(",")],
             args.schedules.split(","),
@@ -274,7 +292,7 @@ def main() -> None:
                 f.write(table)
             plot(rows, os.path.join(args.out, "mixture.png"))
     if args.workdir:
-        model_timings(args.workdir, args.guidance, args.seed)
+        model_timings(args.workdir, args.guidance, args.seed, args.timing_batch, args.repeats, samplers)
 
 
 if __name__ == "__main__":

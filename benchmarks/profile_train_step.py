@@ -1,12 +1,18 @@
-"""Where a jit-compiled train step spends its time on the CPU: a `jax.profiler` trace, summarised by op.
+"""Where a jit-compiled train step spends its time: a `jax.profiler` trace, summarised by op.
 
     python benchmarks/profile_train_step.py --config experiments/configs/ddpm_mnist.py --steps 10 --top 25
+    python benchmarks/profile_train_step.py --trace DIR --hlo step.hlo --steps 5   # a trace written elsewhere
 
 Runs the real `method.train_step` (jit-compiled as the training loop does, batch from the configured data)
 under `jax.profiler.trace`, reads the Perfetto trace it writes, and prints the ops of the compiled program
 by total time: the XLA op name, its kind from the optimized HLO (convolution, fusion kind, custom call, ...),
 its share of the step and calls per step. `--hlo FILE` also writes the optimized HLO text. Set XLA_FLAGS in
 the environment to profile another backend setting.
+
+With `--trace DIR` it reads a trace written before instead (e.g. by `benchmarks/train_throughput.py --profile DIR
+--hlo FILE`, on a GPU): `--hlo` then names the HLO text to read the ops' kinds from, and `--steps` the number of
+steps the trace holds. On a GPU the events that count are the kernels on the device's streams; each is named by
+its XLA op where the trace says so (its `hlo_op` argument), else by the kernel's own name.
 """
 
 from __future__ import annotations
@@ -62,14 +68,81 @@ def hlo_kinds(hlo_text: str) -> dict[str, str]:
     return kinds
 
 
+def device_events(trace: dict) -> tuple[list[dict], str]:
+    """The op events of a Perfetto trace: those on a GPU/TPU device's threads when the trace has any (kernels, named
+    by their XLA op where the event says so), else every complete event (a CPU trace). -> (events, where)."""
+    events = [e for e in trace.get("traceEvents", trace) if isinstance(e, dict)]
+    names = {
+        e.get("pid"): e.get("args", {}).get("name", "")
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == "process_name"
+    }
+    devices = {
+        pid for pid, n in names.items() if re.search(r"/device:(GPU|TPU)|GPU|TPU", n) and "host" not in n.lower()
+    }
+    complete = [e for e in events if e.get("ph") == "X" and "dur" in e]
+    if devices:
+        picked = [e for e in complete if e.get("pid") in devices]
+        for e in picked:
+            args = e.get("args") or {}
+            e["name"] = args.get("hlo_op") or args.get("long_name", "").split(" ")[0] or e["name"]
+        return picked, "device threads: " + ", ".join(sorted(names[p] for p in devices))
+    return complete, "all threads"
+
+
+def summarize(events: list[dict], kinds: dict[str, str], steps: int, top: int, wall: float | None) -> None:
+    """Print the top ops by time per step and the same grouped by op family."""
+    total, count = collections.Counter(), collections.Counter()
+    for e in events:
+        total[e["name"]] += e["dur"] / 1e6
+        count[e["name"]] += 1
+    busy = sum(total.values()) / steps
+    by_kind = collections.Counter()  # op family: the name without its number, with the op's kind
+    for name, t in total.items():
+        family = re.sub(r"[.]\d+$", "", name)
+        kind = re.sub(r"\[\d+ elementwise ops\]", "", kinds.get(name, "?"))
+        by_kind[f"{family[:40]:<40} {kind}"] += t
+    shown = "" if wall is None else f"{wall:.4f} s/step wall (under the profiler), "
+    print(f"{steps} profiled steps: {shown}{busy:.4f} s/step summed over {len(events) / steps:.0f} op events per step")
+    print(f"\ntop {top} ops by time (s per step, share of the summed op time, calls per step):")
+    for name, t in total.most_common(top):
+        print(
+            f"  {t / steps:8.5f} s  {100 * t / steps / busy:5.1f}%  {count[name] / steps:5.1f}x  {name[:60]:<60} "
+            f"{kinds.get(name, '')}"
+        )
+    print("\nby op family (name without its number, and kind):")
+    for kind, t in by_kind.most_common(top):
+        print(f"  {t / steps:8.5f} s  {100 * t / steps / busy:5.1f}%  {kind}")
+
+
+def read_trace(logdir: str) -> dict:
+    files = glob.glob(os.path.join(logdir, "**", "*trace.json.gz"), recursive=True)
+    files = [f for f in files if "perfetto" not in os.path.basename(f)] or files  # the trace viewer's events
+    if not files:
+        sys.exit(f"no trace (*trace.json.gz) under {logdir}")
+    with gzip.open(sorted(files)[-1]) as f:
+        return json.load(f)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="experiments/configs/ddpm_mnist.py")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--top", type=int, default=25)
-    p.add_argument("--hlo", help="write the optimized HLO text of the step here")
+    p.add_argument("--hlo", help="write the optimized HLO text of the step here (with --trace: read it from here)")
+    p.add_argument("--trace", help="summarise the trace under this folder instead of running a step")
     a = p.parse_args()
+    if a.trace:
+        kinds = {}
+        if a.hlo:
+            opener = gzip.open if a.hlo.endswith(".gz") else open
+            with opener(a.hlo, "rt") as f:
+                kinds = hlo_kinds(f.read())
+        events, where = device_events(read_trace(a.trace))
+        print(f"trace {a.trace}: {where}")
+        summarize(events, kinds, a.steps, a.top, None)
+        return
 
     import jax
     import numpy as np
@@ -111,38 +184,11 @@ def main() -> None:
                 state, metrics = step(state, gbatch)
                 jax.block_until_ready(state)
         wall = (time.perf_counter() - t0) / a.steps
-        files = glob.glob(os.path.join(logdir, "**", "*.trace.json.gz"), recursive=True)
-        if not files:
-            sys.exit("the profiler wrote no Perfetto trace")
-        with gzip.open(files[0]) as f:
-            trace = json.load(f)
-    events = [e for e in trace.get("traceEvents", trace) if e.get("ph") == "X"]
-    # ops of the compiled program: events whose name is an instruction of the optimized HLO
-    total, count = collections.Counter(), collections.Counter()
-    for e in events:
-        name = e["name"]
-        if name in kinds:
-            total[name] += e["dur"] / 1e6
-            count[name] += 1
-    busy = sum(total.values()) / a.steps
-    by_kind = collections.Counter()  # op family: the name without its number, with the op's kind
-    for name, t in total.items():
-        family = re.sub(r"[.]\d+$", "", name)
-        kind = re.sub(r"\[\d+ elementwise ops\]", "", kinds[name])
-        by_kind[f"{family:<28} {kind}"] += t
-    threads = len({(e["pid"], e["tid"]) for e in events if e["name"] in kinds})
-    print(
-        f"{cfg.name}: batch {a.batch}, {a.steps} profiled steps, {wall:.4f} s/step wall (under the profiler), "
-        f"{busy:.4f} s/step summed over op events on {threads} threads; "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
-    )
-    print(f"\ntop {a.top} ops by time (s per step, share of the summed op time, calls per step):")
-    for name, t in total.most_common(a.top):
-        share, calls = 100 * t / a.steps / busy, count[name] / a.steps
-        print(f"  {t / a.steps:8.4f} s  {share:5.1f}%  {calls:5.1f}x  {name:<40} {kinds[name]}")
-    print("\nby op family (name without its number, and kind):")
-    for kind, t in by_kind.most_common(15):
-        print(f"  {t / a.steps:8.4f} s  {100 * t / a.steps / busy:5.1f}%  {kind}")
+        trace = read_trace(logdir)
+    events, where = device_events(trace)
+    events = [e for e in events if e["name"] in kinds]  # ops of the compiled program
+    print(f"{cfg.name}: batch {a.batch}, {where}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    summarize(events, kinds, a.steps, a.top, wall)
 
 
 if __name__ == "__main__":

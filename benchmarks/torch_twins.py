@@ -1,23 +1,29 @@
-"""PyTorch twins of jgen's ddpm_mnist UNet and vae_mnist VAE, and the PyTorch worker of `vs_pytorch.py`.
+"""PyTorch twins of jgen's diffusion UNet (ddpm_mnist, ddpm_cifar10) and vae_mnist VAE, and the PyTorch worker of
+`vs_pytorch.py`.
 
-The twins are written the way a PyTorch user would write them (NCHW, nn.Conv2d/nn.Linear/nn.GroupNorm,
+The twins are written the way a PyTorch user would write them (NCHW, nn.Conv2d/nn.Linear/nn.GroupNorm/nn.Dropout,
 F.scaled_dot_product_attention, torch.optim.Adam, clip_grad_norm_, a foreach EMA) and load jgen's weights:
 flax kernels [kh, kw, in, out] become [out, in, kh, kw], Dense kernels are transposed, and the VAE's
 flatten/unflatten Dense layers are permuted from NHWC to NCHW order. jgen's 'SAME' stride-2 convolutions pad
-(0, 1) on each spatial axis, so the twins pad explicitly before those convolutions.
+(0, 1) on each spatial axis, so the twins pad explicitly before those convolutions. One `UNet` class serves both
+diffusion configs: conditional or not (num_classes 0), with or without dropout, any sizes.
 
 Run as a worker by vs_pytorch.py (`python torch_twins.py --worker`): it reads JSON commands on stdin, loads
 the weights, inputs and reference outputs the jgen worker wrote, asserts equal outputs (forward pass, one full
-train step with the same random draws, the DDIM sampler) and then times the same cases. Needs torch
+train step with the same random draws, the DDIM sampler) and then times the same cases. In vs_pytorch.py's
+`--net cifar` flow (`TrainStepBench`) the worker runs on a device (cpu or cuda) in one of `TORCH_MODES`: eager or
+`torch.compile`d, float32 (TF32 matmuls and convolutions on cuda) or bfloat16 autocast. Needs torch
 (benchmarks/requirements-torch.txt); jgen itself never imports this file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -39,7 +45,7 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
 def timestep_embedding(t: torch.Tensor, dim: int, scale: float = 1000.0, max_period: float = 10000.0):
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = scale * t.float()[:, None] * freqs[None]
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
     return F.pad(emb, (0, dim % 2))
@@ -51,17 +57,19 @@ def same_conv_stride2(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb_dim: int):
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float = 0.0):
         super().__init__()
         self.norm0, self.conv0 = group_norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.dense = nn.Linear(emb_dim, cout)
         self.norm1, self.conv1 = group_norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.drop = nn.Dropout(dropout) if dropout else None
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x, emb):
         h = self.conv0(F.silu(self.norm0(x)))
         h = h + self.dense(F.silu(emb))[:, :, None, None]
-        h = self.conv1(F.silu(self.norm1(h)))
+        h = F.silu(self.norm1(h))
+        h = self.conv1(h if self.drop is None else self.drop(h))
         return (x if self.skip is None else self.skip(x)) + h
 
 
@@ -85,7 +93,8 @@ class AttentionBlock(nn.Module):
 
 class UNet(nn.Module):
     """jgen.nn.unet.UNet in NCHW. Modules are created in flax's order, so `convs[k]` is flax's Conv_k,
-    `blocks[k]` ResBlock_k and `attns[k]` AttentionBlock_k."""
+    `blocks[k]` ResBlock_k and `attns[k]` AttentionBlock_k. `num_classes` 0: unconditional; `dropout`: in every
+    residual block, before its second convolution (jgen's place for it)."""
 
     def __init__(
         self,
@@ -97,6 +106,7 @@ class UNet(nn.Module):
         attention_resolutions,
         num_heads: int,
         num_classes: int,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.channels, self.mult, self.nres = channels, tuple(channel_mult), num_res_blocks
@@ -110,7 +120,7 @@ class UNet(nn.Module):
         chans, c, res = [channels], channels, resolution
         for level, m in enumerate(self.mult):
             for _ in range(num_res_blocks):
-                self.blocks.append(ResBlock(c, channels * m, emb_dim))
+                self.blocks.append(ResBlock(c, channels * m, emb_dim, dropout))
                 c = channels * m
                 if res in self.attn_res:
                     self.attns.append(AttentionBlock(c, num_heads))
@@ -119,12 +129,12 @@ class UNet(nn.Module):
                 self.convs.append(nn.Conv2d(c, c, 3, stride=2))  # padded by same_conv_stride2
                 chans.append(c)
                 res //= 2
-        self.blocks.append(ResBlock(c, c, emb_dim))
+        self.blocks.append(ResBlock(c, c, emb_dim, dropout))
         self.attns.append(AttentionBlock(c, num_heads))
-        self.blocks.append(ResBlock(c, c, emb_dim))
+        self.blocks.append(ResBlock(c, c, emb_dim, dropout))
         for level, m in reversed(list(enumerate(self.mult))):
             for _ in range(num_res_blocks + 1):
-                self.blocks.append(ResBlock(c + chans.pop(), channels * m, emb_dim))
+                self.blocks.append(ResBlock(c + chans.pop(), channels * m, emb_dim, dropout))
                 c = channels * m
                 if res in self.attn_res:
                     self.attns.append(AttentionBlock(c, num_heads))
@@ -138,7 +148,7 @@ class UNet(nn.Module):
         emb = self.emb1(F.silu(self.emb0(timestep_embedding(t, self.channels))))
         if self.embed is not None:
             if labels is None:
-                labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long)
+                labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
             emb = emb + self.embed(labels)
         blocks, attns, convs = iter(self.blocks), iter(self.attns), iter(self.convs)
         h = next(convs)(x)
@@ -336,21 +346,24 @@ def lr_schedule(step: int, lr: float, warmup: int, total: int, kind: str) -> flo
 
 
 class Trainer:
-    """Adam (torch.optim.Adam), global-norm clipping (clip_grad_norm_), EMA with jgen's warm-up (foreach lerp)."""
+    """Adam (torch.optim.Adam), global-norm clipping (clip_grad_norm_), EMA with jgen's warm-up (foreach lerp).
+    `adam_kw` goes to torch.optim.Adam (e.g. fused=True on cuda)."""
 
-    def __init__(self, net: nn.Module, optim: dict, ema_decay: float, total_steps: int):
+    def __init__(self, net: nn.Module, optim: dict, ema_decay: float, total_steps: int, **adam_kw):
         self.net, self.o, self.decay, self.total = net, optim, ema_decay, total_steps
         self.params = list(net.parameters())
         self.opt = torch.optim.Adam(
-            self.params, lr=optim["learning_rate"], betas=(optim["b1"], optim["b2"]), eps=optim["eps"]
+            self.params, lr=optim["learning_rate"], betas=(optim["b1"], optim["b2"]), eps=optim["eps"], **adam_kw
         )
+        self.fused = bool(adam_kw.get("fused"))
         self.ema = [p.detach().clone() for p in self.params]
         self.step = 0
 
     def load_state(self, step: int, mu: list[torch.Tensor], nu: list[torch.Tensor], ema: list[torch.Tensor]):
         self.step = step
         for p, m, v in zip(self.params, mu, nu):
-            self.opt.state[p] = {"step": torch.tensor(float(step)), "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
+            count = torch.tensor(float(step), device=p.device if self.fused else "cpu")  # fused Adam: on the device
+            self.opt.state[p] = {"step": count, "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
         self.ema = [e.clone() for e in ema]
 
     def train_step(self, loss_fn):
@@ -373,15 +386,17 @@ class Trainer:
         return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), **metrics}
 
 
-def ddpm_loss(net: UNet, images, labels, alphas, sigmas, label_dropout, null_label, draws=None):
+def ddpm_loss(net, images, labels, alphas, sigmas, label_dropout, null_label, draws=None):
     """jgen's diffusion loss (eps prediction, "simple" weighting, label dropout). `draws` fixes the random
-    step indices, noise and dropped labels (the equality check); otherwise they are drawn with torch's RNG."""
+    step indices, noise and dropped labels (the equality check); otherwise they are drawn with torch's RNG.
+    `net(x_t, t, labels)`: the UNet or a wrapper of it; `labels` None for an unconditional one."""
     x0 = images * 2.0 - 1.0
     b = x0.shape[0]
     if draws is None:
-        idx = torch.randint(0, alphas.shape[0], (b,))
+        idx = torch.randint(0, alphas.shape[0], (b,), device=x0.device)
         eps = torch.randn_like(x0)
-        labels = torch.where(torch.rand(b) < label_dropout, null_label, labels)
+        if labels is not None:
+            labels = torch.where(torch.rand(b, device=x0.device) < label_dropout, null_label, labels)
     else:
         idx, eps, labels = draws
     t = (idx.float() + 1.0) / alphas.shape[0]
@@ -445,7 +460,7 @@ def rel_l2(a, b) -> float:
 
 
 def _flat(tensors) -> np.ndarray:
-    return np.concatenate([t.detach().numpy().ravel() for t in tensors])
+    return np.concatenate([t.detach().float().cpu().numpy().ravel() for t in tensors])
 
 
 class Bench:
@@ -481,8 +496,8 @@ class Bench:
         if not err <= tol:
             raise AssertionError(f"twin differs from jgen: {what} relative L2 error {err:.3g} > {tol:g}")
 
-    def _trainer(self, net, loader, meta, arrays):
-        tr = Trainer(net, meta["optim"], meta["ema_decay"], meta["total_steps"])
+    def _trainer(self, net, loader, meta, arrays, **adam_kw):
+        tr = Trainer(net, meta["optim"], meta["ema_decay"], meta["total_steps"], **adam_kw)
         for s in (0, 50, meta["optim"]["warmup_steps"] + 7):  # the schedule matches jgen's at a few steps
             self._check(
                 f"lr schedule at step {s}",
@@ -601,23 +616,183 @@ class Bench:
         return sum(p.numel() for p in net.parameters())
 
 
+# -- the train step on a device (vs_pytorch.py --net cifar) ---------------------------------------------------
+
+TORCH_MODES = ("eager_tf32", "eager_bf16", "compile_tf32", "compile_bf16")
+
+
+def set_dropout(net: nn.Module, p: float) -> None:
+    """Set the rate of every nn.Dropout in `net` (0 turns dropout off while the module stays in train mode)."""
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+
+
+class TrainStepBench(Bench):
+    """The DDPM train step as a speed-minded PyTorch user runs it, on `device`, in `mode` (one of TORCH_MODES):
+    eager or `torch.compile(net)` (default mode), float32 or bfloat16 autocast (convolutions, linear layers and
+    attention in bfloat16; parameters, GroupNorm, the loss and the optimizer in float32). On cuda: TF32 matmuls and
+    convolutions in every mode (`allow_tf32`; also for the float32 leftovers of autocast, as JAX's default
+    precision does), `cudnn.benchmark`, fused Adam. `channels_last`: parameters and inputs in NHWC memory format.
+
+    setup(model, batch): the twin (PyTorch's initialisation) on the device. build(): two forward + backward passes
+    on random data with the config's dropout, which compile the timed graph (torch.compile, whose Triton kernels
+    are tuned by timing them) and let cudnn.benchmark time its algorithms for every convolution -- the driver calls
+    it while no other worker uses the device, and later passes of the same shapes reuse those choices.
+    build_off(): the same with dropout at 0 (train mode), the checks' graph for torch.compile: not timed, so it may
+    run beside other workers. parity(ref_dir): jgen's weights, Adam state and EMA loaded in place; with dropout at 0
+    the forward pass at jgen's inputs and one train step with jgen's random draws, compared with jgen's results;
+    all comparisons are made, then AssertionError lists those over their tolerance. prepare(warmup): the config's
+    dropout again and the warm-up steps. Each phase reports how many graphs torch.compile compiled in it."""
+
+    def __init__(self, mode: str, device: str, tolerance: float, channels_last: bool):
+        super().__init__("", tolerance)
+        if mode not in TORCH_MODES:
+            raise ValueError(f"unknown torch mode {mode!r}; choose from {TORCH_MODES}")
+        self.mode, self.dev = mode, torch.device(device)
+        self.compiled, self.bf16 = mode.startswith("compile"), mode.endswith("bf16")
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.failed: list[str] = []
+        self.cuda = self.dev.type == "cuda"
+        self.sync = torch.cuda.synchronize if self.cuda else None
+        if self.cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+
+    def _check(self, what: str, err: float, tol: float | None = None) -> None:
+        tol = self.tol if tol is None else tol
+        self.checks[what] = err
+        if not err <= tol:
+            self.failed.append(f"{what}: relative L2 error {err:.3g} > {tol:g}")
+
+    def _check_step(self, name, tr, loss_fn, meta, arrays, loader):
+        super()._check_step(name, tr, loss_fn, meta, arrays, loader)
+        # the EMA moves by (1 - decay) (new params - EMA): compare the move, not the (nearly unchanged) EMA
+        prev = _flat(converted_like(tr.net, loader, self._tree(arrays, "ema")))
+        ema_j = _flat(converted_like(tr.net, loader, self._tree(arrays, "next_ema")))
+        self._check(f"{name} train-step EMA change", rel_l2(_flat(tr.ema) - prev, ema_j - prev), 10 * self.tol)
+
+    def _to(self, a) -> torch.Tensor:
+        """An NHWC array -> an NCHW tensor on the device, in the bench's memory format."""
+        return nchw(a).to(self.dev, memory_format=self.fmt)
+
+    def _run(self, x, t, labels=None):
+        """The network as the train step calls it: compiled or not, under bf16 autocast or not."""
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+            return self.model(x, t, labels)
+
+    @staticmethod
+    def _graphs() -> int:
+        """Graphs torch.compile has compiled in this process so far."""
+        from torch._dynamo.utils import counters  # local: only needed for this count
+
+        return int(counters["stats"]["unique_graphs"])
+
+    def setup(self, model: dict, batch: int) -> dict:
+        m = model
+        if m["num_classes"]:
+            raise ValueError("the train-step bench is for the unconditional UNet (ddpm_cifar10)")
+        self.net = UNet(
+            m["in_channels"],
+            m["resolution"],
+            m["channels"],
+            m["channel_mult"],
+            m["num_res_blocks"],
+            m["attention_resolutions"],
+            m["num_heads"],
+            m["num_classes"],
+            dropout=m["dropout"],
+        )
+        self.net.to(self.dev, memory_format=self.fmt)
+        self.dropout, self.shape = float(m["dropout"]), (batch, m["in_channels"], m["resolution"], m["resolution"])
+        self.model = torch.compile(self.net) if self.compiled else self.net
+        return {"params": sum(p.numel() for p in self.net.parameters())}
+
+    def _passes(self, dropout: float) -> tuple[float, int]:
+        """Two forward + backward passes on random data at this dropout rate: (seconds, graphs compiled)."""
+        t0, g0 = time.perf_counter(), self._graphs()
+        set_dropout(self.net, dropout)
+        x = torch.randn(self.shape, device=self.dev).contiguous(memory_format=self.fmt)
+        t = torch.rand(self.shape[0], device=self.dev)
+        for _ in range(2):
+            self._run(x, t).float().square().mean().backward()
+        self.net.zero_grad(set_to_none=True)
+        if self.sync:
+            self.sync()
+        return time.perf_counter() - t0, self._graphs() - g0
+
+    def build(self) -> dict:
+        seconds, graphs = self._passes(self.dropout)
+        return {"build_s": seconds, "build_graphs": graphs}
+
+    def build_off(self) -> dict:
+        seconds, graphs = self._passes(0.0)
+        return {"build_off_s": seconds, "build_off_graphs": graphs}
+
+    def parity(self, ref_dir: str) -> dict:
+        t0, g0 = time.perf_counter(), self._graphs()
+        self.ref_dir = ref_dir
+        meta, arr = self._load("cifar")
+        net, run = self.net, self._run
+        load_unet(net, self._tree(arr, "params"))  # in place: the compiled graph stays valid
+        images = self._to(arr["images"])
+        alphas, sigmas = _t(arr["alphas"]).to(self.dev), _t(arr["sigmas"]).to(self.dev)
+        set_dropout(net, 0.0)  # train mode without dropout: the forward pass equals eval mode's (no batch norm)
+        out = run(self._to(arr["fwd_x"]), _t(arr["fwd_t"]).to(self.dev)).detach()
+        self._check("UNet forward", rel_l2(out.float().cpu().numpy().transpose(0, 2, 3, 1), arr["fwd_out"]))
+        tr = self._trainer(net, load_unet, meta, arr, **({"fused": True} if self.cuda else {}))
+        draws = (torch.from_numpy(arr["draw_idx"]).long().to(self.dev), self._to(arr["draw_eps"]), None)
+        self._check_step(
+            "UNet", tr, lambda: ddpm_loss(run, images, None, alphas, sigmas, 0.0, None, draws), meta, arr, load_unet
+        )
+        if self.failed:
+            raise AssertionError(
+                f"{self.mode}: the twin differs from jgen: "
+                + "; ".join(self.failed)
+                + " | all checks: "
+                + ", ".join(f"{k} {v:.3g}" for k, v in self.checks.items())
+            )
+        self.cases["train"] = lambda: tr.train_step(lambda: ddpm_loss(run, images, None, alphas, sigmas, 0.0, None))
+        return {"checks": self.checks, "parity_s": time.perf_counter() - t0, "parity_graphs": self._graphs() - g0}
+
+    def prepare(self, warmup: int) -> dict:
+        set_dropout(self.net, self.dropout)
+        t0, g0 = time.perf_counter(), self._graphs()
+        for _ in range(warmup):
+            self.cases["train"]()
+        if self.sync:
+            self.sync()
+        return {"warmup_s": time.perf_counter() - t0, "warmup_graphs": self._graphs() - g0}
+
+
+def _describe(bench) -> dict:
+    if isinstance(bench, TrainStepBench):
+        where = torch.cuda.get_device_name(bench.dev) if bench.cuda else f"cpu, {torch.get_num_threads()} threads"
+        cuda = f", CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if bench.cuda else ""
+        return {
+            "checks": bench.checks,
+            "device_name": where,
+            "version": f"PyTorch {torch.__version__}{cuda} ({bench.mode}, "
+            f"{'channels_last' if bench.fmt == torch.channels_last else 'NCHW'})",
+        }
+    threads = torch.get_num_threads()
+    return {"checks": bench.checks, "version": f"PyTorch {torch.__version__} (eager, {threads} threads)"}
+
+
 def worker() -> None:
-    """The PyTorch worker: vs_pytorch.py's protocol (`serve`) around `Bench`."""
+    """The PyTorch worker: vs_pytorch.py's protocol (`serve`) around `Bench` (`TrainStepBench` for --net cifar)."""
     from vs_pytorch import serve  # local: the driver's module, beside this file (its directory is on sys.path)
 
     def make_bench(msg):
         if msg.get("threads"):
             torch.set_num_threads(int(msg["threads"]))
         torch.manual_seed(0)
+        if msg.get("net") == "cifar":
+            return TrainStepBench(msg["mode"], msg["device"], msg["tolerance"], msg["channels_last"])
         return Bench(msg["dir"], msg.get("tolerance", 1e-5))
 
-    serve(
-        make_bench,
-        lambda bench: {
-            "checks": bench.checks,
-            "version": f"PyTorch {torch.__version__} (eager, {torch.get_num_threads()} threads)",
-        },
-    )
+    serve(make_bench, _describe)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,16 @@ For each it prints:
 - step: the training loop's own compiled call (`jgen.train.loop.jitted_train_step`, K = --steps_per_call steps per
   call) fed the config's real batches already on the device, so the figure is the step alone; the median over
   --trials of --steps timed steps, after a compiling call. images/s = global batch / step time.
-- FLOP/step: XLA's cost analysis of the compiled one-step program (`jgen.train.throughput.step_flops`); FLOP/s =
-  FLOP/step / step time; MFU = FLOP/s / peak, the peak from `jgen.train.throughput.peak_flops` (CPU: a measured
-  dense matmul of the config's compute dtype, model.dtype if the config has one, else float32; GPU/TPU: the
-  vendors' table) or --peak_tflops.
+- FLOP/step: counted from the step's jaxpr (`jgen.train.throughput.count_flops`), the same on every backend: the
+  matmul part (dot_general and convolutions, what the matrix units do) and the rest (elementwise, reductions);
+  XLA's own cost analysis of the compiled step on this backend (`step_flops`) is printed beside it -- equal to
+  within ~2% on the CPU, far lower on a GPU, where XLA does not count the convolutions it hands to cuDNN.
+  TFLOP/s = matmul FLOP/step / step time; MFU = that / peak, the peak from `jgen.train.throughput.peak_flops`
+  (CPU: a measured dense matmul of the config's compute dtype, model.dtype if the config has one, else float32;
+  GPU/TPU: the vendors' dense table) or --peak_tflops.
+- --profile DIR: also writes a `jax.profiler` trace of --profile_steps steps of the timed call there, and --hlo FILE
+  the optimized HLO of the one-step program (.gz: compressed); `benchmarks/profile_train_step.py --trace DIR --hlo
+  FILE --steps N` summarises them by op.
 - with --input_only, only the input pipeline's figure (nothing compiles).
 - with --loop: steps/s of the real training loop (`jgen train` in a subprocess: the median of its own
   `steps_per_sec` rows in metrics.jsonl, the first, compiling, row skipped), input pipeline and logging included.
@@ -40,15 +46,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def loop_steps_per_sec(config: str, devices: int, steps: int, log_every: int, overrides: list[str]) -> float:
-    """Median steps/s of the real training loop in a subprocess on `devices` host devices."""
+def loop_steps_per_sec(
+    config: str, devices: int, steps: int, log_every: int, overrides: list[str], platform: str = "cpu"
+) -> float:
+    """Median steps/s of the real training loop in a subprocess: on `devices` host devices on the CPU, on this
+    machine's accelerators otherwise."""
     with tempfile.TemporaryDirectory() as workdir:
-        env = {
-            **os.environ,
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-            "JAX_PLATFORMS": "cpu",
-            "PYTHONPATH": ROOT,
-        }
+        env = {**os.environ, "PYTHONPATH": ROOT}
+        if platform == "cpu":
+            env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
         cmd = [
             sys.executable,
             "-m",
@@ -90,7 +96,7 @@ def worker(a) -> dict:
     from jgen.data import get_source, make_train_iterator
     from jgen.run import build_method, load_config, validate
     from jgen.train.loop import batch_sharding, jitted_train_step
-    from jgen.train.throughput import peak_flops, step_flops
+    from jgen.train.throughput import count_flops, peak_flops, step_flops
 
     config = load_config(a.config, a.overrides)
     validate(config)
@@ -140,7 +146,16 @@ def worker(a) -> dict:
     t0 = time.perf_counter()
     compiled_one = jitted_train_step(method, mesh, 1).lower(state, one).compile()
     compile_s = time.perf_counter() - t0
-    flops = step_flops(compiled_one, mesh.size)
+    if a.hlo:
+        import gzip
+
+        with (gzip.open if a.hlo.endswith(".gz") else open)(a.hlo, "wt") as f:
+            f.write(compiled_one.as_text())
+    count = count_flops(jitted_train_step(method, mesh, 1), state, one)
+    try:
+        xla_flops = step_flops(compiled_one, mesh.size)
+    except ValueError:  # a backend without cost analysis
+        xla_flops = None
     if k == 1:
         call, stacks = compiled_one, host
     else:
@@ -157,6 +172,11 @@ def worker(a) -> dict:
         jax.block_until_ready((state, metrics))
         times.append((time.perf_counter() - t0) / a.steps)
     step_s = statistics.median(times)
+    if a.profile:
+        with jax.profiler.trace(a.profile, create_perfetto_trace=True):
+            for b in batches[: max(1, a.profile_steps // k)]:
+                state, metrics = call(state, b)
+            jax.block_until_ready((state, metrics))
     dtype = str(config.model.get("dtype", "float32"))
     peak, peak_how = (a.peak_tflops * 1e12, "--peak_tflops") if a.peak_tflops else peak_flops(jax.devices(), dtype)
     params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -172,11 +192,14 @@ def worker(a) -> dict:
         "step_s": step_s,
         "step_s_all": times,
         "images_per_sec": bs / step_s,
-        "flops_per_step": flops,
-        "flops_per_sec": flops / step_s,
+        "flops_per_step": count.total,
+        "matmul_flops_per_step": count.matmul,
+        "xla_flops_per_step": xla_flops,
+        "flops_per_sec": count.matmul / step_s,
         "peak_flops": peak,
         "peak": peak_how,
-        "mfu": None if peak is None else flops / step_s / peak,
+        "mfu": None if peak is None else count.matmul / step_s / peak,
+        "platform": jax.devices()[0].platform,
         "input_images_per_sec": input_rate,
         "load_avg_1min": os.getloadavg()[0],
     }
@@ -203,6 +226,9 @@ def main() -> None:
     )
     p.add_argument("--loop", action="store_true", help="also time the real training loop (--loop_steps steps)")
     p.add_argument("--loop_steps", type=int, default=400)
+    p.add_argument("--profile", default="", help="write a jax.profiler trace of the timed call to this folder")
+    p.add_argument("--profile_steps", type=int, default=5)
+    p.add_argument("--hlo", default="", help="write the optimized HLO text of the one-step program here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="config overrides field=value, e.g. data.batch_size=8")
     a = p.parse_args()
@@ -215,8 +241,8 @@ def main() -> None:
     inputs = " ".join(f"{f'input w={w} img/s':>17}" for w in a.input_workers)
     head = (
         f"{'devices':>7} {'batch':>5} {'K':>3} {'step ms':>9} {'img/s':>8} {inputs} "
-        f"{'GFLOP/step':>10} {'TFLOP/s':>8} {'peak TFLOP/s':>12} {'MFU':>7} {'compile s':>9}"
-        + (f" {'loop steps/s':>12}" if a.loop else "")
+        f"{'GFLOP/step':>10} {'matmul':>10} {'XLA says':>10} {'TFLOP/s':>8} {'peak TFLOP/s':>12} {'MFU':>7} "
+        f"{'compile s':>9}" + (f" {'loop steps/s':>12}" if a.loop else "")
     )
     print(f"{a.config} {' '.join(a.overrides)}" + ("" if a.input_only else f"\n{head}"), flush=True)
     for n in [int(x) for x in a.devices.split(",")]:
@@ -242,15 +268,21 @@ def main() -> None:
             continue
         mfu = "—" if f["mfu"] is None else f"{100 * f['mfu']:.2f}%"
         peak = "—" if f["peak_flops"] is None else f"{f['peak_flops'] / 1e12:.3f}"
+        xla = "—" if f["xla_flops_per_step"] is None else f"{f['xla_flops_per_step'] / 1e9:.2f}"
         line = (
             f"{f['devices']:>7} {f['batch']:>5} {f['steps_per_call']:>3} {1e3 * f['step_s']:>9.1f} "
             f"{f['images_per_sec']:>8.1f} {' '.join(f'{r:>17.0f}' for r in rates)} "
-            f"{f['flops_per_step'] / 1e9:>10.2f} "
+            f"{f['flops_per_step'] / 1e9:>10.2f} {f['matmul_flops_per_step'] / 1e9:>10.2f} {xla:>10} "
             f"{f['flops_per_sec'] / 1e12:>8.4f} {peak:>12} {mfu:>7} {f['compile_s']:>9.1f}"
         )
         if a.loop:
-            line += f" {loop_steps_per_sec(a.config, n, a.loop_steps, 50, a.overrides):>12.2f}"
+            line += f" {loop_steps_per_sec(a.config, n, a.loop_steps, 50, a.overrides, f['platform']):>12.2f}"
         print(line, flush=True)
+        print(
+            f"        FLOPs counted from the step's jaxpr (same on every backend); TFLOP/s and MFU from its matmul "
+            f"part; 'XLA says': XLA's cost analysis on {f['platform']}"
+            + (" (leaves out the convolutions XLA:GPU hands to cuDNN)" if f["platform"] == "gpu" else "")
+        )
         print(
             f"        {f['device_kind']}, {f['params']:,} parameters, {f['dtype']}; peak: {f['peak']}; "
             f"step ms per trial: {', '.join(f'{1e3 * t:.1f}' for t in f['step_s_all'])}; "

@@ -110,6 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
             # batches each reading process keeps in flight on its reader threads (grain's own default, 500, holds
             # ~790 MB for ddpm_cifar10 at batch 128; 16 holds ~25 MB)
             read_ahead=16,
+            prefetch=2,  # calls' batches a background thread puts on the devices ahead of use (0: inline)
         )
     )
     c.method = ml_collections.ConfigDict(dict(name=""))
@@ -118,8 +119,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict(
         dict(
             steps=1000,
-            steps_per_call=1,  # K optimizer steps per compiled call (lax.scan over K batches); the step count and
-            # every interval below must be multiples of K
+            # K optimizer steps per compiled call (lax.scan over K batches); the step count and every interval below
+            # must be multiples of K. 0: chosen by the loop (1 on the CPU; on an accelerator the largest K <= 16
+            # dividing them all)
+            steps_per_call=0,
             log_every=50,  # steps between metrics.jsonl / TensorBoard rows
             log_steps=(),  # extra steps that also end a train row, e.g. (1, 10, 100, 1000) for the early steps
             # a log_every grid misses (each row is still the mean since the previous row)
@@ -133,6 +136,9 @@ def base_config() -> ml_collections.ConfigDict:
             eval_batch_size=250,
             num_eval_examples=0,  # 0: the whole test split
             progress=True,
+            # True: XLA:GPU runs only deterministic kernels (bitwise-repeatable GPU runs; the CPU always is); set
+            # before JAX starts, so a fresh process is needed
+            deterministic=False,
         )
     )
     # fsdp: devices each parameter, its optimizer state and EMA are sharded over (1: replicated); the mesh is

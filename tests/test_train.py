@@ -12,6 +12,7 @@ import pytest
 from jgen.config import ConfigError
 from jgen.run import load_run, train_and_evaluate
 from jgen.train import checkpoint as ckpt
+from jgen.train.loop import choose_steps_per_call
 from jgen.train.writer import read_metrics
 from tests.conftest import ROOT, tiny_config
 
@@ -240,6 +241,26 @@ def test_steps_per_call_must_divide_the_intervals(tmp_path):
         r"train.steps_per_call=4.*Fix: --config.train.log_every=4",
     ):
         train_and_evaluate(c, str(tmp_path))
-    c.train.steps_per_call = 0
-    with pytest.raises(ConfigError, match="train.steps_per_call=0 is invalid: must be an integer >= 1"):
+    c.train.steps_per_call = -1
+    with pytest.raises(ConfigError, match="train.steps_per_call=-1 is invalid: must be an integer >= 0"):
         train_and_evaluate(c, str(tmp_path))
+
+
+def test_steps_per_call_auto_divides_every_interval_and_the_start():
+    """train.steps_per_call=0: 1 on the CPU; on an accelerator the largest K <= 16 that every interval, log step and
+    the resumed step are multiples of; a K the config sets is kept."""
+    t = tiny_config("vae", steps=1000).train
+    t.steps_per_call, t.log_every, t.checkpoint_every, t.eval_every, t.sample_every = 0, 50, 500, 500, -1
+    assert choose_steps_per_call(t, 0, 0, "cpu") == 1
+    assert choose_steps_per_call(t, 0, 0, "gpu") == 10  # gcd 50: 10 is its largest divisor <= 16
+    assert choose_steps_per_call(t, 0, 500, "tpu") == 10
+    assert choose_steps_per_call(t, 0, 30, "gpu") == 10  # gcd(50, 30) = 10
+    assert choose_steps_per_call(t, 0, 7, "gpu") == 1
+    assert choose_steps_per_call(t, 40, 0, "gpu") == 10  # eval.sample_metrics_every 40: gcd 10
+    t.log_every, t.checkpoint_every, t.eval_every = 64, 512, 0
+    t.steps = 1024
+    assert choose_steps_per_call(t, 0, 0, "gpu") == 16
+    t.log_steps = (1, 64)
+    assert choose_steps_per_call(t, 0, 0, "gpu") == 1
+    t.steps_per_call = 4
+    assert choose_steps_per_call(t, 0, 0, "cpu") == 4

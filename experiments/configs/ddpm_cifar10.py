@@ -13,7 +13,8 @@ ancestral DDPM sampling over all 1000 steps, as in the paper.
 Optimisation: Adam 2e-4 with 5,000 linear warm-up steps then constant, batch 128, gradient clipping at norm 1.0,
 EMA 0.9999, 800k steps.
 Runtime: not trained here. It needs an accelerator: the paper's TPU v3-8 ran about 21 steps/s, so 800k steps take
-about 10.6 days there. The config is for a GPU/TPU job (docs/scaling.md covers multi-host launching,
+about 10.6 hours there (800,000 / 21 s); docs/gpu.md has the step times measured on a GPU. The config is for a
+GPU/TPU job (docs/scaling.md covers multi-host launching,
 model.dtype=bfloat16, parallel.fsdp and model.remat); on the CPU it serves the tests, at tiny width.
 Reported at each evaluation: the per-example training loss (eps MSE) on 2,048 test images; FID/IS against the
 test split with the Inception network via `jgen eval --workdir ... --num_samples 50000 --feature_net inception`.

@@ -27,66 +27,79 @@ from jgen.diffusion.sampler_core import SamplingSpec, grid_alpha_sigma, grid_log
 from jgen.diffusion.timegrid import starts_at_infinite_noise
 
 
-def _update(p: int, corrector: bool, x, ms, lams, lam_t, a_t, s_t, s_s0, m_t):
-    """One UniP-p (corrector=False) or UniC-p step from s0 to t; ms/lams hold m0, m1, m2 and their lambdas."""
-    h = lam_t - lams[0]
+def _weights(p: int, corrector: bool, hist, lam_t, a_t, s_t, s_s0) -> jax.Array:
+    """One UniP-p (corrector=False) or UniC-p step from s0 to t as weights of (x_s0, m0, m1, m2, m_t), for every
+    step of a grid at once: `hist` [3, N] holds the lambdas of m0, m1, m2, the others are [N]. -> [N, 5]."""
+    h = lam_t - hist[0]
     hh = -h
     b_h = jnp.expm1(hh)
-    rks = [(lams[k] - lams[0]) / h for k in range(1, p)] + [jnp.ones_like(h)]
-    d1s = [(ms[k] - ms[0]) / rks[k - 1] for k in range(1, p)]
-    g, b = jnp.expm1(hh) / hh - 1.0, []
+    rks = [(hist[k] - hist[0]) / h for k in range(1, p)] + [jnp.ones_like(h)]
+    g, b = b_h / hh - 1.0, []
     for n in range(1, p + 1):
         b.append(g * math.factorial(n) / b_h)
         g = g / hh - 1.0 / math.factorial(n + 1)
-    x_t = (s_t / s_s0) * x - a_t * jnp.expm1(hh) * ms[0]
-    if not corrector:
-        if p == 1:
-            return x_t
-        if p == 2:
-            rho = [0.5]
-        else:
-            rmat = jnp.stack([jnp.stack([r**n for r in rks[:-1]]) for n in range(p - 1)])
-            rho = list(jnp.linalg.solve(rmat, jnp.stack(b[: p - 1])))
-        return x_t - a_t * b_h * sum(r * d for r, d in zip(rho, d1s))
-    if p == 1:
-        rho = [0.5]
+    w = [-a_t * b_h, jnp.zeros_like(h), jnp.zeros_like(h), jnp.zeros_like(h)]  # on m0, m1, m2, m_t
+    used = p if corrector else p - 1  # the D_k (and, for the corrector, m_t - m0) terms with a weight rho_k
+    if used == 1:
+        rho = [jnp.full_like(h, 0.5)]
+    elif used > 1:
+        rmat = jnp.stack([jnp.stack([r**n for r in rks[:used]], -1) for n in range(used)], -2)  # [N, used, used]
+        rho = list(jnp.moveaxis(jnp.linalg.solve(rmat, jnp.stack(b[:used], -1)[..., None])[..., 0], -1, 0))
     else:
-        rmat = jnp.stack([jnp.stack([r**n for r in rks]) for n in range(p)])
-        rho = list(jnp.linalg.solve(rmat, jnp.stack(b[:p])))
-    res = sum((r * d for r, d in zip(rho[:-1], d1s)), jnp.zeros_like(x))
-    return x_t - a_t * b_h * (res + rho[-1] * (m_t - ms[0]))
+        rho = []
+    for k, r in enumerate(rho):  # term k: D_{k+1} = (m_{k+1} - m0) / r_{k+1}, or (m_t - m0) for the corrector's last
+        wk = -a_t * b_h * r / rks[k]
+        target = k + 1 if k < p - 1 else 3
+        w[target] = w[target] + wk
+        w[0] = w[0] - wk
+    return jnp.stack([s_t / s_s0, *w], -1)
+
+
+def _by_order(orders: jax.Array, weights: list[jax.Array]) -> jax.Array:
+    """Row i of weights[orders[i] - 1]: [N, 5] (rows of orders not used may be non-finite; they are never read)."""
+    return jnp.stack(weights)[orders - 1, jnp.arange(orders.shape[0])]
 
 
 @register_sampler("unipc", steps=20, spacing="logsnr_uniform")
 def unipc(denoise, schedule, x, key, times, spec: SamplingSpec, rec):
-    """UniPC-p bh2 predictor-corrector (p = `order`, 1..3): one network evaluation per step."""
+    """UniPC-p bh2 predictor-corrector (p = `order`, 1..3): one network evaluation per step.
+
+    The weights of every predictor and corrector step depend on the grid alone, so they are computed for all
+    steps before the loop, which is then one network call and two weighted sums per step (no branch in the loop:
+    a branch on the step's order would cost an accelerator a round trip to the host at every step)."""
     order = int(spec.order)
     steps = times.shape[0]
     alphas, sigmas = grid_alpha_sigma(schedule, times)
     lams = grid_log_snr(alphas, sigmas)
     orders = step_orders(steps, order, spec.lower_order_final, starts_at_infinite_noise(spec.spacing, steps, schedule))
-    branches = [lambda args, p=p, c=c: _update(p, c, *args) for c in (False, True) for p in range(1, order + 1)]
+    i = jnp.arange(steps)
+    lam = jnp.concatenate([lams[0] - jnp.arange(3.0, 0.0, -1.0), lams])  # lam[k + 3] = lambda_k (k < 0: padding)
+    # predictor i: t_i -> t_{i+1} from m_i, m_{i-1}, m_{i-2} (the last step returns m_i: its weights are unused)
+    nxt = jnp.minimum(i + 1, steps - 1)
+    lam_next = jnp.where(i == steps - 1, lams[-1] + 1.0, lams[nxt])
+    hist = jnp.stack([lam[i + 3], lam[i + 2], lam[i + 1]])
+    pred = _by_order(
+        orders, [_weights(p, False, hist, lam_next, alphas[nxt], sigmas[nxt], sigmas[i]) for p in range(1, order + 1)]
+    )
+    # corrector i: the step t_{i-1} -> t_i redone with m_i (not at i = 0, nor into the final time t_min)
+    prev = jnp.maximum(i - 1, 0)
+    hist = jnp.stack([lam[i + 2], lam[i + 1], lam[i]])
+    corr = _by_order(
+        orders[prev], [_weights(p, True, hist, lams, alphas[i], sigmas[i], sigmas[prev]) for p in range(1, order + 1)]
+    )
+    correct = (i >= 1) & (i < steps - 1)
 
-    def body(carry, i):
-        x, x_prev, ms, lam_hist, buf = carry  # x: the (predicted) state at t_i; x_prev: corrected state at t_{i-1}
-        a_i, s_i = alphas[i], sigmas[i]
-        m_i, _ = denoise(x, times[i], a_i, s_i)
-        last = i == steps - 1
-        # correct the step t_{i-1} -> t_i with the new evaluation (not at i = 0, nor at the final time t_min)
-        p_c = orders[jnp.maximum(i - 1, 0)]
-        lam_i = lams[i]
-        args_c = (x_prev, ms, lam_hist, lam_i, a_i, s_i, sigmas[jnp.maximum(i - 1, 0)], m_i)
-        x_c = jax.lax.switch(order + p_c - 1, branches, args_c)
-        x = jnp.where((i >= 1) & ~last, x_c, x)
-        ms = jnp.concatenate([m_i[None], ms[:-1]])
-        lam_hist = jnp.concatenate([lam_i[None], lam_hist[:-1]])
-        j = jnp.minimum(i + 1, steps - 1)
-        lam_next = jnp.where(last, lam_i + 1.0, lams[j])  # any finite value: the last step returns m_i
-        args_p = (x, ms, lam_hist, lam_next, alphas[j], sigmas[j], s_i, m_i)
-        x_next = jnp.where(last, m_i, jax.lax.switch(orders[i] - 1, branches, args_p))
-        return (x_next, x, ms, lam_hist, rec.write(buf, i + 1, x_next)), None
+    def body(carry, step):
+        x, x_prev, ms, buf = carry  # x: the (predicted) state at t_i; x_prev: corrected state at t_{i-1}
+        i, wp, wc, corrects = step
+        m_i, _ = denoise(x, times[i], alphas[i], sigmas[i])
+        x_c = wc[0] * x_prev + wc[1] * ms[0] + wc[2] * ms[1] + wc[3] * ms[2] + wc[4] * m_i
+        x = jnp.where(corrects, x_c, x)
+        ms = jnp.concatenate([m_i[None], ms[:-1]])  # m_i, m_{i-1}, m_{i-2}
+        x_next = wp[0] * x + wp[1] * ms[0] + wp[2] * ms[1] + wp[3] * ms[2]
+        x_next = jnp.where(i == steps - 1, m_i, x_next)
+        return (x_next, x, ms, rec.write(buf, i + 1, x_next)), None
 
     hist = jnp.zeros((3, *x.shape), jnp.float32)
-    lam_hist = lams[0] - jnp.arange(1.0, 4.0)
-    (x, _, _, _, buf), _ = jax.lax.scan(body, (x, x, hist, lam_hist, rec.init(x)), jnp.arange(steps))
+    (x, _, _, buf), _ = jax.lax.scan(body, (x, x, hist, rec.init(x)), (i, pred, corr, correct))
     return x, buf, steps

@@ -106,6 +106,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         0,
         "--config.data.read_ahead=16 (batches in flight per reading process; 0 reads on demand)",
     )
+    require_int(
+        "data.prefetch",
+        config.data.prefetch,
+        0,
+        "--config.data.prefetch=2 (calls' batches put on the devices ahead; 0: inline)",
+    )
     cls = method_class(config)
     t = config.train
     require_int("train.steps", t.steps)
@@ -116,9 +122,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         if t[k] < -1:
             fail(f"train.{k}", t[k], "must be >= -1 (0: only at the end, -1: never)")
     k = t.steps_per_call
-    require_int("train.steps_per_call", k, 1, "--config.train.steps_per_call=1")
+    require_int("train.steps_per_call", k, 0, "--config.train.steps_per_call=0 (chosen automatically)")
     require_int_tuple("train.log_steps", t.log_steps, 0, "--config.train.log_steps='(1, 10, 100)' (or () for none)")
-    off_grid = [s for s in t.log_steps if s % k]
+    off_grid = [s for s in t.log_steps if k and s % k]
     if off_grid:
         fail(
             "train.log_steps",
@@ -130,7 +136,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     intervals = {f"train.{f}": t[f] for f in ("steps", "log_every", "checkpoint_every", "eval_every", "sample_every")}
     intervals["eval.sample_metrics_every"] = config.eval.sample_metrics_every
     for field, every in intervals.items():
-        if every > 0 and every % k:
+        if k and every > 0 and every % k:
             fail(
                 field,
                 every,
@@ -140,6 +146,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             )
     require_int("train.keep_checkpoints", t.keep_checkpoints, 1, "--config.train.keep_checkpoints=2")
     require_int("train.num_eval_examples", t.num_eval_examples, 0, "0 evaluates the whole test split")
+    if not isinstance(t.deterministic, bool):
+        fail("train.deterministic", t.deterministic, "must be true or false")
     if not isinstance(t.skip_nonfinite_updates, bool):
         fail("train.skip_nonfinite_updates", t.skip_nonfinite_updates, "must be true or false")
     if not 0.0 <= t.ema_decay < 1.0:

@@ -33,6 +33,7 @@ from jgen.metrics.feature_nets import (
 )
 from jgen.run.experiment import method_class, validate, with_defaults
 from jgen.train import checkpoint as ckpt
+from jgen.train.determinism import use_deterministic_ops
 from jgen.train.distributed import check_same_config
 from jgen.train.loop import train_loop
 
@@ -99,6 +100,7 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Train `config` in `workdir` (resuming from its latest checkpoint); returns the final evaluation metrics."""
     config = with_defaults(config)
+    use_deterministic_ops(bool(config.train.get("deterministic", False)))  # before validate starts JAX's backends
     validate(config)
     check_same_config(to_json(config))  # every process of a multi-process job must train the same config
     if os.path.exists(workdir) and not os.path.isdir(workdir):

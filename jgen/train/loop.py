@@ -31,6 +31,7 @@ from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
 from jgen.train.distributed import StopAgreement
+from jgen.train.feed import DeviceFeed
 from jgen.train.sharding import batch_sharding, bytes_per_device, gather, make_mesh, replicated, state_sharding
 from jgen.train.writer import MetricWriter, repair_metrics
 
@@ -186,6 +187,23 @@ def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinit
     )
 
 
+AUTO_MAX_STEPS_PER_CALL = 16
+
+
+def choose_steps_per_call(t: ml_collections.ConfigDict, sample_metrics_every: int, start: int, platform: str) -> int:
+    """K, the optimizer steps per compiled call: `train.steps_per_call` when set (> 0); for 0 (auto), 1 on the CPU
+    (XLA:CPU runs convolutions slower inside the scan's loop body) and on an accelerator the largest K <=
+    AUTO_MAX_STEPS_PER_CALL dividing the step count, every interval, every train.log_steps entry and the step the
+    run starts from, so that nothing the loop does between calls moves (K does not change a bit of the result)."""
+    if t.steps_per_call > 0:
+        return int(t.steps_per_call)
+    if platform == "cpu":
+        return 1
+    every = [t.log_every, t.checkpoint_every, t.eval_every, t.sample_every, sample_metrics_every]
+    g = math.gcd(start, t.steps, *(int(e) for e in every if e > 0), *(int(s) for s in t.log_steps))
+    return max(d for d in range(1, AUTO_MAX_STEPS_PER_CALL + 1) if g % d == 0)
+
+
 class _Window:
     """The train metrics of the steps since the last log row, fetched from the device lazily and checked for
     non-finite values; saved in checkpoints so that a resumed run's next row averages the same steps."""
@@ -197,7 +215,10 @@ class _Window:
         self.pending: list = []  # (steps, device metrics, stacked) not fetched yet
 
     def add(self, steps: list[int], metrics, stacked: bool = False) -> None:
-        """The metrics of one call: of one step, or (`stacked`) of len(steps) steps along their first axis."""
+        """The metrics of one call: of one step, or (`stacked`) of len(steps) steps along their first axis. Their
+        copy to the host starts now, so that fetching them at the next log row does not wait for it."""
+        for v in jax.tree.leaves(metrics):
+            v.copy_to_host_async()
         self.pending.append((steps, metrics, stacked))
 
     def check(self, last_good: int | None) -> None:
@@ -294,14 +315,17 @@ def train_loop(
         log.info("metrics.jsonl: dropped %d row(s) past step %d, the step this run resumes from", dropped, start)
     last_good = manager.latest_step()
 
-    k = t.steps_per_call
+    k = choose_steps_per_call(t, config.eval.sample_metrics_every, start, jax.devices()[0].platform)
     if start % k:
         manager.close()
         raise ConfigError(
             f"config.train.steps_per_call={k} is invalid: this run resumes from step {start}, which "
             f"is not a multiple of it. Fix: resume with a train.steps_per_call that divides {start} "
-            "(e.g. --config.train.steps_per_call=1)"
+            "(e.g. --config.train.steps_per_call=0, chosen automatically)"
         )
+    if k > 1:
+        log.info("%d optimizer steps per compiled call (train.steps_per_call)", k)
+    feed = DeviceFeed(it, k, lambda local: _to_global(local, batch_sharding(mesh, k)), depth=d.prefetch)
     p_step = jitted_train_step(method, mesh, k, t.skip_nonfinite_updates, state_sh)
 
     writer = MetricWriter(workdir)
@@ -321,11 +345,7 @@ def train_loop(
             step = start
             compiled = None
             while step < total:
-                if k == 1:
-                    batch = _to_global(next(it), data_sh)
-                else:  # K local batches stacked on a new leading axis
-                    local = [next(it) for _ in range(k)]
-                    batch = _to_global(jax.tree.map(lambda *xs: np.stack(xs), *local), batch_sharding(mesh, k))
+                batch, data_state = next(feed)
                 if compiled is None and agree.multi:  # a process that left now would strand the others
                     log.info("compiling the train step (a signal now stops the run after the first step)")
                     compiled = p_step.lower(state, batch).compile()
@@ -375,7 +395,7 @@ def train_loop(
                     net = net or feature_net()
                     writer.write(step, "sample_quality", sample_quality(method, state, test_src, config, net, mesh))
                 if saving:
-                    ckpt.save(manager, state, it.get_state(), window.state())
+                    ckpt.save(manager, state, data_state, window.state())
                     last_good = step
                 if stopping:
                     why = (
@@ -391,6 +411,7 @@ def train_loop(
     finally:
         if bar is not None:
             bar.close()
+        feed.close()
         it.close()
         writer.close()
         manager.close()
