@@ -109,9 +109,10 @@ def backbone_names() -> tuple[str, ...]:
     return tuple(BACKBONES)
 
 
-def backbone_defaults(kind: str = "unet") -> dict[str, Any]:
-    """The `config.model` section of a diffusion-like family: `kind`, the shared fields, every backbone's own."""
-    fields = {"kind": kind, **SHARED_FIELDS, **precision_defaults()}
+def backbone_defaults() -> dict[str, Any]:
+    """The `config.model` section of a diffusion-like family: `kind` (unet), the shared fields, every backbone's
+    own."""
+    fields = {"kind": "unet", **SHARED_FIELDS, **precision_defaults()}
     for backbone in BACKBONES.values():
         fields.update(backbone.fields)
     return fields

@@ -134,7 +134,7 @@ class DiT(nn.Module):
     depth: int = 12
     num_heads: int = 6
     mlp_ratio: float = 4.0
-    num_classes: int = 0            # 0: unconditional; else labels in [0, num_classes], num_classes being the null label
+    num_classes: int = 0            # 0: unconditional; else labels 0..num_classes, num_classes being the null label
     out_channels: int = 0           # 0: the input's channels (the paper's learned-sigma head has twice as many)
     attention: str = "auto"         # auto | xla | cudnn: jax.nn.dot_product_attention's implementation
     dtype: Any = jnp.float32        # compute dtype (float32 | bfloat16); the output is float32 either way
