@@ -18,6 +18,7 @@ from experiments.configs import ddpm_mnist
 def get_config():
     c = ddpm_mnist.get_config()
     c.name = "dit_mnist"
+    c.method.parameterization = "v"  # eps: x0 = (x_t - sigma eps) / alpha amplifies the DiT's errors near t = 1
     c.model.kind = "dit"          # unet | dit (jgen/nn/backbones.py)
     c.model.patch_size = 4        # 28 / 4 = 7 x 7 tokens
     c.model.hidden_size = 128
