@@ -14,7 +14,7 @@ Counting: `experiments.dit_table` initialises each model abstractly (jax.eval_sh
 and counts the forward pass's FLOPs from its jaxpr (jgen.train.throughput.count_flops); the paper's Gflops are
 multiply-accumulates (one per multiply-add), so its numbers compare with count.matmul / 2 (tests/test_dit.py).
 Runtime: not trained here: it needs ImageNet, a first stage with 32x32x4 latents (jgen has none at this scale) and
-accelerators; `python -m jgen train` with this config stops at `method.first_stage_workdir`.
+accelerators; `python -m jgen train` with this config stops at loading its first stage, runs/vae_imagenet256.
 """
 
 from jgen.run import default_config
@@ -43,7 +43,7 @@ def get_config(variant: str = "XL/2"):
     c.data.num_classes = NUM_CLASSES
     c.data.batch_size = 256
     c.data.random_flip = True
-    c.method.first_stage_workdir = ""     # a VAE run with 32x32x4 latents of 256x256 ImageNet images
+    c.method.first_stage_workdir = "runs/vae_imagenet256"  # a VAE run with 32x32x4 latents of 256x256 ImageNet
     c.method.schedule = "linear"
     c.method.timesteps = 1000
     c.method.parameterization = "eps"

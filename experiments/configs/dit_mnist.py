@@ -4,12 +4,18 @@
     python -m jgen sample --workdir runs/dit_mnist --sampler dpm_solver --steps 20 --guidance 2.0 \
         --labels 0,1,2,3,4,5,6,7,8,9 --num_samples 8 --out runs/dit_mnist/guided.png
 
-Everything but the network is ddpm_mnist's (linear schedule over 1,000 steps, eps prediction, batch 64, 2,000 steps,
-optimizer, EMA, label dropout 0.1), so `jgen compare` sets the two backbones side by side at the same budget.
+ddpm_mnist (linear schedule over 1,000 steps, batch 64, 2,000 steps, optimizer, EMA, label dropout 0.1) with a
+DiT for the UNet, predicting v = alpha eps - sigma x0 instead of eps: as an eps model (the same command with
+--config.method.parameterization=eps) the DiT reached a test eps MSE of 0.039 at step 2,000 (the UNet: 0.024) and
+sampled speckle, since the samplers' x0 = (x_t - sigma eps) / alpha divides its error by alpha ~ 0.006 near t = 1;
+v has no such division.
 Model (`model.kind=dit`, jgen/nn/dit.py): 28x28 digits cut into 4x4 patches (49 tokens), 6 adaLN-Zero blocks of
-width 128 with 4 heads, MLP ratio 4, fixed 2-D sin-cos positions; 1.87M parameters. Set model.parameterization
-to v by --config.method.parameterization=v.
-RUNTIME
+width 128 with 4 heads, MLP ratio 4, fixed 2-D sin-cos positions; 1,869,072 parameters.
+Runtime: the full run took 25 minutes of wall time on 2 CPU cores shared with the test suite and other jobs (16.0
+CPU-minutes); the training loss (v MSE, mean over each 50 steps) fell 0.672 (steps 1-50), 0.228 (251-300), 0.182
+(951-1000), 0.162 (1951-2000); test loss 0.172 at step 1,000, 0.155 at 2,000, whose eps MSE (`mse_eps`, the
+UNet's loss) is 0.037 and 0.030. The class-per-column grid at step 2,000 shows recognisable digits, most of the
+requested class.
 """
 
 from experiments.configs import ddpm_mnist
