@@ -14,7 +14,8 @@ Counting: `experiments.dit_table` initialises each model abstractly (jax.eval_sh
 and counts the forward pass's FLOPs from its jaxpr (jgen.train.throughput.count_flops); the paper's Gflops are
 multiply-accumulates (one per multiply-add), so its numbers compare with count.matmul / 2 (tests/test_dit.py).
 Runtime: not trained here: it needs ImageNet, a first stage with 32x32x4 latents (jgen has none at this scale) and
-accelerators; `python -m jgen train` with this config stops at loading its first stage, runs/vae_imagenet256.
+accelerators; `python -m jgen train` with this config stops, before any compute, at the missing TFDS imagenet2012
+(and then at the missing first-stage run, runs/vae_imagenet256).
 """
 
 from jgen.run import default_config
