@@ -30,7 +30,8 @@ def tiny_config(method: str = "vae", steps: int = 30):
     c.name = f"tiny_{method}"
     c.data.name = "digits"
     c.data.batch_size = 32
-    c.model.update({k: v for k, v in TINY_MODEL.items() if k in c.model})
+    # `kind` is an encoder-decoder's architecture (vae, autoencoder); diffusion's model.kind names its backbone
+    c.model.update({k: v for k, v in TINY_MODEL.items() if k in c.model and (k != "kind" or "features" in c.model)})
     c.method.update({k: v for k, v in TINY_METHOD.items() if k in c.method})
     c.train.steps = steps
     c.train.log_every = 5

@@ -3,11 +3,15 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
+from jgen.config import ConfigError
+from jgen.data import get_source
+from jgen.nn.dit import DiT
 from jgen.pipeline import Pipeline
-from jgen.run import train_and_evaluate
+from jgen.run import build_method, train_and_evaluate, validate, with_defaults
 from tests.conftest import tiny_config
 
 
@@ -60,6 +64,26 @@ def test_pipeline_is_deterministic_and_conditional(runs):
     np.testing.assert_array_equal(a, b)
     assert info["nfe_per_image"] == 4  # guided: one network call per step on the [cond; uncond] batch
     assert pipe(labels=[3], num_samples_per_label=2, steps=4, guidance=0.0, seed=1).shape == (2, 8, 8, 1)
+
+
+def test_the_dit_backbone_runs_on_the_latents(runs):
+    """model.kind=dit in latent diffusion: the DiT is built for the first stage's 4x4x2 latents, so its patch must
+    tile those, not the 8x8 images (built and initialised abstractly; the DiT's training is tests/test_dit.py's)."""
+    c = tiny_diffusion_config(first_stage=str(runs / "first_stage"))
+    c.method.latent_scale = 1.0
+    c.model = type(c.model)(dict(kind="dit", patch_size=2, hidden_size=16, depth=1, num_heads=2))
+    c = with_defaults(c)
+    validate(c, num_devices=1)
+    train, _, info = get_source(c.data)
+    method = build_method(c, info, train)
+    assert isinstance(method.net, DiT) and method.info.shape == (4, 4, 2)
+    batch = {"image": np.zeros((2, 8, 8, 1), np.float32), "label": np.zeros((2,), np.int32)}
+    params = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch).params
+    assert params["patch_embed"]["kernel"].shape == (2 * 2 * 2, 16)
+    assert params["final_linear"]["kernel"].shape == (16, 2 * 2 * 2)
+    c.model.patch_size = 3
+    with pytest.raises(ConfigError, match="patch_size=3 is invalid: must divide the 4x4 inputs the DiT sees"):
+        build_method(c, info, train)
 
 
 def test_pipeline_argument_errors(runs, tmp_path):

@@ -21,6 +21,7 @@ from jgen.methods import get_method, method_names
 from jgen.methods.gmm import COVARIANCE_TYPES, EM_MODES
 from jgen.methods.vae import LIKELIHOODS
 from jgen.metrics.feature_nets import FEATURE_NETS, feature_net_names
+from jgen.nn.backbones import backbone_names
 from jgen.nn.transformer import POSITIONS
 from tests.conftest import ROOT
 
@@ -45,6 +46,7 @@ FIELD_CHOICES = {
     "test_split": EVAL_SPLITS,
     "name": sorted(SOURCES),  # data.name (method.name's choices are the methods: no comment lists them)
     "feature_net": JGEN_FEATURE_NETS,
+    "kind": backbone_names(),  # the diffusion families' model.kind (the autoencoders' kinds are listed nowhere)
 }
 # where config fields are set with a comment: the experiment files, the core defaults, each method's defaults()
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py"))) + [

@@ -2,10 +2,10 @@
 
 Training (Ho et al. 2020, "simple" loss): x0 = images in [-1, 1], a time t from `method.time_sampling` (a discrete
 step i ~ U{0..T-1} at t = (i + 1) / T on the DDPM schedules, t ~ U[1/T, 1] on `rectified_flow`),
-x_t = alpha_t x0 + sigma_t eps, and the UNet regresses the target of `config.method.parameterization`
-(eps | v | x0 | flow) with squared error, optionally weighted by min-SNR-gamma. Flow matching (Lipman et al. 2023,
-Liu et al. 2023) is schedule `rectified_flow` (x_t = (1 - t) x0 + t eps) with parameterization `flow` (the
-velocity u = eps - x0): the same network, loop and samplers.
+x_t = alpha_t x0 + sigma_t eps, and the network (`model.kind`: unet | dit) regresses the target of
+`config.method.parameterization` (eps | v | x0 | flow) with squared error, optionally weighted by min-SNR-gamma.
+Flow matching (Lipman et al. 2023, Liu et al. 2023) is schedule `rectified_flow` (x_t = (1 - t) x0 + t eps) with
+parameterization `flow` (the velocity u = eps - x0): the same network, loop and samplers.
 With `conditional`, labels are replaced by the null label (index num_classes) with probability
 `label_dropout`, which trains the unconditional model that classifier-free guidance needs.
 Sampling uses the sampler named in config.method.sampler (see jgen/diffusion/samplers.py) on the time grid
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jgen.config import InputError, OptionError, fail, require_choice, require_int, require_int_tuple, require_number
+from jgen.config import InputError, OptionError, fail, require_choice, require_int, require_number
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.guidance import Denoiser, make_denoiser
@@ -44,8 +44,8 @@ from jgen.diffusion.trajectory import forward_strip, strip, trajectory_steps
 from jgen.methods.base import Batch, Method, slerp
 from jgen.methods.registry import register
 from jgen.metrics.likelihood import dequantized_bits_per_dim, uniform_dequantize
-from jgen.nn.precision import check_precision, precision_defaults
-from jgen.nn.unet import init_params, make_unet
+from jgen.nn.backbones import backbone_defaults, check_backbone, make_backbone
+from jgen.nn.unet import init_params
 from jgen.viz import image_grid
 
 # SamplingSpec field -> the config.method field that holds its configured value
@@ -104,18 +104,9 @@ class Diffusion(Method):
                     "logit_mean": 0.0,
                     "logit_std": 1.0,  # training times
                 },
-                "model": {
-                    "channels": 16,
-                    "channel_mult": (1, 2, 2),
-                    "num_res_blocks": 1,
-                    "attention_resolutions": (7,),
-                    "num_heads": 1,
-                    "dropout": 0.0,
-                    "remat": False,
-                    **precision_defaults(),
-                },
+                "model": backbone_defaults(),
             }
-        )
+        )  # model.kind: unet | dit (jgen/nn/backbones.py)
 
     @classmethod
     def check(cls, config) -> None:
@@ -149,21 +140,7 @@ class Diffusion(Method):
             bad("min_snr_gamma", m.min_snr_gamma, "must be > 0")
         if not 0.0 <= m.label_dropout < 1.0:
             bad("label_dropout", m.label_dropout, "must be in [0, 1)")
-        md = config.model
-        require_int("model.channels", md.channels)
-        require_int_tuple("model.channel_mult", md.channel_mult)
-        require_int("model.num_res_blocks", md.num_res_blocks)
-        require_int("model.num_heads", md.num_heads)
-        require_number("model.dropout", md.dropout, 0.0, 0.99)
-        check_precision(md)
-        if not isinstance(md.get("remat", False), bool):
-            fail(
-                "model.remat",
-                md.remat,
-                "must be true or false (true: recompute block activations in the backward pass, for less memory)",
-            )
-        if not isinstance(md.attention_resolutions, (tuple, list)):
-            fail("model.attention_resolutions", md.attention_resolutions, "must be a tuple of resolutions, e.g. (7,)")
+        check_backbone(config.model, cls.defaults().model)
         try:  # the configured sampling settings are a request like any other, made once here
             configured_spec(m, make_schedule(m.schedule, m.timesteps))
         except OptionError as e:
@@ -185,7 +162,7 @@ class Diffusion(Method):
         m = config.method
         self.schedule = make_schedule(m.schedule, m.timesteps)
         self._num_classes = info.num_classes if m.conditional else 0
-        self.net = make_unet(config.model, self._num_classes)
+        self.net = make_backbone(config.model, self._num_classes, info.shape)
         self.null_label = self._num_classes if m.conditional else None
 
     @property

@@ -7,7 +7,7 @@ gradients come back float32. Inside the networks, normalisation statistics (Grou
 softmaxes are computed in float32, and every network returns float32 outputs, so losses, their reductions and the
 samplers' solver states never see bfloat16.
 
-Families whose model section has these fields: diffusion and latent diffusion (UNet), VAE and autoencoder
+Families whose model section has these fields: diffusion and latent diffusion (UNet or DiT), VAE and autoencoder
 (`jgen.nn.autoencoder`), GAN, classifier, autoregressive (`jgen.nn.transformer`: its logits are float32).
 """
 
