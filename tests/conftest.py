@@ -98,3 +98,31 @@ def vae_2d_runs(runs_root):
 
     train_and_evaluate(tiny_vae_2d(), str(runs_root / "vae_2d_mnist"))
     return runs_root
+
+
+# -- pytest-xdist: `make test` spreads the suite over the machine's cores (-n auto --dist loadgroup) -------------
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests that share an expensive fixture on one worker, so that the fixture is built once: every file
+    that uses one of this folder's session-scoped fixtures (the tiny runs above) joins one group, and every other
+    file with a module-scoped fixture is its own group. Other tests go wherever a worker is free."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def scopes(item):  # the scopes of the fixtures defined under tests/ that the test uses
+        info = getattr(item, "_fixtureinfo", None)
+        for defs in info.name2fixturedefs.values() if info else ():
+            d = defs[-1]
+            if d.scope in ("session", "module") and os.path.abspath(d.func.__code__.co_filename).startswith(here):
+                yield d.scope
+
+    group = {}
+    for item in items:
+        for scope in scopes(item):
+            if scope == "session":
+                group[item.path] = "shared-session-fixtures"
+            else:
+                group.setdefault(item.path, f"module:{item.path}")
+    for item in items:
+        if item.path in group:
+            item.add_marker(pytest.mark.xdist_group(group[item.path]))
