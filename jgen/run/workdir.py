@@ -12,9 +12,11 @@ reads files itself; so are the feature networks jgen trains itself (`load_featur
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -35,6 +37,7 @@ from jgen.run.experiment import method_class, validate, with_defaults
 from jgen.train import checkpoint as ckpt
 from jgen.train.determinism import use_deterministic_ops
 from jgen.train.distributed import check_same_config
+from jgen.train.lock import checkpoints_locked, hold_workdir
 from jgen.train.loop import train_loop
 
 
@@ -79,22 +82,35 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         return with_defaults(from_json(f.read()))
 
 
-def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Create `workdir`, or reopen it if it holds a run of the same model (ValueError naming the differences if
-    not); write the resolved config.json."""
-    path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """InputError naming the differences if `workdir` holds a run of another model; nothing is written."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir!r} is a file, not a directory: pass a new or existing run directory")
+    if os.path.exists(os.path.join(workdir, "config.json")):
         bad = identity_mismatches(_json_dict(read_config(workdir)), _json_dict(config))
         if bad:
             raise InputError(
-                f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it:\n  "
-                + "\n  ".join(bad)
-                + "\nUse a new --workdir, or the config that made this run."
+                f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it: "
+                + "; ".join(bad)
+                + ". Use a new --workdir, or the config that made this run."
             )
-    os.makedirs(workdir, exist_ok=True)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Write the resolved config as `<workdir>/config.json` (process 0), atomically."""
     if jax.process_index() == 0:
-        with open(path, "w") as f:
+        path = os.path.join(workdir, "config.json")
+        with open(path + ".tmp", "w") as f:
             f.write(to_json(config))
+        os.replace(path + ".tmp", path)
+
+
+def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Create `workdir`, or reopen it if it holds a run of the same model (InputError naming the differences if
+    not); write the resolved config.json."""
+    check_workdir(config, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    write_config(config, workdir)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -103,8 +119,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     use_deterministic_ops(bool(config.train.get("deterministic", False)))  # before validate starts JAX's backends
     validate(config)
     check_same_config(to_json(config))  # every process of a multi-process job must train the same config
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir {workdir!r} is a file, not a directory: pass a new or existing run directory")
+    check_workdir(config, workdir)
     train_src, test_src, info = get_source(config.data)
     if config.data.batch_size > info.num_train:
         fail(
@@ -114,10 +129,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"--config.data.batch_size={min(128, info.num_train)}",
         )
     method = build_method(config, info, train_src)
-    open_workdir(config, workdir)
-    return train_loop(
-        config, workdir, method, train_src, test_src, feature_net=lambda: load_feature_net(config.eval.feature_net)
-    )
+    created = not os.path.exists(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    started = []
+
+    def start() -> None:  # the model is built and the checkpoint restored (or there is none): the run is this config
+        check_workdir(config, workdir)  # again, under the lock: another train may have started it meanwhile
+        write_config(config, workdir)
+        started.append(True)
+
+    try:
+        with hold_workdir(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+            return train_loop(
+                config,
+                workdir,
+                method,
+                train_src,
+                test_src,
+                feature_net=lambda: load_feature_net(config.eval.feature_net),
+                on_start=start,
+            )
+    except BaseException:
+        if created and not started and jax.process_index() == 0:  # a failed start leaves no run directory behind
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
 
 
 def run_progress(workdir: str) -> tuple[int | None, int]:
@@ -126,15 +161,22 @@ def run_progress(workdir: str) -> tuple[int | None, int]:
     config = read_config(workdir)
     if not os.path.isdir(ckpt.checkpoint_dir(workdir)):
         return None, config.train.steps
-    manager = ckpt.make_manager(workdir)
-    latest = manager.latest_step()
-    manager.close()
+    with checkpoints_locked(ckpt.checkpoint_dir(workdir)):
+        manager = ckpt.make_manager(workdir)
+        latest = manager.latest_step()
+        manager.close()
     return latest, config.train.steps
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
-    """A run directory's config and its latest (or given) checkpoint, ready to generate and evaluate."""
+    """A run directory's config and its latest (or given) checkpoint, ready to generate and evaluate. A run that is
+    training is read between its saves: the newest complete checkpoint."""
     config = read_config(workdir)
+    with checkpoints_locked(ckpt.checkpoint_dir(workdir)):  # a save and its rotation wait for this read
+        return _load_run(config, workdir, step)
+
+
+def _load_run(config: ml_collections.ConfigDict, workdir: str, step: int | None) -> Run:
     manager = ckpt.make_manager(workdir)
     if manager.latest_step() is None:
         raise FileNotFoundError(f"{workdir!r} has no checkpoint yet; train first or wait for the first checkpoint")
