@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -58,11 +59,51 @@ class Run:
         return int(jax.device_get(self.state.step))
 
 
-def build_method(config: ml_collections.ConfigDict, info, train_source) -> Method:
-    """The Method of a validated config, with the runs it is built on loaded and handed in."""
-    cls = method_class(config)
-    runs = {name: load_run(workdir) for name, workdir in cls.requirements(config).items()}
-    return cls(config, info, Resources(runs=runs, train_source=train_source))
+REQUIRES_FILE = "requires.json"  # the runs a run is built on: name -> {"workdir": absolute path, "fingerprint"}
+
+
+def run_fingerprint(run: Run) -> str:
+    """16 hex digits that change with a run's EMA parameters (a hash of their bytes, in tree order)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(run.state.ema_params)):
+        h.update(np.ascontiguousarray(leaf).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _required_runs(config: ml_collections.ConfigDict, workdir: str | None) -> tuple[dict[str, Run], dict[str, dict]]:
+    """The runs `config`'s method is built on (`Method.requirements`) and their identities. A run directory that
+    recorded them (`requires.json`) gets exactly those: the absolute path and parameters it was trained on, whatever
+    the current folder; a different run there is refused."""
+    recorded = {}
+    if workdir is not None and os.path.exists(os.path.join(workdir, REQUIRES_FILE)):
+        with open(os.path.join(workdir, REQUIRES_FILE)) as f:
+            recorded = json.load(f)
+    runs, identities = {}, {}
+    for name, configured in method_class(config).requirements(config).items():
+        known = recorded.get(name)
+        where = known["workdir"] if known else configured
+        if known and not os.path.isdir(where):
+            raise InputError(
+                f"the {name} run {workdir!r} was trained on is not at {where!r} any more (fingerprint "
+                f"{known['fingerprint']}); put that run back there"
+            )
+        run = load_run(where)
+        identities[name] = {"workdir": os.path.abspath(where), "fingerprint": run_fingerprint(run)}
+        if known and identities[name]["fingerprint"] != known["fingerprint"]:
+            raise InputError(
+                f"the {name} run at {where!r} is not the one {workdir!r} was trained on (its parameters' "
+                f"fingerprint is {identities[name]['fingerprint']}, not {known['fingerprint']}); "
+                "put the original back there"
+            )
+        runs[name] = run
+    return runs, identities
+
+
+def build_method(config: ml_collections.ConfigDict, info, train_source, workdir: str | None = None) -> Method:
+    """The Method of a validated config, with the runs it is built on loaded and handed in (for the run directory
+    `workdir`: the ones it recorded)."""
+    runs, _ = _required_runs(config, workdir)
+    return method_class(config)(config, info, Resources(runs=runs, train_source=train_source))
 
 
 def _json_dict(config: ml_collections.ConfigDict) -> dict:
@@ -128,13 +169,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"must not exceed the training split ({info.num_train} examples of {config.data.name!r})",
             f"--config.data.batch_size={min(128, info.num_train)}",
         )
-    method = build_method(config, info, train_src)
+    required, identities = _required_runs(config, workdir if os.path.isdir(workdir) else None)
+    method = method_class(config)(config, info, Resources(runs=required, train_source=train_src))
     created = not os.path.exists(workdir)
     os.makedirs(workdir, exist_ok=True)
     started = []
 
     def start() -> None:  # the model is built and the checkpoint restored (or there is none): the run is this config
         check_workdir(config, workdir)  # again, under the lock: another train may have started it meanwhile
+        if identities and jax.process_index() == 0:
+            with open(os.path.join(workdir, REQUIRES_FILE), "w") as f:
+                json.dump(identities, f, indent=2)
         write_config(config, workdir)
         started.append(True)
 
@@ -183,7 +228,7 @@ def _load_run(config: ml_collections.ConfigDict, workdir: str, step: int | None)
     if step is not None and step not in manager.all_steps():
         raise InputError(f"step={step}: {workdir!r} has checkpoints at steps {sorted(manager.all_steps())}")
     train_src, test_src, info = get_source(config.data)
-    method = build_method(config, info, train_src)
+    method = build_method(config, info, train_src, workdir)
     batch = {"image": np.zeros((1, *info.shape), np.float32), "label": np.zeros((1,), np.int32)}
     abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
     if step is None:  # the newest checkpoint that restores (a damaged one is reported and skipped, not moved)
