@@ -161,10 +161,12 @@ def test_compare_two_runs(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(
         compare, "load_feature_net", lambda name: feature_nets.classifier_feature_net(method, state.ema_params, name)
     )
-    md = compare.compare_workdirs([str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out"), num_samples=40)
+    workdirs, out = [str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out")
+    md = compare.compare_workdirs(workdirs, out, num_samples=40, sampler="ddim", steps=3)  # for the diffusion row
     rows = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert [r["method"] for r in rows] == ["vae", "latent_diffusion"]
+    assert rows[1]["nfe"] == 3 and rows[1]["sampling"].startswith("sampler ddim, steps 3,"), rows[1]
     assert all(np.isfinite(r["fid_mnist_classifier"]) and 0 <= r["recall_mnist_classifier"] <= 1 for r in rows)
     assert rows[0]["bits_per_dim"] > 0 and "bits_per_dim" not in rows[1]
-    assert "| first_stage | vae | 40 |" in md
+    assert "| first_stage | vae | — | 40 |" in md
     assert os.path.getsize(tmp_path / "out" / "compare.png") > 1000

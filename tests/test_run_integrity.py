@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
-from jgen import cli
+from jgen import cli, pipeline
+from jgen.pipeline import Pipeline
 from jgen.run import load_run, read_config, train_and_evaluate
+from jgen.sampling import Generated
 from jgen.train.writer import read_metrics
 from tests.conftest import ROOT, tiny_config
 
@@ -100,3 +103,61 @@ def test_a_torn_line_inside_metrics_is_skipped_with_a_warning(tmp_path, caplog):
     train_and_evaluate(tiny_config("vae", steps=15), str(w))  # resume reads it too
     assert [r["step"] for r in read_metrics(str(w), "train")] == [5, 10, 15]
     assert json.loads(read_config(str(w)).to_json())["train"]["steps"] == 15
+
+
+@pytest.fixture(scope="module")
+def diffusion_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("flags") / "diffusion"
+    d = tiny_config("diffusion", steps=2)
+    d.method.update(dict(timesteps=50, sample_steps=3))
+    d.model.update(dict(channels=8, channel_mult=(1,), attention_resolutions=()))
+    train_and_evaluate(d, str(workdir))
+    return workdir
+
+
+SAMPLE_FLAGS = {  # flag -> (value, what the request that reached the generation path must then hold)
+    "sampler": ("ddpm", lambda req: req["spec"].sampler == "ddpm"),
+    "steps": ("2", lambda req: req["spec"].steps == 2),
+    "spacing": ("time_quadratic", lambda req: req["spec"].spacing == "time_quadratic"),
+    "guidance": ("0", lambda req: req["spec"].guidance == 0.0),
+    "eta": ("0.5", lambda req: req["spec"].eta == 0.5),
+    "labels": ("3", lambda req: req["labels"] is not None and list(req["labels"]) == [3] * 8),
+    "num_samples": ("2", lambda req: req["num"] == 2),
+    "seed": ("7", lambda req: req["seed"] == 7),
+}
+
+
+def test_every_sample_flag_changes_the_request_or_is_refused(diffusion_run, tmp_path, monkeypatch, capsys):
+    """Each of `sample`'s flags either reaches the one generation path (`jgen.sampling.generate`, recorded here in
+    place of sampling) or is refused in one line for this run."""
+    requests = []
+
+    def record(method, params, model_state, num, spec=None, *, seed=None, labels=None, **kwargs):
+        requests.append({"num": num, "spec": spec, "seed": seed, "labels": labels})
+        return np.zeros((num, *method.info.shape), np.float32), Generated(num, 1, 0.0)
+
+    monkeypatch.setattr(pipeline, "generate", record)
+    loaded = Pipeline.from_workdir(str(diffusion_run))  # loaded once: each command below would load it again
+    monkeypatch.setattr(Pipeline, "from_workdir", classmethod(lambda cls, workdir, step=None: loaded))
+    base = ["sample", f"--workdir={diffusion_run}", f"--out={tmp_path}/s.png"]
+    assert cli.run_command(base) == cli.EXIT_OK, capsys.readouterr().err
+    for flag, (value, holds) in SAMPLE_FLAGS.items():
+        assert cli.run_command([*base, f"--{flag}={value}"]) == cli.EXIT_OK, capsys.readouterr().err
+        assert holds(requests[-1]) and not holds(requests[0]), (flag, requests[-1], requests[0])
+    assert (tmp_path / "s.png").exists()
+    capsys.readouterr()
+    for flag in set(cli.COMMANDS["sample"].flags) - set(SAMPLE_FLAGS) - {"out", "workdir"}:  # a language model's
+        code = cli.run_command([*base, f"--{flag}=1"])
+        assert code == cli.EXIT_BAD_INPUT and flag in _one_error_line(capsys.readouterr().err), flag
+
+
+def test_ctrl_c_in_sample_or_eval_is_one_line_and_exit_130(diffusion_run, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Pipeline, "__call__", interrupted)
+    monkeypatch.setattr(cli.run_lib, "evaluate_run", interrupted)
+    for command in ("sample", "eval"):
+        code = cli.run_command([command, f"--workdir={diffusion_run}"])
+        assert code == 130 and "interrupted" in _one_error_line(capsys.readouterr().err)
+    assert not (diffusion_run / "samples.png").exists() and not (diffusion_run / "eval.json").exists()

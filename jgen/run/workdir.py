@@ -120,7 +120,15 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
             f"(train one with `python -m jgen train --config ... --workdir {workdir}`)"
         )
     with open(path) as f:
-        return with_defaults(from_json(f.read()))
+        text = f.read()
+    try:
+        config = from_json(text)
+    except ValueError as e:  # json.JSONDecodeError is one
+        raise InputError(
+            f"{path} is not a run's config (not readable JSON: {' '.join(str(e).split())}); it is written by "
+            f"`python -m jgen train` when a run starts: restore the file or train in a new --workdir"
+        ) from None
+    return with_defaults(config)
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -222,9 +230,12 @@ def load_run(workdir: str, step: int | None = None) -> Run:
 
 
 def _load_run(config: ml_collections.ConfigDict, workdir: str, step: int | None) -> Run:
+    no_checkpoint = f"{workdir!r} has no checkpoint yet; train first or wait for the first checkpoint"
+    if not os.path.isdir(ckpt.checkpoint_dir(workdir)):  # a reader creates nothing
+        raise FileNotFoundError(no_checkpoint)
     manager = ckpt.make_manager(workdir)
     if manager.latest_step() is None:
-        raise FileNotFoundError(f"{workdir!r} has no checkpoint yet; train first or wait for the first checkpoint")
+        raise FileNotFoundError(no_checkpoint)
     if step is not None and step not in manager.all_steps():
         raise InputError(f"step={step}: {workdir!r} has checkpoints at steps {sorted(manager.all_steps())}")
     train_src, test_src, info = get_source(config.data)

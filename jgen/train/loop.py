@@ -396,6 +396,8 @@ def train_loop(
                 if saving or _interval_hit(step, t.eval_every, final):
                     window.check(last_good)  # nothing non-finite is evaluated or saved
                 if _interval_hit(step, t.eval_every, final):
+                    if final and bar is not None:  # the bar stands at 100% while the last evaluation runs
+                        bar.set_description_str(f"{config.name}: final evaluation")
                     final_eval = evaluate(method, state, test_src, config, mesh)
                     writer.write(step, "eval", final_eval)
                 if _interval_hit(step, t.sample_every, final):
