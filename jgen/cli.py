@@ -261,6 +261,8 @@ def cmd_compare(overrides: list[str]) -> None:
     _require("workdirs", "runs/a,runs/b")
     check_seed("--seed", FLAGS.seed)
     out = check_output("--out", FLAGS.out or "compare", directory=True)
+    if FLAGS.likelihood_images:  # checked here, not when the first diffusion row comes after others were sampled
+        check_int("--likelihood_images", FLAGS.likelihood_images, 2, " (test images, e.g. 64)")
     num = _num_samples(1000)
     if FLAGS.guidance_scales:
         if len(FLAGS.workdirs) != 1:

@@ -98,3 +98,20 @@ def vae_2d_runs(runs_root):
 
     train_and_evaluate(tiny_vae_2d(), str(runs_root / "vae_2d_mnist"))
     return runs_root
+
+
+@pytest.fixture(scope="session")
+def bad_input_runs(tmp_path_factory):
+    """A folder the bad-input tables read and must leave unchanged: a finished tiny VAE (`vae`) and class-conditional
+    diffusion run (`diffusion`), a file where a folder belongs (`a_file`) and an empty folder (`empty`)."""
+    from jgen.run import train_and_evaluate
+
+    root = tmp_path_factory.mktemp("bad_inputs")
+    train_and_evaluate(tiny_config("vae", steps=5), str(root / "vae"))
+    d = tiny_config("diffusion", steps=3)
+    d.method.update(dict(timesteps=50, sample_steps=3))
+    d.model.update(dict(channels=8, channel_mult=(1,), attention_resolutions=()))
+    train_and_evaluate(d, str(root / "diffusion"))
+    (root / "a_file").write_text("not a directory")
+    (root / "empty").mkdir()
+    return root

@@ -35,21 +35,15 @@ def _text_config():
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    """Run directories and config files the rows name: a finished tiny VAE, diffusion and language-model run, a run
-    directory without a checkpoint and one with a damaged config.json, a file where a folder belongs."""
-    root = tmp_path_factory.mktemp("bad_table")
-    train_and_evaluate(tiny_config("vae", steps=2), str(root / "vae"))
-    d = tiny_config("diffusion", steps=2)
-    d.method.update(dict(timesteps=50, sample_steps=3))
-    d.model.update(dict(channels=8, channel_mult=(1,), attention_resolutions=()))
-    train_and_evaluate(d, str(root / "diffusion"))
+def root(bad_input_runs):
+    """Run directories and config files the rows name: the shared tiny VAE and diffusion runs (conftest.py), and
+    here a language-model run, a run directory without a checkpoint and one with a damaged config.json."""
+    root = bad_input_runs
     train_and_evaluate(_text_config(), str(root / "text"))
     (root / "nockpt").mkdir()
     (root / "nockpt" / "config.json").write_text((root / "vae" / "config.json").read_text())
     (root / "torn").mkdir()
     (root / "torn" / "config.json").write_text('{"method": {"name": "va')
-    (root / "a_file").write_text("not a folder")
     (root / "vae" / "lock").write_text(json.dumps({"pid": 1234, "host": "elsewhere", "started": 0}))
     (root / "configs").mkdir()
     for name, text in CONFIG_FILES.items():
@@ -125,6 +119,11 @@ ROWS = [  # (row, expected exit code or exception type, fragment of the one line
     (_jgen("compare", "--workdirs={root}/vae", "--seed=-2"), 2, "--seed=-2: must be an integer in [0, 2**32)"),
     (_jgen("compare", "--workdirs={root}/vae,{root}/torn"), 2, "is not a run's config"),
     (_jgen("compare", "--workdirs="), 2, "--workdirs is required"),
+    (
+        _jgen("compare", "--workdirs={root}/vae,{root}/diffusion", "--likelihood_images=1"),
+        2,
+        "--likelihood_images=1: must be an integer >= 2",
+    ),
     # figures (python -m course)
     ({"kind": "course", "args": ["--runs={root}", "--out={root}/a_file"]}, 2, "is a file; pass a folder"),
     ({"kind": "course", "args": ["--runs={root}/a_file", "--out=figs"]}, 2, "--runs='{root}/a_file' is a file"),
