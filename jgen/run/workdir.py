@@ -179,8 +179,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
     required, identities = _required_runs(config, workdir if os.path.isdir(workdir) else None)
     method = method_class(config)(config, info, Resources(runs=required, train_source=train_src))
-    created = not os.path.exists(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(workdir)), exist_ok=True)
+    try:
+        os.mkdir(workdir)
+        created = True  # by this call: a start that fails removes it again
+    except FileExistsError:
+        created = False
     started = []
 
     def start() -> None:  # the model is built and the checkpoint restored (or there is none): the run is this config
@@ -191,8 +195,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         write_config(config, workdir)
         started.append(True)
 
-    try:
-        with hold_workdir(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+    with hold_workdir(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        try:
             return train_loop(
                 config,
                 workdir,
@@ -202,10 +206,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 feature_net=lambda: load_feature_net(config.eval.feature_net),
                 on_start=start,
             )
-    except BaseException:
-        if created and not started and jax.process_index() == 0:  # a failed start leaves no run directory behind
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise
+        except BaseException:  # removed while the lock is held, so no other train can be using it
+            if created and not started and jax.process_index() == 0:
+                shutil.rmtree(workdir, ignore_errors=True)
+            raise
 
 
 def run_progress(workdir: str) -> tuple[int | None, int]:
