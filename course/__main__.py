@@ -13,12 +13,13 @@ a training run's own code when it stopped (75: interrupted, rerun to resume).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from course.registry import draw_charts, parse_only
 from course.training import train_missing
 from jgen.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
-from jgen.config import InputError
+from jgen.config import InputError, check_output
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     only = [v for v in args.only.split(",") if v]
     try:
         ids = parse_only(only)
+        check_output("--out", args.out, directory=True)  # before any chart is drawn or run trained
+        if os.path.exists(args.runs) and not os.path.isdir(args.runs):
+            raise InputError(f"--runs={args.runs!r} is a file; pass the folder that holds the run directories")
     except InputError as e:
         print(f"course: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

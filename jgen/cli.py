@@ -11,7 +11,8 @@
 Exit codes (for batch schedulers): 0 finished; 2 bad input (a config value, a flag, a run directory: the message
 says what to change); 3 diverged (a non-finite loss or gradient; the last good checkpoint is kept); 74 a checkpoint
 could not be written (e.g. disk full; the previous one is intact); 75 interrupted by SIGTERM/SIGINT after saving a
-checkpoint (rerun the same command to resume); 1 anything else (a bug: please report it with the traceback).
+checkpoint (rerun the same command to resume); 130 sample/eval/compare stopped by Ctrl-C (nothing written); 1
+anything else (a bug: please report it with the traceback).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from absl import logging as absl_logging
 
 from jgen import run as run_lib
 from jgen.compare import compare_workdirs, guidance_sweep
-from jgen.config import InputError
+from jgen.config import InputError, check_int, check_output, check_seed
 from jgen.diffusion.sampler_core import sampler_names
 from jgen.diffusion.timegrid import SPACINGS
 from jgen.methods import get_method, method_names
@@ -41,6 +42,7 @@ from jgen.train.checkpoint import CheckpointWriteError
 from jgen.train.loop import TrainingDiverged, TrainingInterrupted
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 74, 75
+EXIT_CTRL_C = 130  # sample, eval, compare stopped by Ctrl-C (the shell's 128 + SIGINT)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string(
@@ -155,7 +157,7 @@ SAMPLING_FLAGS = tuple(f for f in FLAGS if any(f in get_method(n).generate_optio
 
 
 def _require(name: str, example: str) -> None:
-    if FLAGS[name].value in (None, []):
+    if FLAGS[name].value in (None, [], ""):
         raise InputError(f"--{name} is required, e.g. --{name}={example}")
 
 
@@ -193,20 +195,29 @@ def _sampling_options() -> dict:
     return {name: FLAGS[name].value for name in SAMPLING_FLAGS if FLAGS[name].value is not None}
 
 
+def _refuse_flags_of_other_runs(flags_here: tuple[str, ...], workdir: str, what: str) -> None:
+    """InputError for the first of `flags_here` given on the command line: it does not apply to `workdir` (`what`)."""
+    given = [f for f in flags_here if FLAGS[f].present]
+    if given:
+        raise InputError(f"--{given[0]} does not apply to {workdir!r}, {what}; leave it out")
+
+
 def cmd_sample(overrides: list[str]) -> None:
     _require("workdir", "runs/vae_mnist")
-    pipe = Pipeline.from_workdir(FLAGS.workdir)
+    check_seed("--seed", FLAGS.seed)
+    if FLAGS.out is not None:
+        check_output("--out", FLAGS.out, ".png")
     options = _sampling_options()
+    pipe = Pipeline.from_workdir(FLAGS.workdir)  # loads; compiles nothing
     if "text" in pipe.method.capabilities:
+        _refuse_flags_of_other_runs(("labels", "out"), FLAGS.workdir, "a language model (its samples are printed)")
         if FLAGS.prompt is None:
             raise InputError("this run is a language model: pass --prompt='some text' to continue")
-        texts = pipe.text(FLAGS.prompt, _num_samples(1), FLAGS.num_tokens, FLAGS.seed, **options)
+        num, tokens = _num_samples(1), check_int("--num_tokens", FLAGS.num_tokens)
+        texts = pipe.text(FLAGS.prompt, num, tokens, FLAGS.seed, **options)
         print(json.dumps({"workdir": FLAGS.workdir, "prompt": FLAGS.prompt, "samples": texts}, indent=2))
         return
-    if FLAGS.prompt is not None:
-        raise InputError(
-            f"--prompt applies to language models; {FLAGS.workdir!r} is a {pipe.method.name!r} run of images"
-        )
+    _refuse_flags_of_other_runs(("prompt", "num_tokens"), FLAGS.workdir, f"a {pipe.method.name!r} run of images")
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples.png")
     labels = _labels_flag()
     num = _num_samples(8 if labels else 64)
@@ -220,10 +231,19 @@ def cmd_sample(overrides: list[str]) -> None:
 
 def cmd_eval(overrides: list[str]) -> None:
     _require("workdir", "runs/vae_mnist")
+    check_seed("--seed", FLAGS.seed)
+    if FLAGS.ref_stats_out is not None:
+        check_output("--ref_stats_out", FLAGS.ref_stats_out, ".npz")
+    if FLAGS.ref_stats is not None and not os.path.isfile(FLAGS.ref_stats):
+        raise InputError(f"--ref_stats={FLAGS.ref_stats!r} is not a file; pass a .npz of mu and sigma")
+    num = _num_samples(1000)
     run = run_lib.load_run(FLAGS.workdir)
+    if "text" in run.method.capabilities:
+        image_flags = ("feature_net", "ref_stats", "ref_split", "ref_stats_out", "likelihood_images")
+        _refuse_flags_of_other_runs(image_flags, FLAGS.workdir, "a language model (scored by its test perplexity)")
     result = run_lib.evaluate_run(
         run,
-        _num_samples(1000),
+        num,
         FLAGS.seed,
         FLAGS.feature_net,
         ref_stats=FLAGS.ref_stats,
@@ -239,7 +259,10 @@ def cmd_eval(overrides: list[str]) -> None:
 
 def cmd_compare(overrides: list[str]) -> None:
     _require("workdirs", "runs/a,runs/b")
-    out = FLAGS.out or "compare"
+    check_seed("--seed", FLAGS.seed)
+    out = check_output("--out", FLAGS.out or "compare", directory=True)
+    if FLAGS.likelihood_images:  # checked here, not when the first diffusion row comes after others were sampled
+        check_int("--likelihood_images", FLAGS.likelihood_images, 2, " (test images, e.g. 64)")
     num = _num_samples(1000)
     if FLAGS.guidance_scales:
         if len(FLAGS.workdirs) != 1:
@@ -258,11 +281,9 @@ def cmd_compare(overrides: list[str]) -> None:
         net = FLAGS.feature_net or MNIST_CLASSIFIER
         print(guidance_sweep(FLAGS.workdirs[0], scales, out, num, FLAGS.seed, net, **_sampling_options()))
     else:
-        print(
-            compare_workdirs(
-                FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images, FLAGS.feature_net or MNIST_CLASSIFIER
-            )
-        )
+        net = FLAGS.feature_net or MNIST_CLASSIFIER
+        options = _sampling_options()
+        print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images, net, **options))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,7 +416,10 @@ def run_command(argv: list[str]) -> int:
     try:
         code = command.run(overrides)
     except (InputError, FileNotFoundError, NotADirectoryError) as e:  # the message says what to change
-        return error(str(e))
+        return error(" ".join(str(e).split()))
+    except KeyboardInterrupt:  # train saves and stops on SIGINT itself (exit 75); the others had nothing to save
+        print(f"jgen {name}: interrupted (Ctrl-C) before it finished; nothing was written", file=sys.stderr)
+        return EXIT_CTRL_C
     except TrainingDiverged as e:
         print(f"jgen {name}: diverged: {e}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -12,7 +12,9 @@ one conditional diffusion run at several guidance scales.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Hashable
@@ -26,6 +28,8 @@ from jgen.metrics.quality import real_images
 from jgen.run import evaluate_run, load_feature_net, load_run
 from jgen.train.writer import read_metrics
 from jgen.viz import pyplot
+
+log = logging.getLogger("jgen")
 
 
 def _markdown(rows: list[dict], columns: list[str]) -> str:
@@ -65,6 +69,7 @@ def _write(out_dir: str, name: str, rows: list[dict], columns: list[str], x: str
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write(md)
     _plot(rows, x, ys, os.path.join(out_dir, f"{name}.png"), xlabel)
+    log.info("wrote %s.md, %s.json and %s.png", *[os.path.join(out_dir, name)] * 3)
     return md
 
 
@@ -110,16 +115,27 @@ def compare_workdirs(
     seed: int = 0,
     likelihood_images: int = 0,
     feature_net: str = MNIST_CLASSIFIER,
+    **options,
 ) -> str:
     """Evaluate every run: image models on the same test features of `feature_net` (compare.{json,md,png}),
     language models on their test perplexity and speed (compare_text.{json,md,png}). Returns the Markdown table(s).
-    `likelihood_images` > 0: runs with an on-demand likelihood (diffusion) report bits/dim on that many test images."""
+    `likelihood_images` > 0: runs with an on-demand likelihood (diffusion) report bits/dim on that many test images.
+    `options`: sampling options (sampler, steps, ...) for every image run that takes them (each row says its
+    sampling); refused when no run takes one. Every request is checked before any run samples."""
     runs = [load_run(w) for w in workdirs]
     image_runs = [r for r in runs if "sample" in r.method.capabilities]
     text_runs = [r for r in runs if "text" in r.method.capabilities]
     other = [r.workdir for r in runs if r not in image_runs and r not in text_runs]
     if other:
         raise InputError(f"{other} hold runs that generate nothing (e.g. the classifier); leave them out")
+    given = {k: v for k, v in options.items() if v is not None}
+    unused = sorted(k for k in given if not any(k in r.method.generate_options for r in image_runs))
+    if unused:
+        methods = sorted({r.method.name for r in image_runs})
+        raise InputError(f"--{unused[0]} applies to none of these runs (methods {methods}); leave it out")
+    specs = [
+        r.method.sampling_spec(**{k: v for k, v in given.items() if k in r.method.generate_options}) for r in image_runs
+    ]
     if likelihood_images and not any("likelihood" in r.method.capabilities for r in image_runs):
         raise InputError(
             f"likelihood_images={likelihood_images}: none of these runs has an on-demand likelihood "
@@ -129,8 +145,12 @@ def compare_workdirs(
     if image_runs:
         net = load_feature_net(feature_net)
         real = real_images(image_runs[0].test_source, num_samples)
-        rows = [_row(run, num_samples, seed, net, real, likelihood_images) for run in image_runs]
-        columns = ["run", "method", "num_samples", *_quality_columns(net.name), "bits_per_dim", "bits_per_dim_kind"]
+        rows = [
+            {**_row(run, num_samples, seed, net, real, likelihood_images, spec), "sampling": _sampling(spec)}
+            for run, spec in zip(image_runs, specs)
+        ]
+        columns = ["run", "method", "sampling", "num_samples", *_quality_columns(net.name), "bits_per_dim"]
+        columns += ["bits_per_dim_kind"]
         columns += ["images_per_sec", "nfe"]
         plotted = [f"fid_{net.name}", f"recall_{net.name}", "images_per_sec"]
         tables.append(_write(out_dir, "compare", rows, columns, "run", plotted, "run"))
@@ -163,6 +183,15 @@ def guidance_sweep(
     columns = ["guidance_scale", "num_samples", *_quality_columns(net.name), "images_per_sec", "nfe"]
     plotted = [f"fid_{net.name}", f"recall_{net.name}"]
     return _write(out_dir, "guidance_sweep", rows, columns, "guidance_scale", plotted, "guidance scale")
+
+
+def _sampling(spec: Hashable) -> str | None:
+    """A sampling spec in a few words for a table cell (None: a single-pass generator)."""
+    if spec is None:
+        return None
+    fields = dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {}
+    shown = [f"{k} {fields[k]}" for k in ("sampler", "steps", "spacing", "guidance") if k in fields]
+    return ", ".join(shown) or str(spec)
 
 
 def _quality_columns(net: str) -> list[str]:

@@ -62,6 +62,40 @@ def check_int(name: str, value: Any, minimum: int = 1, why: str = "") -> int:
     return int(value)
 
 
+def check_seed(name: str, value: Any) -> int:
+    """`value` as a seed of `jax.random.PRNGKey`: an integer in [0, 2**32) (larger ones would be silently cut)."""
+    if not is_integer(value, 0) or value >= 2**32:
+        raise OptionError(name, value, "must be an integer in [0, 2**32)")
+    return int(value)
+
+
+def check_output(name: str, path: str, suffix: str | None = None, directory: bool = False) -> str:
+    """`path` as a place jgen can write a file (with `suffix`, e.g. ".png") or, with `directory`, a folder of files:
+    OptionError unless its suffix is right, it is not the wrong kind of thing already, and the nearest folder that
+    exists above it is a writable folder (missing folders are created when it is written)."""
+    if not path:
+        raise OptionError(name, path, "must be a path")
+    if directory and os.path.exists(path) and not os.path.isdir(path):
+        raise OptionError(name, path, "is a file; pass a folder for the output files")
+    if not directory and os.path.isdir(path):
+        raise OptionError(
+            name, path, f"is a folder; pass a file name, e.g. {os.path.join(path, 'out' + (suffix or ''))}"
+        )
+    if suffix is not None and not path.lower().endswith(suffix):
+        stem = os.path.splitext(path)[0]
+        raise OptionError(
+            name, path, f"must name a {suffix} file (it is written as {suffix[1:].upper()}): {stem}{suffix}"
+        )
+    parent = os.path.abspath(path if directory else os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OptionError(name, path, f"cannot be created: {parent!r} is a file")
+    if not os.access(parent, os.W_OK):
+        raise OptionError(name, path, f"cannot be written: {parent!r} is not writable")
+    return path
+
+
 def cache_dir(*parts: str) -> str:
     """Where jgen keeps what it makes once (feature networks, reference statistics): `$JGEN_CACHE/<parts>` if
     JGEN_CACHE is set, else `~/.cache/jgen/<parts>`."""

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.config import InputError, check_int
+from jgen.config import InputError, check_int, check_output, check_seed
 from jgen.diffusion.inpaint import check_mask
 from jgen.run import Run, load_run
 from jgen.sampling import check_request, generate
@@ -62,6 +62,9 @@ class Pipeline:
         `options`: the method's sampling options (`pipe.method.generate_options`: a diffusion model's sampler, steps,
         guidance, eta, spacing, ...; the autoregressive model's temperature, top_k, top_p), None: the run's own."""
         per = check_int("num_samples_per_label", num_samples_per_label)
+        check_seed("seed", seed)
+        if save_to:
+            check_output("save_to", save_to, ".png")
         spec = self.method.sampling_spec(**options)
         flat = None
         if labels is not None:
@@ -98,7 +101,10 @@ class Pipeline:
         )
 
     def _check_image(self, name: str, image) -> np.ndarray:
-        x = np.asarray(image, np.float32)
+        """`image` as float32 in [0, 1]: uint8 images (what `pipe(...)` returns) are divided by 255, floats must be
+        in [0, 1] already."""
+        x = np.asarray(image)
+        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
         want = tuple(self.info.shape)
         if x.shape != want:
             fix = f"; add the channel axis: {name}[..., None]" if x.shape == want[:2] else ""
@@ -106,7 +112,11 @@ class Pipeline:
         if not np.all(np.isfinite(x)):
             raise InputError(f"{name} has non-finite pixels (NaN or inf)")
         if x.min() < 0.0 or x.max() > 1.0:
-            fix = ": divide 8-bit images by 255" if x.max() > 1.0 and x.max() <= 255.0 and x.min() >= 0 else ""
+            fix = (
+                ": divide 8-bit images by 255 (or pass them as uint8)"
+                if x.max() > 1.0 and x.max() <= 255.0 and x.min() >= 0
+                else ""
+            )
             raise InputError(f"{name} has values in [{x.min():.4g}, {x.max():.4g}]; images must be in [0, 1]{fix}")
         return x
 
@@ -118,16 +128,17 @@ class Pipeline:
         seed: int = 0,
         **options,
     ) -> np.ndarray:
-        """Fill in `images` ([B, H, W, C] in [0, 1]) where `mask` (same shape, or [B, H, W]) is 0, keeping them where
-        it is 1: uint8 [B, H, W, C]. A diffusion model's sampler runs with the known pixels, noised to the current
-        level, put back after every step (jgen/diffusion/inpaint.py; samplers ddpm, ddim, dpm_solver*).
+        """Fill in `images` ([B, H, W, C], uint8 as `pipe(...)` returns them, or in [0, 1]) where `mask` (same shape,
+        or [B, H, W]) is 0, keeping them where it is 1: uint8 [B, H, W, C]. A diffusion model's sampler runs with the
+        known pixels, noised to the current level, put back after every step (jgen/diffusion/inpaint.py; samplers
+        ddpm, ddim, dpm_solver*).
         `labels` ([B]) condition a class-conditional model; the other arguments are as for a call."""
         if "inpaint" not in self.method.capabilities:
             raise InputError(
                 f"method {self.method.name!r} cannot inpaint: inpainting replaces pixels inside a "
                 "pixel-space diffusion model's sampler (train method diffusion)"
             )
-        x = np.asarray(images, np.float32)
+        x = np.asarray(images)
         if x.ndim != 4:
             raise InputError(
                 f"images has shape {x.shape}; expected a batch [B, H, W, C] of this model's "
@@ -145,8 +156,8 @@ class Pipeline:
         return to_uint8(np.asarray(out))
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, num: int = 10, **kwargs) -> np.ndarray:
-        """A uint8 strip [num, H, W, C] from image a to image b ([H, W, C] in [0, 1]) through the model's latent
-        space."""
+        """A uint8 strip [num, H, W, C] from image a to image b ([H, W, C], uint8 as `pipe(...)` returns them, or in
+        [0, 1]) through the model's latent space."""
         if "interpolate" not in self.method.capabilities:
             raise InputError(f"method {self.method.name!r} has no latent space to interpolate in")
         num = check_int("num", num, 2, " (the strip includes both ends)")

@@ -100,29 +100,50 @@ def vae_2d_runs(runs_root):
     return runs_root
 
 
+@pytest.fixture(scope="session")
+def bad_input_runs(tmp_path_factory):
+    """A folder the bad-input tables read and must leave unchanged: a finished tiny VAE (`vae`) and class-conditional
+    diffusion run (`diffusion`), a file where a folder belongs (`a_file`) and an empty folder (`empty`)."""
+    from jgen.run import train_and_evaluate
+
+    root = tmp_path_factory.mktemp("bad_inputs")
+    train_and_evaluate(tiny_config("vae", steps=5), str(root / "vae"))
+    d = tiny_config("diffusion", steps=3)
+    d.method.update(dict(timesteps=50, sample_steps=3))
+    d.model.update(dict(channels=8, channel_mult=(1,), attention_resolutions=()))
+    train_and_evaluate(d, str(root / "diffusion"))
+    (root / "a_file").write_text("not a directory")
+    (root / "empty").mkdir()
+    return root
+
+
 # -- pytest-xdist: `make test` spreads the suite over the machine's cores (-n auto --dist loadgroup) -------------
 def pytest_collection_modifyitems(config, items):
-    """Keep the tests that share an expensive fixture on one worker, so that the fixture is built once: every file
-    that uses one of this folder's session-scoped fixtures (the tiny runs above) joins one group, and every other
-    file with a module-scoped fixture is its own group. Other tests go wherever a worker is free."""
+    """Keep the tests that share an expensive fixture on one worker, so that the fixture is built once: the files
+    that use one of this folder's session-scoped fixtures (e.g. the tiny runs under `runs_root`) form one group per
+    such fixture at the root of what they use, and every other file with a module-scoped fixture is its own group.
+    Other tests go wherever a worker is free."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     here = os.path.dirname(os.path.abspath(__file__))
 
-    def scopes(item):  # the scopes of the fixtures defined under tests/ that the test uses
+    def shared(item, scope):  # the fixtures of `scope` defined under tests/ that the test uses, by name
         info = getattr(item, "_fixtureinfo", None)
-        for defs in info.name2fixturedefs.values() if info else ():
-            d = defs[-1]
-            if d.scope in ("session", "module") and os.path.abspath(d.func.__code__.co_filename).startswith(here):
-                yield d.scope
+        defs = {name: d[-1] for name, d in (info.name2fixturedefs.items() if info else ())}
+        return {
+            name: d
+            for name, d in defs.items()
+            if d.scope == scope and os.path.abspath(d.func.__code__.co_filename).startswith(here)
+        }
 
     group = {}
     for item in items:
-        for scope in scopes(item):
-            if scope == "session":
-                group[item.path] = "shared-session-fixtures"
-            else:
-                group.setdefault(item.path, f"module:{item.path}")
+        session = shared(item, "session")
+        roots = sorted(name for name, d in session.items() if not set(d.argnames) & set(session))
+        if roots:
+            group[item.path] = "session:" + ",".join(roots)
+        elif shared(item, "module"):
+            group.setdefault(item.path, f"module:{item.path}")
     for item in items:
         if item.path in group:
             item.add_marker(pytest.mark.xdist_group(group[item.path]))

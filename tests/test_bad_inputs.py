@@ -24,24 +24,16 @@ from jgen.metrics import (
 )
 from jgen.metrics.feature_nets import classifier_feature_net
 from jgen.pipeline import Pipeline
-from jgen.run import load_run, train_and_evaluate
+from jgen.run import load_run
 from jgen.sampling import generate
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT
 
 CONFIG = os.path.join(ROOT, "tests", "tiny_vae_config.py")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad_inputs")
-    train_and_evaluate(tiny_config("vae", steps=5), str(root / "vae"))
-    d = tiny_config("diffusion", steps=3)
-    d.method.update(dict(timesteps=50, sample_steps=3))
-    d.model.update(dict(channels=8, channel_mult=(1,), attention_resolutions=()))
-    train_and_evaluate(d, str(root / "diffusion"))
-    (root / "a_file").write_text("not a directory")
-    (root / "empty").mkdir()
-    return root
+def runs(bad_input_runs):
+    return bad_input_runs  # shared with tests/test_bad_inputs_table.py (conftest.py)
 
 
 def _train(*overrides, workdir="{tmp}/w"):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from absl import logging as absl_logging
 
 from jgen import cli
 from jgen.config import ConfigError
@@ -161,10 +162,11 @@ def test_metrics_log_torn_tail_is_repaired_and_non_finite_is_null(tmp_path):
     json.loads(last, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
 
 
-def test_disk_full_during_a_save_says_the_previous_checkpoint_is_intact(tmp_path, monkeypatch, capsys):
+def test_disk_full_during_a_save_says_the_previous_checkpoint_is_intact(tmp_path, monkeypatch, capsys, caplog):
     train_and_evaluate(_config(steps=10), str(tmp_path))
 
-    def full_disk(self, *args, **kwargs):
+    def full_disk(self, *args, **kwargs):  # as orbax does: log the failure with its traceback, then raise
+        absl_logging.error("Traceback (most recent call last):\n" + "  File ...\n" * 300 + "OSError: No space left")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
@@ -183,6 +185,8 @@ def test_disk_full_during_a_save_says_the_previous_checkpoint_is_intact(tmp_path
     assert code == cli.EXIT_WRITE_FAILED
     assert "could not write the checkpoint of step 15" in err and "the disk is full" in err
     assert "the previous checkpoint (step 10) is intact" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not [r for r in caplog.records if "Traceback" in r.getMessage()]  # the library's traceback: not shown
 
 
 def test_sigterm_while_compiling_the_first_step_stops_at_once(tmp_path):

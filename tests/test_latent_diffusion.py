@@ -2,16 +2,18 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
+from jgen import cli
 from jgen.config import ConfigError
 from jgen.data import get_source
 from jgen.nn.dit import DiT
 from jgen.pipeline import Pipeline
-from jgen.run import build_method, train_and_evaluate, validate, with_defaults
+from jgen.run import build_method, load_run, train_and_evaluate, validate, with_defaults
 from tests.conftest import tiny_config
 
 
@@ -49,8 +51,34 @@ def runs(tmp_path_factory):
     fs = tiny_config("vae", steps=10)
     fs.model.kind, fs.model.features, fs.method.latent_dim = "conv_spatial", (8,), 2  # 8x8x1 -> 4x4x2
     train_and_evaluate(fs, str(root / "first_stage"))
-    train_and_evaluate(tiny_diffusion_config(first_stage=str(root / "first_stage")), str(root / "ldm"))
+    cwd = os.getcwd()
+    os.chdir(root)  # the first stage named by a relative path, as the README's commands name it
+    try:
+        train_and_evaluate(tiny_diffusion_config(first_stage="first_stage"), str(root / "ldm"))
+    finally:
+        os.chdir(cwd)
     return root
+
+
+def test_the_run_decodes_with_its_own_first_stage_from_any_folder(runs, tmp_path, monkeypatch, capsys):
+    """Sampling from a folder with another `first_stage` uses the one the run was trained on; a first stage that is
+    not that one (replaced, or moved away) is refused in one line."""
+    fs = tiny_config("vae", steps=2)
+    fs.model.kind, fs.model.features, fs.method.latent_dim, fs.seed = "conv_spatial", (8,), 2, 1
+    train_and_evaluate(fs, str(tmp_path / "first_stage"))  # another first stage at the same relative path
+    monkeypatch.chdir(tmp_path)
+    decoder = load_run(str(runs / "ldm")).method.first_stage_params
+    for x, y in zip(jax.tree.leaves(decoder), jax.tree.leaves(load_run(str(runs / "first_stage")).state.ema_params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    shutil.copytree(runs / "ldm", tmp_path / "ldm")
+    requires = tmp_path / "ldm" / "requires.json"
+    recorded = json.loads(requires.read_text())
+    for where, fragment in ((tmp_path / "first_stage", "is not the one"), (tmp_path / "gone", "is not at")):
+        requires.write_text(json.dumps({"first_stage": {**recorded["first_stage"], "workdir": str(where)}}))
+        code = cli.run_command(["sample", "--workdir", str(tmp_path / "ldm"), f"--out={tmp_path}/s.png"])
+        err = capsys.readouterr().err
+        assert code == cli.EXIT_BAD_INPUT and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_pipeline_is_deterministic_and_conditional(runs):
@@ -133,10 +161,12 @@ def test_compare_two_runs(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(
         compare, "load_feature_net", lambda name: feature_nets.classifier_feature_net(method, state.ema_params, name)
     )
-    md = compare.compare_workdirs([str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out"), num_samples=40)
+    workdirs, out = [str(runs / "first_stage"), str(runs / "ldm")], str(tmp_path / "out")
+    md = compare.compare_workdirs(workdirs, out, num_samples=40, sampler="ddim", steps=3)  # for the diffusion row
     rows = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert [r["method"] for r in rows] == ["vae", "latent_diffusion"]
+    assert rows[1]["nfe"] == 3 and rows[1]["sampling"].startswith("sampler ddim, steps 3,"), rows[1]
     assert all(np.isfinite(r["fid_mnist_classifier"]) and 0 <= r["recall_mnist_classifier"] <= 1 for r in rows)
     assert rows[0]["bits_per_dim"] > 0 and "bits_per_dim" not in rows[1]
-    assert "| first_stage | vae | 40 |" in md
+    assert "| first_stage | vae | — | 40 |" in md
     assert os.path.getsize(tmp_path / "out" / "compare.png") > 1000

@@ -1,6 +1,7 @@
 """The README is a guide that works: its tour runs as written (at tiny sizes), and its tables and the docs' name
 what is registered."""
 
+import json
 import os
 import re
 import shlex
@@ -14,7 +15,7 @@ from tests.conftest import ROOT
 from tests.course.tiny_runs import PIXEL_NET
 
 README = os.path.join(ROOT, "README.md")
-TOUR = "## A 10-minute tour"
+TOUR = "## The tour"
 # The tour's configs at the tests' sizes: the 8x8 digits, a few steps, the smallest networks, and the test feature
 # net instead of the MNIST classifier (which takes 28x28 digits and minutes to train).
 COMMON = [
@@ -94,12 +95,27 @@ def test_every_tour_command_runs(tmp_path, monkeypatch, capsys):
         code = cli.run_command(tiny(argv))
         assert code == cli.EXIT_OK, (argv, capsys.readouterr().err[-2000:])
     assert (tmp_path / "runs" / "ddpm_mnist" / "samples.png").stat().st_size > 0
-    assert (tmp_path / "runs" / "vae_mnist" / "eval.json").exists()
+    scored = json.loads((tmp_path / "runs" / "vae_mnist" / "eval.json").read_text())
+    assert scored["feature_net"] == PIXEL_NET and len(scored["feature_net_fingerprint"]) == 12  # what scored it
     assert {p.name for p in (tmp_path / "compare").iterdir()} >= {"compare.md", "compare.json", "compare.png"}
     for code in python:
         namespace = {"__name__": "__main__"}
         exec(compile(tiny_python(code), "README.md", "exec"), namespace)
     assert namespace["row"]["num_samples"] == int(NUM_SAMPLES)
+
+
+@pytest.mark.slow  # three sampling programs of their own; the tour's test runs the same calls
+def test_the_families_pipeline_example_runs_as_written(diffusion_runs, tmp_path, monkeypatch):
+    """docs/families.md's Pipeline block, on the tests' tiny class-conditional pixel diffusion run for both of its
+    run directories."""
+    with open(os.path.join(ROOT, "docs", "families.md")) as f:
+        blocks = [b for b in re.findall(r"```python\n(.*?)```", f.read(), re.S) if "Pipeline.from_workdir" in b]
+    monkeypatch.chdir(tmp_path)
+    code = blocks[0].replace("runs/ldm_mnist", str(diffusion_runs / "ddpm_mnist"))
+    namespace = {"__name__": "__main__"}
+    exec(compile(code.replace("runs/ddpm_mnist", str(diffusion_runs / "ddpm_mnist")), "families.md", "exec"), namespace)
+    assert namespace["filled"].shape == namespace["images"].shape and len(namespace["strip"]) == 10
+    assert (tmp_path / "grid.png").exists()
 
 
 PAGES = [

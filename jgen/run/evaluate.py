@@ -237,6 +237,8 @@ def evaluate_run(
         "reference": reference_line,
         **summary_metrics(reference, fake, net.name, seed=seed),
         "nfe": nfe,
+        "feature_net": net.name,  # which network scored it: its name and a fingerprint of its weights
+        "feature_net_fingerprint": net.fingerprint(tuple(run.info.shape)),
     }
     if not keep:
         row["skipped"] = [f"{m}_{net.name}" for m in ALL_FEATURES_METRICS]

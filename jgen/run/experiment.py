@@ -10,9 +10,11 @@ the field, the value and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 
 import jax
 import ml_collections
@@ -22,6 +24,7 @@ from jgen.config import (
     apply_overrides,
     base_config,
     fail,
+    is_integer,
     merge_defaults,
     require_int,
     require_int_tuple,
@@ -73,6 +76,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             "data.name='tfds' needs a TFDS dataset name",
             "--config.data.tfds_name=mnist --config.data.data_dir=/path/to/tfds",
         )
+    if not is_integer(config.seed, 0) or config.seed >= 2**32:
+        fail("seed", config.seed, "must be an integer in [0, 2**32) (the seed of jax.random.PRNGKey)")
     bs = config.data.batch_size
     require_int("data.batch_size", bs)
     if bs % n:
@@ -166,11 +171,44 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
 def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """`get_config()` of a config file, completed with its method's defaults, with `field=value` overrides applied
     exactly as `--config.field=value` on the command line (`jgen.config.apply_overrides`)."""
+    if os.path.isdir(path):
+        raise ConfigError(
+            f"config file {path!r} is a folder; pass a .py file in it, e.g. experiments/configs/vae_mnist.py"
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path!r} does not exist (experiments/configs/ holds the examples)")
     spec = importlib.util.spec_from_file_location("jgen_config_file", path)
+    if spec is None:  # not a .py file
+        raise ConfigError(f"config file {path!r} is not a Python file; pass a .py file with get_config()")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
+    with _config_file_errors(path, "loading"):
+        spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
         raise ConfigError(f"config file {path!r} defines no get_config(); see experiments/configs/vae_mnist.py")
-    return apply_overrides(with_defaults(module.get_config()), overrides)
+    with _config_file_errors(path, "get_config()"):
+        config = module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(
+            f"config file {path!r}: get_config() returned a {type(config).__name__}, not an ml_collections.ConfigDict "
+            "(start from jgen.run.default_config(method))"
+        )
+    return apply_overrides(with_defaults(config), overrides)
+
+
+@contextlib.contextmanager
+def _config_file_errors(path: str, doing: str) -> Iterator[None]:
+    """An exception raised by a config file's own code -> ConfigError naming the file, the line and the cause."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as e:
+        if isinstance(e, SyntaxError) and e.lineno is not None:
+            line = e.lineno
+        else:
+            target = os.path.abspath(path)
+            lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) == target]
+            line = lines[-1] if lines else None
+        where = f"{path}:{line}" if line else path
+        cause = " ".join(str(e).split()) or type(e).__name__
+        raise ConfigError(f"config file {where}: {doing} failed: {type(e).__name__}: {cause}"[:500]) from None

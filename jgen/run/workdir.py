@@ -12,9 +12,12 @@ reads files itself; so are the feature networks jgen trains itself (`load_featur
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -35,6 +38,7 @@ from jgen.run.experiment import method_class, validate, with_defaults
 from jgen.train import checkpoint as ckpt
 from jgen.train.determinism import use_deterministic_ops
 from jgen.train.distributed import check_same_config
+from jgen.train.lock import checkpoints_locked, hold_workdir
 from jgen.train.loop import train_loop
 
 
@@ -55,11 +59,51 @@ class Run:
         return int(jax.device_get(self.state.step))
 
 
-def build_method(config: ml_collections.ConfigDict, info, train_source) -> Method:
-    """The Method of a validated config, with the runs it is built on loaded and handed in."""
-    cls = method_class(config)
-    runs = {name: load_run(workdir) for name, workdir in cls.requirements(config).items()}
-    return cls(config, info, Resources(runs=runs, train_source=train_source))
+REQUIRES_FILE = "requires.json"  # the runs a run is built on: name -> {"workdir": absolute path, "fingerprint"}
+
+
+def run_fingerprint(run: Run) -> str:
+    """16 hex digits that change with a run's EMA parameters (a hash of their bytes, in tree order)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(run.state.ema_params)):
+        h.update(np.ascontiguousarray(leaf).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _required_runs(config: ml_collections.ConfigDict, workdir: str | None) -> tuple[dict[str, Run], dict[str, dict]]:
+    """The runs `config`'s method is built on (`Method.requirements`) and their identities. A run directory that
+    recorded them (`requires.json`) gets exactly those: the absolute path and parameters it was trained on, whatever
+    the current folder; a different run there is refused."""
+    recorded = {}
+    if workdir is not None and os.path.exists(os.path.join(workdir, REQUIRES_FILE)):
+        with open(os.path.join(workdir, REQUIRES_FILE)) as f:
+            recorded = json.load(f)
+    runs, identities = {}, {}
+    for name, configured in method_class(config).requirements(config).items():
+        known = recorded.get(name)
+        where = known["workdir"] if known else configured
+        if known and not os.path.isdir(where):
+            raise InputError(
+                f"the {name} run {workdir!r} was trained on is not at {where!r} any more (fingerprint "
+                f"{known['fingerprint']}); put that run back there"
+            )
+        run = load_run(where)
+        identities[name] = {"workdir": os.path.abspath(where), "fingerprint": run_fingerprint(run)}
+        if known and identities[name]["fingerprint"] != known["fingerprint"]:
+            raise InputError(
+                f"the {name} run at {where!r} is not the one {workdir!r} was trained on (its parameters' "
+                f"fingerprint is {identities[name]['fingerprint']}, not {known['fingerprint']}); "
+                "put the original back there"
+            )
+        runs[name] = run
+    return runs, identities
+
+
+def build_method(config: ml_collections.ConfigDict, info, train_source, workdir: str | None = None) -> Method:
+    """The Method of a validated config, with the runs it is built on loaded and handed in (for the run directory
+    `workdir`: the ones it recorded)."""
+    runs, _ = _required_runs(config, workdir)
+    return method_class(config)(config, info, Resources(runs=runs, train_source=train_source))
 
 
 def _json_dict(config: ml_collections.ConfigDict) -> dict:
@@ -76,25 +120,46 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
             f"(train one with `python -m jgen train --config ... --workdir {workdir}`)"
         )
     with open(path) as f:
-        return with_defaults(from_json(f.read()))
+        text = f.read()
+    try:
+        config = from_json(text)
+    except ValueError as e:  # json.JSONDecodeError is one
+        raise InputError(
+            f"{path} is not a run's config (not readable JSON: {' '.join(str(e).split())}); it is written by "
+            f"`python -m jgen train` when a run starts: restore the file or train in a new --workdir"
+        ) from None
+    return with_defaults(config)
 
 
-def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Create `workdir`, or reopen it if it holds a run of the same model (ValueError naming the differences if
-    not); write the resolved config.json."""
-    path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """InputError naming the differences if `workdir` holds a run of another model; nothing is written."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir!r} is a file, not a directory: pass a new or existing run directory")
+    if os.path.exists(os.path.join(workdir, "config.json")):
         bad = identity_mismatches(_json_dict(read_config(workdir)), _json_dict(config))
         if bad:
             raise InputError(
-                f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it:\n  "
-                + "\n  ".join(bad)
-                + "\nUse a new --workdir, or the config that made this run."
+                f"workdir {workdir!r} holds a run of a different model/config; refusing to resume it: "
+                + "; ".join(bad)
+                + ". Use a new --workdir, or the config that made this run."
             )
-    os.makedirs(workdir, exist_ok=True)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Write the resolved config as `<workdir>/config.json` (process 0), atomically."""
     if jax.process_index() == 0:
-        with open(path, "w") as f:
+        path = os.path.join(workdir, "config.json")
+        with open(path + ".tmp", "w") as f:
             f.write(to_json(config))
+        os.replace(path + ".tmp", path)
+
+
+def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Create `workdir`, or reopen it if it holds a run of the same model (InputError naming the differences if
+    not); write the resolved config.json."""
+    check_workdir(config, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    write_config(config, workdir)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -103,8 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     use_deterministic_ops(bool(config.train.get("deterministic", False)))  # before validate starts JAX's backends
     validate(config)
     check_same_config(to_json(config))  # every process of a multi-process job must train the same config
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir {workdir!r} is a file, not a directory: pass a new or existing run directory")
+    check_workdir(config, workdir)
     train_src, test_src, info = get_source(config.data)
     if config.data.batch_size > info.num_train:
         fail(
@@ -113,11 +177,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"must not exceed the training split ({info.num_train} examples of {config.data.name!r})",
             f"--config.data.batch_size={min(128, info.num_train)}",
         )
-    method = build_method(config, info, train_src)
-    open_workdir(config, workdir)
-    return train_loop(
-        config, workdir, method, train_src, test_src, feature_net=lambda: load_feature_net(config.eval.feature_net)
-    )
+    required, identities = _required_runs(config, workdir if os.path.isdir(workdir) else None)
+    method = method_class(config)(config, info, Resources(runs=required, train_source=train_src))
+    os.makedirs(os.path.dirname(os.path.abspath(workdir)), exist_ok=True)
+    try:
+        os.mkdir(workdir)
+        created = True  # by this call: a start that fails removes it again
+    except FileExistsError:
+        created = False
+    started = []
+
+    def start() -> None:  # the model is built and the checkpoint restored (or there is none): the run is this config
+        check_workdir(config, workdir)  # again, under the lock: another train may have started it meanwhile
+        if identities and jax.process_index() == 0:
+            with open(os.path.join(workdir, REQUIRES_FILE), "w") as f:
+                json.dump(identities, f, indent=2)
+        write_config(config, workdir)
+        started.append(True)
+
+    with hold_workdir(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        try:
+            return train_loop(
+                config,
+                workdir,
+                method,
+                train_src,
+                test_src,
+                feature_net=lambda: load_feature_net(config.eval.feature_net),
+                on_start=start,
+            )
+        except BaseException:  # removed while the lock is held, so no other train can be using it
+            if created and not started and jax.process_index() == 0:
+                shutil.rmtree(workdir, ignore_errors=True)
+            raise
 
 
 def run_progress(workdir: str) -> tuple[int | None, int]:
@@ -126,22 +218,32 @@ def run_progress(workdir: str) -> tuple[int | None, int]:
     config = read_config(workdir)
     if not os.path.isdir(ckpt.checkpoint_dir(workdir)):
         return None, config.train.steps
-    manager = ckpt.make_manager(workdir)
-    latest = manager.latest_step()
-    manager.close()
+    with checkpoints_locked(ckpt.checkpoint_dir(workdir)):
+        manager = ckpt.make_manager(workdir)
+        latest = manager.latest_step()
+        manager.close()
     return latest, config.train.steps
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
-    """A run directory's config and its latest (or given) checkpoint, ready to generate and evaluate."""
+    """A run directory's config and its latest (or given) checkpoint, ready to generate and evaluate. A run that is
+    training is read between its saves: the newest complete checkpoint."""
     config = read_config(workdir)
+    with checkpoints_locked(ckpt.checkpoint_dir(workdir)):  # a save and its rotation wait for this read
+        return _load_run(config, workdir, step)
+
+
+def _load_run(config: ml_collections.ConfigDict, workdir: str, step: int | None) -> Run:
+    no_checkpoint = f"{workdir!r} has no checkpoint yet; train first or wait for the first checkpoint"
+    if not os.path.isdir(ckpt.checkpoint_dir(workdir)):  # a reader creates nothing
+        raise FileNotFoundError(no_checkpoint)
     manager = ckpt.make_manager(workdir)
     if manager.latest_step() is None:
-        raise FileNotFoundError(f"{workdir!r} has no checkpoint yet; train first or wait for the first checkpoint")
+        raise FileNotFoundError(no_checkpoint)
     if step is not None and step not in manager.all_steps():
         raise InputError(f"step={step}: {workdir!r} has checkpoints at steps {sorted(manager.all_steps())}")
     train_src, test_src, info = get_source(config.data)
-    method = build_method(config, info, train_src)
+    method = build_method(config, info, train_src, workdir)
     batch = {"image": np.zeros((1, *info.shape), np.float32), "label": np.zeros((1,), np.int32)}
     abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
     if step is None:  # the newest checkpoint that restores (a damaged one is reported and skipped, not moved)

@@ -8,6 +8,7 @@ fails (a full disk) raises `CheckpointWriteError` saying that the previous check
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -18,6 +19,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jgen.config import InputError
+from jgen.train.lock import checkpoints_locked
 from jgen.train.state import TrainState
 
 log = logging.getLogger("jgen")
@@ -53,7 +55,7 @@ def make_manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     """The innermost cause of an exception chain, as one line of at most 300 characters."""
     seen = []
     while e is not None and e not in seen:
@@ -85,11 +87,18 @@ def save(
     if loop_state is not None:
         args["loop"] = ocp.args.JsonSave(loop_state)
     previous = manager.latest_step()
+    # readers (sample, eval) wait for the save and its rotation; orbax's own traceback stays out of the terminal
+    lock = (
+        checkpoints_locked(str(manager.directory), exclusive=True)
+        if jax.process_index() == 0
+        else contextlib.nullcontext()
+    )
     try:
-        manager.save(step, args=ocp.args.Composite(**args), force=True)
-        manager.wait_until_finished()
+        with lock, _quiet_orbax():
+            manager.save(step, args=ocp.args.Composite(**args), force=True)
+            manager.wait_until_finished()
     except Exception as e:  # orbax/tensorstore raise many types; all mean "this save did not happen"
-        what = "the disk is full" if _is_disk_full(e) else _one_line(e)
+        what = "the disk is full" if _is_disk_full(e) else one_line(e)
         kept = (
             "no earlier checkpoint exists"
             if previous is None
@@ -160,15 +169,15 @@ def restore_latest(
             try:
                 out = restore(manager, target, step, with_data)
             except Exception as e:  # orbax/tensorstore raise many types for a bad file
-                failures.append((step, _one_line(e)))
+                failures.append((step, one_line(e)))
                 continue
             break
         else:
             detail = "; ".join(f"step {s}: {c}" for s, c in failures)
             raise NoRestorableCheckpoint(
                 f"no checkpoint in {manager.directory} restores into this model ({detail}). If the model's code or "
-                "config changed since this run was made, train in a new --workdir; if the files are damaged, "
-                "delete the checkpoints folder to start over."
+                "config changed since this run was made, use the config that made it or train in a new "
+                "--workdir; if the files are damaged, train in a new --workdir (nothing here needs deleting)."
             )
     for step, cause in failures:
         where = os.path.join(str(manager.directory), str(step))

@@ -268,9 +268,12 @@ def train_loop(
     train_src,
     test_src,
     feature_net: Callable[[], FeatureNet] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """Train `method` on `train_src` in `workdir` (resuming from its newest checkpoint that restores); returns the
-    final eval metrics. `feature_net` loads the network of the training-time sample metrics on first use.
+    final eval metrics. `feature_net` loads the network of the training-time sample metrics on first use; `on_start`
+    is called once the run is known to start (its model built, its checkpoint restored or none there), before the
+    loop writes anything but checkpoint folders.
 
     Raises TrainingDiverged at a non-finite train metric (nothing of that state is saved) and TrainingInterrupted
     after SIGTERM/SIGINT (a checkpoint of the last step is saved first)."""
@@ -290,7 +293,14 @@ def train_loop(
     )
     example = _to_global(it.dataset[0], data_sh)  # the global first batch: init sees what a 1-process run sees
     key = jax.random.PRNGKey(config.seed)
-    state_sh = state_sharding(mesh, jax.eval_shape(method.init_state, key, example))
+    try:
+        abstract = jax.eval_shape(method.init_state, key, example)
+    except Exception as e:  # shapes that do not fit together: the config's model cannot be built
+        raise ConfigError(
+            f"the model of config {config.name!r} cannot be built from its fields ({ckpt.one_line(e)}); "
+            "change the model/method fields named there"
+        ) from e
+    state_sh = state_sharding(mesh, abstract)
     state = jax.jit(method.init_state, out_shardings=state_sh)(key, example)
     log.info(
         "mesh %s; per device: parameters %.2f MiB, optimizer state %.2f MiB, EMA %.2f MiB",
@@ -323,6 +333,8 @@ def train_loop(
             f"is not a multiple of it. Fix: resume with a train.steps_per_call that divides {start} "
             "(e.g. --config.train.steps_per_call=0, chosen automatically)"
         )
+    if on_start is not None:
+        on_start()
     if k > 1:
         log.info("%d optimizer steps per compiled call (train.steps_per_call)", k)
     feed = DeviceFeed(it, k, lambda local: _to_global(local, batch_sharding(mesh, k)), depth=d.prefetch)
@@ -384,6 +396,8 @@ def train_loop(
                 if saving or _interval_hit(step, t.eval_every, final):
                     window.check(last_good)  # nothing non-finite is evaluated or saved
                 if _interval_hit(step, t.eval_every, final):
+                    if final and bar is not None:  # the bar stands at 100% while the last evaluation runs
+                        bar.set_description_str(f"{config.name}: final evaluation")
                     final_eval = evaluate(method, state, test_src, config, mesh)
                     writer.write(step, "eval", final_eval)
                 if _interval_hit(step, t.sample_every, final):

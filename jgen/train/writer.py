@@ -8,6 +8,7 @@ from, so an interrupted-and-resumed run's file equals an uninterrupted one's (ti
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -17,6 +18,8 @@ import jax
 import numpy as np
 
 from jgen.viz import save_png
+
+log = logging.getLogger("jgen")
 
 
 def grid_path(workdir: str, name: str, step: int) -> str:
@@ -74,32 +77,38 @@ def _finite_or_none(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _parse_lines(text: str) -> list[dict]:
-    """Rows of a metrics file; a torn last line (no newline, or not JSON) is left out."""
+def _parse_lines(text: str, path: str) -> tuple[list[dict], int]:
+    """(rows of the metrics file `path` holds as `text`, the number of lines that are not rows). A torn last line (a
+    kill during a write) is left out silently; any other line that is not a JSON row is left out with a warning
+    naming the file and the line."""
     lines = text.split("\n")
-    rows = []
+    rows, bad = [], 0
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "step" not in row or "split" not in row:
+                raise ValueError("not a metrics row")
+            rows.append(row)
+        except ValueError:  # json.JSONDecodeError is one
+            bad += 1
             if i < len(lines) - 1 and any(rest.strip() for rest in lines[i + 1 :]):
-                raise
-    return rows
+                log.warning("%s:%d is not a JSON metrics row (a torn or edited line); skipped it", path, i + 1)
+    return rows, bad
 
 
 def repair_metrics(workdir: str, resume_step: int) -> int:
-    """Rewrite <workdir>/metrics.jsonl without a torn last line and without rows past `resume_step` (they are
-    written again by the resumed run). Returns the number of rows dropped."""
+    """Rewrite <workdir>/metrics.jsonl without lines that are not rows (a torn last line) and without rows past
+    `resume_step` (they are written again by the resumed run). Returns the number of rows dropped."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path) or jax.process_index() != 0:
         return 0
     with open(path) as f:
         text = f.read()
-    rows = _parse_lines(text)
+    rows, bad = _parse_lines(text, path)
     keep = [r for r in rows if r["step"] <= resume_step]
-    if len(keep) == len(rows) and (not text or text.endswith("\n")):
+    if len(keep) == len(rows) and not bad and (not text or text.endswith("\n")):
         return 0
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -124,5 +133,5 @@ def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        rows = _parse_lines(f.read())
+        rows, _ = _parse_lines(f.read(), path)
     return [r for r in rows if split is None or r["split"] == split]
