@@ -34,6 +34,7 @@ class LatentDiffusion(Diffusion):
     def defaults(cls) -> ml_collections.ConfigDict:
         d = super().defaults()
         d.method.update({"first_stage_workdir": "", "latent_scale": 0.0, "clip_denoised": False, "guidance": 3.0})
+        d.method.sigma_data = 1.0  # the latents are scaled to unit std (EDM's preconditioning assumes sigma_data)
         d.model.update({"channels": 32, "channel_mult": (1,), "num_res_blocks": 2, "attention_resolutions": (7,)})
         return d
 
