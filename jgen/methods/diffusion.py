@@ -84,7 +84,7 @@ def configured_spec(m: ml_collections.ConfigDict, schedule: Schedule, **options)
 
 @register("diffusion")
 class Diffusion(Method):
-    capabilities = frozenset({"sample", "interpolate", "likelihood", "inpaint"})
+    capabilities = frozenset({"sample", "interpolate", "likelihood", "inpaint", "autoguidance"})
     generate_options = SAMPLING_OPTIONS
 
     @classmethod
@@ -166,6 +166,14 @@ class Diffusion(Method):
         config's settings (`configured_spec`); `inpaint` for `inpaint`'s requests. OptionError names a value this
         model cannot sample with."""
         self.refuse_unknown_options(options)
+        guide = options.get("guide")
+        if guide is not None and guide not in self._guides:
+            raise OptionError(
+                "guide",
+                guide,
+                "no such guiding model is attached: load one with --guide_workdir RUN (jgen sample, "
+                "jgen eval) or Pipeline.load_guide(RUN)",
+            )
         return configured_spec(self.config.method, self.schedule, inpaint=inpaint, **options)
 
     def __init__(self, config, info, resources=None):
@@ -176,6 +184,7 @@ class Diffusion(Method):
         self._num_classes = info.num_classes if m.conditional else 0
         self.net = make_backbone(config.model, self._num_classes, info.shape)
         self.null_label = self._num_classes if m.conditional else None
+        self._guides: dict[str, tuple[Diffusion, object]] = {}  # autoguidance's guiding models, by name
 
     @property
     def num_classes(self) -> int:
@@ -255,19 +264,60 @@ class Diffusion(Method):
         return {"nll_ode": nll, "bpd_ode": dequantized_bits_per_dim(nll, math.prod(x.shape[1:]), data_width=2.0)}
 
     # -- sampling: every request arrives as a SamplingSpec, checked where it was made ---------------------------
-    def denoiser(self, params, labels: jax.Array | None, guidance: float, clip_denoised: bool) -> Denoiser:
-        """The network as the samplers' denoiser (guidance.py), with classifier-free guidance towards `labels`."""
+    def denoiser(
+        self,
+        params,
+        labels: jax.Array | None,
+        guidance: float,
+        clip_denoised: bool,
+        guidance_interval: tuple[float, float] | None = None,
+        guide: Denoiser | None = None,
+    ) -> Denoiser:
+        """The network as the samplers' denoiser (guidance.py), with classifier-free guidance towards `labels`, or
+        autoguidance by the denoiser `guide`, applied in `guidance_interval` (None: everywhere)."""
         if labels is not None and not self._num_classes:
             raise InputError("this diffusion model is unconditional (method.conditional=False); sample without labels")
         return make_denoiser(
-            self.model_fn(params), self.schedule, self.param, labels, guidance, self.null_label, clip_denoised
+            self.model_fn(params),
+            self.schedule,
+            self.param,
+            labels,
+            guidance,
+            self.null_label,
+            clip_denoised,
+            guidance_interval,
+            guide,
         )
+
+    def attach_guide(self, name: str, guide: Diffusion, params) -> None:
+        """Make `guide` (another diffusion run's method) with `params` (its EMA parameters) autoguidance's guiding
+        model for requests with `spec.guide = name` (the run layer loads it: `jgen.run.attach_guide`). It must
+        model the same data on the same schedule with the same classes; its parameterisation and network may
+        differ (a smaller config, an earlier checkpoint)."""
+        mine, theirs = self.config.method, guide.config.method
+        why = ""
+        if not isinstance(guide, Diffusion) or guide.name != self.name:
+            why = f"it is a {guide.name!r} run; autoguidance needs a {self.name!r} run"
+        elif (theirs.schedule, theirs.timesteps) != (mine.schedule, mine.timesteps):
+            why = f"its schedule is {theirs.schedule}/{theirs.timesteps}, this run's {mine.schedule}/{mine.timesteps}"
+        elif tuple(guide.info.shape) != tuple(self.info.shape) or guide.num_classes != self.num_classes:
+            why = (
+                f"it models {guide.num_classes} classes of shape {tuple(guide.info.shape)}, this run "
+                f"{self.num_classes} of shape {tuple(self.info.shape)}"
+            )
+        if why:
+            raise InputError(f"guide {name!r} cannot guide this run: {why}; name a run of the same setup")
+        self._guides[name] = (guide, params)
 
     def run_sampler(
         self, params, key, num: int, labels: jax.Array | None, spec: SamplingSpec, given: Given | None = None
     ) -> SamplerOutput:
         """The sampler's output in the model range [-1, 1] (pure; jit it with `num` and `spec` static)."""
-        denoise = self.denoiser(params, labels, spec.guidance, spec.clip_denoised)
+        guide = None
+        if spec.guide is not None:  # autoguidance: the attached guiding model, on the same labels, unclipped
+            guide_method, guide_params = self._guides[spec.guide]
+            guide = guide_method.denoiser(guide_params, labels, 1.0, False)
+        denoise = self.denoiser(params, labels, spec.guidance, spec.clip_denoised, spec.guidance_interval, guide)
         return sample(denoise, self.schedule, key, (num, *self.info.shape), spec, given)
 
     def generate(self, params, model_state, key, num, labels=None, spec: SamplingSpec | None = None):

@@ -28,7 +28,9 @@ SCALE_IMAGES = 2000  # training images whose latents set the scale when method.l
 
 @register("latent_diffusion")
 class LatentDiffusion(Diffusion):
-    capabilities = frozenset({"sample", "interpolate"})  # no pixel likelihood: the ODE's would be of the latents
+    capabilities = frozenset(
+        {"sample", "interpolate", "autoguidance"}
+    )  # no pixel likelihood: the ODE's would be of the latents
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
