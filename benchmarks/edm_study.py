@@ -96,6 +96,8 @@ def plot(out: str) -> str:
         if "|w=" in r["row"]:
             kind, w = r["row"].rsplit("|w=", 1)
             series.setdefault(kind, {}).setdefault(float(w), []).append(r)
+    shared = {w: rs for kind, by_w in series.items() if kind.endswith(" conditional") for w, rs in by_w.items()}
+    series = {kind: {**shared, **by_w} for kind, by_w in series.items() if not kind.endswith(" conditional")}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for kind, by_w in sorted(series.items()):
         ws = sorted(by_w)
@@ -140,6 +142,9 @@ def main() -> None:
             sampler, steps, opts = parse_row(row)
             base = {"sampler": sampler, "steps": steps, **opts}
             for w in (float(v) for v in a.weights.split(",")):
+                if w == 1.0:  # every kind is the conditional model itself there: one row, on every curve
+                    jobs.append((f"{row} conditional|w=1", {**base, "guidance": 1.0}))
+                    continue
                 jobs.append((f"{row} CFG|w={w:g}", {**base, "guidance": w}))
                 jobs.append(
                     (f"{row} CFG in ({lo:g}, {hi:g}]|w={w:g}", {**base, "guidance": w, "guidance_interval": (lo, hi)})
