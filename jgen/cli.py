@@ -72,6 +72,22 @@ flags.DEFINE_float(
     "classifier-free guidance scale (0: unconditional, 1: conditional, >1: guided).",
     flag_values=FLAGS,
 )
+flags.DEFINE_list(
+    "guidance_interval",
+    None,
+    "guide only at noise levels s = sigma / alpha in (lo, hi], e.g. 0.28,2.9 (default: at every level).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "guide_workdir",
+    None,
+    "sample/eval, diffusion: autoguidance by this run (a weaker model: an earlier checkpoint, a smaller config), "
+    "weighted by --guidance.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "guide_step", None, "sample/eval: the guiding run's checkpoint (default: its newest).", flag_values=FLAGS
+)
 flags.DEFINE_float("eta", None, "DDIM eta (0: deterministic; default: the run's config).", flag_values=FLAGS)
 flags.DEFINE_list("labels", [], "class labels, e.g. 0,1,2 (one row of samples per label).", flag_values=FLAGS)
 flags.DEFINE_integer(
@@ -192,7 +208,25 @@ def _num_samples(default: int) -> int:
 
 def _sampling_options() -> dict:
     """The sampling flags given on the command line (the run's method says which it takes)."""
-    return {name: FLAGS[name].value for name in SAMPLING_FLAGS if FLAGS[name].value is not None}
+    options = {name: FLAGS[name].value for name in SAMPLING_FLAGS if FLAGS[name].value is not None}
+    if "guidance_interval" in options:
+        try:
+            options["guidance_interval"] = tuple(float(v) for v in options["guidance_interval"])
+        except ValueError:
+            raise InputError(
+                f"--guidance_interval={','.join(options['guidance_interval'])!r}: must be two noise levels lo,hi, "
+                "e.g. --guidance_interval=0.28,2.9"
+            ) from None
+    return options
+
+
+def _guide_option(run) -> dict:
+    """{"guide": name} of the run --guide_workdir names, attached to `run` (jgen.run.attach_guide); {} without it."""
+    if FLAGS.guide_workdir is None:
+        if FLAGS.guide_step is not None:
+            raise InputError("--guide_step picks a checkpoint of the guiding run: give --guide_workdir RUN with it")
+        return {}
+    return {"guide": run_lib.attach_guide(run, FLAGS.guide_workdir, FLAGS.guide_step)}
 
 
 def _refuse_flags_of_other_runs(flags_here: tuple[str, ...], workdir: str, what: str) -> None:
@@ -209,6 +243,7 @@ def cmd_sample(overrides: list[str]) -> None:
         check_output("--out", FLAGS.out, ".png")
     options = _sampling_options()
     pipe = Pipeline.from_workdir(FLAGS.workdir)  # loads; compiles nothing
+    options.update(_guide_option(pipe.run))
     if "text" in pipe.method.capabilities:
         _refuse_flags_of_other_runs(("labels", "out"), FLAGS.workdir, "a language model (its samples are printed)")
         if FLAGS.prompt is None:
@@ -241,6 +276,7 @@ def cmd_eval(overrides: list[str]) -> None:
     if "text" in run.method.capabilities:
         image_flags = ("feature_net", "ref_stats", "ref_split", "ref_stats_out", "likelihood_images")
         _refuse_flags_of_other_runs(image_flags, FLAGS.workdir, "a language model (scored by its test perplexity)")
+    options = {**_sampling_options(), **_guide_option(run)}  # the request's sampling settings, if any
     result = run_lib.evaluate_run(
         run,
         num,
@@ -250,7 +286,10 @@ def cmd_eval(overrides: list[str]) -> None:
         ref_split=FLAGS.ref_split,
         ref_stats_out=FLAGS.ref_stats_out,
         likelihood_images=FLAGS.likelihood_images,
+        spec=run.method.sampling_spec(**options) if options else None,
     )
+    if options:  # the request's own settings (a guide by its path and step) stay with its numbers
+        result["sampling_options"] = options
     name = "eval.json" if FLAGS.feature_net is None else f"eval_{FLAGS.feature_net}.json"
     with open(os.path.join(FLAGS.workdir, name), "w") as f:
         json.dump(result, f, indent=2)
@@ -315,6 +354,9 @@ COMMANDS: dict[str, Command] = {
             "spacing",
             "guidance",
             "eta",
+            "guidance_interval",
+            "guide_workdir",
+            "guide_step",
             "seed",
             "out",
             "prompt",
@@ -336,6 +378,14 @@ COMMANDS: dict[str, Command] = {
             "ref_split",
             "ref_stats_out",
             "likelihood_images",
+            "sampler",
+            "steps",
+            "spacing",
+            "guidance",
+            "eta",
+            "guidance_interval",
+            "guide_workdir",
+            "guide_step",
         ),
     ),
     "compare": Command(

@@ -18,7 +18,7 @@ import numpy as np
 
 from jgen.config import InputError, check_int, check_output, check_seed
 from jgen.diffusion.inpaint import check_mask
-from jgen.run import Run, load_run
+from jgen.run import Run, attach_guide, load_run
 from jgen.sampling import check_request, generate
 from jgen.viz import image_grid, save_png
 
@@ -43,6 +43,11 @@ class Pipeline:
     def from_workdir(cls, workdir: str, step: int | None = None) -> Pipeline:
         """Load the config and the latest (or given) checkpoint of a trained run."""
         return cls(load_run(workdir, step))
+
+    def load_guide(self, workdir: str, step: int | None = None) -> str:
+        """Load the run `workdir` (its newest checkpoint, or `step`) as autoguidance's guiding model; pass the name
+        this returns as `guide=` to a call, with `guidance` the weight w of D_guide + w (D_main - D_guide)."""
+        return attach_guide(self.run, workdir, step)
 
     @property
     def num_classes(self) -> int:

@@ -24,7 +24,7 @@ def get_config():
     c.data.batch_size = 64
     c.method.schedule = "linear"  # linear (DDPM: 1e-4..0.02) | cosine (Improved DDPM, s=0.008) | rectified_flow
     c.method.timesteps = 1000
-    c.method.parameterization = "eps"  # eps | v | x0 | flow (rectified_flow only)
+    c.method.parameterization = "eps"  # eps | v | x0 | flow (rectified_flow only) | edm (edm_mnist.py)
     c.method.loss_weighting = "none"  # none (DDPM "simple") | min_snr (min-SNR-gamma)
     c.method.min_snr_gamma = 5.0
     c.method.conditional = True  # class-conditional with a null label for classifier-free guidance

@@ -21,5 +21,5 @@ def get_config():
     c.name = "flow_mnist"
     c.method.schedule = "rectified_flow"  # alpha_t = 1 - t, sigma_t = t; timesteps sets t_min = 1 / timesteps
     c.method.parameterization = "flow"  # the velocity u = eps - x0
-    c.method.time_sampling = "uniform"  # uniform | logit_normal (SD3: logit_mean 0, logit_std 1)
+    c.method.time_sampling = "uniform"  # uniform | logit_normal (SD3: logit_mean 0, logit_std 1) | log_normal
     return c

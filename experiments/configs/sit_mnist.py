@@ -22,5 +22,7 @@ def get_config():
     c.name = "sit_mnist"
     c.method.schedule = "rectified_flow"  # alpha_t = 1 - t, sigma_t = t; timesteps sets t_min = 1 / timesteps
     c.method.parameterization = "flow"  # the velocity u = eps - x0
-    c.method.time_sampling = "uniform"  # uniform | logit_normal (SiT and SD3 also train with logit-normal times)
+    c.method.time_sampling = (
+        "uniform"  # uniform | logit_normal (SiT and SD3 also train with logit-normal times) | log_normal
+    )
     return c

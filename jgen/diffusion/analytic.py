@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen.diffusion.guidance import ModelFn
-from jgen.diffusion.parameterization import from_x0_eps, x0_to_eps
-from jgen.diffusion.schedules import Schedule, alpha_sigma
+from jgen.diffusion.parameterization import Parameterization, resolve, x0_to_eps
+from jgen.diffusion.schedules import Schedule
 
 
 def _component_terms(x: jax.Array, alpha, sigma, mean: jax.Array, cov: jax.Array):
@@ -53,26 +53,30 @@ def mixture_log_prob(x: jax.Array, alpha, sigma, weights: jax.Array, means: jax.
 
 
 def mixture_model_fn(
-    schedule: Schedule, weights: jax.Array, means: jax.Array, covs: jax.Array, parameterization: str = "x0"
+    schedule: Schedule,
+    weights: jax.Array,
+    means: jax.Array,
+    covs: jax.Array,
+    parameterization: str | Parameterization = "x0",
 ) -> ModelFn:
     """An exact, class-conditional 'network' for mixture data, predicting in `parameterization`: E[x0 | x_t]
-    itself (x0), or that posterior mean converted (eps = (x_t - alpha x0) / sigma; on the rectified-flow path the
-    exact velocity u = eps - x0 = (x_t - E[x0 | x_t]) / t for `flow`).
+    itself (x0), or that posterior mean converted to the record's target (eps = (x_t - alpha x0) / sigma; on the
+    rectified-flow path the exact velocity u = eps - x0 = (x_t - E[x0 | x_t]) / t for `flow`; EDM's
+    F* = (E[x0 | x_t] - c_skip y) / c_out for `edm`, whose inputs c_in y and c_noise it decodes first).
 
     Label k in [0, K) means component k; label K (the null label) or labels=None means the whole mixture.
     """
     num = weights.shape[0]
+    record = resolve(parameterization)
 
     def model_fn(x, t, labels):
-        alpha, sigma = alpha_sigma(schedule, t[0])  # samplers call with one time per batch
+        x, alpha, sigma = record.undo_net_input(x, t[0], schedule)  # samplers call with one time per batch
         x0 = mixture_posterior_mean(x, alpha, sigma, weights, means, covs)
         if labels is not None:
             per_class = jax.vmap(lambda m, s: gaussian_posterior_mean(x, alpha, sigma, m, s))(means, covs)  # [K,B,d]
             chosen = jnp.take_along_axis(per_class, jnp.clip(labels, 0, num - 1)[None, :, None], axis=0)[0]
             x0 = jnp.where((labels == num)[:, None], x0, chosen)
-        if parameterization == "x0":
-            return x0
-        return from_x0_eps(x0, x0_to_eps(x, x0, alpha, sigma), alpha, sigma, parameterization)
+        return record.target(x0, x0_to_eps(x, x0, alpha, sigma), alpha, sigma)
 
     return model_fn
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jgen.diffusion.guidance import ModelFn, make_denoiser
+from jgen.diffusion.parameterization import Parameterization
 from jgen.diffusion.schedules import RECTIFIED_FLOW, Schedule, alpha_sigma
 from jgen.diffusion.timegrid import time_grid
 
@@ -32,7 +33,7 @@ def ddim_invert(
     labels: jax.Array | None = None,
     guidance: float = 1.0,
     null_label: int | None = None,
-    parameterization: str = "eps",
+    parameterization: str | Parameterization = "eps",
     clip_denoised: bool = False,
     fixed_point_iters: int = 0,
     spacing: str = "time_uniform",

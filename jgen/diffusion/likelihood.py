@@ -45,6 +45,7 @@ import numpy as np
 
 from jgen.config import check_int
 from jgen.diffusion.guidance import ModelFn, make_denoiser
+from jgen.diffusion.parameterization import Parameterization
 from jgen.diffusion.schedules import (
     RECTIFIED_FLOW,
     VARIANCE_PRESERVING,
@@ -147,7 +148,7 @@ def ode_likelihood(
     labels: jax.Array | None = None,
     guidance: float = 1.0,
     null_label: int | None = None,
-    parameterization: str = "eps",
+    parameterization: str | Parameterization = "eps",
 ) -> LikelihoodOutput:
     """log p(x) in nats per example of data x [B, ...] (the model's space, e.g. [-1, 1] pixels) under the
     probability-flow ODE of `model_fn(x, t, labels)` (the samplers' convention; see the module docstring).

@@ -50,6 +50,8 @@ class SamplingSpec:
     s_tmin: float = 0.0  # churn only at noise levels s = sigma / alpha in [s_tmin, s_tmax]
     s_tmax: float = math.inf
     s_noise: float = 1.0  # std multiplier of the churn noise
+    guidance_interval: tuple[float, float] | None = None  # guide only at noise levels s in (lo, hi] (None: at all)
+    guide: str | None = None  # autoguidance: the guiding model's name (Diffusion.attach_guide); None: CFG
     trajectory_steps: tuple[int, ...] = ()  # states to keep: 0 = x_T, k = after k steps, steps = the sample
     inpaint: bool = False  # replace known pixels after every step (inpaint.py): the sampler must take `project`
 
@@ -90,6 +92,10 @@ class SamplingSpec:
                 "it cannot inpaint: replacing the known pixels needs a sampler whose state between steps is the noisy "
                 f"image x_t; use one of {able}",
             )
+        if self.guidance_interval is not None:
+            set_("guidance_interval", check_interval(self.guidance_interval))
+        if self.guide is not None and not (isinstance(self.guide, str) and self.guide):
+            raise OptionError("guide", self.guide, "must be the name of an attached guiding model, or None")
         keep = tuple(self.trajectory_steps)
         bad = [k for k in keep if not is_integer(k, 0) or k > self.steps]
         if bad:
@@ -103,6 +109,19 @@ class SamplingSpec:
             set_(name, bool(getattr(self, name)))
         set_("order", int(self.order))
         set_("trajectory_steps", tuple(int(k) for k in keep))
+
+
+def check_interval(interval) -> tuple[float, float]:
+    """A guidance interval (lo, hi] of noise levels s = sigma / alpha as two floats, 0 <= lo < hi (hi may be inf);
+    OptionError otherwise."""
+    pair = tuple(interval) if isinstance(interval, (tuple, list)) else ()
+    if len(pair) != 2 or not all(is_number(v, 0.0) or v == math.inf for v in pair) or not pair[0] < pair[1]:
+        raise OptionError(
+            "guidance_interval",
+            interval,
+            "must be two noise levels lo < hi, s = sigma / alpha in (lo, hi], e.g. (0.28, 2.9) (EDM2's)",
+        )
+    return float(pair[0]), float(pair[1])
 
 
 class SamplerOutput(NamedTuple):

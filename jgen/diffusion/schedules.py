@@ -25,7 +25,7 @@ import numpy as np
 
 SCHEDULES = ("linear", "cosine", "rectified_flow")
 VARIANCE_PRESERVING, RECTIFIED_FLOW = "variance_preserving", "rectified_flow"
-TIME_SAMPLINGS = ("uniform", "logit_normal")
+TIME_SAMPLINGS = ("uniform", "logit_normal", "log_normal")
 
 
 @flax.struct.dataclass
@@ -190,12 +190,20 @@ def sample_times(
     distribution: str = "uniform",
     logit_mean: float = 0.0,
     logit_std: float = 1.0,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
 ) -> jax.Array:
     """Training times, float32 [num]. `uniform`: a discrete step i ~ U{0..T-1} at t = (i + 1) / T
     (variance-preserving: the steps the schedule defines) or t ~ U[1/T, 1] (rectified flow: continuous).
     `logit_normal` (Esser et al. 2024, SD3): u = sigmoid(logit_mean + logit_std n), n ~ N(0, 1), mapped to the
-    step i = floor(u T) (variance-preserving) or to t = 1/T + (1 - 1/T) u; it puts more weight mid-path."""
+    step i = floor(u T) (variance-preserving) or to t = 1/T + (1 - 1/T) u; it puts more weight mid-path.
+    `log_normal` (EDM, Karras et al. 2022): the noise level s = sigma / alpha with ln s ~ N(p_mean, p_std^2)
+    (EDM's P_mean = -1.2, P_std = 1.2), at its continuous time on the schedule (log SNR = -2 ln s), clamped to
+    [1/T, 1] (on the linear DDPM schedule s spans 0.01..157: 0.2% of EDM's draws fall below 0.01)."""
     t_count = schedule.num_steps
+    if distribution == "log_normal":
+        ln_s = p_mean + p_std * jax.random.normal(key, (num,), jnp.float32)
+        return time_from_log_snr(schedule, -2.0 * ln_s)  # clamped to the schedule's times
     if distribution == "uniform":
         if schedule.path == RECTIFIED_FLOW:
             return jax.random.uniform(key, (num,), jnp.float32, 1.0 / t_count, 1.0)

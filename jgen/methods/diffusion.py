@@ -3,9 +3,14 @@
 Training (Ho et al. 2020, "simple" loss): x0 = images in [-1, 1], a time t from `method.time_sampling` (a discrete
 step i ~ U{0..T-1} at t = (i + 1) / T on the DDPM schedules, t ~ U[1/T, 1] on `rectified_flow`),
 x_t = alpha_t x0 + sigma_t eps, and the network (`model.kind`: unet | dit) regresses the target of
-`config.method.parameterization` (eps | v | x0 | flow) with squared error, optionally weighted by min-SNR-gamma.
+`config.method.parameterization` (eps | v | x0 | flow | edm) with squared error, optionally weighted by min-SNR-gamma.
 Flow matching (Lipman et al. 2023, Liu et al. 2023) is schedule `rectified_flow` (x_t = (1 - t) x0 + t eps) with
 parameterization `flow` (the velocity u = eps - x0): the same network, loop and samplers.
+EDM (Karras et al. 2022) is parameterization `edm` (the network is F of the preconditioned denoiser D = c_skip y +
+c_out F(c_in y; c_noise), fed c_in y and conditioned on c_noise = ln(s) / 4, s = sigma / alpha; `method.sigma_data`)
+with time_sampling `log_normal` (ln s ~ N(p_mean, p_std^2)): its unit-weighted loss on F is EDM's
+lambda(s) ||D - x0||^2. The parameterisation is a record (jgen/diffusion/parameterization.py) that this method
+calls; nothing here asks which one it is.
 With `conditional`, labels are replaced by the null label (index num_classes) with probability
 `label_dropout`, which trains the unconditional model that classifier-free guidance needs.
 Sampling uses the sampler named in config.method.sampler (see jgen/diffusion/samplers.py) on the time grid
@@ -79,7 +84,7 @@ def configured_spec(m: ml_collections.ConfigDict, schedule: Schedule, **options)
 
 @register("diffusion")
 class Diffusion(Method):
-    capabilities = frozenset({"sample", "interpolate", "likelihood", "inpaint"})
+    capabilities = frozenset({"sample", "interpolate", "likelihood", "inpaint", "autoguidance"})
     generate_options = SAMPLING_OPTIONS
 
     @classmethod
@@ -102,7 +107,10 @@ class Diffusion(Method):
                     "spacing": "default",  # the sampler's own time grid (see jgen/diffusion/timegrid.py)
                     "time_sampling": "uniform",
                     "logit_mean": 0.0,
-                    "logit_std": 1.0,  # training times
+                    "logit_std": 1.0,  # training times (logit_normal)
+                    "p_mean": -1.2,
+                    "p_std": 1.2,  # training noise levels (log_normal: EDM's P_mean, P_std)
+                    "sigma_data": 0.5,  # the data's std that EDM's preconditioning assumes (parameterization edm)
                 },
                 "model": backbone_defaults(),
             }
@@ -135,6 +143,9 @@ class Diffusion(Method):
         require_choice("method.time_sampling", m.time_sampling, TIME_SAMPLINGS)
         require_number("method.logit_mean", m.logit_mean)
         require_number("method.logit_std", m.logit_std, 1e-6)
+        require_number("method.p_mean", m.p_mean)
+        require_number("method.p_std", m.p_std, 1e-6)
+        require_number("method.sigma_data", m.sigma_data, 1e-6)
         require_choice("method.loss_weighting", m.loss_weighting, param_lib.LOSS_WEIGHTINGS)
         if not m.min_snr_gamma > 0:
             bad("min_snr_gamma", m.min_snr_gamma, "must be > 0")
@@ -155,15 +166,25 @@ class Diffusion(Method):
         config's settings (`configured_spec`); `inpaint` for `inpaint`'s requests. OptionError names a value this
         model cannot sample with."""
         self.refuse_unknown_options(options)
+        guide = options.get("guide")
+        if guide is not None and guide not in self._guides:
+            raise OptionError(
+                "guide",
+                guide,
+                "no such guiding model is attached: load one with --guide_workdir RUN (jgen sample, "
+                "jgen eval) or Pipeline.load_guide(RUN)",
+            )
         return configured_spec(self.config.method, self.schedule, inpaint=inpaint, **options)
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)
         m = config.method
         self.schedule = make_schedule(m.schedule, m.timesteps)
+        self.param = param_lib.from_config(m)  # the parameterisation's record, with its settings
         self._num_classes = info.num_classes if m.conditional else 0
         self.net = make_backbone(config.model, self._num_classes, info.shape)
         self.null_label = self._num_classes if m.conditional else None
+        self._guides: dict[str, tuple[Diffusion, object]] = {}  # autoguidance's guiding models, by name
 
     @property
     def num_classes(self) -> int:
@@ -194,7 +215,7 @@ class Diffusion(Method):
         x0 = self.encode_x0(batch["image"])  # [B, H, W, C] (latents [B, h, w, c] for latent diffusion)
         b = x0.shape[0]
         k_t, k_eps, k_drop, k_net = jax.random.split(key, 4)
-        t = sample_times(self.schedule, k_t, b, m.time_sampling, m.logit_mean, m.logit_std)  # [B]
+        t = sample_times(self.schedule, k_t, b, m.time_sampling, m.logit_mean, m.logit_std, m.p_mean, m.p_std)  # [B]
         eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
         alpha, sigma = (a[:, None, None, None] for a in alpha_sigma(self.schedule, t))
         x_t = alpha * x0 + sigma * eps
@@ -204,13 +225,12 @@ class Diffusion(Method):
             if train and m.label_dropout > 0:
                 drop = jax.random.bernoulli(k_drop, m.label_dropout, (b,))
                 labels = jnp.where(drop, self.null_label, labels)
-        pred = self.net.apply({"params": params}, x_t, t, labels, train=train, rngs={"dropout": k_net})
-        target = param_lib.from_x0_eps(x0, eps, alpha, sigma, m.parameterization)
-        weight = param_lib.loss_weight(
-            log_snr(self.schedule, t), m.parameterization, m.loss_weighting, m.min_snr_gamma
-        )  # [B]
+        x_in, c = self.param.net_input(x_t, t, alpha, sigma)  # x_t and t, or EDM's c_in y and c_noise
+        pred = self.net.apply({"params": params}, x_in, c, labels, train=train, rngs={"dropout": k_net})
+        target = self.param.target(x0, eps, alpha, sigma)
+        weight = param_lib.loss_weight(log_snr(self.schedule, t), self.param, m.loss_weighting, m.min_snr_gamma)  # [B]
         sq = jnp.mean((pred - target) ** 2, axis=(1, 2, 3))
-        _, eps_hat = param_lib.to_x0_eps(pred, x_t, alpha, sigma, m.parameterization)
+        _, eps_hat = self.param.to_x0_eps(pred, x_t, alpha, sigma)
         return {"loss": weight * sq, "mse_eps": jnp.mean((eps_hat - eps) ** 2, axis=(1, 2, 3))}
 
     def loss_fn(self, params, model_state, batch: Batch, key):
@@ -237,27 +257,67 @@ class Diffusion(Method):
             x,
             k_ode,
             null_label=self.null_label,
-            parameterization=self.config.method.parameterization,
+            parameterization=self.param,
             **ode_options,
         )
         nll = -out.log_likelihood
         return {"nll_ode": nll, "bpd_ode": dequantized_bits_per_dim(nll, math.prod(x.shape[1:]), data_width=2.0)}
 
     # -- sampling: every request arrives as a SamplingSpec, checked where it was made ---------------------------
-    def denoiser(self, params, labels: jax.Array | None, guidance: float, clip_denoised: bool) -> Denoiser:
-        """The network as the samplers' denoiser (guidance.py), with classifier-free guidance towards `labels`."""
+    def denoiser(
+        self,
+        params,
+        labels: jax.Array | None,
+        guidance: float,
+        clip_denoised: bool,
+        guidance_interval: tuple[float, float] | None = None,
+        guide: Denoiser | None = None,
+    ) -> Denoiser:
+        """The network as the samplers' denoiser (guidance.py), with classifier-free guidance towards `labels`, or
+        autoguidance by the denoiser `guide`, applied in `guidance_interval` (None: everywhere)."""
         if labels is not None and not self._num_classes:
             raise InputError("this diffusion model is unconditional (method.conditional=False); sample without labels")
-        m = self.config.method
         return make_denoiser(
-            self.model_fn(params), self.schedule, m.parameterization, labels, guidance, self.null_label, clip_denoised
+            self.model_fn(params),
+            self.schedule,
+            self.param,
+            labels,
+            guidance,
+            self.null_label,
+            clip_denoised,
+            guidance_interval,
+            guide,
         )
+
+    def attach_guide(self, name: str, guide: Diffusion, params) -> None:
+        """Make `guide` (another diffusion run's method) with `params` (its EMA parameters) autoguidance's guiding
+        model for requests with `spec.guide = name` (the run layer loads it: `jgen.run.attach_guide`). It must
+        model the same data on the same schedule with the same classes; its parameterisation and network may
+        differ (a smaller config, an earlier checkpoint)."""
+        mine, theirs = self.config.method, guide.config.method
+        why = ""
+        if not isinstance(guide, Diffusion) or guide.name != self.name:
+            why = f"it is a {guide.name!r} run; autoguidance needs a {self.name!r} run"
+        elif (theirs.schedule, theirs.timesteps) != (mine.schedule, mine.timesteps):
+            why = f"its schedule is {theirs.schedule}/{theirs.timesteps}, this run's {mine.schedule}/{mine.timesteps}"
+        elif tuple(guide.info.shape) != tuple(self.info.shape) or guide.num_classes != self.num_classes:
+            why = (
+                f"it models {guide.num_classes} classes of shape {tuple(guide.info.shape)}, this run "
+                f"{self.num_classes} of shape {tuple(self.info.shape)}"
+            )
+        if why:
+            raise InputError(f"guide {name!r} cannot guide this run: {why}; name a run of the same setup")
+        self._guides[name] = (guide, params)
 
     def run_sampler(
         self, params, key, num: int, labels: jax.Array | None, spec: SamplingSpec, given: Given | None = None
     ) -> SamplerOutput:
         """The sampler's output in the model range [-1, 1] (pure; jit it with `num` and `spec` static)."""
-        denoise = self.denoiser(params, labels, spec.guidance, spec.clip_denoised)
+        guide = None
+        if spec.guide is not None:  # autoguidance: the attached guiding model, on the same labels, unclipped
+            guide_method, guide_params = self._guides[spec.guide]
+            guide = guide_method.denoiser(guide_params, labels, 1.0, False)
+        denoise = self.denoiser(params, labels, spec.guidance, spec.clip_denoised, spec.guidance_interval, guide)
         return sample(denoise, self.schedule, key, (num, *self.info.shape), spec, given)
 
     def generate(self, params, model_state, key, num, labels=None, spec: SamplingSpec | None = None):
@@ -298,7 +358,7 @@ class Diffusion(Method):
             labels=labels,
             guidance=guidance,
             null_label=self.null_label,
-            parameterization=self.config.method.parameterization,
+            parameterization=self.param,
             clip_denoised=False,
             fixed_point_iters=fixed_point_iters,
         )[0]

@@ -28,12 +28,15 @@ SCALE_IMAGES = 2000  # training images whose latents set the scale when method.l
 
 @register("latent_diffusion")
 class LatentDiffusion(Diffusion):
-    capabilities = frozenset({"sample", "interpolate"})  # no pixel likelihood: the ODE's would be of the latents
+    capabilities = frozenset(
+        {"sample", "interpolate", "autoguidance"}
+    )  # no pixel likelihood: the ODE's would be of the latents
 
     @classmethod
     def defaults(cls) -> ml_collections.ConfigDict:
         d = super().defaults()
         d.method.update({"first_stage_workdir": "", "latent_scale": 0.0, "clip_denoised": False, "guidance": 3.0})
+        d.method.sigma_data = 1.0  # the latents are scaled to unit std (EDM's preconditioning assumes sigma_data)
         d.model.update({"channels": 32, "channel_mult": (1,), "num_res_blocks": 2, "attention_resolutions": (7,)})
         return d
 

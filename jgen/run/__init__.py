@@ -10,6 +10,7 @@
 
 from jgen.run.evaluate import evaluate_likelihood, evaluate_run, reference_cache_path
 from jgen.run.experiment import default_config, load_config, method_class, validate, with_defaults
+from jgen.run.guide import attach_guide
 from jgen.run.workdir import (
     Run,
     build_method,
@@ -23,6 +24,7 @@ from jgen.run.workdir import (
 
 __all__ = [
     "Run",
+    "attach_guide",
     "build_method",
     "default_config",
     "evaluate_likelihood",

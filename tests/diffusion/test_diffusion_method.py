@@ -10,7 +10,7 @@ from jgen.config import ConfigError
 from jgen.methods import get_method
 from jgen.metrics.quality import real_images
 from jgen.pipeline import Pipeline, to_uint8
-from jgen.run import evaluate_likelihood, load_run, train_and_evaluate, validate
+from jgen.run import attach_guide, evaluate_likelihood, load_run, train_and_evaluate, validate
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
 from tests.conftest import tiny_config
@@ -66,6 +66,18 @@ def test_trains_evaluates_and_samples_in_the_loop(tmp_path):
     assert g0.shape == (6, 8, 8, 1) and info.nfe_per_image == 5
     assert float(g0.min()) >= 0.0 and float(g0.max()) <= 1.0
     np.testing.assert_array_equal(g0, unc)
+    # autoguidance by a run attached through the run layer: guided by itself it is the model, at any weight; a
+    # guidance interval is part of the request
+    name = attach_guide(run, str(tmp_path))
+    assert name.endswith("@60")
+    plain = method.sampling_spec(sampler="heun", steps=3)
+    auto = method.sampling_spec(sampler="heun", steps=3, guidance=3.0, guide=name, guidance_interval=(0.5, 2.0))
+    lab = [0, 1, 2, 3, 4, 5]
+    want, _ = generate(method, state.ema_params, state.model_state, 6, plain, key=key, labels=lab)
+    got, _ = generate(method, state.ema_params, state.model_state, 6, auto, key=key, labels=lab)
+    np.testing.assert_allclose(got, want, atol=2e-3)  # two network calls compiled apart: rounding, times w = 3
+    with pytest.raises(ValueError, match="guide='elsewhere': no such guiding model is attached"):
+        method.sampling_spec(guide="elsewhere")
     with pytest.raises(ValueError, match=r"labels \[10\] are out of range: .*labels 0..9"):
         generate(method, state.ema_params, state.model_state, 2, key=key, labels=[3, 10])
     with pytest.raises(ValueError, match="labels must be 3 integers"):

@@ -45,10 +45,10 @@ def exact_parameterization(schedule):
     return "flow" if schedule.path == RECTIFIED_FLOW else "x0"
 
 
-def draw(data, schedule_name, num, **kw):
+def draw(data, schedule_name, num, parameterization=None, **kw):
     s = make_schedule(schedule_name)
     weights, means, covs = data
-    param = exact_parameterization(s)
+    param = parameterization or exact_parameterization(s)
     fn = mixture_model_fn(s, jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs), param)
     z = jax.random.normal(jax.random.PRNGKey(NOISE_KEY[means.shape[1]]), (num, means.shape[1]))
     # the start sample() itself would draw: unit noise, scaled where the path's marginal is not (start_std)
@@ -88,13 +88,21 @@ CASES_1D = [
     ("euler", 100, {}),
     ("ddim", 100, {"spacing": "logsnr_uniform"}),
     ("ddpm", 1000, {}),
+    # the exact network as EDM's preconditioned F (fed c_in y and c_noise): the same budgets meet the criteria
+    ("dpm_solver", 25, {"parameterization": "edm"}),
+    ("heun", 35, {"parameterization": "edm"}),
+    ("dpm_solver_sde", 200, {"parameterization": "edm"}),
 ]
 
 
 @pytest.mark.parametrize(
     "schedule_name", ["linear", pytest.param("cosine", marks=pytest.mark.slow)]
 )  # cosine: make test-slow
-@pytest.mark.parametrize("name,steps,kw", CASES_1D, ids=[c[0] for c in CASES_1D])
+@pytest.mark.parametrize(
+    "name,steps,kw",
+    [pytest.param(*c, marks=pytest.mark.slow) if c[0] == "dpm_solver_sde" else c for c in CASES_1D],
+    ids=["-".join([c[0], *c[2].values()]) for c in CASES_1D],
+)  # the stochastic EDM row: make test-slow
 def test_1d_mixture_weights_widths_and_w1(schedule_name, name, steps, kw):
     x, _, _ = draw(MIX_1D, schedule_name, NUM_1D, sampler=name, steps=steps, **kw)
     weight_err, std_err, w1_ratio = check_mixture(x, MIX_1D, NUM_1D)

@@ -77,12 +77,14 @@ def test_mixture_of_gaussians_weights_and_moments():
     np.testing.assert_allclose(np.cov(x[x[:, 0] <= 0].T), np.asarray(covs[1]), atol=0.015)
 
 
-@pytest.mark.parametrize("param", ["eps", "v"])
+@pytest.mark.parametrize("param", ["eps", "v", "edm"])
 def test_parameterisation_of_the_network_does_not_change_samples(param):
     s = linear_schedule()
     fn_x0 = gaussian_fn(s)
 
     def fn(x, t, labels):
+        if param == "edm":  # the exact F, fed EDM's c_in y and c_noise (analytic.py decodes them)
+            return mixture_model_fn(s, jnp.ones(1), MEAN[None], COV[None], param)(x, t, labels)
         a, sg = alpha_sigma(s, t[0])
         x0 = fn_x0(x, t, labels)
         return P.from_x0_eps(x0, P.x0_to_eps(x, x0, a, sg), a, sg, param)
