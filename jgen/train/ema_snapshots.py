@@ -73,13 +73,18 @@ def list_snapshots(workdir: str) -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
-def read_snapshot(path: str) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
-    """(sigma_rels float64 [n], per profile {leaf_name: array}) of a snapshot file."""
+def snapshot_gammas(path: str) -> np.ndarray:
+    """float64 [n]: the exponents of the profiles a snapshot file holds (without reading its arrays)."""
     with np.load(path) as z:
-        rels = np.asarray(z["sigma_rels"])
-        profiles: list[dict[str, np.ndarray]] = [{} for _ in rels]
+        return np.asarray(z["gammas"], np.float64)
+
+
+def read_snapshot(path: str) -> list[dict[str, np.ndarray]]:
+    """The profiles of a snapshot file, each {leaf_name: array}, in the order of its `gammas`."""
+    with np.load(path) as z:
+        profiles: list[dict[str, np.ndarray]] = [{} for _ in z["gammas"]]
         for key in z.files:
             head, _, name = key.partition("/")
             if head.startswith("profile") and name:
                 profiles[int(head[len("profile") :])][name] = z[key]
-    return rels, profiles
+    return profiles

@@ -118,14 +118,8 @@ def solve_weights(
 
 
 def combine(weights: Sequence[float], trees: Sequence[Any]) -> Any:
-    """sum_i weights[i] * trees[i] leaf by leaf, accumulated in float64 on the host and returned as numpy arrays of
-    each leaf's own dtype."""
-
-    def leaf(*xs):
-        total = sum(float(w) * np.asarray(x, np.float64) for w, x in zip(weights, xs))
-        return total.astype(np.asarray(xs[0]).dtype)
-
-    return jax.tree.map(leaf, *trees)
+    """sum_i weights[i] * trees[i] leaf by leaf, as float64 numpy arrays (the caller casts to the leaves' dtype)."""
+    return jax.tree.map(lambda *xs: sum(float(w) * np.asarray(x, np.float64) for w, x in zip(weights, xs)), *trees)
 
 
 def with_profiles(init_state, num: int):
