@@ -105,9 +105,9 @@ def _to_global(batch: dict, sharding: NamedSharding, is_global: bool = False) ->
 
 
 def _host_state(state, mesh: Mesh):
-    """A host copy of the state without its optimizer state on process 0, None on the others. Every process must
-    call it: gathering sharded parameters is a collective."""
-    shown = gather(state.replace(opt_state=None), mesh)
+    """A host copy of the state without its optimizer state and post-hoc EMA profiles on process 0, None on the
+    others. Every process must call it: gathering sharded parameters is a collective."""
+    shown = gather(state.replace(opt_state=None, power_ema=()), mesh)
     return jax.tree.map(np.asarray, shown) if jax.process_index() == 0 else None
 
 
