@@ -12,9 +12,11 @@ import pytest
 from jgen import cli
 from jgen.config import ConfigError
 from jgen.run import load_run, open_workdir, train_and_evaluate, validate, with_defaults
+from jgen.run.posthoc_ema import reconstruct_ema
 from jgen.train import ema_snapshots
 from jgen.train import posthoc_ema as phema
 from tests.conftest import tiny_config
+from tests.gan.test_gan_method import gan_config
 
 STORED = (0.05, 0.10)
 
@@ -147,7 +149,7 @@ def finished_run(tmp_path_factory):
     return workdir
 
 
-@pytest.mark.slow  # two tiny runs, ~10 s
+@pytest.mark.slow  # two tiny runs: 27 s on 2 heavily shared cores
 def test_snapshots_survive_a_kill_and_resume(finished_run, tmp_path, monkeypatch):
     """Killed just after the snapshot of step 6 (last checkpoint: step 4), with a torn temporary file left behind:
     the resumed run ends with the uninterrupted run's snapshots, bitwise, once each, and the same profiles."""
@@ -183,7 +185,7 @@ def test_snapshots_survive_a_kill_and_resume(finished_run, tmp_path, monkeypatch
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.slow  # a tiny run (shared with the test above), ~5 s
+@pytest.mark.slow  # a tiny run (shared with the test above) and a sample grid: 3 s after it
 def test_ema_command_writes_a_run_that_sample_reads(finished_run, tmp_path, capsys):
     out = str(tmp_path / "ema010")
     assert cli.run_command(["ema", "--workdir", finished_run, "--sigma_rel", "0.1", "--out", out]) == 0
@@ -202,6 +204,26 @@ def test_ema_command_writes_a_run_that_sample_reads(finished_run, tmp_path, caps
 
     default = cli.run_command(["ema", "--workdir", finished_run, "--sigma_rel", "0.07", "--step", "8"])
     assert default == 0 and os.path.isdir(os.path.join(finished_run, "posthoc_ema", "sigma_rel_0.070_step_8"))
+
+
+@pytest.mark.slow  # one tiny run per family: 22-215 s each on 2 heavily shared cores (load average 16)
+@pytest.mark.parametrize("family", ["gan", "gmm", "diffusion"])
+def test_every_family_keeps_profiles_and_reconstructs(family, tmp_path):
+    """The loop keeps the profiles for any family (the GAN's two players, the GMM's EM step, diffusion), and the
+    reconstruction of a stored width is that profile, written where the family's sampling reads it."""
+    c = gan_config(tiny_config, 4) if family == "gan" else tiny_config(family, 4)
+    if family == "gmm":
+        c.method.em = "stepwise"  # mini-batches of the tiny config's size
+    c.train.posthoc_ema.update(sigma_rels=STORED, snapshot_every=2)
+    c.train.eval_every = -1
+    workdir = str(tmp_path / family)
+    train_and_evaluate(c, workdir)
+    out = reconstruct_ema(workdir, 0.05)["out"]
+    stored = ema_snapshots.read_snapshot(ema_snapshots.list_snapshots(workdir)[4])[0]  # sigma_rel 0.05
+    got = ema_snapshots.flat_arrays(jax.device_get(load_run(out).state.ema_params))
+    assert got.keys() == stored.keys()
+    for k in got:
+        np.testing.assert_allclose(got[k], stored[k], rtol=0, atol=1e-6)
 
 
 def test_ema_command_errors_are_one_line(tmp_path, capsys):
