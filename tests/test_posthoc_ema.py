@@ -244,3 +244,6 @@ def test_ema_command_errors_are_one_line(tmp_path, capsys):
         ema_snapshots.write_snapshot(workdir, step, STORED, gammas, ({"w": np.zeros(3)}, {"w": np.ones(3)}))
     refused(["--workdir", workdir, "--sigma_rel", "0.35"], "--sigma_rel=0.35: must be in (0, 0.3003]")
     refused(["--workdir", workdir, "--sigma_rel", "0.1", "--step", "3"], "--step=3: ")
+    refused(["--workdir", workdir, "--sigma_rel", "0.1", "--out", str(tmp_path)], "would replace the training run")
+    (tmp_path / "other").mkdir()
+    refused(["--workdir", workdir, "--sigma_rel", "0.1", "--out", str(tmp_path / "other")], "exists and is not")

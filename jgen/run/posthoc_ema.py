@@ -61,6 +61,8 @@ def reconstruct_ema(workdir: str, sigma_rel: float, step: int | None = None, out
             f"--step={step}: {workdir!r} has snapshots at {len(snaps)} steps from {min(snaps)} to {max(snaps)} "
             f"({ema_snapshots.SNAPSHOT_DIR}/step_*.npz); pass one of them, or leave --step out for the newest"
         )
+    out = out or default_out(workdir, sigma_rel, step)
+    _check_out(out, workdir)
     used = {s: p for s, p in snaps.items() if s <= step}
     gammas_of = {s: ema_snapshots.snapshot_gammas(p) for s, p in used.items()}
     steps = [s for s in used for _ in gammas_of[s]]
@@ -91,7 +93,6 @@ def reconstruct_ema(workdir: str, sigma_rel: float, step: int | None = None, out
     config = run.config.copy_and_resolve_references()
     config.train.posthoc_ema.sigma_rels = ()  # the derived run holds one EMA, not the profiles
     config.train.posthoc_ema.snapshot_every = 0
-    out = out or default_out(workdir, sigma_rel, step)
     summary = {
         "out": out,
         "source": os.path.abspath(workdir),
@@ -107,6 +108,18 @@ def reconstruct_ema(workdir: str, sigma_rel: float, step: int | None = None, out
     _write_run(out, config, state, summary)
     log.info("reconstructed sigma_rel=%g at step %d from %d profiles -> %s", sigma_rel, step, len(steps), out)
     return summary
+
+
+def _check_out(out: str, workdir: str) -> None:
+    """InputError unless `out` may be (re)written: not the run itself or a folder holding it, and, when it exists,
+    an earlier reconstruction (it holds posthoc_ema.json), never another run or folder."""
+    a, w = os.path.abspath(out), os.path.abspath(workdir)
+    if a == w or w.startswith(a.rstrip(os.sep) + os.sep):
+        raise InputError(f"--out={out!r} would replace the training run {workdir!r}; pass a new directory")
+    if os.path.exists(out) and not os.path.exists(os.path.join(out, PROVENANCE)):
+        raise InputError(
+            f"--out={out!r} exists and is not a post-hoc EMA reconstruction (no {PROVENANCE}); pass a new directory"
+        )
 
 
 def _write_run(out: str, config, state, summary: dict) -> None:
