@@ -15,6 +15,7 @@ from jgen.run import load_run, open_workdir, train_and_evaluate, validate, with_
 from jgen.run.posthoc_ema import reconstruct_ema
 from jgen.train import ema_snapshots
 from jgen.train import posthoc_ema as phema
+from jgen.train.loop import choose_steps_per_call
 from tests.conftest import tiny_config
 from tests.gan.test_gan_method import gan_config
 
@@ -247,3 +248,13 @@ def test_ema_command_errors_are_one_line(tmp_path, capsys):
     refused(["--workdir", workdir, "--sigma_rel", "0.1", "--out", str(tmp_path)], "would replace the training run")
     (tmp_path / "other").mkdir()
     refused(["--workdir", workdir, "--sigma_rel", "0.1", "--out", str(tmp_path / "other")], "exists and is not")
+
+
+def test_automatic_steps_per_call_divides_the_snapshot_interval():
+    """On an accelerator the loop runs K steps per call; a snapshot step must end a call (K = 12, not 16, here)."""
+    c = with_defaults(_posthoc_config(steps=96))
+    c.train.update(log_every=48, checkpoint_every=48, eval_every=-1, sample_every=-1)
+    c.train.posthoc_ema.snapshot_every = 12
+    assert choose_steps_per_call(c.train, 0, 0, "gpu") == 12
+    c.train.posthoc_ema.update(sigma_rels=(), snapshot_every=0)
+    assert choose_steps_per_call(c.train, 0, 0, "gpu") == 16

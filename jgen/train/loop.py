@@ -210,7 +210,7 @@ def choose_steps_per_call(t: ml_collections.ConfigDict, sample_metrics_every: in
     if platform == "cpu":
         return 1
     every = [t.log_every, t.checkpoint_every, t.eval_every, t.sample_every, sample_metrics_every]
-    every.append(t.posthoc_ema.snapshot_every)
+    every += [t.posthoc_ema.snapshot_every]
     g = math.gcd(start, t.steps, *(int(e) for e in every if e > 0), *(int(s) for s in t.log_steps))
     return max(d for d in range(1, AUTO_MAX_STEPS_PER_CALL + 1) if g % d == 0)
 
