@@ -68,9 +68,12 @@ def chart(results: dict, workdirs: list[str], sigma_rels: list[float], stored: t
     mean, std = fids.mean(0), fids.std(0, ddof=1) if len(workdirs) > 1 else np.zeros(len(sigma_rels))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.plot(sigma_rels, mean, "o-", color="C0", label="post-hoc EMA (reconstructed)")
+    label = "post-hoc EMA (reconstructed)" + (f", mean of {len(workdirs)} runs" if len(workdirs) > 1 else "")
+    ax.plot(sigma_rels, mean, "o-", color="C0", label=label)
     if len(workdirs) > 1:
         ax.fill_between(sigma_rels, mean - std, mean + std, color="C0", alpha=0.2, label="+- 1 std over runs")
+        for row in fids:
+            ax.plot(sigma_rels, row, "-", color="C0", lw=0.6, alpha=0.6)
     ax.axhline(own.mean(), color="C1", ls="--", label="the run's own EMA (train.ema_decay)")
     for s in stored:
         ax.axvline(s, color="0.6", ls=":", lw=1)
@@ -83,11 +86,16 @@ def chart(results: dict, workdirs: list[str], sigma_rels: list[float], stored: t
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    cell = (lambda m, s: f"{m:.2f} +- {s:.2f}") if len(workdirs) > 1 else (lambda m, s: f"{m:.2f}")
-    lines = ["| sigma_rel | FID |", "|---|---|"]
-    lines += [f"| {s:.3f} | {cell(m, d)} |" for s, m, d in zip(sigma_rels, mean, std)]
-    own_std = own.std(ddof=1) if len(workdirs) > 1 else 0.0
-    lines.append(f"| own EMA | {cell(own.mean(), own_std)} |")
+    many = len(workdirs) > 1
+    lines = [
+        "| sigma_rel | "
+        + " | ".join(os.path.basename(w.rstrip("/")) for w in workdirs)
+        + (" | mean +- std |" if many else " |")
+    ]
+    lines.append("|---" * (len(workdirs) + 1 + many) + "|")
+    for name, col in [*((f"{s:.3f}", fids[:, j]) for j, s in enumerate(sigma_rels)), ("own EMA", own)]:
+        summary = f" | {col.mean():.2f} +- {col.std(ddof=1):.2f}" if many else ""
+        lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in col) + summary + " |")
     return "\n".join(lines)
 
 
