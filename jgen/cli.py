@@ -7,6 +7,7 @@
            [--likelihood_images 64]
   compare  --workdirs runs/a,runs/b --out compare/ [--num_samples 1000] [--likelihood_images 64]
   compare  --workdirs runs/ldm --guidance_scales 0,1,2,4,8 --out sweep/
+  ema      --workdir runs/X --sigma_rel 0.08 [--step 2000] [--out runs/X/posthoc_ema/...]
 
 Exit codes (for batch schedulers): 0 finished; 2 bad input (a config value, a flag, a run directory: the message
 says what to change); 3 diverged (a non-finite loss or gradient; the last good checkpoint is kept); 74 a checkpoint
@@ -37,6 +38,7 @@ from jgen.diffusion.timegrid import SPACINGS
 from jgen.methods import get_method, method_names
 from jgen.metrics.feature_nets import MNIST_CLASSIFIER, feature_net_names
 from jgen.pipeline import Pipeline
+from jgen.run.posthoc_ema import reconstruct_ema
 from jgen.train import distributed
 from jgen.train.checkpoint import CheckpointWriteError
 from jgen.train.loop import TrainingDiverged, TrainingInterrupted
@@ -112,7 +114,15 @@ flags.DEFINE_string(
     f"(another net writes eval_<name>.json); compare: default {MNIST_CLASSIFIER}.",
     flag_values=FLAGS,
 )
-flags.DEFINE_string("out", None, "sample: output PNG; compare: output directory.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "out", None, "sample: output PNG; compare: output directory; ema: output run directory.", flag_values=FLAGS
+)
+flags.DEFINE_float(
+    "sigma_rel", None, "ema: the EMA's width relative to its length (EDM2's sigma_rel), e.g. 0.08.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "step", None, "ema: the snapshot step to reconstruct the EMA at; default: the newest snapshot.", flag_values=FLAGS
+)
 flags.DEFINE_string("prompt", None, "sample, for a language model: the text to continue.", flag_values=FLAGS)
 flags.DEFINE_integer("num_tokens", 200, "sample, for a language model: tokens to generate.", flag_values=FLAGS)
 flags.DEFINE_float(
@@ -325,6 +335,12 @@ def cmd_compare(overrides: list[str]) -> None:
         print(compare_workdirs(FLAGS.workdirs, out, num, FLAGS.seed, FLAGS.likelihood_images, net, **options))
 
 
+def cmd_ema(overrides: list[str]) -> None:
+    _require("workdir", "runs/ddpm_mnist")
+    _require("sigma_rel", "0.08")
+    print(json.dumps(reconstruct_ema(FLAGS.workdir, FLAGS.sigma_rel, FLAGS.step, FLAGS.out), indent=2))
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
     run: Callable[[list[str]], int | None]  # returns an exit code, or None for EXIT_OK
@@ -402,6 +418,11 @@ COMMANDS: dict[str, Command] = {
             "feature_net",
             "likelihood_images",
         ),
+    ),
+    "ema": Command(
+        cmd_ema,
+        "reconstruct an EMA of any length from a run's post-hoc EMA snapshots -> a run directory to sample/eval",
+        ("workdir", "sigma_rel", "step", "out"),
     ),
 }
 

@@ -167,6 +167,10 @@ def base_config() -> ml_collections.ConfigDict:
             skip_nonfinite_updates=False,  # True: a step with a NaN/inf metric leaves the state as it was and is
             # counted in `skipped_updates`; False: the run stops (exit code 3)
             ema_decay=0.999,  # 0 makes the EMA equal to the parameters
+            # post-hoc EMA (docs/posthoc_ema.md): power-function EMA profiles of these relative widths kept beside
+            # the EMA, e.g. (0.05, 0.10), and written to <workdir>/ema_snapshots/ every snapshot_every steps (and
+            # at the end); `python -m jgen ema` reconstructs any other width from them. (): off
+            posthoc_ema=ml_collections.ConfigDict(dict(sigma_rels=(), snapshot_every=0)),
             eval_batch_size=250,
             num_eval_examples=0,  # 0: the whole test split
             progress=True,
@@ -324,7 +328,7 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 
 
 # Fields that define what a checkpoint contains: a run directory cannot be resumed with other values.
-IDENTITY_FIELDS = ("method", "model", "data.name", "data.tfds_name", "seed")
+IDENTITY_FIELDS = ("method", "model", "data.name", "data.tfds_name", "seed", "train.posthoc_ema.sigma_rels")
 # Fields inside those that only say how the network computes (its parameters stay the same float32 arrays): a run
 # may be resumed or evaluated with other values.
 COMPUTE_FIELDS = ("model.dtype", "model.remat")

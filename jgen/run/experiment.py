@@ -25,6 +25,7 @@ from jgen.config import (
     base_config,
     fail,
     is_integer,
+    is_number,
     merge_defaults,
     require_int,
     require_int_tuple,
@@ -32,6 +33,7 @@ from jgen.config import (
 from jgen.data import SOURCES
 from jgen.methods import Method, get_method, method_names
 from jgen.metrics.feature_nets import feature_net_names
+from jgen.train.posthoc_ema import SIGMA_REL_MAX
 
 
 def method_class(config: ml_collections.ConfigDict) -> type[Method]:
@@ -140,6 +142,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         )
     intervals = {f"train.{f}": t[f] for f in ("steps", "log_every", "checkpoint_every", "eval_every", "sample_every")}
     intervals["eval.sample_metrics_every"] = config.eval.sample_metrics_every
+    intervals["train.posthoc_ema.snapshot_every"] = t.posthoc_ema.snapshot_every
     for field, every in intervals.items():
         if k and every > 0 and every % k:
             fail(
@@ -157,6 +160,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         fail("train.skip_nonfinite_updates", t.skip_nonfinite_updates, "must be true or false")
     if not 0.0 <= t.ema_decay < 1.0:
         fail("train.ema_decay", t.ema_decay, "must be in [0, 1)")
+    check_posthoc_ema(t.posthoc_ema)
     if t.eval_batch_size <= 0 or t.eval_batch_size % n:
         fail("train.eval_batch_size", t.eval_batch_size, f"must be a positive multiple of the device count ({n})")
     e = config.eval
@@ -166,6 +170,35 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     if e.feature_net not in feature_net_names():
         fail("eval.feature_net", e.feature_net, f"choose one of {feature_net_names()}")
     cls.check(config)
+
+
+def check_posthoc_ema(p: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError for an invalid `train.posthoc_ema` block (sigma_rels, snapshot_every)."""
+    rels, every = p.sigma_rels, p.snapshot_every
+    example = "--config.train.posthoc_ema.sigma_rels='(0.05, 0.10)'"
+    ok = isinstance(rels, (tuple, list)) and all(is_number(s, 0.0, SIGMA_REL_MAX) and s > 0 for s in rels)
+    if not ok or len(set(rels)) != len(rels):
+        fail(
+            "train.posthoc_ema.sigma_rels",
+            rels,
+            f"must be a tuple of distinct relative EMA widths in (0, {SIGMA_REL_MAX:.4f}] (or () for off)",
+            example,
+        )
+    require_int("train.posthoc_ema.snapshot_every", every, 0, "--config.train.posthoc_ema.snapshot_every=100")
+    if rels and every == 0:
+        fail(
+            "train.posthoc_ema.snapshot_every",
+            every,
+            "must be >= 1 when train.posthoc_ema.sigma_rels is set (the reconstruction needs snapshots)",
+            "--config.train.posthoc_ema.snapshot_every=100 (about 20-50 snapshots per run)",
+        )
+    if every and not rels:
+        fail(
+            "train.posthoc_ema.snapshot_every",
+            every,
+            "has no effect while train.posthoc_ema.sigma_rels is ()",
+            f"{example}, or --config.train.posthoc_ema.snapshot_every=0",
+        )
 
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:

@@ -40,6 +40,7 @@ from jgen.train.determinism import use_deterministic_ops
 from jgen.train.distributed import check_same_config
 from jgen.train.lock import checkpoints_locked, hold_workdir
 from jgen.train.loop import train_loop
+from jgen.train.posthoc_ema import with_profiles
 
 
 @dataclasses.dataclass
@@ -245,7 +246,8 @@ def _load_run(config: ml_collections.ConfigDict, workdir: str, step: int | None)
     train_src, test_src, info = get_source(config.data)
     method = build_method(config, info, train_src, workdir)
     batch = {"image": np.zeros((1, *info.shape), np.float32), "label": np.zeros((1,), np.int32)}
-    abstract = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
+    init_state = with_profiles(method.init_state, len(config.train.posthoc_ema.sigma_rels))  # post-hoc EMA's
+    abstract = jax.eval_shape(init_state, jax.random.PRNGKey(0), batch)
     if step is None:  # the newest checkpoint that restores (a damaged one is reported and skipped, not moved)
         state = ckpt.restore_latest(workdir, manager, abstract, with_data=False, move_aside=False)[0]
     else:

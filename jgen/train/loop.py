@@ -30,6 +30,8 @@ from jgen.metrics.feature_nets import FeatureNet
 from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
+from jgen.train import ema_snapshots
+from jgen.train import posthoc_ema as phema
 from jgen.train.distributed import StopAgreement
 from jgen.train.feed import DeviceFeed
 from jgen.train.sharding import batch_sharding, bytes_per_device, gather, make_mesh, replicated, state_sharding
@@ -103,9 +105,9 @@ def _to_global(batch: dict, sharding: NamedSharding, is_global: bool = False) ->
 
 
 def _host_state(state, mesh: Mesh):
-    """A host copy of the state without its optimizer state on process 0, None on the others. Every process must
-    call it: gathering sharded parameters is a collective."""
-    shown = gather(state.replace(opt_state=None), mesh)
+    """A host copy of the state without its optimizer state and post-hoc EMA profiles on process 0, None on the
+    others. Every process must call it: gathering sharded parameters is a collective."""
+    shown = gather(state.replace(opt_state=None, power_ema=()), mesh)
     return jax.tree.map(np.asarray, shown) if jax.process_index() == 0 else None
 
 
@@ -163,13 +165,21 @@ def _with_finite_flag(train_step, skip_nonfinite: bool):
     return step
 
 
-def jitted_train_step(method, mesh: Mesh, steps_per_call: int = 1, skip_nonfinite: bool = False, state_shardings=None):
+def jitted_train_step(
+    method,
+    mesh: Mesh,
+    steps_per_call: int = 1,
+    skip_nonfinite: bool = False,
+    state_shardings=None,
+    power_gammas: tuple[float, ...] = (),
+):
     """The jit-compiled train call: (state, batch) -> (state, metrics). One step, or K = `steps_per_call` steps in
     one call (a lax.scan over K batches stacked on a leading axis; metrics stacked [K]), which removes the host
     round trip between steps. Step s uses the key fold_in(state.key, s) either way, so K does not change a bit.
     `state_shardings`: the TrainState's layout (`sharding.state_sharding`; None: replicated); the new state keeps
-    it."""
-    step_with_flag = _with_finite_flag(method.train_step, skip_nonfinite)
+    it. `power_gammas`: the exponents of the post-hoc EMA profiles the step also updates (after a skipped update
+    too: the unchanged parameters are averaged in at the new step)."""
+    step_with_flag = phema.with_profile_updates(_with_finite_flag(method.train_step, skip_nonfinite), power_gammas)
 
     def step_fn(state, batch):
         return step_with_flag(state, batch, jax.random.fold_in(state.key, state.step))
@@ -200,6 +210,7 @@ def choose_steps_per_call(t: ml_collections.ConfigDict, sample_metrics_every: in
     if platform == "cpu":
         return 1
     every = [t.log_every, t.checkpoint_every, t.eval_every, t.sample_every, sample_metrics_every]
+    every += [t.posthoc_ema.snapshot_every]
     g = math.gcd(start, t.steps, *(int(e) for e in every if e > 0), *(int(s) for s in t.log_steps))
     return max(d for d in range(1, AUTO_MAX_STEPS_PER_CALL + 1) if g % d == 0)
 
@@ -293,15 +304,18 @@ def train_loop(
     )
     example = _to_global(it.dataset[0], data_sh)  # the global first batch: init sees what a 1-process run sees
     key = jax.random.PRNGKey(config.seed)
+    sigma_rels = tuple(float(s) for s in t.posthoc_ema.sigma_rels)  # post-hoc EMA profiles (none: off)
+    gammas = tuple(phema.gamma_from_sigma_rel(s) for s in sigma_rels)
+    init_state = phema.with_profiles(method.init_state, len(sigma_rels))
     try:
-        abstract = jax.eval_shape(method.init_state, key, example)
+        abstract = jax.eval_shape(init_state, key, example)
     except Exception as e:  # shapes that do not fit together: the config's model cannot be built
         raise ConfigError(
             f"the model of config {config.name!r} cannot be built from its fields ({ckpt.one_line(e)}); "
             "change the model/method fields named there"
         ) from e
     state_sh = state_sharding(mesh, abstract)
-    state = jax.jit(method.init_state, out_shardings=state_sh)(key, example)
+    state = jax.jit(init_state, out_shardings=state_sh)(key, example)
     log.info(
         "mesh %s; per device: parameters %.2f MiB, optimizer state %.2f MiB, EMA %.2f MiB",
         dict(mesh.shape),
@@ -311,6 +325,9 @@ def train_loop(
     removed = ckpt.remove_stale_temporaries(workdir)
     if removed:
         log.info("removed %d unfinished checkpoint folder(s) of an interrupted save: %s", len(removed), removed)
+    stale = ema_snapshots.remove_stale_temporaries(workdir)
+    if stale:
+        log.info("removed %d unfinished EMA snapshot file(s) of an interrupted write: %s", len(stale), stale)
     manager = ckpt.make_manager(workdir, t.keep_checkpoints)
     restored = ckpt.restore_latest(workdir, manager, state)
     window_rows = None
@@ -338,7 +355,7 @@ def train_loop(
     if k > 1:
         log.info("%d optimizer steps per compiled call (train.steps_per_call)", k)
     feed = DeviceFeed(it, k, lambda local: _to_global(local, batch_sharding(mesh, k)), depth=d.prefetch)
-    p_step = jitted_train_step(method, mesh, k, t.skip_nonfinite_updates, state_sh)
+    p_step = jitted_train_step(method, mesh, k, t.skip_nonfinite_updates, state_sh, gammas)
 
     writer = MetricWriter(workdir)
     total = t.steps
@@ -393,8 +410,14 @@ def train_loop(
                 if bar is not None:
                     bar.update(k)
                 saving = _interval_hit(step, t.checkpoint_every, final) or stopping
-                if saving or _interval_hit(step, t.eval_every, final):
+                snapshot = bool(sigma_rels) and _interval_hit(step, t.posthoc_ema.snapshot_every, final)
+                if saving or snapshot or _interval_hit(step, t.eval_every, final):
                     window.check(last_good)  # nothing non-finite is evaluated or saved
+                if snapshot:  # before the checkpoint: a run resumed from it never skips a snapshot step
+                    profiles = gather(state.power_ema, mesh)  # a collective: every process calls it
+                    if jax.process_index() == 0:
+                        host = jax.tree.map(np.asarray, profiles)
+                        ema_snapshots.write_snapshot(workdir, step, sigma_rels, gammas, host)
                 if _interval_hit(step, t.eval_every, final):
                     if final and bar is not None:  # the bar stands at 100% while the last evaluation runs
                         bar.set_description_str(f"{config.name}: final evaluation")

@@ -3,9 +3,10 @@
 The mesh is 2-D, ("data", "fsdp") = (devices / fsdp, fsdp), `jax.devices()` in their order, so that each process's
 devices hold consecutive rows of a batch (`config.parallel.fsdp`; 1 gives plain data parallelism).
 - A batch is split along its first axis over both mesh axes: every device holds B / devices examples.
-- Each array of `params`, `opt_state` and `ema_params` is split over "fsdp" along its largest axis that fsdp
-  divides (the last such axis on a tie) and replicated over "data"; an array with no such axis (a scalar, a bias of
-  odd length) is replicated. Adam's moments have their parameter's shape, so they are split like it.
+- Each array of `params`, `opt_state`, `ema_params` and `power_ema` (post-hoc EMA profiles) is split over "fsdp"
+  along its largest axis that fsdp divides (the last such axis on a tie) and replicated over "data"; an array with
+  no such axis (a scalar, a bias of odd length) is replicated. Adam's moments have their parameter's shape, so they
+  are split like it.
 - `step`, `key` and `model_state` are replicated.
 `jax.jit` compiles the train step with these layouts (FSDP, or ZeRO-3): XLA all-gathers each parameter where the
 step uses it and reduce-scatters its gradient, so each device keeps about 1/fsdp of the parameters, optimizer state
@@ -62,7 +63,7 @@ def fsdp_spec(shape: Sequence[int], fsdp: int) -> P:
 
 def state_sharding(mesh: Mesh, state: TrainState) -> TrainState:
     """A TrainState of NamedShardings for `state` (concrete or `jax.eval_shape`'s abstract arrays): params,
-    opt_state and ema_params split over "fsdp" by `fsdp_spec`, everything else replicated."""
+    opt_state, ema_params and power_ema split over "fsdp" by `fsdp_spec`, everything else replicated."""
     size = dict(mesh.shape).get(FSDP, 1)
     repl = replicated(mesh)
 
@@ -74,6 +75,7 @@ def state_sharding(mesh: Mesh, state: TrainState) -> TrainState:
         params=split(state.params),
         opt_state=split(state.opt_state),
         ema_params=split(state.ema_params),
+        power_ema=split(state.power_ema),
         model_state=jax.tree.map(lambda _: repl, state.model_state),
         key=repl,
     )
