@@ -6,7 +6,10 @@ regresses u on the stop-gradient MeanFlow target v - (t - r) du/dt, du/dt by `ja
 1 - `interval_fraction` of the examples (flow matching). Loss: the squared error summed over pixels, weighted by the
 adaptive weight 1 / (error + weight_eps)^weight_power (stop-gradient). With `cfg_scale` w > 1, the velocity of the
 kept-label examples is w v + (1 - w) u(z_t, t, t | null label) (the paper's training-time guidance: the network
-learns the guided field, still 1 NFE). Sampling: `steps` jumps z_r = z_t - (t - r) u(z_t, r, t) on a uniform grid.
+learns the guided field, still 1 NFE). The backbones embed 1000 x their time inputs; MeanFlow's default `time_scale`
+0.001 makes that the sinusoids of t and t - r themselves, as MeanFlow's networks have them: their t-derivative,
+which the JVP target carries, stays of order 1 (at 1000 t it is ~1000x larger and the targets diverge).
+Sampling: `steps` jumps z_r = z_t - (t - r) u(z_t, r, t) on a uniform grid.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class MeanFlow(FewStep):
                 "weight_power": 1.0,
                 "weight_eps": 1e-3,  # adaptive weight 1 / (error + eps)^power
                 "cfg_scale": 1.0,  # training-time guidance w (1: none)
+                "time_scale": 0.001,  # the backbone sees time_scale * (t, t - r)
             }
         )
         return d
@@ -50,6 +54,7 @@ class MeanFlow(FewStep):
         require_number("method.weight_power", m.weight_power, 0.0, 2.0)
         require_number("method.weight_eps", m.weight_eps, 1e-12)
         require_number("method.cfg_scale", m.cfg_scale, 1.0, fix="1 (no guidance) or more, e.g. 2.0")
+        require_number("method.time_scale", m.time_scale, 1e-6, 1.0)
         if m.cfg_scale != 1.0 and not (m.conditional and m.label_dropout > 0):
             fail(
                 "method.cfg_scale",
@@ -59,9 +64,10 @@ class MeanFlow(FewStep):
             )
 
     def average_velocity(self, params, labels, train: bool = False, key=None):
-        """The network as u(z [B, H, W, C], r [B], t [B]) -> [B, H, W, C]: the backbone at (z, t, t - r)."""
-        net = self.network(params, labels, train, key)
-        return lambda z, r, t: net(z, t, t - r)
+        """The network as u(z [B, H, W, C], r [B], t [B]) -> [B, H, W, C]: the backbone at (z, s t, s (t - r)),
+        s = method.time_scale."""
+        net, s = self.network(params, labels, train, key), self.config.method.time_scale
+        return lambda z, r, t: net(z, s * t, s * (t - r))
 
     def per_example_losses(self, params, batch, key, train):
         m = self.config.method

@@ -2,6 +2,8 @@
 reduce to flow matching / the identity exactly, they train, sample in `steps` NFE through the one generation path
 and the CLI, and refuse what they cannot do in one line."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,10 +33,11 @@ def few_config(name, steps=4, **method):
     return c
 
 
-def method_and_params(name, **method):
+def method_and_params(name, model=None, **method):
     """A built method on the 8x8 digits and parameters perturbed off their init (the zero-initialised output layer
     would make every prediction 0), with a batch."""
     c = few_config(name, **method)
+    c.model.update(model or {})
     m = get_method(name)(c, DIGITS)
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.uniform(size=(8, 8, 8, 1)), jnp.float32), "label": jnp.arange(8) % 10}
@@ -50,21 +53,33 @@ def test_meanflow_at_r_equal_t_is_flow_matching():
     the flow-matching loss of the network at interval 0: ||u(z_t, t, t) - (eps - x0)||^2, to float32 rounding."""
     m, params, batch = method_and_params("meanflow", interval_fraction=0.0, weight_power=0.0, label_dropout=0.0)
     key = jax.random.PRNGKey(5)
-    got = m.per_example_losses(params, batch, key, train=False)["loss"]
+    got = jax.jit(m.per_example_losses, static_argnames="train")(params, batch, key, False)["loss"]
     x0 = to_model_range(batch["image"])
     k_rt, k_eps, _, _ = jax.random.split(key, 4)
     r, t = sample_interval(k_rt, x0.shape[0], 0.0, m.config.method.logit_mean, m.config.method.logit_std)
     np.testing.assert_array_equal(np.asarray(r), np.asarray(t))
     z, v = flow_path(x0, jax.random.normal(k_eps, x0.shape), t)
-    u = m.net.apply({"params": params}, z, t, batch["label"], interval=jnp.zeros_like(t))
+    s = m.config.method.time_scale  # the backbone sees (s t, s (t - r))
+    u = m.net.apply({"params": params}, z, s * t, batch["label"], interval=jnp.zeros_like(t))
     np.testing.assert_allclose(np.asarray(got), np.asarray(jnp.sum((u - v) ** 2, axis=(1, 2, 3))), rtol=1e-5)
+
+
+def test_meanflow_time_scale_keeps_the_jvp_target_of_order_one():
+    """The backbones embed 1000 x their time input: fed t itself, du/dt of a random network is ~1000x larger and
+    the target v - (t - r) du/dt dwarfs v (training then diverges); the default time_scale feeds t / 1000."""
+    errors = {}
+    for scale in (0.001, 1.0):
+        m, params, batch = method_and_params("meanflow", interval_fraction=1.0, time_scale=scale)
+        losses = jax.jit(m.per_example_losses, static_argnames="train")(params, batch, jax.random.PRNGKey(7), False)
+        errors[scale] = float(jnp.mean(losses["mse"]))
+    assert errors[0.001] < 10.0 and errors[1.0] > 20 * errors[0.001], errors
 
 
 def test_shortcut_at_d_zero_is_flow_matching():
     """Without self-consistency examples the shortcut loss is flow matching of the network at d = 0."""
     m, params, batch = method_and_params("shortcut", consistency_fraction=0.0, label_dropout=0.0)
     key = jax.random.PRNGKey(6)
-    got = m.per_example_losses(params, batch, key, train=False)["loss"]
+    got = jax.jit(m.per_example_losses, static_argnames="train")(params, batch, key, False)["loss"]
     x0 = to_model_range(batch["image"])
     k_t, _, k_eps, _, _ = jax.random.split(key, 5)
     t = jax.random.uniform(k_t, (x0.shape[0],))
@@ -83,47 +98,53 @@ def test_consistency_function_is_the_identity_at_sigma_min():
     assert float(jnp.max(jnp.abs(f(x, jnp.full((b,), 1.0)) - x))) > 0.05
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """name -> the workdir of a 4-step run of each family (sample pictures at its last step)."""
+    out = {}
+    for name in ("meanflow", "shortcut", "consistency"):
+        c = few_config(name, steps=4)
+        c.train.sample_every = 4
+        out[name] = str(tmp_path_factory.mktemp(name))
+        train_and_evaluate(c, out[name])
+    return out
+
+
 @pytest.mark.parametrize("name", ["meanflow", "shortcut", "consistency"])
-def test_trains_in_the_loop_and_samples_in_steps_nfe(name, tmp_path):
-    c = few_config(name, steps=4)
-    c.train.sample_every = 4
-    final = train_and_evaluate(c, str(tmp_path))
-    assert np.isfinite(final["loss"])
-    assert any(p.name.startswith("samples_1step") for p in (tmp_path / "samples").iterdir())
-    run = load_run(str(tmp_path))
+def test_trains_in_the_loop_and_samples_in_steps_nfe(name, trained):
+    workdir = trained[name]
+    assert np.isfinite(read_metrics(workdir, "eval")[-1]["loss"])
+    assert any(p.startswith("samples_1step") for p in os.listdir(os.path.join(workdir, "samples")))
+    run = load_run(workdir)
     for steps in (1, 2):
         spec = run.method.sampling_spec(steps=steps)
         images, info = generate(run.method, run.state.ema_params, {}, 6, spec, seed=0, labels=[0, 1, 2, 3, 4, 5])
         assert images.shape == (6, 8, 8, 1) and info.nfe_per_image == steps
         assert 0.0 <= images.min() and images.max() <= 1.0
     if name == "consistency":  # the discretisation follows the step: iCT's curriculum in the loop
-        levels = [row["levels"] for row in read_metrics(str(tmp_path), "train")]
-        assert levels == sorted(levels) and levels[0] == c.method.scales_start + 1
+        levels = [row["levels"] for row in read_metrics(workdir, "train")]
+        assert levels == sorted(levels) and levels[0] == run.config.method.scales_start + 1
 
 
-def test_the_sample_command_takes_steps_and_refuses_a_sampler(tmp_path, capsys):
-    workdir = str(tmp_path / "mf")
-    train_and_evaluate(few_config("meanflow", steps=2), workdir)
+def test_the_sample_command_takes_steps_and_refuses_a_sampler(trained, tmp_path, capsys):
+    workdir = trained["meanflow"]
     out = str(tmp_path / "grid.png")
     argv = ["sample", "--workdir", workdir, "--steps", "2", "--num_samples", "4", "--labels", "1,2", "--out", out]
-    assert cli.run_command(argv) == 0
-    assert "2" in capsys.readouterr().out
+    assert cli.run_command(argv) == 0 and os.path.exists(out)
     assert cli.run_command(["sample", "--workdir", workdir, "--sampler", "ddim", "--out", out]) == 2
     err = capsys.readouterr().err
     assert "sampler" in err and "steps" in err and len(err.strip().splitlines()) == 1, err
-    m = load_run(workdir).method
     with pytest.raises(InputError, match="steps=0"):
-        m.sampling_spec(steps=0)
+        load_run(workdir).method.sampling_spec(steps=0)
 
 
-def test_meanflow_trains_a_dit_with_the_interval_input(tmp_path):
-    c = few_config("meanflow", steps=2)
-    c.model.update(kind="dit", patch_size=4, hidden_size=16, depth=1, num_heads=1)
-    c.model.update({k: v for k, v in get_method("meanflow").defaults().model.items() if k in TINY_UNET})
-    final = train_and_evaluate(c, str(tmp_path))
-    assert np.isfinite(final["loss"])
-    params = load_run(str(tmp_path)).state.params
+def test_meanflow_takes_a_dit_with_the_interval_input():
+    dit = dict(kind="dit", patch_size=4, hidden_size=16, depth=1, num_heads=1)
+    dit.update({k: v for k, v in get_method("meanflow").defaults().model.items() if k in TINY_UNET})
+    m, params, batch = method_and_params("meanflow", model=dit)
     assert "interval_mlp1" in params and "time_mlp1" in params
+    losses = jax.jit(m.per_example_losses, static_argnames="train")(params, batch, jax.random.PRNGKey(0), True)
+    assert np.all(np.isfinite(np.asarray(losses["loss"])))
 
 
 @pytest.mark.parametrize(
