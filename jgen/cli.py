@@ -230,6 +230,7 @@ def cmd_eval(overrides: list[str]) -> None:
         ref_split=FLAGS.ref_split,
         ref_stats_out=FLAGS.ref_stats_out,
         likelihood_images=FLAGS.likelihood_images,
+        spec=run.method.sampling_spec(**_sampling_options()),  # --steps, --sampler, ... as `sample` takes them
     )
     name = "eval.json" if FLAGS.feature_net is None else f"eval_{FLAGS.feature_net}.json"
     with open(os.path.join(FLAGS.workdir, name), "w") as f:
@@ -309,6 +310,11 @@ COMMANDS: dict[str, Command] = {
         (
             "workdir",
             "num_samples",
+            "sampler",
+            "steps",
+            "spacing",
+            "guidance",
+            "eta",
             "seed",
             "feature_net",
             "ref_stats",

@@ -2,6 +2,7 @@
 reduce to flow matching / the identity exactly, they train, sample in `steps` NFE through the one generation path
 and the CLI, and refuse what they cannot do in one line."""
 
+import json
 import os
 
 import jax
@@ -19,6 +20,7 @@ from jgen.run import load_run, train_and_evaluate, validate
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
 from tests.conftest import tiny_config
+from tests.course.tiny_runs import PIXEL_NET
 
 DIGITS = DataInfo("digits", (8, 8, 1), 10, 1438, 359)
 TINY_UNET = dict(channels=8, channel_mult=(1,), num_res_blocks=1, attention_resolutions=(), num_heads=1)
@@ -136,6 +138,10 @@ def test_the_sample_command_takes_steps_and_refuses_a_sampler(trained, tmp_path,
     assert "sampler" in err and "steps" in err and len(err.strip().splitlines()) == 1, err
     with pytest.raises(InputError, match="steps=0"):
         load_run(workdir).method.sampling_spec(steps=0)
+    evaluate = ["eval", "--workdir", workdir, "--num_samples", "20", "--steps", "2", f"--feature_net={PIXEL_NET}"]
+    assert cli.run_command(evaluate) == 0
+    with open(os.path.join(workdir, f"eval_{PIXEL_NET}.json")) as f:
+        assert json.load(f)["nfe"] == 2  # eval takes --steps as sample does
 
 
 def test_meanflow_takes_a_dit_with_the_interval_input():
