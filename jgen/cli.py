@@ -388,6 +388,11 @@ COMMANDS: dict[str, Command] = {
         (
             "workdir",
             "num_samples",
+            "sampler",
+            "steps",
+            "spacing",
+            "guidance",
+            "eta",
             "seed",
             "feature_net",
             "ref_stats",

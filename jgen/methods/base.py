@@ -119,9 +119,14 @@ class Method(abc.ABC):
         """Returns (scalar loss, (metrics dict of scalars, new model_state))."""
         raise NotImplementedError(f"{type(self).__name__} must define loss_fn or train_step")
 
+    def loss_at(self, step: jax.Array) -> Callable:
+        """The loss the optimizer step number `step` (int32 []) minimises: `loss_fn`, unless the objective follows
+        a curriculum over training (consistency training's discretisation), when it is the loss for that step."""
+        return self.loss_fn
+
     def train_step(self, state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, dict]:
         """One optimizer step on the loss; updates the EMA. Pure; the loop jit-compiles it."""
-        grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
+        grad_fn = jax.value_and_grad(self.loss_at(state.step), has_aux=True)
         (loss, (metrics, model_state)), grads = grad_fn(state.params, state.model_state, batch, key)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -1,8 +1,10 @@
 """The denoising networks a diffusion-like family chooses by `config.model.kind`: one record per backbone.
 
 Every backbone is a flax module called as `net.apply(variables, x [B, H, W, C], t [B] in [0, 1], labels [B] | None,
-train=...) -> [B, H, W, C] float32`, with the null label `num_classes` for classifier-free guidance, so a method
-builds one with `make_backbone` and never asks which it is. A family's `config.model` holds `backbone_defaults()`:
+train=..., interval=None) -> [B, H, W, C] float32`, with the null label `num_classes` for classifier-free guidance,
+so a method builds one with `make_backbone` and never asks which it is. `interval` [B] is a second time input for
+the few-step families (MeanFlow's t - r, a shortcut model's step size), embedded like t and added to its embedding;
+a network initialised without it has no parameters for it. A family's `config.model` holds `backbone_defaults()`:
 `kind`, the fields every backbone reads (`num_heads`, `remat`, `dtype`, `param_dtype`) and each backbone's own;
 the fields of the backbones not chosen stay at their defaults (`check_backbone` refuses a changed one, since it
 would not be read), so `--config.model.kind=dit` switches a config's network from the command line.

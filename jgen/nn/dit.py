@@ -130,7 +130,9 @@ class DiTBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """(x [B, H, W, C], t [B] in [0, 1], labels [B] int or None) -> prediction [B, H, W, C] float32."""
+    """(x [B, H, W, C], t [B] in [0, 1], labels [B] int or None, interval [B] or None) -> prediction [B, H, W, C]
+    float32. `interval`, a second time input (MeanFlow's t - r, a shortcut model's step size d), is embedded like t
+    by its own MLP and added to the conditioning; without it the network has no such parameters."""
 
     patch_size: int = 2
     hidden_size: int = 384
@@ -145,7 +147,14 @@ class DiT(nn.Module):
     remat: bool = False  # recompute each block's activations in the backward pass
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None, train: bool = False) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        labels: jax.Array | None = None,
+        train: bool = False,
+        interval: jax.Array | None = None,
+    ) -> jax.Array:
         del train  # no dropout: the same function in training and evaluation
         chex.assert_rank(x, 4)
         b, hgt, wid, c_in = x.shape
@@ -165,6 +174,12 @@ class DiT(nn.Module):
         cond = timestep_embedding(t, FREQUENCY_DIM)  # [B, 256] float32
         cond = nn.Dense(d, kernel_init=_embed_init, name="time_mlp1", **kw)(cond)
         cond = nn.Dense(d, kernel_init=_embed_init, name="time_mlp2", **kw)(nn.silu(cond))  # [B, D]
+        if interval is not None:
+            chex.assert_shape(interval, (b,))
+            e = nn.Dense(d, kernel_init=_embed_init, name="interval_mlp1", **kw)(
+                timestep_embedding(interval, FREQUENCY_DIM)
+            )
+            cond = cond + nn.Dense(d, kernel_init=_embed_init, name="interval_mlp2", **kw)(nn.silu(e))  # [B, D]
         if self.num_classes:
             if labels is None:
                 labels = jnp.full((b,), self.num_classes, jnp.int32)  # the null label

@@ -90,7 +90,10 @@ class AttentionBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """(x [B, H, W, C], t [B] in [0, 1], labels [B] int or None) -> prediction [B, H, W, C]."""
+    """(x [B, H, W, C], t [B] in [0, 1], labels [B] int or None, interval [B] or None) -> prediction [B, H, W, C].
+
+    `interval`, a second time input (a step length: MeanFlow's t - r, a shortcut model's step size d), is embedded
+    like t by its own MLP and added to the embedding; without it the network has no such parameters."""
 
     channels: int = 32
     channel_mult: Sequence[int] = (1, 2, 2)
@@ -104,7 +107,14 @@ class UNet(nn.Module):
     remat: bool = False  # recompute the blocks' activations in the backward pass
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None, train: bool = False) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        labels: jax.Array | None = None,
+        train: bool = False,
+        interval: jax.Array | None = None,
+    ) -> jax.Array:
         chex.assert_rank(x, 4)
         b, hgt, wid, c_in = x.shape
         chex.assert_shape(t, (b,))
@@ -130,6 +140,10 @@ class UNet(nn.Module):
         emb_dim = 4 * self.channels
         emb = timestep_embedding(t, self.channels)  # float32 sinusoids of 1000 t
         emb = nn.Dense(emb_dim, **kw)(nn.silu(nn.Dense(emb_dim, **kw)(emb)))
+        if interval is not None:  # named layers: the automatic names of the others stay as they were
+            chex.assert_shape(interval, (b,))
+            e = nn.Dense(emb_dim, name="interval_mlp1", **kw)(timestep_embedding(interval, self.channels))
+            emb = emb + nn.Dense(emb_dim, name="interval_mlp2", **kw)(nn.silu(e))
         if self.num_classes:
             if labels is None:
                 labels = jnp.full((b,), self.num_classes, jnp.int32)  # the null label
@@ -185,11 +199,19 @@ def make_unet(model_cfg, num_classes: int) -> UNet:
     )
 
 
-def init_params(net: UNet, key: jax.Array, x: jax.Array, t: jax.Array, labels: jax.Array | None = None):
-    """`net.init(...)["params"]` drawn with the "rbg" PRNG seeded from `key` (deterministic for a given key).
+def init_params(
+    net: nn.Module,
+    key: jax.Array,
+    x: jax.Array,
+    t: jax.Array,
+    labels: jax.Array | None = None,
+    interval: jax.Array | None = None,
+):
+    """`net.init(...)["params"]` (with the second time input `interval` [B] when given) drawn with the "rbg" PRNG
+    seeded from `key` (deterministic for a given key).
 
     A UNet has ~100 parameter arrays; drawing each with threefry makes XLA compile ~100 unrolled hash
     programs (tens of seconds on CPU), while rbg (XLA's RngBitGenerator) compiles 3-4x faster.
     """
     rbg = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
-    return net.init(rbg, x, t, labels)["params"]
+    return net.init(rbg, x, t, labels, interval=interval)["params"]
