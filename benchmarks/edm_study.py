@@ -70,7 +70,11 @@ def evaluate_rows(workdir: str, jobs: list[tuple[str, dict]], seeds: list[int], 
 
 
 def table(out: str) -> str:
-    """Markdown: one line per (run, row), FID and IS mean +- std over its seeds."""
+    """Markdown: one line per (run, row), FID and IS as mean +- sample std over its seeds (one seed: the value)."""
+
+    def spread(v: np.ndarray) -> str:
+        return f"{v.mean():.1f} +- {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in done_rows(os.path.join(out, "results.jsonl")):
         groups.setdefault((r["run"], r["row"]), []).append(r)
@@ -78,8 +82,7 @@ def table(out: str) -> str:
     for (run, row), rs in groups.items():
         fid, isc = np.array([r["fid"] for r in rs]), np.array([r["is"] for r in rs])
         lines.append(
-            f"| {run} (step {rs[0]['step']}) | `{row}` | {rs[0]['nfe']} | {len(rs)} | "
-            f"{fid.mean():.2f} +- {fid.std():.2f} | {isc.mean():.2f} +- {isc.std():.2f} |"
+            f"| {run} (step {rs[0]['step']}) | `{row}` | {rs[0]['nfe']} | {len(rs)} | {spread(fid)} | {spread(isc)} |"
         )
     return "\n".join(lines)
 

@@ -11,7 +11,10 @@ fed c_in y and conditioned on c_noise = ln(s) / 4 instead of t; training noise l
 unit-weighted loss on F is EDM's lambda(s) ||D - x0||^2. The linear schedule only carries the noise levels (s from
 0.01 to 157; the sampling grids start at s = 80): on it the probability-flow ODE in (y, s) is EDM's own.
 Sampled with Heun's method on the Karras grid (EDM's sampler); the reported loss is the EDM loss on F.
-Measured results and the comparison with ddpm_mnist: docs/edm.md.
+Runtime: 600 steps (--config.train.steps=600, the study's budget) took 20 minutes on 2 CPU cores shared with other
+jobs; the test loss (EDM's, on F) was 0.176 at step 600 (eps MSE 0.092), and the class-per-column grid shows
+digit shapes on a clean background. The default 2,000 steps take about 3x that. Measured FID against ddpm_mnist at
+the same budget: docs/edm.md.
 """
 
 from experiments.configs import ddpm_mnist

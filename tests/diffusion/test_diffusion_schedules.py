@@ -80,7 +80,7 @@ def test_x0_recovered_exactly_from_xt_and_true_noise(name):
     xt = q_sample(s, x0, t, eps)
     a, sg = (v[:, None, None, None] for v in alpha_sigma(s, t))
     usable = [p for p in P.PARAMETERIZATIONS if not P.path_mismatch(p, s.path)]
-    assert usable == (["x0", "flow"] if name == "rectified_flow" else ["eps", "x0", "v"])
+    assert usable == (["x0", "flow"] if name == "rectified_flow" else ["eps", "x0", "v", "edm"])
     for name_p in usable:
         target = P.from_x0_eps(x0, eps, a, sg, name_p)
         x0_hat, eps_hat = P.to_x0_eps(target, xt, a, sg, name_p)
@@ -107,8 +107,14 @@ def test_min_snr_weights_equalise_x0_loss():
         w = P.loss_weight(lam, name, "min_snr", 5.0)
         # the weighted error of each parameterisation equals min(SNR, gamma) * x0 error
         # (||eps err||^2 = SNR ||x0 err||^2, ||v err||^2 = (1 + SNR) ||x0 err||^2, ||u err||^2 = ||x0 err||^2 / t^2
-        # on the rectified-flow path)
-        scale = {"eps": snr, "v": 1 + snr, "x0": jnp.ones_like(snr), "flow": 1.0 / t**2}[name]
+        # on the rectified-flow path, ||F err||^2 = ||x0 err||^2 / c_out^2 = (1 + sd^2 SNR) / sd^2 ||x0 err||^2 for EDM)
+        scale = {
+            "eps": snr,
+            "v": 1 + snr,
+            "x0": jnp.ones_like(snr),
+            "flow": 1.0 / t**2,
+            "edm": (1 + 0.25 * snr) / 0.25,
+        }[name]
         np.testing.assert_allclose(np.asarray(w * scale), np.asarray(jnp.minimum(snr, 5.0)), rtol=1e-5)
     assert np.all(np.asarray(P.loss_weight(lam, "eps", "none")) == 1.0)
 
