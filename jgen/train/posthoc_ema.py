@@ -41,6 +41,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,9 +79,12 @@ def update_profiles(profiles: tuple, params: Any, gammas: Sequence[float], t: ja
     """Each profile after averaging in `params`, the parameters after step `t` (int32 [], >= 1):
     ema <- beta_t ema + (1 - beta_t) params, beta_t = (1 - 1/t)^(gamma + 1). Pure (jit, sharding); beta is computed
     as exp((gamma + 1) log1p(-1/t)) and 1 - beta as -expm1(...), accurate in float32 for any t."""
+    chex.assert_equal(len(profiles), len(gammas))
+    chex.assert_shape(t, ())
     tf = jnp.asarray(t, jnp.float32)
     out = []
     for ema, gamma in zip(profiles, gammas):
+        chex.assert_trees_all_equal_shapes(ema, params)
         a = (gamma + 1.0) * jnp.log1p(-1.0 / tf)  # -inf at t = 1
         beta, one_minus = jnp.exp(a), -jnp.expm1(a)
         out.append(jax.tree.map(lambda e, p, b=beta, w=one_minus: (b * e + w * p).astype(e.dtype), ema, params))
@@ -108,6 +112,8 @@ def solve_weights(
     """(x float64 [n] summing to 1, relative L2 residual ||sum x_i p_i - p_r|| / ||p_r||): the least-squares
     weights of the n snapshot profiles (steps [n], exponents [n]) for the profile (`step`, `gamma`)."""
     t, g = np.asarray(snapshot_steps, np.float64), np.asarray(snapshot_gammas, np.float64)
+    chex.assert_equal_shape((t, g))
+    chex.assert_rank(t, 1)
     a = profile_inner(t[:, None], g[:, None], t[None, :], g[None, :])  # [n, n]
     b = profile_inner(t, g, float(step), float(gamma))  # [n]
     x = np.linalg.lstsq(a, b, rcond=None)[0]
