@@ -4,8 +4,8 @@ The backbone (`model.kind`: unet | dit) sees z_t, t and the step size d (its sec
 1 - `consistency_fraction` of each batch trains d = 0 by flow matching (t uniform in [0, 1], target eps - x0); the
 rest trains s(z_t, t, 2d) on the stop-gradient mean of two d-steps of the same network (jgen/diffusion/shortcut.py),
 d = 2^-k for k in 1..`max_doublings` (the smallest d asks the network at d = 0). Loss: squared error, mean over
-pixels and examples. Sampling: `steps` steps of
-size 1 / steps (exact powers of two are the trained sizes; others fall between them).
+pixels and examples. Sampling: `steps` steps of size 1 / steps (exact powers of two are the trained sizes; others
+fall between them).
 """
 
 from __future__ import annotations
