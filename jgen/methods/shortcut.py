@@ -3,8 +3,9 @@
 The backbone (`model.kind`: unet | dit) sees z_t, t and the step size d (its second time input). A fraction
 1 - `consistency_fraction` of each batch trains d = 0 by flow matching (t uniform in [0, 1], target eps - x0); the
 rest trains s(z_t, t, 2d) on the stop-gradient mean of two d-steps of the same network (jgen/diffusion/shortcut.py),
-d = 2^-k for k in 1..`max_doublings`. Loss: squared error, mean over pixels and examples. Sampling: `steps` steps of
-size 1 / steps (exact powers of two are the trained sizes; others fall between them).
+d = 2^-k for k in 1..`max_doublings` (the smallest d asks the network at d = 0). Loss: squared error, mean over
+pixels and examples. Sampling: `steps` steps of size 1 / steps (exact powers of two are the trained sizes; others
+fall between them).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ class Shortcut(FewStep):
         if n_sc:
             sc_labels = None if labels is None else labels[b - n_sc :]
             sc_fn = self.step_direction(params, sc_labels, train, k_net)
-            target = jnp.concatenate([v[: b - n_sc], shortcut_target(sc_fn, z[b - n_sc :], t_sc, d_sc)])
+            target = jnp.concatenate(
+                [v[: b - n_sc], shortcut_target(sc_fn, z[b - n_sc :], t_sc, d_sc, 2.0**-m.max_doublings)]
+            )
         else:
             target = v
         sq = jnp.mean((pred - target) ** 2, axis=(1, 2, 3))  # [B]

@@ -158,6 +158,19 @@ def test_shortcut_target_of_the_exact_jump_is_the_exact_jump_of_twice_the_size()
     np.testing.assert_allclose(np.asarray(tiny), np.asarray(v), atol=2e-2)
 
 
+def test_shortcut_targets_are_anchored_to_the_flow_at_the_smallest_step():
+    """A network that is the velocity at d = 0 and 0 at every d > 0 satisfies self-consistency at d > 0 but not at
+    the smallest step size, whose target asks d = 0: there the target is the velocity's, not 0."""
+    z, v = points(8), points(8, seed=5)
+
+    def s_fn(z, t, d):
+        return jnp.where((d == 0)[:, None], v, 0.0)
+
+    t, d = jnp.full((8,), 0.5), jnp.full((8,), 1 / 128)
+    np.testing.assert_allclose(np.asarray(shortcut_target(s_fn, z, t, d, 1 / 128)), np.asarray(v), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(shortcut_target(s_fn, z, t, 2 * d, 1 / 128)), 0.0)
+
+
 def test_shortcut_step_sizes_and_times_are_on_the_samplers_grids():
     d, t = sample_step_sizes(jax.random.PRNGKey(1), 4000, 7)
     d, t = np.asarray(d), np.asarray(t)
