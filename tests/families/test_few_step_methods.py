@@ -66,6 +66,25 @@ def test_meanflow_at_r_equal_t_is_flow_matching():
     np.testing.assert_allclose(np.asarray(got), np.asarray(jnp.sum((u - v) ** 2, axis=(1, 2, 3))), rtol=1e-5)
 
 
+def test_meanflow_training_guidance_targets_the_guided_velocity():
+    """With cfg_scale w and r = t, a kept label's target is w (eps - x0) + (1 - w) u(z_t, t, t; null label)."""
+    w = 2.0
+    m, params, batch = method_and_params(
+        "meanflow", interval_fraction=0.0, weight_power=0.0, label_dropout=1e-9, cfg_scale=w
+    )
+    key = jax.random.PRNGKey(8)
+    got = jax.jit(m.per_example_losses, static_argnames="train")(params, batch, key, True)["loss"]
+    x0 = to_model_range(batch["image"])
+    k_rt, k_eps, _, _ = jax.random.split(key, 4)
+    _, t = sample_interval(k_rt, x0.shape[0], 0.0, m.config.method.logit_mean, m.config.method.logit_std)
+    z, v = flow_path(x0, jax.random.normal(k_eps, x0.shape), t)
+    s, h = m.config.method.time_scale, jnp.zeros_like(t)
+    u = m.net.apply({"params": params}, z, s * t, batch["label"], interval=h)
+    u_null = m.net.apply({"params": params}, z, s * t, jnp.full_like(batch["label"], 10), interval=h)
+    want = jnp.sum((u - (w * v + (1 - w) * u_null)) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4)
+
+
 def test_meanflow_time_scale_keeps_the_jvp_target_of_order_one():
     """The backbones embed 1000 x their time input: fed t itself, du/dt of a random network is ~1000x larger and
     the target v - (t - r) du/dt dwarfs v (training then diverges); the default time_scale feeds t / 1000."""
