@@ -108,7 +108,7 @@ ROWS = [  # (row, expected exit code or exception type, fragment of the one line
     (_jgen("eval", VAE, "--num_samples=0"), 2, "--num_samples=0: must be an integer >= 1"),
     (_jgen("eval", TEXT, "--feature_net=mnist_classifier"), 2, "--feature_net does not apply to"),
     (_jgen("eval", "--workdir={root}/torn"), 2, "is not a run's config"),
-    (_jgen("eval", VAE, "--sampler=ddim"), 2, "--sampler does not apply to eval"),
+    (_jgen("eval", VAE, "--sampler=ddim"), 2, "does not take the sampling option(s) ['sampler']"),
     # compare: sampling flags that no run takes, output folders, seeds
     (_jgen("compare", "--workdirs={root}/vae", "--sampler=ddim"), 2, "--sampler applies to none of these runs"),
     (_jgen("compare", "--workdirs={root}/vae", "--steps=3"), 2, "--steps applies to none of these runs"),

@@ -121,6 +121,8 @@ SAMPLE_FLAGS = {  # flag -> (value, what the request that reached the generation
     "spacing": ("time_quadratic", lambda req: req["spec"].spacing == "time_quadratic"),
     "guidance": ("0", lambda req: req["spec"].guidance == 0.0),
     "eta": ("0.5", lambda req: req["spec"].eta == 0.5),
+    "guidance_interval": ("0.28,2.9", lambda req: req["spec"].guidance_interval == (0.28, 2.9)),
+    "guide_workdir": ("{run}", lambda req: req["spec"].guide is not None),  # autoguidance by the run itself
     "labels": ("3", lambda req: req["labels"] is not None and list(req["labels"]) == [3] * 8),
     "num_samples": ("2", lambda req: req["num"] == 2),
     "seed": ("7", lambda req: req["seed"] == 7),
@@ -142,11 +144,13 @@ def test_every_sample_flag_changes_the_request_or_is_refused(diffusion_run, tmp_
     base = ["sample", f"--workdir={diffusion_run}", f"--out={tmp_path}/s.png"]
     assert cli.run_command(base) == cli.EXIT_OK, capsys.readouterr().err
     for flag, (value, holds) in SAMPLE_FLAGS.items():
+        value = value.format(run=diffusion_run)
         assert cli.run_command([*base, f"--{flag}={value}"]) == cli.EXIT_OK, capsys.readouterr().err
         assert holds(requests[-1]) and not holds(requests[0]), (flag, requests[-1], requests[0])
     assert (tmp_path / "s.png").exists()
     capsys.readouterr()
-    for flag in set(cli.COMMANDS["sample"].flags) - set(SAMPLE_FLAGS) - {"out", "workdir"}:  # a language model's
+    # a language model's flags, and --guide_step without the --guide_workdir it picks a checkpoint of
+    for flag in set(cli.COMMANDS["sample"].flags) - set(SAMPLE_FLAGS) - {"out", "workdir"}:
         code = cli.run_command([*base, f"--{flag}=1"])
         assert code == cli.EXIT_BAD_INPUT and flag in _one_error_line(capsys.readouterr().err), flag
 

@@ -85,6 +85,7 @@ def test_meanflow_training_guidance_targets_the_guided_velocity():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4)
 
 
+@pytest.mark.slow  # a regression guard for a tuning default; the targets themselves are tested in make test
 def test_meanflow_time_scale_keeps_the_jvp_target_of_order_one():
     """The backbones embed 1000 x their time input: fed t itself, du/dt of a random network is ~1000x larger and
     the target v - (t - r) du/dt dwarfs v (training then diverges); the default time_scale feeds t / 1000."""
@@ -121,19 +122,28 @@ def test_consistency_function_is_the_identity_at_sigma_min():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """name -> the workdir of a 4-step run of each family (sample pictures at its last step)."""
+    """name -> the workdir of a 4-step run of that family (sample pictures at its last step), trained the first
+    time a test asks for it."""
     out = {}
-    for name in ("meanflow", "shortcut", "consistency"):
-        c = few_config(name, steps=4)
-        c.train.sample_every = 4
-        out[name] = str(tmp_path_factory.mktemp(name))
-        train_and_evaluate(c, out[name])
-    return out
+
+    def run(name: str) -> str:
+        if name not in out:
+            c = few_config(name, steps=4)
+            c.train.sample_every = 4
+            out[name] = str(tmp_path_factory.mktemp(name))
+            train_and_evaluate(c, out[name])
+        return out[name]
+
+    return run
 
 
-@pytest.mark.parametrize("name", ["meanflow", "shortcut", "consistency"])
+# meanflow (the JVP through the network) in make test; the other two families' loop runs in make test-slow
+@pytest.mark.parametrize(
+    "name",
+    ["meanflow", pytest.param("shortcut", marks=pytest.mark.slow), pytest.param("consistency", marks=pytest.mark.slow)],
+)
 def test_trains_in_the_loop_and_samples_in_steps_nfe(name, trained):
-    workdir = trained[name]
+    workdir = trained(name)
     assert np.isfinite(read_metrics(workdir, "eval")[-1]["loss"])
     assert any(p.startswith("samples_1step") for p in os.listdir(os.path.join(workdir, "samples")))
     run = load_run(workdir)
@@ -148,7 +158,7 @@ def test_trains_in_the_loop_and_samples_in_steps_nfe(name, trained):
 
 
 def test_the_sample_command_takes_steps_and_refuses_a_sampler(trained, tmp_path, capsys):
-    workdir = trained["meanflow"]
+    workdir = trained("meanflow")
     out = str(tmp_path / "grid.png")
     argv = ["sample", "--workdir", workdir, "--steps", "2", "--num_samples", "4", "--labels", "1,2", "--out", out]
     assert cli.run_command(argv) == 0 and os.path.exists(out)
