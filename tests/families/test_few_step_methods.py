@@ -66,6 +66,7 @@ def test_meanflow_at_r_equal_t_is_flow_matching():
     np.testing.assert_allclose(np.asarray(got), np.asarray(jnp.sum((u - v) ** 2, axis=(1, 2, 3))), rtol=1e-5)
 
 
+@pytest.mark.slow  # training-time guidance, an option; the unguided target is checked in make test
 def test_meanflow_training_guidance_targets_the_guided_velocity():
     """With cfg_scale w and r = t, a kept label's target is w (eps - x0) + (1 - w) u(z_t, t, t; null label)."""
     w = 2.0
