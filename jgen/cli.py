@@ -179,6 +179,17 @@ flags.DEFINE_list(
 )
 
 # The sampling flags: those that name an option some method's requests take (`Method.generate_options`).
+# the flags of an image-sampling request that `sample` and `eval` both take (a generator's spec and its guide)
+IMAGE_REQUEST_FLAGS = (
+    "sampler",
+    "steps",
+    "spacing",
+    "guidance",
+    "eta",
+    "guidance_interval",
+    "guide_workdir",
+    "guide_step",
+)
 SAMPLING_FLAGS = tuple(f for f in FLAGS if any(f in get_method(n).generate_options for n in method_names()))
 
 
@@ -365,14 +376,7 @@ COMMANDS: dict[str, Command] = {
             "workdir",
             "labels",
             "num_samples",
-            "sampler",
-            "steps",
-            "spacing",
-            "guidance",
-            "eta",
-            "guidance_interval",
-            "guide_workdir",
-            "guide_step",
+            *IMAGE_REQUEST_FLAGS,
             "seed",
             "out",
             "prompt",
@@ -388,25 +392,13 @@ COMMANDS: dict[str, Command] = {
         (
             "workdir",
             "num_samples",
-            "sampler",
-            "steps",
-            "spacing",
-            "guidance",
-            "eta",
+            *IMAGE_REQUEST_FLAGS,
             "seed",
             "feature_net",
             "ref_stats",
             "ref_split",
             "ref_stats_out",
             "likelihood_images",
-            "sampler",
-            "steps",
-            "spacing",
-            "guidance",
-            "eta",
-            "guidance_interval",
-            "guide_workdir",
-            "guide_step",
         ),
     ),
     "compare": Command(
