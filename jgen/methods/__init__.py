@@ -4,6 +4,8 @@ Each module registers one `Method` subclass (jgen/methods/base.py) that owns its
 its validation (`check(config)`), its networks and its pure train/eval/generate functions.
 """
 
+# importing each family module runs its @register, so `get_method` knows every family once jgen.methods is imported;
+# a new family is one module and one name here
 from jgen.methods import (
     autoencoder,
     autoregressive,
@@ -19,21 +21,5 @@ from jgen.methods import (
 )
 from jgen.methods.base import Batch, Method, Resources
 from jgen.methods.registry import get_method, method_names, register
-
-# The family modules: importing each runs its @register, so `get_method` knows every family once jgen.methods is
-# imported. A new family is one module and one entry here.
-FAMILIES = (
-    autoencoder,
-    autoregressive,
-    classifier,
-    consistency,
-    diffusion,
-    gan,
-    gmm,
-    latent_diffusion,
-    meanflow,
-    shortcut,
-    vae,
-)
 
 __all__ = ["Batch", "Method", "Resources", "get_method", "method_names", "register"]
