@@ -311,6 +311,70 @@ def draw_landscape(data: dict, path: str) -> None:
     save(fig, path)
 
 
+# -- 32: quality against network evaluations ------------------------------------------------------------------
+NFE_BUDGETS = (1, 2, 4, 8, 12, 20)
+
+
+def fid_nfe_data(
+    runs: Mapping[str, str],
+    budgets: tuple[int, ...] = NFE_BUDGETS,
+    num_samples: int = 1000,
+    seed: int = 0,
+    feature_net: str | None = None,
+) -> dict:
+    """Chart 32's data: for each run whose method samples iteratively (`Method.spec_for_nfe` is not None), one
+    `evaluate_run` per budget with its configured sampler on the largest grid within it: {"curves": {run: {"nfe":
+    [K] spent, "fid": [K], "is": [K], "sampling": the configured sampler or the method}}, "fixed": the runs whose
+    cost per image is fixed}, all under one feature net (default: the first run's)."""
+    names = list(runs)
+    if not names:
+        raise MissingData("chart 32 needs at least one run that samples iteratively")
+    net_name = feature_net or read_config(runs[names[0]]).eval.feature_net
+    net = load_feature_net(net_name)
+    curves, fixed = {}, []
+    for name in names:
+        run = load_run(runs[name])
+        if run.method.spec_for_nfe(1) is None:
+            fixed.append(name)
+            continue
+        rows = [evaluate_run(run, num_samples, seed, net, spec=run.method.spec_for_nfe(k)) for k in budgets]
+        curves[name] = {
+            "nfe": np.array([r["nfe"] for r in rows]),
+            "fid": np.array([r[f"fid_{net_name}"] for r in rows]),
+            "is": np.array([np.nan if r.get(f"is_{net_name}") is None else r[f"is_{net_name}"] for r in rows]),
+            "sampling": run.config.method.get("sampler", run.method.name),
+        }
+    if not curves:
+        raise MissingData(f"none of the runs {names} samples iteratively (their cost per image is fixed)")
+    return {"net": net_name, "num_samples": num_samples, "curves": curves, "fixed": fixed}
+
+
+def draw_fid_nfe(data: dict, path: str) -> None:
+    from matplotlib.ticker import ScalarFormatter
+
+    plt, fig = new_figure(12, 5)
+    axes = fig.subplots(1, 2)
+    for name, c in data["curves"].items():
+        for ax, key in zip(axes, ("fid", "is")):
+            ax.plot(c["nfe"], c[key], "o-", ms=4, label=f"{name} ({c['sampling']})")
+    for ax, title in zip(axes, ("FID (lower is better)", "Inception Score (higher is better)")):
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({int(n) for c in data["curves"].values() for n in c["nfe"]}))
+        ax.get_xaxis().set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("network evaluations per image (NFE)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    note = f"; fixed cost, not drawn: {', '.join(data['fixed'])}" if data["fixed"] else ""
+    fig.suptitle(
+        f"32 Quality against network evaluations ({data['net']} features, {data['num_samples']} samples{note})",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    save(fig, path)
+
+
 # -- 29: trade-offs ("no free lunch") --------------------------------------------------------------------------------
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]

@@ -180,6 +180,12 @@ class Method(abc.ABC):
         self.refuse_unknown_options(options)
         return None
 
+    def spec_for_nfe(self, nfe: int) -> Hashable | None:
+        """The sampling settings that spend at most `nfe` network evaluations per image with the configured sampler
+        (the FID-against-NFE comparisons); None for a method whose cost per image is fixed (one pass, or one per
+        token)."""
+        return None
+
     def refuse_unknown_options(self, options: dict) -> None:
         """InputError naming the given (not None) options that are not among `generate_options`."""
         unknown = sorted(k for k, v in options.items() if v is not None and k not in self.generate_options)

@@ -34,7 +34,7 @@ from jgen.diffusion import parameterization as param_lib
 from jgen.diffusion.guidance import Denoiser, make_denoiser
 from jgen.diffusion.inversion import ddim_invert
 from jgen.diffusion.likelihood import ode_likelihood
-from jgen.diffusion.samplers import Given, SamplerOutput, SamplingSpec, check_fits, sample
+from jgen.diffusion.samplers import SAMPLERS, Given, SamplerOutput, SamplingSpec, check_fits, sample
 from jgen.diffusion.schedules import (
     SCHEDULES,
     TIME_SAMPLINGS,
@@ -175,6 +175,12 @@ class Diffusion(Method):
                 "jgen eval) or Pipeline.load_guide(RUN)",
             )
         return configured_spec(self.config.method, self.schedule, inpaint=inpaint, **options)
+
+    def spec_for_nfe(self, nfe: int) -> SamplingSpec:
+        """The configured sampler on the largest grid within `nfe` evaluations (`SamplerSpec.steps_for_nfe`); a
+        configured guidance weight other than 0 and 1 evaluates the network twice as often."""
+        configured = self.sampling_spec()
+        return self.sampling_spec(steps=SAMPLERS[configured.sampler].steps_for_nfe(nfe))
 
     def __init__(self, config, info, resources=None):
         super().__init__(config, info, resources)

@@ -114,6 +114,10 @@ class FewStep(Method):
         except OptionError as e:
             raise InputError(f"{e} (e.g. --steps=1, 2 or 4)") from None
 
+    def spec_for_nfe(self, nfe: int) -> FewStepSpec:
+        """`nfe` jumps: one network evaluation each."""
+        return self.sampling_spec(steps=nfe)
+
     def generate(self, params, model_state, key, num, labels=None, spec: FewStepSpec | None = None):
         """(images [num, H, W, C] in [0, 1], NFE = spec.steps); labels None draws unconditionally."""
         if labels is not None and not self._num_classes:

@@ -10,10 +10,12 @@ from course import CHARTS, MissingData, draw_charts
 from course.common import RUNS, SEED_STEPS, SEEDS, seed_run
 from course.ethics import copying_z, draw_memorisation, memorisation_data, nearest
 from course.landscape import (
+    draw_fid_nfe,
     draw_interpolation,
     draw_landscape,
     draw_tradeoffs,
     draw_two_approaches,
+    fid_nfe_data,
     interpolation_data,
     landscape_data,
     quality_curves_data,
@@ -21,6 +23,7 @@ from course.landscape import (
     two_approaches_data,
 )
 from course.registry import draw_chart
+from jgen.diffusion.samplers import SAMPLERS
 from jgen.run import evaluate_likelihood, evaluate_run, load_run, train_and_evaluate
 from jgen.sampling import generate
 from jgen.train.writer import read_metrics
@@ -200,3 +203,19 @@ def test_chart29_table_is_the_seed_runs_evaluations(tmp_path):
     )
     draw_tradeoffs(d, str(tmp_path / "29.png"))
     assert (tmp_path / "29.png").stat().st_size > 20_000
+
+
+def test_chart32_curves_are_evaluate_run_at_each_budget(gan_runs, diffusion_runs, tmp_path):
+    runs = {n: str(gan_runs / n) for n in ("gan_mnist", "ddpm_mnist")}
+    d = fid_nfe_data(runs, budgets=(1, 3), num_samples=40, feature_net=PIXEL_NET)
+    assert d["fixed"] == ["gan_mnist"] and list(d["curves"]) == ["ddpm_mnist"]  # a GAN's cost is one pass
+    c = d["curves"]["ddpm_mnist"]
+    run = load_run(runs["ddpm_mnist"])
+    sampler = SAMPLERS[run.config.method.sampler]
+    assert c["sampling"] == sampler.name
+    np.testing.assert_array_equal(c["nfe"], [sampler.nfe(sampler.steps_for_nfe(k)) for k in (1, 3)])
+    assert c["nfe"][0] == 1 and c["nfe"][1] <= 3
+    row = evaluate_run(run, 40, 0, PIXEL_NET, spec=run.method.sampling_spec(steps=sampler.steps_for_nfe(3)))
+    assert c["fid"][1] == row[f"fid_{PIXEL_NET}"] and c["is"][1] == row[f"is_{PIXEL_NET}"]
+    draw_fid_nfe(d, str(tmp_path / "32.png"))
+    assert (tmp_path / "32.png").stat().st_size > 10_000

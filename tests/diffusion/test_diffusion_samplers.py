@@ -289,3 +289,10 @@ def test_deterministic_ddim_draws_no_noise_inside_its_loop():
 
     assert not _draws_random_numbers(det, jax.random.PRNGKey(0))
     assert _draws_random_numbers(sto, jax.random.PRNGKey(0))
+
+
+def test_steps_for_nfe_is_the_largest_grid_within_the_budget():
+    for spec in SAMPLERS.values():
+        for budget in range(1, 41):
+            steps = spec.steps_for_nfe(budget)
+            assert spec.nfe(steps) <= budget < spec.nfe(steps + 1), (spec.name, budget)
