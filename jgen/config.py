@@ -164,6 +164,10 @@ def base_config() -> ml_collections.ConfigDict:
             sample_every=500,  # steps between sample grids (0: only at the end, -1: never)
             checkpoint_every=500,  # steps between checkpoints (a final one is always written)
             keep_checkpoints=2,  # newest checkpoints kept (>= 1; the final one is always the newest)
+            # fine-tuning: a run directory whose EMA parameters (at checkpoint init_step; 0: its newest) this run
+            # starts from where path and shape agree (jgen/train/warm_start.py); "": a fresh initialisation
+            init_from="",
+            init_step=0,
             skip_nonfinite_updates=False,  # True: a step with a NaN/inf metric leaves the state as it was and is
             # counted in `skipped_updates`; False: the run stops (exit code 3)
             ema_decay=0.999,  # 0 makes the EMA equal to the parameters

@@ -153,6 +153,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
                 f"--config.{field}={max(k, round(every / k) * k)}",
             )
     require_int("train.keep_checkpoints", t.keep_checkpoints, 1, "--config.train.keep_checkpoints=2")
+    if not isinstance(t.init_from, str):
+        fail("train.init_from", t.init_from, "must be a run directory or '' (a fresh start)")
+    require_int("train.init_step", t.init_step, 0, "0 starts from the run's newest checkpoint")
     require_int("train.num_eval_examples", t.num_eval_examples, 0, "0 evaluates the whole test split")
     if not isinstance(t.deterministic, bool):
         fail("train.deterministic", t.deterministic, "must be true or false")

@@ -188,11 +188,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         created = False
     started = []
 
+    def init_source() -> tuple[object, str]:  # train.init_from's parameters, for a run that starts at step 0
+        where, step = config.train.init_from, config.train.init_step or None
+        try:
+            source = load_run(where, step)
+        except (FileNotFoundError, InputError) as e:
+            raise InputError(f"train.init_from={where!r} cannot be read: {e}") from None
+        identities["init_from"] = {
+            "workdir": os.path.abspath(where),
+            "step": source.step,
+            "fingerprint": run_fingerprint(source),
+        }
+        return jax.device_get(source.state.ema_params), f"{where} (step {source.step})"
+
     def start() -> None:  # the model is built and the checkpoint restored (or there is none): the run is this config
         check_workdir(config, workdir)  # again, under the lock: another train may have started it meanwhile
-        if identities and jax.process_index() == 0:
-            with open(os.path.join(workdir, REQUIRES_FILE), "w") as f:
-                json.dump(identities, f, indent=2)
+        path = os.path.join(workdir, REQUIRES_FILE)
+        record = {**(json.load(open(path)) if os.path.exists(path) else {}), **identities}  # a resume keeps init_from
+        if record and jax.process_index() == 0:
+            with open(path, "w") as f:
+                json.dump(record, f, indent=2)
         write_config(config, workdir)
         started.append(True)
 
@@ -206,6 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 test_src,
                 feature_net=lambda: load_feature_net(config.eval.feature_net),
                 on_start=start,
+                init_source=init_source if config.train.init_from else None,
             )
         except BaseException:  # removed while the lock is held, so no other train can be using it
             if created and not started and jax.process_index() == 0:

@@ -30,7 +30,7 @@ from jgen.metrics.feature_nets import FeatureNet
 from jgen.metrics.quality import images_quality, real_images
 from jgen.sampling import balanced_labels, generate
 from jgen.train import checkpoint as ckpt
-from jgen.train import ema_snapshots
+from jgen.train import ema_snapshots, warm_start
 from jgen.train import posthoc_ema as phema
 from jgen.train.distributed import StopAgreement
 from jgen.train.feed import DeviceFeed
@@ -280,11 +280,13 @@ def train_loop(
     test_src,
     feature_net: Callable[[], FeatureNet] | None = None,
     on_start: Callable[[], None] | None = None,
+    init_source: Callable[[], tuple[object, str]] | None = None,
 ) -> dict[str, float]:
     """Train `method` on `train_src` in `workdir` (resuming from its newest checkpoint that restores); returns the
     final eval metrics. `feature_net` loads the network of the training-time sample metrics on first use; `on_start`
     is called once the run is known to start (its model built, its checkpoint restored or none there), before the
-    loop writes anything but checkpoint folders.
+    loop writes anything but checkpoint folders. `init_source() -> (parameters, description)`, called only for a
+    run that starts from step 0, gives the parameters it starts from (`train.init_from`, `warm_start.overlay`).
 
     Raises TrainingDiverged at a non-finite train metric (nothing of that state is saved) and TrainingInterrupted
     after SIGTERM/SIGINT (a checkpoint of the last step is saved first)."""
@@ -336,6 +338,20 @@ def train_loop(
         it.set_state(data_state)
         window_rows = (loop_state or {}).get("rows")
         log.info("resumed from step %d", int(state.step))
+    elif init_source is not None:
+        source, where = init_source()
+        merged, copied, kept = warm_start.overlay(state.params, source, where)
+        params = jax.tree.map(jax.device_put, merged, state_sh.params)
+        state = state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
+        if sigma_rels:
+            state = state.replace(power_ema=phema.init_profiles(params, len(sigma_rels)))
+        log.info(
+            "started from %s: %d parameter arrays copied, %d kept at their initialisation%s",
+            where,
+            len(copied),
+            len(kept),
+            f" ({', '.join(kept)})" if kept else "",
+        )
     start = int(jax.device_get(state.step))
     dropped = repair_metrics(workdir, start)
     if dropped:

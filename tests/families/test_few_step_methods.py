@@ -18,6 +18,7 @@ from jgen.diffusion.meanflow import sample_interval
 from jgen.methods import get_method
 from jgen.run import load_run, train_and_evaluate, validate
 from jgen.sampling import generate
+from jgen.train.warm_start import overlay
 from jgen.train.writer import read_metrics
 from tests.conftest import tiny_config
 from tests.course.tiny_runs import PIXEL_NET
@@ -150,6 +151,7 @@ def test_trains_in_the_loop_and_samples_in_steps_nfe(name, trained):
     run = load_run(workdir)
     for steps in (1, 2):
         spec = run.method.sampling_spec(steps=steps)
+        assert run.method.spec_for_nfe(steps) == spec  # one jump per evaluation
         images, info = generate(run.method, run.state.ema_params, {}, 6, spec, seed=0, labels=[0, 1, 2, 3, 4, 5])
         assert images.shape == (6, 8, 8, 1) and info.nfe_per_image == steps
         assert 0.0 <= images.min() and images.max() <= 1.0
@@ -200,3 +202,38 @@ def test_bad_config_values_stop_with_one_line(name, field, value, says):
     with pytest.raises(ConfigError, match=says) as e:
         validate(c)
     assert "\n" not in str(e.value)
+
+
+def test_a_run_starts_from_another_runs_parameters(trained, tmp_path):
+    """train.init_from: consistency training from the MeanFlow run's EMA parameters (ECT's initialisation from a
+    trained model): every array starts at the source's, so one Adam step leaves each within ~lr of it; the source's
+    interval embedding, which consistency models lack, is ignored; requires.json names the source and its step."""
+    source = trained("meanflow")
+    c = few_config("consistency", steps=1)
+    c.train.init_from = source
+    workdir = str(tmp_path / "ct")
+    train_and_evaluate(c, workdir)
+    src, run = load_run(source), load_run(workdir)
+    lr = c.optim.learning_rate
+
+    def flat(tree):
+        return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+    start, now = flat(src.state.ema_params), flat(run.state.params)
+    assert set(now) < set(start) and any("interval" in k for k in set(start) - set(now))
+    assert max(float(np.max(np.abs(now[k] - start[k]))) for k in now) <= 1.01 * lr
+    with open(os.path.join(workdir, "requires.json")) as f:
+        assert json.load(f)["init_from"]["step"] == src.step
+
+
+def test_overlay_copies_matching_arrays_keeps_the_rest_and_refuses_other_shapes():
+    fresh = {"a": np.zeros((2, 3)), "b": {"c": np.ones(4, np.float32)}, "new": np.full(2, 7.0)}
+    source = {"a": np.arange(6.0).reshape(2, 3), "b": {"c": np.arange(4.0)}, "extra": np.ones(5)}
+    out, copied, kept = overlay(fresh, source)
+    np.testing.assert_array_equal(out["a"], source["a"])
+    assert out["b"]["c"].dtype == np.float32 and out["new"] is fresh["new"]
+    assert sorted(copied) == ["a", "b/c"] and kept == ["new"]
+    with pytest.raises(InputError, match=r"parameter a has shape \(3, 2\) in .* but \(2, 3\)"):
+        overlay(fresh, {"a": np.zeros((3, 2))})
+    with pytest.raises(InputError, match="shares no parameter"):
+        overlay(fresh, {"z": np.zeros(1)})
