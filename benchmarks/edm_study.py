@@ -8,7 +8,8 @@
 Every row is `jgen eval --num_samples N --seed S` in one process (`jgen.run.evaluate_run` on the run's EMA
 parameters, class-balanced labels, FID and IS in the run's feature net's space against the test split), one
 per seed, so that a sampler compiles once for all its seeds. A row is SAMPLER:STEPS[:key=value,...] as in
-benchmarks/diffusion_fid.py (keys clip, spacing, order, guidance, eta, s_churn, s_tmin, s_tmax, s_noise).
+benchmarks/diffusion_fid.py (keys clip, spacing, order, guidance, eta, s_churn, s_tmin, s_tmax, s_noise); SAMPLER
+`-` is the method's own sampling (the few-step methods: `-:2` is two network evaluations).
 `samplers` evaluates each row; `guidance` evaluates each row at each weight as plain classifier-free guidance,
 CFG in the noise-level interval and autoguidance by the run's checkpoint at --guide_step.
 Finished rows are appended to OUT/results.jsonl at once and a rerun skips them; `table` prints the Markdown table
@@ -136,7 +137,7 @@ def main() -> None:
         jobs = []
         for row in rows:
             sampler, steps, opts = parse_row(row)
-            jobs.append((row, {"sampler": sampler, "steps": steps, **opts}))
+            jobs.append((row, {**({} if sampler == "-" else {"sampler": sampler}), "steps": steps, **opts}))
         evaluate_rows(a.workdir, jobs, seeds, a.num, a.out)
     elif a.what == "guidance":
         lo, hi = (float(v) for v in a.interval.split(","))
