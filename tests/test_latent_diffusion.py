@@ -170,3 +170,23 @@ def test_compare_two_runs(runs, tmp_path, monkeypatch):
     assert rows[0]["bits_per_dim"] > 0 and "bits_per_dim" not in rows[1]
     assert "| first_stage | vae | — | 40 |" in md
     assert os.path.getsize(tmp_path / "out" / "compare.png") > 1000
+
+
+def test_a_few_step_family_runs_on_the_latents(runs):
+    """method.first_stage_workdir on a few-step family (MeanFlow): it trains on the first stage's scaled latents, its
+    backbone is built for them (4x4x2), and its samples are decoded images; requires.json pins the first stage."""
+    from tests.families.test_few_step_methods import few_config
+
+    c = few_config("meanflow", steps=2)
+    c.method.first_stage_workdir = str(runs / "first_stage")
+    train_and_evaluate(c, str(runs / "latent_meanflow"))
+    run = load_run(str(runs / "latent_meanflow"))
+    fs = load_run(str(runs / "first_stage"))
+    assert tuple(run.method.info.shape) == (4, 4, 2) and run.method.latent.scale > 0
+    images = np.asarray(jax.numpy.arange(2 * 64, dtype=np.float32).reshape(2, 8, 8, 1) / 128)
+    mean, _ = fs.method.encode(fs.state.ema_params, images)
+    np.testing.assert_allclose(run.method.encode_x0(images), np.asarray(mean) * run.method.latent.scale, rtol=1e-6)
+    out, info = Pipeline(run)(labels=[1, 2, 3], num_samples_per_label=1, steps=2, return_info=True)
+    assert out.shape == (3, 8, 8, 1) and info["nfe_per_image"] == 2
+    with open(runs / "latent_meanflow" / "requires.json") as f:
+        assert json.load(f)["first_stage"]["workdir"] == str(runs / "first_stage")

@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from jgen.config import fail, require_int, require_number
-from jgen.data import to_model_range
 from jgen.diffusion.consistency import (
     consistency_loss,
     consistency_sample,
@@ -86,7 +85,7 @@ class Consistency(FewStep):
     def per_example_losses(self, params, batch, key, train, levels: jax.Array | None = None):
         """The loss on the grid of `levels` levels (int32 []; None: the final one, scales_end + 1)."""
         m = self.config.method
-        x0 = to_model_range(batch["image"])  # [B, H, W, C]
+        x0 = self.encode_x0(batch["image"])  # [B, H, W, C] (latents [B, h, w, c] with a first stage)
         b, size = x0.shape[0], m.scales_end + 1
         levels = jnp.int32(size) if levels is None else levels
         k_i, k_eps, k_drop, k_net = jax.random.split(key, 4)

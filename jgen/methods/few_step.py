@@ -1,5 +1,6 @@
 """What the few-step families (meanflow, shortcut, consistency) share as Methods: a backbone by `model.kind`,
-pixels in [-1, 1], class conditioning with label dropout, and sampling in `steps` network evaluations.
+pixels in [-1, 1] or a frozen first stage's latents (`method.first_stage_workdir`, jgen/methods/first_stage.py),
+class conditioning with label dropout, and sampling in `steps` network evaluations.
 
 Each family (one registered module each) adds its config fields and checks, its per-example loss and its sampler
 (jgen/diffusion/meanflow.py, shortcut.py, consistency.py). A request takes one option, `steps` (the CLI's
@@ -19,6 +20,7 @@ import numpy as np
 from jgen.config import InputError, OptionError, fail, require_int, require_number
 from jgen.data import from_model_range, to_model_range
 from jgen.diffusion.few_step import FewStepSpec
+from jgen.methods import first_stage
 from jgen.methods.base import Batch, Method
 from jgen.nn.backbones import backbone_defaults, check_backbone, make_backbone
 from jgen.nn.unet import init_params
@@ -36,7 +38,13 @@ class FewStep(Method):
     def defaults(cls) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(
             {
-                "method": {"conditional": True, "label_dropout": 0.1, "sample_steps": 1},  # sample_steps = NFE
+                "method": {
+                    "conditional": True,
+                    "label_dropout": 0.1,
+                    "sample_steps": 1,  # NFE
+                    "first_stage_workdir": "",  # a spatial-latent VAE run: model its latents ("": pixels)
+                    "latent_scale": 0.0,  # latents x this; 0: 1 / std of the training latents
+                },
                 "model": backbone_defaults(),
             }
         )  # model.kind: unet | dit (jgen/nn/backbones.py)
@@ -50,8 +58,15 @@ class FewStep(Method):
         require_number("method.label_dropout", m.label_dropout, 0.0, 0.99)
         require_int("method.sample_steps", m.sample_steps, 1, "network evaluations per image, e.g. 1, 2 or 4")
         check_backbone(config.model, cls.defaults().model)
+        first_stage.check_fields(m, needed=False)
+
+    @classmethod
+    def requirements(cls, config) -> dict[str, str]:
+        return first_stage.requirements(config.method)
 
     def __init__(self, config, info, resources=None):
+        self.latent = first_stage.FirstStage(config, info, resources) if config.method.first_stage_workdir else None
+        info = self.latent.latent_info if self.latent else info  # the space the model runs in
         super().__init__(config, info, resources)
         self._num_classes = info.num_classes if config.method.conditional else 0
         self.net = make_backbone(config.model, self._num_classes, info.shape)
@@ -61,8 +76,17 @@ class FewStep(Method):
     def num_classes(self) -> int:
         return self._num_classes
 
+    def encode_x0(self, images: jax.Array) -> jax.Array:
+        """Data images [B, H, W, C] in [0, 1] -> what the model generates: [-1, 1] pixels, or the first stage's
+        scaled latents [B, h, w, c]."""
+        return self.latent.encode(images) if self.latent else to_model_range(images)
+
+    def decode_x0(self, x: jax.Array) -> jax.Array:
+        """The inverse of `encode_x0`: images [B, H, W, C] in [0, 1]."""
+        return self.latent.decode(x) if self.latent else from_model_range(x)
+
     def init_variables(self, key, batch):
-        x = to_model_range(batch["image"])
+        x = self.encode_x0(batch["image"])
         b = x.shape[0]
         labels = batch["label"].astype(jnp.int32) if self._num_classes else None
         interval = jnp.zeros((b,)) if self.uses_interval else None
@@ -94,8 +118,8 @@ class FewStep(Method):
 
     @abc.abstractmethod
     def draw(self, params, key: jax.Array, noise: jax.Array, labels: jax.Array | None, steps: int) -> jax.Array:
-        """Samples in [-1, 1]-range pixels [B, H, W, C] from unit Gaussian noise [B, H, W, C] in `steps` network
-        evaluations (pure; `steps` static)."""
+        """Samples in the model's space (`encode_x0`'s: [-1, 1] pixels or scaled latents) [B, H, W, C] from unit
+        Gaussian noise of that shape in `steps` network evaluations (pure; `steps` static)."""
 
     def loss_fn(self, params, model_state, batch: Batch, key):
         out = self.per_example_losses(params, batch, key, train=True)
@@ -125,7 +149,7 @@ class FewStep(Method):
         spec = self.sampling_spec() if spec is None else spec
         k_noise, k_draw = jax.random.split(key)
         noise = jax.random.normal(k_noise, (num, *self.info.shape), jnp.float32)
-        return from_model_range(self.draw(params, k_draw, noise, labels, spec.steps)), spec.steps
+        return self.decode_x0(self.draw(params, k_draw, noise, labels, spec.steps)), spec.steps
 
     def visualize(self, state, batch, key):
         """One grid per NFE in (1, configured): a column per class for a conditional model."""

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from jgen.config import fail, require_number
-from jgen.data import to_model_range
 from jgen.diffusion.few_step import flow_path
 from jgen.diffusion.meanflow import adaptive_weight, meanflow_sample, meanflow_target, sample_interval
 from jgen.methods.few_step import FewStep
@@ -71,7 +70,7 @@ class MeanFlow(FewStep):
 
     def per_example_losses(self, params, batch, key, train):
         m = self.config.method
-        x0 = to_model_range(batch["image"])  # [B, H, W, C]
+        x0 = self.encode_x0(batch["image"])  # [B, H, W, C] (latents [B, h, w, c] with a first stage)
         b = x0.shape[0]
         k_rt, k_eps, k_drop, k_net = jax.random.split(key, 4)
         r, t = sample_interval(k_rt, b, m.interval_fraction, m.logit_mean, m.logit_std)  # [B] each

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from jgen.config import require_int, require_number
-from jgen.data import to_model_range
 from jgen.diffusion.few_step import flow_path
 from jgen.diffusion.shortcut import sample_step_sizes, shortcut_sample, shortcut_target
 from jgen.methods.few_step import FewStep
@@ -44,7 +43,7 @@ class Shortcut(FewStep):
 
     def per_example_losses(self, params, batch, key, train):
         m = self.config.method
-        x0 = to_model_range(batch["image"])  # [B, H, W, C]
+        x0 = self.encode_x0(batch["image"])  # [B, H, W, C] (latents [B, h, w, c] with a first stage)
         b = x0.shape[0]
         n_sc = int(round(m.consistency_fraction * b))  # the last n_sc examples train self-consistency
         k_t, k_d, k_eps, k_drop, k_net = jax.random.split(key, 5)
