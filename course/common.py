@@ -64,6 +64,7 @@ RUNS: dict[str, RunSpec] = {
     "meanflow_mnist": _spec("meanflow_mnist"),
     "shortcut_mnist": _spec("shortcut_mnist"),
     "consistency_mnist": _spec("consistency_mnist"),
+    "ect_mnist": _spec("ect_mnist", ("train.init_from", "edm_mnist")),
     "ldm_autoencoder": _spec("ldm_autoencoder"),
     "ldm_mnist": _spec("ldm_mnist", ("method.first_stage_workdir", "ldm_autoencoder")),
     "ar_mnist": _spec("ar_mnist"),

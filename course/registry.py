@@ -212,6 +212,7 @@ _CHARTS = [
             "meanflow_mnist",
             "shortcut_mnist",
             "consistency_mnist",
+            "ect_mnist",
         ),
         landscape.fid_nfe_data,
         landscape.draw_fid_nfe,
