@@ -177,8 +177,8 @@ class Diffusion(Method):
         return configured_spec(self.config.method, self.schedule, inpaint=inpaint, **options)
 
     def spec_for_nfe(self, nfe: int) -> SamplingSpec:
-        """The configured sampler on the largest grid within `nfe` evaluations (`SamplerSpec.steps_for_nfe`); a
-        configured guidance weight other than 0 and 1 evaluates the network twice as often."""
+        """The configured sampler on the largest grid within `nfe` evaluations (`SamplerSpec.steps_for_nfe`; a
+        guided call on the doubled batch counts once, as everywhere in jgen)."""
         configured = self.sampling_spec()
         return self.sampling_spec(steps=SAMPLERS[configured.sampler].steps_for_nfe(nfe))
 
