@@ -359,7 +359,11 @@ def draw_fid_nfe(data: dict, path: str) -> None:
             ax.plot(c["nfe"], c[key], "o-", ms=4, label=f"{name} ({c['sampling']})")
     for ax, title in zip(axes, ("FID (lower is better)", "Inception Score (higher is better)")):
         ax.set_xscale("log")
-        ax.set_xticks(sorted({int(n) for c in data["curves"].values() for n in c["nfe"]}))
+        ticks: list[int] = []
+        for n in sorted({int(n) for c in data["curves"].values() for n in c["nfe"]}, reverse=True):
+            if not ticks or 1.15 * n <= ticks[-1]:  # 19 beside 20 or 11 beside 12 would print over each other
+                ticks.append(n)
+        ax.set_xticks(ticks)
         ax.get_xaxis().set_major_formatter(ScalarFormatter())
         ax.set_xlabel("network evaluations per image (NFE)")
         ax.set_title(title, fontsize=10)
