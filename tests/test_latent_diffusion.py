@@ -172,6 +172,7 @@ def test_compare_two_runs(runs, tmp_path, monkeypatch):
     assert os.path.getsize(tmp_path / "out" / "compare.png") > 1000
 
 
+@pytest.mark.slow  # a latent MeanFlow's programs of its own: make test-slow
 def test_a_few_step_family_runs_on_the_latents(runs):
     """method.first_stage_workdir on a few-step family (MeanFlow): it trains on the first stage's scaled latents, its
     backbone is built for them (4x4x2), and its samples are decoded images; requires.json pins the first stage."""

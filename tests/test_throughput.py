@@ -99,9 +99,10 @@ def test_count_flops_closed_forms():
 @pytest.mark.parametrize(
     "method,model",
     [
-        (
+        pytest.param(  # the UNet's count is the longest compile here: make test-slow
             "diffusion",
             {"kind": "unet", "channels": 32, "channel_mult": (1, 2), "attention_resolutions": (4,), "dropout": 0.1},
+            marks=pytest.mark.slow,
         ),
         ("autoregressive", None),
         ("vae", {"kind": "conv"}),

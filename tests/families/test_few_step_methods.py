@@ -176,6 +176,7 @@ def test_the_sample_command_takes_steps_and_refuses_a_sampler(trained, tmp_path,
         assert json.load(f)["nfe"] == 2  # eval takes --steps as sample does
 
 
+@pytest.mark.slow  # the DiT's JVP compile: make test-slow
 def test_meanflow_takes_a_dit_with_the_interval_input():
     dit = dict(kind="dit", patch_size=4, hidden_size=16, depth=1, num_heads=1)
     dit.update({k: v for k, v in get_method("meanflow").defaults().model.items() if k in TINY_UNET})
