@@ -41,7 +41,7 @@ def _one_process(workdir, steps, devices, *extra):
         **os.environ,
         "PYTHONPATH": ROOT,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "jgen", *_train_args(workdir, steps, *extra)],

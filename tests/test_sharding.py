@@ -22,7 +22,7 @@ EIGHT = {
     **os.environ,
     "PYTHONPATH": ROOT,
     "JAX_PLATFORMS": "cpu",
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+    "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8",
 }
 
 

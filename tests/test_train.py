@@ -166,7 +166,8 @@ def test_log_steps_must_be_multiples_of_steps_per_call(tmp_path):
 def test_one_and_eight_devices_agree(tmp_path):
     procs = {}
     for n in (1, 8):
-        env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
+        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
+        env = {"XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
         procs[n] = _cli_train(tmp_path / f"dev{n}", 8, ["--config.train.ema_decay=0.5"], env=env)
     for p in procs.values():
         out, _ = p.communicate(timeout=300)
