@@ -210,6 +210,7 @@ _CHARTS = [
             "flow_mnist",
             "ldm_mnist",
             "meanflow_mnist",
+            "meanflow_ft_mnist",
             "shortcut_mnist",
             "consistency_mnist",
             "ect_mnist",
