@@ -18,7 +18,7 @@ from jgen.config import InputError
 from jgen.run import load_run
 from jgen.train import distributed
 from jgen.train.writer import read_metrics
-from tests.conftest import ROOT
+from tests.conftest import ROOT, host_devices_flags
 
 CONFIG = os.path.join(ROOT, "tests", "tiny_vae_config.py")
 
@@ -41,7 +41,7 @@ def _one_process(workdir, steps, devices, *extra):
         **os.environ,
         "PYTHONPATH": ROOT,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}",
+        "XLA_FLAGS": host_devices_flags(devices),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "jgen", *_train_args(workdir, steps, *extra)],

@@ -16,13 +16,13 @@ from jgen.config import ConfigError
 from jgen.run import load_run, validate
 from jgen.train.sharding import fsdp_spec
 from jgen.train.writer import read_metrics
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, host_devices_flags, tiny_config
 
 EIGHT = {
     **os.environ,
     "PYTHONPATH": ROOT,
     "JAX_PLATFORMS": "cpu",
-    "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8",
+    "XLA_FLAGS": host_devices_flags(8),
 }
 
 

@@ -14,7 +14,7 @@ from jgen.run import load_run, train_and_evaluate
 from jgen.train import checkpoint as ckpt
 from jgen.train.loop import choose_steps_per_call
 from jgen.train.writer import read_metrics
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, host_devices_flags, tiny_config
 
 
 def test_short_run_reduces_loss_and_writes_run_dir(tmp_path):
@@ -166,8 +166,7 @@ def test_log_steps_must_be_multiples_of_steps_per_call(tmp_path):
 def test_one_and_eight_devices_agree(tmp_path):
     procs = {}
     for n in (1, 8):
-        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
-        env = {"XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+        env = {"XLA_FLAGS": host_devices_flags(n), "JAX_PLATFORMS": "cpu"}
         procs[n] = _cli_train(tmp_path / f"dev{n}", 8, ["--config.train.ema_decay=0.5"], env=env)
     for p in procs.values():
         out, _ = p.communicate(timeout=300)
