@@ -66,6 +66,7 @@ RUNS: dict[str, RunSpec] = {
     "consistency_mnist": _spec("consistency_mnist"),
     "ect_mnist": _spec("ect_mnist", ("train.init_from", "edm_mnist")),
     "meanflow_ft_mnist": _spec("meanflow_ft_mnist", ("train.init_from", "flow_mnist")),
+    "meanflow_ft_2step_mnist": _spec("meanflow_ft_2step_mnist", ("train.init_from", "flow_mnist")),
     "ldm_autoencoder": _spec("ldm_autoencoder"),
     "ldm_mnist": _spec("ldm_mnist", ("method.first_stage_workdir", "ldm_autoencoder")),
     "ar_mnist": _spec("ar_mnist"),

@@ -211,6 +211,7 @@ _CHARTS = [
             "ldm_mnist",
             "meanflow_mnist",
             "meanflow_ft_mnist",
+            "meanflow_ft_2step_mnist",
             "shortcut_mnist",
             "consistency_mnist",
             "ect_mnist",
