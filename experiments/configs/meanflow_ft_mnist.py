@@ -9,8 +9,8 @@ meanflow_mnist's objective and budget (2,000 steps of batch 64) started from flo
 intervals (half of the examples with r < t instead of a quarter), and the network learns the guided field
 w v + (1 - w) u(z, t, t | no label) with w = 2 (MeanFlow's training-time guidance, still one evaluation per
 sample). The interval embedding, which the flow model lacks, starts at its initialisation. Guidance sharpens the
-one-step samples and over-sharpens the multi-step ones: use meanflow_mnist.py's objective with the two changes
-above but `--config.method.cfg_scale=1.0` for 2-4 steps. Results are in docs/few_step.md.
+one-step samples and over-sharpens the multi-step ones: for 2-4 steps use meanflow_ft_2step_mnist.py (no guidance,
+twice as long). Results are in docs/few_step.md.
 """
 
 from experiments.configs import meanflow_mnist
